@@ -1,0 +1,32 @@
+# The two commands a new user runs are `make run` and `make test`; both build
+# the virtualenv from setup.cfg when it is missing or older than setup.cfg.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+RUFF_ARGS := --line-length 100 --target-version py311 --select E,F,W,I,B,UP,SIM,RUF --ignore RUF012
+
+.PHONY: run test lint bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m masterd.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(RUFF_ARGS) noded masterd rpc_client tests
+	$(BIN)/ruff format --check --line-length 100 noded masterd rpc_client tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,149 @@
+"""Function calls: their state, the table of running and retained calls, request ids.
+
+A call is running until its result is decided, then retained for ``result_ttl_s`` and
+at most ``max_retained`` calls (oldest dropped first).  A bounded memory of dropped ids
+lets UnknownFunctionCall say *why* a call is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
+from rpc_client.protocol import CallState, FncId
+
+AbortReason = Literal["abort_after", "aborted", "shutdown"]
+
+
+def args_digest(fn_name: str, fn_args: dict[str, Any]) -> bytes:
+    """A digest of a call's name and arguments, for request_id conflict checks."""
+    canonical = orjson.dumps([fn_name, fn_args], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).digest()
+
+
+@dataclass(eq=False)
+class FunctionCall:
+    """One call: who runs it, and its result once decided."""
+
+    fnc_id: str
+    fn_name: str
+    pid: int
+    started: float
+    request_id: str | None = None
+    digest: bytes = b""
+    finished_at: float | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    abort_reason: AbortReason | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished_at or time.time()) - self.started
+
+    def state(self) -> CallState:
+        return CallState(self.fnc_id, self.finished, self.result, self.error)
+
+    def finish(self, result: Any, error: dict[str, Any] | None) -> None:
+        self.result, self.error = result, error
+        self.finished_at = time.time()
+        self.done.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the result; returns early once it is in."""
+        if self.finished or timeout_s <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout_s)
+
+
+class CallTable:
+    """Running and retained calls by fnc_id and by request_id."""
+
+    def __init__(self, *, daemon_pid: int, result_ttl_s: float, max_retained: int) -> None:
+        self._daemon_pid = daemon_pid
+        self._ttl_s = result_ttl_s
+        self._max_retained = max_retained
+        self.running: dict[str, FunctionCall] = {}
+        self.retained: collections.OrderedDict[str, FunctionCall] = collections.OrderedDict()
+        self._by_request_id: dict[str, FunctionCall] = {}
+        self._dropped: collections.OrderedDict[str, str] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.running) + len(self.retained)
+
+    def all_calls(self) -> list[FunctionCall]:
+        return [*self.running.values(), *self.retained.values()]
+
+    def add(self, call: FunctionCall) -> None:
+        self.running[call.fnc_id] = call
+        if call.request_id is not None:
+            self._by_request_id[call.request_id] = call
+
+    def get(self, fnc_id: FncId) -> FunctionCall:
+        """The call, or :class:`UnknownFunctionCall` saying why it is not known."""
+        key = str(fnc_id)
+        call = self.running.get(key) or self.retained.get(key)
+        if call is not None:
+            return call
+        raise UnknownFunctionCall(self._why_unknown(fnc_id))
+
+    def by_request_id(self, request_id: str, digest: bytes) -> FunctionCall | None:
+        """The call already made with this key, if any; 409 if it was another call."""
+        call = self._by_request_id.get(request_id)
+        if call is not None and call.digest != digest:
+            raise RequestIdConflict(
+                f"request_id {request_id!r} was used by call {call.fnc_id} "
+                f"({call.fn_name}) with other arguments"
+            )
+        return call
+
+    def retain(self, call: FunctionCall) -> None:
+        """Move a call whose result is in from running to retained."""
+        self.running.pop(call.fnc_id, None)
+        self.retained[call.fnc_id] = call
+        while len(self.retained) > self._max_retained:
+            _, oldest = self.retained.popitem(last=False)
+            self._forget(oldest, f"dropped: over the limit of {self._max_retained} kept results")
+
+    def expire(self, now: float) -> int:
+        """Drop retained calls older than the TTL; returns how many went."""
+        count = 0
+        while self.retained:
+            call = next(iter(self.retained.values()))
+            if call.finished_at is None or now - call.finished_at < self._ttl_s:
+                break
+            self.retained.popitem(last=False)
+            self._forget(call, f"expired: results are kept {self._ttl_s:g} s")
+            count += 1
+        return count
+
+    def _forget(self, call: FunctionCall, why: str) -> None:
+        if call.request_id is not None and self._by_request_id.get(call.request_id) is call:
+            del self._by_request_id[call.request_id]
+        self._dropped[call.fnc_id] = why
+        while len(self._dropped) > self._max_retained:
+            self._dropped.popitem(last=False)
+
+    def _why_unknown(self, fnc_id: FncId) -> str:
+        if fnc_id.ppid != self._daemon_pid:
+            return (
+                f"call {fnc_id} was started by an earlier ganeti-noded process "
+                f"(pid {fnc_id.ppid}; this one is {self._daemon_pid}): it was lost in a restart"
+            )
+        why = self._dropped.get(str(fnc_id))
+        if why is not None:
+            return f"call {fnc_id} is no longer kept here ({why})"
+        return f"call {fnc_id} was never started here, or its result expired long ago"

@@ -1,0 +1,148 @@
+"""``ganeti-noded``: parse the command line, build the config, run the server."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+from noded import __version__
+from noded.config import MiB, NodedConfig
+from noded.logs import setup_logging
+from noded.server import Server
+
+_D = NodedConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ganeti-noded",
+        description="Node daemon: runs registered functions, one process per call.",
+    )
+    add = p.add_argument
+    add("--bind", default=_D.bind, help="address to listen on (default %(default)s)")
+    add("--port", type=int, default=_D.port, help="TCP port (default %(default)s; 0 = any)")
+    add(
+        "--state-dir",
+        type=Path,
+        default=_D.state_dir,
+        help="where the node uuid is kept (default %(default)s)",
+    )
+    add(
+        "--functions",
+        default="",
+        metavar="MODS",
+        help="comma-separated importable modules with @function definitions",
+    )
+    add("--name", default=None, help="node name in Identify (default: the host name)")
+    add(
+        "--max-functions",
+        type=int,
+        default=_D.max_functions,
+        help="concurrent function processes before 503 Busy (default %(default)s)",
+    )
+    add(
+        "--max-wait",
+        dest="max_wait_s",
+        type=float,
+        default=_D.max_wait_s,
+        metavar="S",
+        help="longest single wait a request may ask for (default %(default)s s)",
+    )
+    add(
+        "--result-ttl",
+        dest="result_ttl_s",
+        type=float,
+        default=_D.result_ttl_s,
+        metavar="S",
+        help="how long finished calls are kept (default %(default)s s)",
+    )
+    add(
+        "--max-retained",
+        type=int,
+        default=_D.max_retained,
+        help="most finished calls kept, oldest dropped first (default %(default)s)",
+    )
+    add(
+        "--shutdown-grace",
+        dest="shutdown_grace_s",
+        type=float,
+        metavar="S",
+        default=_D.shutdown_grace_s,
+        help="on SIGTERM, wait this long before SIGKILL (default %(default)s s)",
+    )
+    add(
+        "--kill-grace",
+        dest="kill_grace_s",
+        type=float,
+        default=_D.kill_grace_s,
+        metavar="S",
+        help="on abort, wait this long before SIGKILL (default %(default)s s)",
+    )
+    add(
+        "--max-request-bytes",
+        type=int,
+        default=_D.max_request_bytes,
+        help=f"largest request body (default {_D.max_request_bytes // MiB} MiB)",
+    )
+    add(
+        "--max-result-bytes",
+        type=int,
+        default=_D.max_result_bytes,
+        help=f"largest result frame (default {_D.max_result_bytes // MiB} MiB)",
+    )
+    add(
+        "--stderr-tail-bytes",
+        type=int,
+        default=_D.stderr_tail_bytes,
+        help="how much of a function's stderr is kept (default %(default)s)",
+    )
+    add(
+        "--insecure",
+        action="store_true",
+        help="allow listening on a non-loopback address without TLS",
+    )
+    add("--log-format", choices=("text", "json"), default=_D.log_format)
+    add("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> NodedConfig:
+    values = vars(args)
+    values["functions"] = tuple(m.strip() for m in args.functions.split(",") if m.strip())
+    return NodedConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not config.insecure and not is_loopback(config.bind):
+        parser.error(
+            f"refusing to listen on {config.bind} without TLS: anyone who reaches that "
+            "address could run functions as this user. Bind to 127.0.0.1 or ::1, or pass "
+            "--insecure if the network is trusted."
+        )
+    setup_logging(config.log_format)
+    try:
+        return Server(config).run()
+    except (ImportError, OSError, TypeError, ValueError) as exc:
+        print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The daemon's configuration: one object, built only by the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodedConfig:
+    """Every setting of ganeti-noded, with units in the names."""
+
+    bind: str = "127.0.0.1"
+    port: int = 1811
+    state_dir: Path = Path("/var/lib/ganeti-noded")
+    functions: tuple[str, ...] = ()
+    name: str | None = None
+    max_functions: int = 256
+    max_wait_s: float = 60.0
+    result_ttl_s: float = 900.0
+    max_retained: int = 10000
+    shutdown_grace_s: float = 10.0
+    kill_grace_s: float = 5.0
+    max_request_bytes: int = 16 * MiB
+    max_result_bytes: int = 64 * MiB
+    stderr_tail_bytes: int = 64 * 1024
+    insecure: bool = False
+    log_format: Literal["text", "json"] = "text"
+
+    def __post_init__(self) -> None:
+        positive = {
+            "max_functions": self.max_functions,
+            "max_wait_s": self.max_wait_s,
+            "result_ttl_s": self.result_ttl_s,
+            "max_retained": self.max_retained,
+            "max_request_bytes": self.max_request_bytes,
+            "max_result_bytes": self.max_result_bytes,
+            "stderr_tail_bytes": self.stderr_tail_bytes,
+        }
+        for field_name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{field_name} must be > 0, got {value}")
+        for field_name, value in (
+            ("shutdown_grace_s", self.shutdown_grace_s),
+            ("kill_grace_s", self.kill_grace_s),
+        ):
+            if value < 0:
+                raise ValueError(f"{field_name} must be >= 0, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")

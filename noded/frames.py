@@ -1,0 +1,65 @@
+"""The stdio contract between the daemon and a function process.
+
+stdin: one JSON object ``{"fn_name": ..., "fn_args": {...}}`` then EOF.
+stdout: one result frame, a JSON object ending in a newline:
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type", "message", ...}}``.
+The daemon reads the frame at its newline, not at EOF, so a function that leaves a
+child holding stdout does not delay its answer.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import orjson
+
+FRAME_END = b"\n"
+
+
+class InvalidFrame(ValueError):
+    """Raised when what a function process wrote is not a result frame."""
+
+
+def encode_request(fn_name: str, fn_args: dict[str, Any]) -> bytes:
+    return orjson.dumps({"fn_name": fn_name, "fn_args": fn_args})
+
+
+def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:
+    request = orjson.loads(data)
+    return request["fn_name"], request["fn_args"]
+
+
+def encode_result(result: Any) -> bytes:
+    """The frame of a successful call; raises ``TypeError`` if result is not JSON."""
+    return orjson.dumps({"ok": True, "result": result}) + FRAME_END
+
+
+def encode_exception(exc: BaseException) -> bytes:
+    """The frame of a call whose function raised ``exc``."""
+    error = {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    return orjson.dumps({"ok": False, "error": error}) + FRAME_END
+
+
+def decode_frame(line: bytes) -> tuple[Any, dict[str, Any] | None]:
+    """``(result, error)`` from one frame line; raises :class:`InvalidFrame`."""
+    try:
+        frame = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidFrame(f"not JSON: {exc}") from exc
+    if not isinstance(frame, dict) or not isinstance(frame.get("ok"), bool):
+        raise InvalidFrame("not an object with a boolean 'ok'")
+    if frame["ok"]:
+        if "result" not in frame:
+            raise InvalidFrame("'ok' frame without 'result'")
+        return frame["result"], None
+    error = frame.get("error")
+    if not isinstance(error, dict) or not isinstance(error.get("type"), str):
+        raise InvalidFrame("failed frame without an error object with a string 'type'")
+    error.setdefault("message", "")
+    error.setdefault("traceback", None)
+    return None, error

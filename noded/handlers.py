@@ -1,0 +1,82 @@
+"""The procedures: one table, thin handlers (parse, ask the supervisor, answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from noded.config import NodedConfig
+from noded.identity import Identity
+from noded.registry import Registry
+from noded.supervisor import Supervisor
+from rpc_client import protocol
+from rpc_client.errors import MethodNotAllowed, UnknownProcedure
+
+CONFIG = web.AppKey("config", NodedConfig)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+IDENTITY = web.AppKey("identity", Identity)
+REGISTRY = web.AppKey("registry", Registry)
+
+Handler = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def start_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    request = protocol.StartFunctionRequest.from_wire(body)
+    return (await app[SUPERVISOR].start(request)).to_wire()
+
+
+async def wait_for_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    request = protocol.WaitForFunctionRequest.from_wire(body)
+    supervisor = app[SUPERVISOR]
+    call = supervisor.find(request.fnc_id)
+    return (await supervisor.wait(call, request.timeout)).to_wire()
+
+
+async def abort_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    supervisor = app[SUPERVISOR]
+    call = supervisor.find(protocol.parse_fnc_id_field(body))
+    return (await supervisor.abort(call, "aborted")).to_wire()
+
+
+async def list_functions(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    return {"functions": app[SUPERVISOR].listing()}
+
+
+async def identify(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    return app[IDENTITY].to_wire()
+
+
+async def describe_functions(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    return {"functions": app[REGISTRY].describe()}
+
+
+PROCEDURES: dict[str, Handler] = {
+    protocol.START_FUNCTION: start_function,
+    protocol.WAIT_FOR_FUNCTION: wait_for_function,
+    protocol.ABORT_FUNCTION: abort_function,
+    protocol.LIST_FUNCTIONS: list_functions,
+    protocol.IDENTIFY: identify,
+    protocol.DESCRIBE_FUNCTIONS: describe_functions,
+}
+
+
+async def dispatch(request: web.Request) -> web.Response:
+    """``PUT /<Procedure>``: find the handler, decode the body, answer JSON."""
+    name = request.match_info["procedure"]
+    handler = PROCEDURES.get(name)
+    if handler is None:
+        raise UnknownProcedure(
+            f"no procedure {request.path!r}; procedures are: {', '.join(sorted(PROCEDURES))}"
+        )
+    if request.method != "PUT":
+        raise MethodNotAllowed(f"{name} must be called with PUT, not {request.method}")
+    body = protocol.parse_body(await request.read())
+    return json_response(await handler(request.app, body))
+
+
+def json_response(answer: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        body=protocol.dumps(answer), status=status, content_type=protocol.JSON_CONTENT_TYPE
+    )

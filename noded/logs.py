@@ -1,0 +1,72 @@
+"""Structured logs: one line per event on stderr, as ``key=value`` text or JSON."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+_FIELDS = "fields"
+
+
+def event(
+    logger: logging.Logger,
+    name: str,
+    level: int = logging.INFO,
+    *,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
+    """Log one event with its fields (fnc_id, fn_name, ...)."""
+    logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-11-22T10:00:00.123Z INFO call.finished fnc_id=... outcome=ok``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [_timestamp(record), record.levelname, record.getMessage()]
+        parts += [f"{key}={_text_value(value)}" for key, value in _fields(record).items()]
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``{"ts", "level", "event", ...fields}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": _timestamp(record), "level": record.levelname, "event": record.getMessage()}
+        entry.update(_fields(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def setup_logging(log_format: str, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return getattr(record, _FIELDS, {})
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def _text_value(value: Any) -> str:
+    if not isinstance(value, str):
+        return orjson.dumps(value, default=str).decode()
+    plain = value and not any(char in value for char in ' "=\n')
+    return value if plain else orjson.dumps(value).decode()

@@ -1,0 +1,362 @@
+"""Function processes: spawn, feed, read, signal, reap.  The only module that does so.
+
+Each call runs in a :class:`FunctionProcess`, the leader of its own session (so its
+process group is its whole tree).  The daemon learns of its events without polling:
+the stdout, stderr and pidfd descriptors are watched by the event loop.
+
+* The result frame is taken as soon as its newline arrives (not at EOF).
+* The exit is seen through a pidfd and reaped with ``waitpid`` on that one pid, so no
+  other code's reaping can race ours and a recycled pid is never signalled: the group
+  is only signalled while its leader is alive or an unreaped zombie.
+* Every descriptor is closed once the process has been reaped.
+
+A :class:`Spawner` makes processes; :class:`ExecSpawner` starts a fresh interpreter
+per call.  A faster spawner replaces it without changing the callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+log = logging.getLogger("noded.process")
+
+_READ_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    """Per-process bounds."""
+
+    max_frame_bytes: int = 64 * 1024 * 1024
+    stderr_tail_bytes: int = 64 * 1024
+    kill_grace_s: float = 5.0
+
+
+@dataclass
+class Outcome:
+    """What a function process produced by the time its result was decided."""
+
+    frame: bytes | None = None
+    partial_stdout: bytes = b""
+    frame_too_large: bool = False
+    exit_code: int | None = None
+    signal: int | None = None
+    stderr_tail: bytes = b""
+
+    @property
+    def exited(self) -> bool:
+        return self.exit_code is not None or self.signal is not None
+
+
+class Spawner(Protocol):
+    """Makes one function process per call."""
+
+    def spawn(self, request: bytes) -> FunctionProcess: ...
+
+    async def close(self) -> None: ...
+
+
+class ExecSpawner:
+    """Starts ``python -m noded.runner`` per call: simple, and slow (an interpreter each)."""
+
+    def __init__(self, modules: list[str], limits: ProcessLimits) -> None:
+        self._argv = [sys.executable, "-P", "-m", "noded.runner", *modules]
+        self._env = _child_environment()
+        self._limits = limits
+
+    def spawn(self, request: bytes) -> FunctionProcess:
+        return FunctionProcess.spawn(self._argv, self._env, request, self._limits)
+
+    async def close(self) -> None:
+        return None
+
+
+def _child_environment() -> dict[str, str]:
+    # The child imports exactly what the daemon could import, whatever its cwd was.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    return env
+
+
+class FunctionProcess:
+    """One running function process and the descriptors the daemon holds for it."""
+
+    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int, limits: ProcessLimits):
+        self.pid = pid
+        self.started = time.time()
+        self._limits = limits
+        self._loop = asyncio.get_running_loop()
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._stdin: int | None = stdin
+        self._stdout: int | None = stdout
+        self._stderr: int | None = stderr
+        self._stdout_buf = bytearray()
+        self._stderr_tail: collections.deque[bytes] = collections.deque()
+        self._stderr_len = 0
+        self._pending_input = memoryview(b"")
+        self.outcome = Outcome()
+        self.decided: asyncio.Future[Outcome] = self._loop.create_future()
+        self.reaped: asyncio.Future[None] = self._loop.create_future()
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._killing_group = False
+
+    @classmethod
+    def spawn(
+        cls, argv: list[str], env: dict[str, str], request: bytes, limits: ProcessLimits
+    ) -> FunctionProcess:
+        """Start ``argv`` as a session leader with fresh stdio pipes and send it ``request``."""
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
+        parent_ends = (pipes[0][1], pipes[1][0], pipes[2][0])
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)],
+                setsid=True,
+            )
+        except BaseException:
+            _close_all(*child_ends, *parent_ends)
+            raise
+        finally:
+            _close_all(*child_ends)
+        proc = cls(pid, *parent_ends, limits)
+        proc._watch(request)
+        return proc
+
+    # --- signals ------------------------------------------------------------
+
+    def terminate_group(self, kill_after_s: float | None = None) -> None:
+        """SIGTERM to the whole process group; SIGKILL ``kill_after_s`` later if still alive.
+
+        ``kill_after_s`` defaults to the kill grace period of the limits.
+        """
+        self._killing_group = True
+        self._signal_group(signal.SIGTERM)
+        delay = self._limits.kill_grace_s if kill_after_s is None else kill_after_s
+        if self._kill_timer is None and not self.reaped.done():
+            self._kill_timer = self._loop.call_later(delay, self.kill_group)
+
+    def kill_group(self) -> None:
+        """SIGKILL to the whole process group, now."""
+        self._killing_group = True
+        self._signal_group(signal.SIGKILL)
+
+    def _signal_group(self, sig: int) -> None:
+        # Safe only while the leader is unreaped: until then its pid (= the group id) cannot
+        # be given to another process.
+        if self.reaped.done():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, sig)
+
+    async def wait_reaped(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the process to have exited and been reaped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.reaped), timeout_s)
+        return self.reaped.done()
+
+    # --- event-loop callbacks -------------------------------------------------
+
+    def _watch(self, request: bytes) -> None:
+        for fd in (self._stdin, self._stdout, self._stderr):
+            os.set_blocking(fd, False)  # type: ignore[arg-type]
+        self._loop.add_reader(self._stdout, self._on_stdout)  # type: ignore[arg-type]
+        self._loop.add_reader(self._stderr, self._on_stderr)  # type: ignore[arg-type]
+        self._loop.add_reader(self._pidfd, self._on_exit)  # type: ignore[arg-type]
+        self._pending_input = memoryview(request)
+        self._on_stdin_writable()
+
+    def _on_stdin_writable(self) -> None:
+        assert self._stdin is not None
+        try:
+            while self._pending_input:
+                self._pending_input = self._pending_input[
+                    os.write(self._stdin, self._pending_input) :
+                ]
+        except BlockingIOError:
+            self._loop.add_writer(self._stdin, self._on_stdin_writable)
+            return
+        except OSError as exc:  # EPIPE: the process does not read its input; its exit says why
+            log.debug("stdin of pid %d closed early: %s", self.pid, exc)
+        self._close_stdin()
+
+    def _on_stdout(self) -> None:
+        # EOF without a frame decides nothing yet: the process may still run; its exit decides.
+        self._read_stdout()
+        has_answer = self.outcome.frame is not None or self.outcome.frame_too_large
+        if has_answer and not self.decided.done():
+            self._decide()
+
+    def _read_stdout(self) -> bool:
+        """Read what stdout has; True once a frame, an overflow or EOF is reached."""
+        assert self._stdout is not None
+        while True:
+            try:
+                chunk = os.read(self._stdout, _READ_CHUNK)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                self._close_stdout()
+                return True
+            end = chunk.find(b"\n")
+            if end >= 0:
+                self._stdout_buf += chunk[:end]
+                self.outcome.frame = self._check_frame_size(bytes(self._stdout_buf))
+                self._close_stdout()
+                return True
+            self._stdout_buf += chunk
+            if len(self._stdout_buf) > self._limits.max_frame_bytes:
+                self._check_frame_size(bytes(self._stdout_buf))
+                self._close_stdout()
+                return True
+
+    def _check_frame_size(self, frame: bytes) -> bytes | None:
+        if len(frame) <= self._limits.max_frame_bytes:
+            return frame
+        self.outcome.frame_too_large = True
+        self._stdout_buf.clear()
+        self.kill_group()  # a runaway writer: stop it rather than read more
+        return None
+
+    def _on_stderr(self) -> None:
+        assert self._stderr is not None
+        while True:
+            try:
+                chunk = os.read(self._stderr, _READ_CHUNK)
+            except BlockingIOError:
+                return
+            if not chunk:
+                self._close_fd("_stderr")
+                return
+            self._keep_stderr(chunk)
+
+    def _keep_stderr(self, chunk: bytes) -> None:
+        self._stderr_tail.append(chunk)
+        self._stderr_len += len(chunk)
+        while self._stderr_len - len(self._stderr_tail[0]) >= self._limits.stderr_tail_bytes:
+            self._stderr_len -= len(self._stderr_tail.popleft())
+
+    def _on_exit(self) -> None:
+        assert self._pidfd is not None
+        self._loop.remove_reader(self._pidfd)
+        if self._killing_group:
+            # The leader is a zombie, so its group id is still ours: take the rest of the
+            # tree down before the pid can be recycled.
+            self._signal_group(signal.SIGKILL)
+        _, status = os.waitpid(self.pid, 0)  # returns at once: the pidfd said it exited
+        self._record_exit(status)
+        if self._stdout is not None:
+            self._read_stdout()  # what it wrote before exiting is already in the pipe
+        if self._stderr is not None:
+            self._on_stderr()
+        self._close_all_fds()
+        if not self.decided.done():
+            self._decide()
+        self.reaped.set_result(None)
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+
+    def _record_exit(self, status: int) -> None:
+        if os.WIFSIGNALED(status):
+            self.outcome.signal = os.WTERMSIG(status)
+        else:
+            self.outcome.exit_code = os.waitstatus_to_exitcode(status)
+
+    def _decide(self) -> None:
+        self.outcome.partial_stdout = bytes(self._stdout_buf[:4096])
+        self.outcome.stderr_tail = self.stderr_tail()
+        self.decided.set_result(self.outcome)
+        if self.outcome.frame is None and not self.outcome.frame_too_large:
+            return
+        if not self.reaped.done():
+            # The frame is in; the process should be gone in a moment. If it lingers,
+            # only its leader is killed: anything it deliberately left running stays.
+            self._loop.call_later(self._limits.kill_grace_s, self._kill_lingering_leader)
+
+    def _kill_lingering_leader(self) -> None:
+        if self._pidfd is not None and not self.reaped.done():
+            log.warning("pid %d did not exit after writing its result; killing it", self.pid)
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+    def stderr_tail(self) -> bytes:
+        """The last bytes the process wrote to stderr (bounded)."""
+        tail = b"".join(self._stderr_tail)
+        return tail[-self._limits.stderr_tail_bytes :]
+
+    # --- descriptors ----------------------------------------------------------
+
+    def _close_stdin(self) -> None:
+        if self._stdin is not None:
+            self._loop.remove_writer(self._stdin)
+        self._pending_input = memoryview(b"")
+        self._close_fd("_stdin")
+
+    def _close_stdout(self) -> None:
+        if self._stdout is not None:
+            self._loop.remove_reader(self._stdout)
+        self._close_fd("_stdout")
+
+    def _close_fd(self, name: str) -> None:
+        fd = getattr(self, name)
+        if fd is None:
+            return
+        if name != "_stdin":
+            self._loop.remove_reader(fd)
+        setattr(self, name, None)
+        os.close(fd)
+
+    def _close_all_fds(self) -> None:
+        self._close_stdin()
+        self._close_stdout()
+        self._close_fd("_stderr")
+        self._close_fd("_pidfd")
+
+
+def _close_all(*fds: int) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def is_resource_shortage(exc: OSError) -> bool:
+    """True for spawn failures that go away with time (no fds, no pids, no memory)."""
+    return exc.errno in (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
+
+
+@dataclass
+class ProcessSet:
+    """The live function processes, so that shutdown can reach every one."""
+
+    live: set[FunctionProcess] = field(default_factory=set)
+
+    def add(self, proc: FunctionProcess) -> None:
+        self.live.add(proc)
+        proc.reaped.add_done_callback(lambda _: self.live.discard(proc))
+
+    async def terminate_all(self, grace_s: float) -> None:
+        """SIGTERM every group, wait up to ``grace_s``, SIGKILL the rest, wait for reaping."""
+        procs = list(self.live)
+        for proc in procs:
+            proc.terminate_group(kill_after_s=grace_s)
+        await _wait_all(procs, grace_s)
+        for proc in procs:
+            proc.kill_group()
+        await _wait_all(procs, 5.0)
+
+
+async def _wait_all(procs: list[FunctionProcess], timeout_s: float) -> None:
+    pending = [proc.reaped for proc in procs if not proc.reaped.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)

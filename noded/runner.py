@@ -1,0 +1,84 @@
+"""The inside of a function process: read the call, run it, write one frame, leave.
+
+Run as ``python -m noded.runner [MODULE ...]``.  Before the function runs, the real
+stdout is moved to a private descriptor and fd 1 points at stderr, so whatever the
+function (or a program it starts) prints goes to stderr, never into the frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import sys
+from types import TracebackType
+from typing import Any
+
+from noded import frames
+from noded.registry import load_modules
+
+#: The descriptor that carries the result frame; set by :func:`main`.
+frame_fd = -1
+
+
+def main(modules: list[str]) -> None:
+    global frame_fd
+    frame_fd = os.dup(1)
+    os.dup2(2, 1)
+    request = _read_all(0)
+    try:
+        frame = frames.encode_result(_run(modules, request))
+    except BaseException as exc:  # the function's failure, whatever it is, goes in the frame
+        frame = frames.encode_exception(exc.with_traceback(_without_runner_frames(exc)))
+    _flush_and_leave(frame)
+
+
+def _run(modules: list[str], request: bytes) -> Any:
+    registry = load_modules(modules)
+    fn_name, fn_args = frames.decode_request(request)
+    spec = registry.get(fn_name)
+    if spec is None:
+        raise LookupError(f"function {fn_name!r} is not registered in this process")
+    result = spec.func(**fn_args)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _without_runner_frames(exc: BaseException) -> TracebackType | None:
+    # The traceback a caller sees starts in the function, not in this module.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__ and tb.tb_next:
+        tb = tb.tb_next
+    return tb
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _flush_and_leave(frame: bytes) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    view = memoryview(frame)
+    while view:
+        view = view[os.write(frame_fd, view) :]
+    # os._exit skips interpreter teardown (about 2 ms) and any atexit hook of the function.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    # Run main() of the module as imported by name, so that functions which import
+    # noded.runner see the same frame_fd.
+    from noded import runner
+
+    runner.main(sys.argv[1:])

@@ -1,0 +1,106 @@
+"""The daemon's lifecycle: startup, serve until a signal, shut down in a fixed order.
+
+Shutdown order: stop taking calls (503 ShuttingDown, the port stays open so clients are
+told) -> SIGTERM every function process group -> wait up to the grace period -> SIGKILL
+what is left -> reap -> close the HTTP server -> exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import signal
+
+import uvloop
+from aiohttp import web
+
+from noded.app import create_app
+from noded.config import NodedConfig
+from noded.handlers import SUPERVISOR
+from noded.identity import load_identity
+from noded.logs import event
+from noded.process import ExecSpawner, ProcessLimits
+from noded.registry import load_modules
+
+log = logging.getLogger("noded.server")
+
+_KEEPALIVE_TIMEOUT_S = 75.0
+_HTTP_CLOSE_TIMEOUT_S = 2.0
+
+
+class Server:
+    """One ganeti-noded: ``run()`` returns the exit status."""
+
+    def __init__(self, config: NodedConfig) -> None:
+        self.config = config
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    def run(self) -> int:
+        uvloop.run(self.serve())
+        return 0
+
+    async def serve(self) -> None:
+        await self.startup()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        raise_open_files_limit()
+        config = self.config
+        registry = load_modules(config.functions)
+        limits = ProcessLimits(
+            max_frame_bytes=config.max_result_bytes,
+            stderr_tail_bytes=config.stderr_tail_bytes,
+            kill_grace_s=config.kill_grace_s,
+        )
+        app = create_app(
+            config,
+            registry=registry,
+            identity=load_identity(config.state_dir, config.name),
+            spawner=ExecSpawner(list(config.functions), limits),
+        )
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=_KEEPALIVE_TIMEOUT_S,
+            shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S,
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, config.bind, config.port, reuse_address=True).start()
+        self._install_signal_handlers()
+        event(
+            log,
+            "daemon.ready",
+            pid=os.getpid(),
+            addresses=self._runner.addresses,
+            functions=registry.names(),
+        )
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        event(log, "daemon.signal", signal=signal.Signals(sig).name)
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        if self._runner is None:
+            return
+        event(log, "daemon.stopping")
+        await self._runner.app[SUPERVISOR].shutdown()
+        await self._runner.cleanup()
+        event(log, "daemon.stopped")
+
+
+def raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: every running call holds four descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

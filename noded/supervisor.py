@@ -1,0 +1,211 @@
+"""The supervisor: starts calls, waits for them, stops them, and drains on shutdown.
+
+Handlers talk to this class only; it uses the registry to check arguments, a spawner to
+make processes, and the call table to keep results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import psutil
+
+from noded.calls import AbortReason, CallTable, FunctionCall, args_digest
+from noded.config import NodedConfig
+from noded.frames import encode_request
+from noded.logs import event
+from noded.outcomes import call_result
+from noded.process import FunctionProcess, Outcome, ProcessSet, Spawner, is_resource_shortage
+from noded.registry import Registry
+from rpc_client.errors import NodeBusy, NodeShuttingDown, UnknownFunction
+from rpc_client.protocol import CallState, FncId, StartFunctionRequest
+
+log = logging.getLogger("noded.calls")
+
+_BUSY_RETRY_AFTER_S = 1
+
+
+class Supervisor:
+    """Every call of this daemon, from start to expiry."""
+
+    def __init__(
+        self, config: NodedConfig, registry: Registry, spawner: Spawner, daemon_pid: int
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._spawner = spawner
+        self._daemon_pid = daemon_pid
+        self.calls = CallTable(
+            daemon_pid=daemon_pid,
+            result_ttl_s=config.result_ttl_s,
+            max_retained=config.max_retained,
+        )
+        self._processes = ProcessSet()
+        self._by_call: dict[str, FunctionProcess] = {}
+        self.shutting_down = False
+
+    # --- procedures -------------------------------------------------------------
+
+    async def start(self, request: StartFunctionRequest) -> CallState:
+        """StartFunction: check, spawn (unless the request_id is known), then wait."""
+        spec = self._registry.get(request.fn_name)
+        if spec is None:
+            raise UnknownFunction(
+                f"no function named {request.fn_name!r} here; DescribeFunctions lists them"
+            )
+        spec.check_args(request.fn_args)
+        call = self._existing_call(request)
+        if call is None:
+            call = self._launch(request)
+        return await self.wait(call, request.timeout)
+
+    async def wait(self, call: FunctionCall, timeout_s: float) -> CallState:
+        """Wait for a call up to ``timeout_s``, capped by max_wait; answer its state."""
+        await call.wait(min(timeout_s, self._config.max_wait_s))
+        return call.state()
+
+    async def abort(self, call: FunctionCall, reason: AbortReason) -> CallState:
+        """Kill a running call's process group; answer its state once the process ended."""
+        proc = self._by_call.get(call.fnc_id)
+        if proc is not None and not call.finished:
+            call.abort_reason = call.abort_reason or reason
+            event(log, "call.abort", fnc_id=call.fnc_id, fn_name=call.fn_name, reason=reason)
+            proc.terminate_group()
+            await proc.wait_reaped(self._config.kill_grace_s + 5.0)
+        return call.state()
+
+    def find(self, fnc_id: FncId) -> FunctionCall:
+        return self.calls.get(fnc_id)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """ListFunctions: running and retained calls, with cpu and rss for running ones."""
+        return [self._describe(call) for call in self.calls.all_calls()]
+
+    # --- starting -----------------------------------------------------------------
+
+    def _existing_call(self, request: StartFunctionRequest) -> FunctionCall | None:
+        if request.request_id is None:
+            return None
+        digest = args_digest(request.fn_name, request.fn_args)
+        return self.calls.by_request_id(request.request_id, digest)
+
+    def _launch(self, request: StartFunctionRequest) -> FunctionCall:
+        self._admit()
+        started = time.time()
+        proc = self._spawn(encode_request(request.fn_name, request.fn_args))
+        call = FunctionCall(
+            fnc_id=str(FncId.new(self._daemon_pid, proc.pid, started)),
+            fn_name=request.fn_name,
+            pid=proc.pid,
+            started=started,
+            request_id=request.request_id,
+            digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
+        )
+        self.calls.add(call)
+        self._processes.add(proc)
+        self._by_call[call.fnc_id] = proc
+        proc.decided.add_done_callback(lambda done: self._on_decided(call, done.result()))
+        proc.reaped.add_done_callback(lambda _: self._by_call.pop(call.fnc_id, None))
+        if request.abort_after is not None:
+            timer = asyncio.get_running_loop().call_later(
+                request.abort_after, self._abort_soon, call, "abort_after"
+            )
+            proc.decided.add_done_callback(lambda _: timer.cancel())
+        event(log, "call.start", fnc_id=call.fnc_id, fn_name=call.fn_name, pid=proc.pid)
+        return call
+
+    def _admit(self) -> None:
+        if self.shutting_down:
+            raise NodeShuttingDown("ganeti-noded is shutting down and takes no new calls")
+        if len(self.calls.running) >= self._config.max_functions:
+            event(
+                log, "limit.max_functions", level=logging.WARNING, running=len(self.calls.running)
+            )
+            raise NodeBusy(
+                f"{len(self.calls.running)} functions are running, the limit "
+                f"(--max-functions) is {self._config.max_functions}; retry later",
+                retry_after_s=_BUSY_RETRY_AFTER_S,
+            )
+
+    def _spawn(self, request: bytes) -> FunctionProcess:
+        try:
+            return self._spawner.spawn(request)
+        except OSError as exc:
+            if not is_resource_shortage(exc):
+                raise
+            event(log, "spawn.failed", level=logging.WARNING, error=str(exc))
+            raise NodeBusy(
+                f"cannot start a function process now: {exc}", retry_after_s=_BUSY_RETRY_AFTER_S
+            ) from exc
+
+    def _on_decided(self, call: FunctionCall, outcome: Outcome) -> None:
+        result, error = call_result(outcome, call.abort_reason, self._config.max_result_bytes)
+        call.finish(result, error)
+        self.calls.retain(call)
+        event(
+            log,
+            "call.finish",
+            level=logging.INFO if error is None else logging.WARNING,
+            fnc_id=call.fnc_id,
+            fn_name=call.fn_name,
+            duration_s=round(call.elapsed_s, 6),
+            outcome="ok" if error is None else error["type"],
+        )
+
+    def _abort_soon(self, call: FunctionCall, reason: AbortReason) -> None:
+        if not call.finished:
+            asyncio.get_running_loop().create_task(self.abort(call, reason))
+
+    def _describe(self, call: FunctionCall) -> dict[str, Any]:
+        cpu_s, rss = None, None
+        if not call.finished:
+            cpu_s, rss = _usage(call.pid)
+        return {
+            "fnc_id": call.fnc_id,
+            "fn_name": call.fn_name,
+            "finished": call.finished,
+            "started": call.started,
+            "elapsed_s": round(call.elapsed_s, 6),
+            "pid": call.pid,
+            "cpu_s": cpu_s,
+            "rss_bytes": rss,
+        }
+
+    # --- background and shutdown ---------------------------------------------------
+
+    async def expire_forever(self) -> None:
+        """Drop retained results past their TTL, checking about once a second."""
+        interval_s = min(1.0, self._config.result_ttl_s / 4)
+        while True:
+            await asyncio.sleep(interval_s)
+            self.calls.expire(time.time())
+
+    async def shutdown(self) -> None:
+        """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""
+        self.shutting_down = True
+        for call in list(self.calls.running.values()):
+            call.abort_reason = call.abort_reason or "shutdown"
+        live = len(self._processes.live)
+        event(log, "shutdown.terminate", processes=live, grace_s=self._config.shutdown_grace_s)
+        await self._processes.terminate_all(self._config.shutdown_grace_s)
+        if self._processes.live:
+            event(
+                log,
+                "shutdown.unreaped",
+                level=logging.ERROR,
+                pids=[proc.pid for proc in self._processes.live],
+            )
+        await self._spawner.close()
+
+
+def _usage(pid: int) -> tuple[float | None, int | None]:
+    with contextlib.suppress(psutil.Error):
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            return round(cpu.user + cpu.system, 3), proc.memory_info().rss
+    return None, None

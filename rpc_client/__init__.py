@@ -1,0 +1,48 @@
+"""The noded wire protocol, the single-node client, the exception tree and ``rpc-cli``."""
+
+from __future__ import annotations
+
+from rpc_client.errors import (
+    BadRequest,
+    CallTimeout,
+    FunctionFailed,
+    InvalidArguments,
+    MethodNotAllowed,
+    NodeBusy,
+    NodeShuttingDown,
+    NodeTimeout,
+    NodeUnreachable,
+    ProtocolError,
+    RemoteError,
+    RequestIdConflict,
+    RequestTooLarge,
+    RPCError,
+    TransportError,
+    UnknownFunction,
+    UnknownFunctionCall,
+    UnknownProcedure,
+)
+from rpc_client.protocol import CallState, FncId
+
+__all__ = [
+    "BadRequest",
+    "CallState",
+    "CallTimeout",
+    "FncId",
+    "FunctionFailed",
+    "InvalidArguments",
+    "MethodNotAllowed",
+    "NodeBusy",
+    "NodeShuttingDown",
+    "NodeTimeout",
+    "NodeUnreachable",
+    "ProtocolError",
+    "RPCError",
+    "RemoteError",
+    "RequestIdConflict",
+    "RequestTooLarge",
+    "TransportError",
+    "UnknownFunction",
+    "UnknownFunctionCall",
+    "UnknownProcedure",
+]

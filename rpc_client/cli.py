@@ -1,0 +1,214 @@
+"""``rpc-cli``: every procedure of one node, by hand.  JSON on stdout.
+
+Exit status: 0 finished and succeeded, 1 the function failed, 2 usage error (including
+requests the node refused as malformed), 3 not finished yet (the fnc_id is printed),
+4 node unreachable, not answering, busy or shutting down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from rpc_client.client import NodeClient
+from rpc_client.errors import (
+    FunctionFailed,
+    NodeBusy,
+    NodeShuttingDown,
+    RemoteError,
+    RPCError,
+    TransportError,
+)
+from rpc_client.protocol import DEFAULT_PORT, CallState
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_NODE = 0, 1, 2, 3, 4
+NODE_ENV = "RPC_CLI_NODE"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rpc-cli", description="Call a ganeti-noded by hand.")
+    p.add_argument(
+        "--node",
+        default=os.environ.get(NODE_ENV, f"127.0.0.1:{DEFAULT_PORT}"),
+        metavar="HOST[:PORT]",
+        help=f"the node (default ${NODE_ENV} or 127.0.0.1:{DEFAULT_PORT})",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = sub.add_parser("start", help="StartFunction: start a call, wait up to --timeout")
+    _add_function_args(start)
+    start.add_argument("--timeout", type=float, default=0.0, help="seconds to wait (default 0)")
+    start.add_argument("--request-id", default=None, help="idempotency key")
+    start.add_argument("--abort-after", type=float, default=None, metavar="S")
+    wait = sub.add_parser("wait", help="WaitForFunction: wait up to --timeout for a call")
+    wait.add_argument("fnc_id")
+    wait.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    call = sub.add_parser("call", help="start a call and wait in rounds until it finishes")
+    _add_function_args(call)
+    call.add_argument(
+        "--timeout", type=float, default=None, help="overall deadline in seconds (default: none)"
+    )
+    call.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
+    call.add_argument("--abort-after", type=float, default=None, metavar="S")
+    abort = sub.add_parser("abort", help="AbortFunction: kill a call")
+    abort.add_argument("fnc_id")
+    sub.add_parser("list", help="ListFunctions: running and kept calls")
+    sub.add_parser("identify", help="Identify: who the node is")
+    sub.add_parser("functions", help="DescribeFunctions: what the node can run")
+    return p
+
+
+def _add_function_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("fn_name")
+    parser.add_argument(
+        "fn_args",
+        nargs="?",
+        default="{}",
+        metavar="ARGS_JSON",
+        help="named arguments as a JSON object, e.g. '{\"seconds\": 2}'",
+    )
+
+
+def parse_node(text: str) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, DEFAULT_PORT
+
+
+def parse_fn_args(text: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"ARGS_JSON is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError("ARGS_JSON must be a JSON object of named arguments")
+    return value
+
+
+# --- commands -------------------------------------------------------------------------
+
+Command = Callable[[NodeClient, argparse.Namespace], Awaitable[int]]
+
+
+async def cmd_start(node: NodeClient, args: argparse.Namespace) -> int:
+    state = await node.start_function(
+        args.fn_name,
+        parse_fn_args(args.fn_args),
+        timeout=args.timeout,
+        abort_after=args.abort_after,
+        request_id=args.request_id,
+    )
+    return print_state(state)
+
+
+async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
+    return print_state(await node.wait_for_function(args.fnc_id, timeout=args.timeout))
+
+
+async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
+    from masterd.call import run_call  # the master's polling loop, not a second copy
+
+    began = time.monotonic()
+
+    def progress(state: CallState) -> None:
+        elapsed = time.monotonic() - began
+        print(f"rpc-cli: {state.fnc_id} running, {elapsed:.1f} s elapsed", file=sys.stderr)
+
+    state = await run_call(
+        node,
+        args.fn_name,
+        parse_fn_args(args.fn_args),
+        args.timeout,
+        wait_s=args.wait,
+        abort_after=args.abort_after,
+        on_progress=progress,
+    )
+    return print_state(state)
+
+
+async def cmd_abort(node: NodeClient, args: argparse.Namespace) -> int:
+    return print_state(await node.abort_function(args.fnc_id))
+
+
+async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
+    print_json({"functions": await node.list_functions()})
+    return EXIT_OK
+
+
+async def cmd_identify(node: NodeClient, args: argparse.Namespace) -> int:
+    print_json(await node.identify())
+    return EXIT_OK
+
+
+async def cmd_functions(node: NodeClient, args: argparse.Namespace) -> int:
+    print_json({"functions": await node.describe_functions()})
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Command] = {
+    "start": cmd_start,
+    "wait": cmd_wait,
+    "call": cmd_call,
+    "abort": cmd_abort,
+    "list": cmd_list,
+    "identify": cmd_identify,
+    "functions": cmd_functions,
+}
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def print_state(state: CallState) -> int:
+    print_json(state.to_wire())
+    if not state.finished:
+        return EXIT_RUNNING
+    if state.error is not None:
+        failure = FunctionFailed(state.error, fnc_id=state.fnc_id)
+        print(f"rpc-cli: function failed: {failure}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def exit_status_of(exc: RPCError) -> int:
+    """The exit status for an error that stopped the command."""
+    if isinstance(exc, TransportError | NodeBusy | NodeShuttingDown):
+        return EXIT_NODE
+    if isinstance(exc, RemoteError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+async def run(args: argparse.Namespace) -> int:
+    host, port = parse_node(args.node)
+    async with NodeClient(host, port) as node:
+        return await COMMANDS[args.command](node, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except RPCError as exc:
+        print(f"rpc-cli: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exit_status_of(exc)
+    except ValueError as exc:
+        print(f"rpc-cli: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""``NodeClient``: one node, one aiohttp session, every procedure of the contract.
+
+Each request carries its own client-side timeout: the wait the node was asked for plus
+a margin, so a node that never answers is detected here, not by TCP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from rpc_client import protocol
+from rpc_client.errors import (
+    NodeTimeout,
+    NodeUnreachable,
+    ProtocolError,
+    remote_error_from_wire,
+)
+from rpc_client.protocol import CallState
+
+_MAX_ANSWER_PREVIEW = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientTimeouts:
+    """Client-side bounds of a request, in seconds."""
+
+    connect_s: float = 5.0
+    #: added to the server-side wait asked for, for the request's own timeout
+    margin_s: float = 5.0
+    #: the bound of requests that do not wait (Identify, ListFunctions, ...)
+    quick_s: float = 10.0
+    #: the bound of AbortFunction, which answers once the process has ended
+    abort_s: float = 60.0
+
+
+DEFAULT_TIMEOUTS = ClientTimeouts()
+
+
+class NodeClient:
+    """An async client of one ganeti-noded; use it as an async context manager."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int = protocol.DEFAULT_PORT,
+        *,
+        name: str | None = None,
+        timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
+        host = f"[{address}]" if ":" in address else address
+        self.base_url = f"http://{host}:{port}"
+        self.name = name or f"{host}:{port}"
+        self.timeouts = timeouts
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> NodeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connections to the node."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- procedures -------------------------------------------------------------
+
+    async def start_function(
+        self,
+        fn_name: str,
+        fn_args: dict[str, Any] | None = None,
+        *,
+        timeout: float,
+        abort_after: float | None = None,
+        request_id: str | None = None,
+        request_timeout_s: float | None = None,
+    ) -> CallState:
+        """StartFunction: start ``fn_name`` and wait up to ``timeout`` seconds for it."""
+        body = {
+            "fn_name": fn_name,
+            "fn_args": fn_args or {},
+            "timeout": timeout,
+            "abort_after": abort_after,
+            "request_id": request_id,
+        }
+        answer = await self.call(
+            protocol.START_FUNCTION, body, self._wait_bound(timeout, request_timeout_s)
+        )
+        return self._call_state(answer)
+
+    async def wait_for_function(
+        self, fnc_id: str, *, timeout: float, request_timeout_s: float | None = None
+    ) -> CallState:
+        """WaitForFunction: wait up to ``timeout`` seconds for the call to finish."""
+        body = {"fnc_id": fnc_id, "timeout": timeout}
+        answer = await self.call(
+            protocol.WAIT_FOR_FUNCTION, body, self._wait_bound(timeout, request_timeout_s)
+        )
+        return self._call_state(answer)
+
+    async def abort_function(self, fnc_id: str) -> CallState:
+        """AbortFunction: kill the call's processes; its state once they ended."""
+        answer = await self.call(protocol.ABORT_FUNCTION, {"fnc_id": fnc_id}, self.timeouts.abort_s)
+        return self._call_state(answer)
+
+    async def list_functions(self) -> list[dict[str, Any]]:
+        """ListFunctions: running and retained calls."""
+        answer = await self.call(protocol.LIST_FUNCTIONS, {}, self.timeouts.quick_s)
+        return self._field(answer, "functions", list)
+
+    async def identify(self) -> dict[str, Any]:
+        """Identify: name, uuid, pid, version, started, boot_id."""
+        return await self.call(protocol.IDENTIFY, {}, self.timeouts.quick_s)
+
+    async def describe_functions(self) -> dict[str, Any]:
+        """DescribeFunctions: every function's doc and parameter schema."""
+        answer = await self.call(protocol.DESCRIBE_FUNCTIONS, {}, self.timeouts.quick_s)
+        return self._field(answer, "functions", dict)
+
+    # --- the wire -----------------------------------------------------------------
+
+    async def call(
+        self, procedure: str, body: dict[str, Any], request_timeout_s: float
+    ) -> dict[str, Any]:
+        """PUT one procedure; the JSON answer, or the mapped :class:`RPCError`."""
+        timeout = aiohttp.ClientTimeout(
+            total=request_timeout_s, connect=min(self.timeouts.connect_s, request_timeout_s)
+        )
+        with self._mapped_errors(procedure, request_timeout_s):
+            async with self._open_session().put(
+                f"{self.base_url}/{procedure}",
+                data=protocol.dumps(body),
+                headers={"Content-Type": protocol.JSON_CONTENT_TYPE},
+                timeout=timeout,
+            ) as response:
+                raw = await response.read()
+                return self._decode(response, raw)
+
+    def _decode(self, response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:
+        try:
+            answer = protocol.loads(raw)
+        except ValueError:
+            preview = raw[:_MAX_ANSWER_PREVIEW]
+            raise ProtocolError(
+                f"HTTP {response.status} answer is not JSON: {preview!r}", node=self.name
+            ) from None
+        if response.status != 200:
+            raise remote_error_from_wire(
+                response.status,
+                answer,
+                node=self.name,
+                retry_after=response.headers.get("Retry-After"),
+            )
+        if not isinstance(answer, dict):
+            raise ProtocolError("answer is not a JSON object", node=self.name)
+        return answer
+
+    @contextlib.contextmanager
+    def _mapped_errors(self, procedure: str, timeout_s: float) -> Iterator[None]:
+        """The one place where aiohttp's and the OS's errors become :class:`RPCError`."""
+        try:
+            yield
+        except TimeoutError as exc:  # also aiohttp.ServerTimeoutError
+            raise NodeTimeout(
+                f"{procedure}: no answer within {timeout_s:g} s", node=self.name
+            ) from exc
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            # refused, unresolvable, reset, disconnected before answering
+            raise NodeUnreachable(f"{procedure}: {exc}", node=self.name) from exc
+        except aiohttp.ClientError as exc:  # malformed HTTP, broken payload
+            raise ProtocolError(f"{procedure}: {exc}", node=self.name) from exc
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                raise_for_status=False,
+            )
+        return self._session
+
+    def _wait_bound(self, wait_s: float, override_s: float | None) -> float:
+        return override_s if override_s is not None else wait_s + self.timeouts.margin_s
+
+    def _call_state(self, answer: dict[str, Any]) -> CallState:
+        try:
+            return CallState.from_wire(answer)
+        except ValueError as exc:
+            raise ProtocolError(f"bad call state: {exc}", node=self.name) from exc
+
+    def _field(self, answer: dict[str, Any], name: str, kind: type) -> Any:
+        value = answer.get(name)
+        if not isinstance(value, kind):
+            raise ProtocolError(f"answer lacks a {kind.__name__} {name!r}", node=self.name)
+        return value

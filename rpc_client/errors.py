@@ -1,0 +1,205 @@
+"""The one exception tree of noded, shared by the daemon and its clients.
+
+::
+
+    RPCError
+    ├── TransportError              the node could not be asked or did not answer properly
+    │   ├── NodeUnreachable         refused, reset, unresolvable
+    │   ├── NodeTimeout             no answer within the request's own timeout
+    │   └── ProtocolError           an answer that is not the contract's
+    ├── RemoteError                 the node answered with a request error (non-200)
+    │   ├── BadRequest              400
+    │   ├── InvalidArguments        400
+    │   ├── UnknownFunction         404
+    │   ├── UnknownFunctionCall     404
+    │   ├── UnknownProcedure        404
+    │   ├── MethodNotAllowed        405
+    │   ├── RequestIdConflict       409
+    │   ├── RequestTooLarge         413
+    │   ├── NodeBusy                503 "Busy"
+    │   └── NodeShuttingDown        503 "ShuttingDown"
+    ├── FunctionFailed              the call finished with an error (raised, died, aborted, ...)
+    └── CallTimeout                 the caller's deadline passed while the function still ran
+
+The daemon raises the ``RemoteError`` classes itself; one middleware turns them into the
+wire's ``{"error": {"type", "message"}}`` body with the class's status.  The client turns
+such a body back into the same class in :func:`remote_error_from_wire`, the one place where
+remote error types map to local classes.  Misuse of the library raises ``ValueError`` or
+``TypeError``, outside this tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RPCError(Exception):
+    """Base of every error a noded call can raise."""
+
+    def __init__(self, message: str, *, node: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.node = node
+
+    def __str__(self) -> str:
+        return f"{self.message} (node {self.node})" if self.node else self.message
+
+
+class TransportError(RPCError):
+    """Raised when the node could not be asked or gave no usable answer."""
+
+
+class NodeUnreachable(TransportError):
+    """Raised when the connection is refused, reset, or the name does not resolve."""
+
+
+class NodeTimeout(TransportError):
+    """Raised when the node does not answer a request within its timeout."""
+
+
+class ProtocolError(TransportError):
+    """Raised when the node's answer is not what the wire contract says."""
+
+
+class RemoteError(RPCError):
+    """Raised when the node answered a request with a non-200 error body."""
+
+    wire_type: ClassVar[str] = "RemoteError"
+    status: ClassVar[int] = 500
+
+
+class BadRequest(RemoteError):
+    """Raised when the request body or one of its fields is malformed."""
+
+    wire_type = "BadRequest"
+    status = 400
+
+
+class InvalidArguments(RemoteError):
+    """Raised when fn_args do not fit the function's declared parameters."""
+
+    wire_type = "InvalidArguments"
+    status = 400
+
+
+class UnknownFunction(RemoteError):
+    """Raised when fn_name is not registered on the node."""
+
+    wire_type = "UnknownFunction"
+    status = 404
+
+
+class UnknownFunctionCall(RemoteError):
+    """Raised when the node does not know the fnc_id (never started, expired, or restarted)."""
+
+    wire_type = "UnknownFunctionCall"
+    status = 404
+
+
+class UnknownProcedure(RemoteError):
+    """Raised when the procedure path does not exist."""
+
+    wire_type = "UnknownProcedure"
+    status = 404
+
+
+class MethodNotAllowed(RemoteError):
+    """Raised when a procedure is asked with a method other than PUT."""
+
+    wire_type = "MethodNotAllowed"
+    status = 405
+
+
+class RequestIdConflict(RemoteError):
+    """Raised when a request_id is reused with a different fn_name or fn_args."""
+
+    wire_type = "RequestIdConflict"
+    status = 409
+
+
+class RequestTooLarge(RemoteError):
+    """Raised when the request body is over the daemon's limit."""
+
+    wire_type = "RequestTooLarge"
+    status = 413
+
+
+class NodeBusy(RemoteError):
+    """Raised when the node runs its maximum of function processes; retry after a while."""
+
+    wire_type = "Busy"
+    status = 503
+
+    def __init__(
+        self, message: str, *, node: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, node=node)
+        self.retry_after_s = retry_after_s
+
+
+class NodeShuttingDown(RemoteError):
+    """Raised when the node is stopping and takes no new calls."""
+
+    wire_type = "ShuttingDown"
+    status = 503
+
+
+class FunctionFailed(RPCError):
+    """Raised when a call finished with an error: the function raised, died or was aborted."""
+
+    def __init__(
+        self, error: dict[str, Any], *, fnc_id: str | None = None, node: str | None = None
+    ) -> None:
+        self.error = error
+        self.type: str = str(error.get("type", "Error"))
+        self.traceback: str | None = error.get("traceback")
+        self.fnc_id = fnc_id
+        super().__init__(f"{self.type}: {error.get('message', '')}", node=node)
+
+
+class CallTimeout(RPCError):
+    """Raised when the caller's deadline passed and the function is still running."""
+
+    def __init__(self, message: str, *, fnc_id: str | None, node: str | None = None) -> None:
+        super().__init__(message, node=node)
+        self.fnc_id = fnc_id
+
+
+REMOTE_ERRORS: dict[str, type[RemoteError]] = {
+    cls.wire_type: cls
+    for cls in (
+        BadRequest,
+        InvalidArguments,
+        UnknownFunction,
+        UnknownFunctionCall,
+        UnknownProcedure,
+        MethodNotAllowed,
+        RequestIdConflict,
+        RequestTooLarge,
+        NodeBusy,
+        NodeShuttingDown,
+    )
+}
+
+
+def remote_error_from_wire(
+    status: int, body: Any, *, node: str | None = None, retry_after: str | None = None
+) -> RPCError:
+    """Turn a non-200 answer into the local exception for its error type."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("type"), str):
+        return ProtocolError(f"HTTP {status} without the contract's error body", node=node)
+    message = str(error.get("message", ""))
+    cls = REMOTE_ERRORS.get(error["type"])
+    if cls is None:
+        return ProtocolError(f"HTTP {status} {error['type']}: {message}", node=node)
+    if cls is NodeBusy:
+        return NodeBusy(message, node=node, retry_after_s=_parse_retry_after(retry_after))
+    return cls(message, node=node)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,222 @@
+"""The noded wire protocol, version 1: the one copy both sides import.
+
+Request shapes (parsed and checked here, raising :class:`BadRequest`), the call state
+object, the fnc_id format, and the JSON codec.  See ``doc/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from rpc_client.errors import BadRequest
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_PORT: Final = 1811
+JSON_CONTENT_TYPE: Final = "application/json"
+
+START_FUNCTION: Final = "StartFunction"
+WAIT_FOR_FUNCTION: Final = "WaitForFunction"
+ABORT_FUNCTION: Final = "AbortFunction"
+LIST_FUNCTIONS: Final = "ListFunctions"
+IDENTIFY: Final = "Identify"
+DESCRIBE_FUNCTIONS: Final = "DescribeFunctions"
+
+FNC_ID_RE: Final = re.compile(r"^[1-9][0-9]*:[1-9][0-9]*:[0-9]+\.[0-9]{6}:[0-9a-f]{16}$")
+REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def dumps(value: Any) -> bytes:
+    """Encode a JSON value the way both sides put it on the wire."""
+    return orjson.dumps(value)
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON; raises ``orjson.JSONDecodeError`` (a ``ValueError``) on bad input."""
+    return orjson.loads(data)
+
+
+# --- fnc_id -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FncId:
+    """A parsed function call id ``<ppid>:<cpid>:<time>:<random>``."""
+
+    ppid: int
+    cpid: int
+    time: str
+    random: str
+
+    @classmethod
+    def new(cls, ppid: int, cpid: int, started: float) -> FncId:
+        """Make the id of a call started at ``started`` (Unix time) in process ``cpid``."""
+        return cls(ppid, cpid, f"{started:.6f}", secrets.token_hex(8))
+
+    @classmethod
+    def parse(cls, text: str) -> FncId:
+        """Parse an fnc_id; raises :class:`BadRequest` if it does not match the format."""
+        if not isinstance(text, str) or not FNC_ID_RE.match(text):
+            raise BadRequest(
+                f"malformed fnc_id {text!r}: expected <ppid>:<cpid>:<time with 6 decimals>:"
+                "<16 lowercase hex digits>"
+            )
+        ppid, cpid, time, random = text.split(":")
+        return cls(int(ppid), int(cpid), time, random)
+
+    def __str__(self) -> str:
+        return f"{self.ppid}:{self.cpid}:{self.time}:{self.random}"
+
+
+# --- the call state object --------------------------------------------------
+
+
+@dataclass
+class CallState:
+    """What StartFunction, WaitForFunction and AbortFunction answer."""
+
+    fnc_id: str
+    finished: bool
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The state as the JSON object the contract names."""
+        return {
+            "fnc_id": self.fnc_id,
+            "finished": self.finished,
+            "result": self.result,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_wire(cls, body: Any) -> CallState:
+        """Read a call state answer; raises ``ValueError`` if it is not one."""
+        if not isinstance(body, dict):
+            raise ValueError("call state is not a JSON object")
+        fnc_id, finished, error = body.get("fnc_id"), body.get("finished"), body.get("error")
+        if not isinstance(fnc_id, str) or not isinstance(finished, bool):
+            raise ValueError("call state lacks a string fnc_id or a boolean finished")
+        if error is not None and not isinstance(error, dict):
+            raise ValueError("call state error is neither null nor an object")
+        return cls(fnc_id, finished, body.get("result"), error)
+
+    @property
+    def ok(self) -> bool:
+        """True once the call finished without error."""
+        return self.finished and self.error is None
+
+
+# --- requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartFunctionRequest:
+    """A parsed StartFunction request."""
+
+    fn_name: str
+    timeout: float
+    fn_args: dict[str, Any] = field(default_factory=dict)
+    abort_after: float | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> StartFunctionRequest:
+        fn_name = body.get("fn_name")
+        if not isinstance(fn_name, str) or not fn_name:
+            raise BadRequest("field 'fn_name' is required and must be a non-empty string")
+        fn_args = body.get("fn_args", {})
+        if fn_args is None:
+            fn_args = {}
+        if not isinstance(fn_args, dict):
+            raise BadRequest("field 'fn_args' must be a JSON object of named arguments")
+        return cls(
+            fn_name=fn_name,
+            timeout=parse_timeout(body),
+            fn_args=fn_args,
+            abort_after=_parse_abort_after(body.get("abort_after")),
+            request_id=_parse_request_id(body.get("request_id")),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "fn_name": self.fn_name,
+            "fn_args": self.fn_args,
+            "timeout": self.timeout,
+            "abort_after": self.abort_after,
+            "request_id": self.request_id,
+        }
+
+
+@dataclass(frozen=True)
+class WaitForFunctionRequest:
+    """A parsed WaitForFunction request."""
+
+    fnc_id: FncId
+    timeout: float
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> WaitForFunctionRequest:
+        return cls(fnc_id=parse_fnc_id_field(body), timeout=parse_timeout(body))
+
+
+def parse_fnc_id_field(body: dict[str, Any]) -> FncId:
+    """The request's required ``fnc_id`` field, parsed."""
+    if "fnc_id" not in body:
+        raise BadRequest("field 'fnc_id' is required")
+    return FncId.parse(body["fnc_id"])
+
+
+def parse_timeout(body: dict[str, Any]) -> float:
+    """The request's required ``timeout``: a finite number of seconds, >= 0."""
+    if "timeout" not in body:
+        raise BadRequest("field 'timeout' is required: seconds to wait, 0 for fire-and-forget")
+    value = _finite_number("timeout", body["timeout"])
+    if value < 0:
+        raise BadRequest(f"field 'timeout' must be >= 0 seconds, got {body['timeout']!r}")
+    return value
+
+
+def _parse_abort_after(value: Any) -> float | None:
+    if value is None:
+        return None
+    seconds = _finite_number("abort_after", value)
+    if seconds <= 0:
+        raise BadRequest(f"field 'abort_after' must be > 0 seconds or null, got {value!r}")
+    return seconds
+
+
+def _parse_request_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not REQUEST_ID_RE.match(value):
+        raise BadRequest(f"malformed request_id {value!r}: 1 to 128 characters of [A-Za-z0-9._:-]")
+    return value
+
+
+def _finite_number(name: str, value: Any) -> float:
+    # bool is an int in Python but never a number on the wire.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"field {name!r} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise BadRequest(f"field {name!r} must be finite, got {value!r}")
+    return seconds
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """Decode a request body: one JSON object, UTF-8; an empty body means ``{}``."""
+    if not raw.strip():
+        return {}
+    try:
+        body = loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
