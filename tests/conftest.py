@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from noded.launcher import LocalNode
+from rpc_client.client import NodeClient
+from tests.helpers import marked_processes, node_args, node_env, run_node
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[LocalNode]:
+    """A real ganeti-noded with the test functions, stopped after the test."""
+    async with run_node() as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
+    """One daemon for a whole test module, for tests that need no daemon of their own."""
+    workdir = tmp_path_factory.mktemp("noded")
+    daemon = asyncio.run(LocalNode.start(node_args(), env=node_env(), workdir=workdir))
+    yield daemon
+    asyncio.run(daemon.stop())
+
+
+@pytest.fixture
+async def client(node: LocalNode) -> AsyncIterator[NodeClient]:
+    async with node.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """After the whole suite, no daemon or function process of it may still run."""
+    yield
+    deadline = time.monotonic() + 10
+    while (left := marked_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left behind by the tests: {[p.pid for p in left]}"
+

@@ -1,0 +1,145 @@
+"""Functions the test daemons load with ``--functions tests.functions``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from noded import function
+
+
+@function
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@function
+def typed(
+    i: int, f: float, s: str, b: bool, items: list, mapping: dict, maybe: str | None = None
+) -> dict[str, Any]:
+    """Return every argument, to check the annotations' JSON checks."""
+    return {"i": i, "f": f, "s": s, "b": b, "items": items, "mapping": mapping, "maybe": maybe}
+
+
+@function
+def fail(message: str) -> None:
+    """Raise RuntimeError(message)."""
+    raise RuntimeError(message)
+
+
+@function
+def exit_now(code: int) -> None:
+    """Leave at once with the exit status code, writing no result."""
+    sys.stderr.write(f"exiting with {code}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@function
+def kill_self(sig: int) -> None:
+    """Die by a signal."""
+    os.kill(os.getpid(), sig)
+    time.sleep(10)
+
+
+@function
+def write_frame(data: str) -> None:
+    """Write raw bytes where the result frame goes, then leave."""
+    from noded import runner
+
+    os.write(runner.frame_fd, data.encode())
+    os._exit(0)
+
+
+@function
+def noisy(value: Any) -> Any:
+    """Print to stdout at Python and fd level, and from a child; return value."""
+    print("printed by the function")
+    sys.stdout.flush()
+    os.write(1, b"written to fd 1\n")
+    subprocess.run(["echo", "from a child process"], check=True)
+    return value
+
+
+@function
+def whoami() -> dict[str, int]:
+    """The process's pid, session, group and parent."""
+    return {"pid": os.getpid(), "sid": os.getsid(0), "pgid": os.getpgid(0), "ppid": os.getppid()}
+
+
+@function
+def sleep_then(seconds: float, value: Any = None) -> Any:
+    """Sleep, then return value."""
+    time.sleep(seconds)
+    return value
+
+
+@function
+def with_grandchildren(count: int, pid_file: str, ignore_term: bool = False) -> None:
+    """Start ``count`` grandchildren in this process group, note their pids, sleep long."""
+    if ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kids = [subprocess.Popen(["sleep", "300"], stdout=subprocess.DEVNULL) for _ in range(count)]
+    with open(pid_file + ".tmp", "w") as out:
+        out.write("\n".join(str(kid.pid) for kid in kids))
+    os.rename(pid_file + ".tmp", pid_file)
+    time.sleep(300)
+
+
+@function
+def ignore_sigterm(seconds: float) -> float:
+    """Ignore SIGTERM, then sleep."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(seconds)
+    return seconds
+
+
+@function
+def big(size: int) -> str:
+    """A string result of ``size`` characters."""
+    return "x" * size
+
+
+@function
+def stderr_then_exit(size: int, code: int) -> None:
+    """Write ``size`` bytes to stderr, ending in 'END', then exit with code."""
+    sys.stderr.write("a" * max(0, size - 3) + "END")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+@function
+def count_run(path: str, value: Any = None) -> Any:
+    """Append a line to path (counting executions), then return value."""
+    with open(path, "a") as out:
+        out.write("run\n")
+    return value
+
+
+@function
+def leave_stdout_open() -> str:
+    """Return at once, leaving a grandchild that holds stdout open for a while."""
+    from noded import runner
+
+    subprocess.Popen(["sleep", "3"], stdout=runner.frame_fd, start_new_session=False)
+    return "done"
+
+
+@function
+async def async_echo(value: Any) -> Any:
+    """An async function."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    return value
+
+
+@function
+def unserialisable() -> Any:
+    """Return something that is not JSON."""
+    return {1, 2}

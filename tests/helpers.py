@@ -1,0 +1,93 @@
+"""Helpers shared by the tests: a real daemon, raw HTTP, process checks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+from noded.launcher import LocalNode
+
+ROOT = Path(__file__).resolve().parent.parent
+#: every daemon the tests start, and so every function process, carries this in its
+#: environment; the session's last check looks for processes that still do
+LEAK_MARKER = "NODED_TEST_SESSION"
+MARKER_VALUE = f"pytest-{os.getpid()}"
+
+
+def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a test daemon: tests importable, and the leak marker."""
+    return {
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        LEAK_MARKER: MARKER_VALUE,
+        **(extra or {}),
+    }
+
+
+def node_args(args: Sequence[str] = ()) -> list[str]:
+    return ["--functions", "tests.functions", *args]
+
+
+@contextlib.asynccontextmanager
+async def run_node(args: Sequence[str] = (), **kwargs: Any) -> AsyncIterator[LocalNode]:
+    """A real ganeti-noded with tests.functions loaded, on a free loopback port."""
+    env = node_env(kwargs.pop("env", None))
+    async with LocalNode.running(node_args(args), env=env, **kwargs) as node:
+        yield node
+
+
+async def put(
+    node: LocalNode,
+    path: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    method: str = "PUT",
+    timeout_s: float = 30.0,
+) -> tuple[int, Any, dict[str, str]]:
+    """One raw HTTP request: (status, decoded JSON body, headers)."""
+    data = raw if raw is not None else (b"" if body is None else orjson.dumps(body))
+    async with aiohttp.ClientSession() as session, session.request(
+        method,
+        f"http://{node.address}{path}",
+        data=data,
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+    ) as response:
+        payload = await response.read()
+        decoded = orjson.loads(payload) if payload else None
+        return response.status, decoded, dict(response.headers)
+
+
+def marked_processes() -> list[psutil.Process]:
+    """Processes (other than this one) started under this test session's marker."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(LEAK_MARKER) == MARKER_VALUE:
+                found.append(proc)
+    return found
+
+
+def zombie_children(pid: int) -> list[int]:
+    with contextlib.suppress(psutil.Error):
+        return [
+            child.pid
+            for child in psutil.Process(pid).children(recursive=True)
+            if child.status() == psutil.STATUS_ZOMBIE
+        ]
+    return []
+
+
+def alive(pid: int) -> bool:
+    """True if pid runs and is not a zombie."""
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False

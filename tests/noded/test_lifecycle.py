@@ -1,0 +1,116 @@
+"""Retention, abort, abort_after and the result-size limit, each at its edge."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from rpc_client.client import NodeClient
+from rpc_client.errors import UnknownFunctionCall
+from rpc_client.protocol import FncId
+from tests.helpers import alive, run_node
+from tests.noded.test_shutdown import start_with_grandchildren
+
+# --- retention -----------------------------------------------------------------------
+
+
+async def test_results_expire_after_the_ttl() -> None:
+    async with run_node(["--result-ttl", "0.5"]) as node, node.client() as client:
+        state = await client.start_function("echo", {"value": 1}, timeout=10)
+        assert (await client.wait_for_function(state.fnc_id, timeout=1)).result == 1
+        end = time.monotonic() + 10
+        with pytest.raises(UnknownFunctionCall, match="expired"):  # noqa: PT012
+            while time.monotonic() < end:
+                await client.wait_for_function(state.fnc_id, timeout=0)
+                await asyncio.sleep(0.1)
+        assert not any(e["fnc_id"] == state.fnc_id for e in await client.list_functions())
+
+
+async def test_at_most_max_retained_results_are_kept_oldest_dropped_first() -> None:
+    async with run_node(["--max-retained", "2"]) as node, node.client() as client:
+        states = [await client.start_function("echo", {"value": n}, timeout=10)
+                  for n in range(3)]
+        with pytest.raises(UnknownFunctionCall, match="over the limit of 2"):
+            await client.wait_for_function(states[0].fnc_id, timeout=0)
+        for state in states[1:]:
+            assert (await client.wait_for_function(state.fnc_id, timeout=0)).finished
+        assert len(await client.list_functions()) == 2
+
+
+async def test_a_dropped_request_id_starts_a_new_call() -> None:
+    async with run_node(["--max-retained", "1"]) as node, node.client() as client:
+        first = await client.start_function("echo", {"value": 1}, timeout=10, request_id="r1")
+        await client.start_function("echo", {"value": 2}, timeout=10)
+        again = await client.start_function("echo", {"value": 1}, timeout=10, request_id="r1")
+        assert again.fnc_id != first.fnc_id
+
+
+# --- abort and abort_after -------------------------------------------------------------
+
+
+async def test_abort_kills_the_group_and_answers_function_aborted(
+    client: NodeClient, tmp_path: Path
+) -> None:
+    fnc_id, kids = await start_with_grandchildren(client, tmp_path)
+    state = await client.abort_function(fnc_id)
+    assert state.finished
+    assert state.error["type"] == "FunctionAborted"
+    assert state.error["reason"] == "aborted"
+    for pid in [FncId.parse(fnc_id).cpid, *kids]:
+        assert not alive(pid), pid
+
+
+async def test_abort_of_a_finished_call_answers_its_state_unchanged(client: NodeClient) -> None:
+    state = await client.start_function("echo", {"value": 5}, timeout=10)
+    assert (await client.abort_function(state.fnc_id)).to_wire() == state.to_wire()
+
+
+async def test_abort_sigkills_what_ignores_sigterm_after_the_kill_grace(tmp_path: Path) -> None:
+    async with run_node(["--kill-grace", "0.5"]) as node, node.client() as client:
+        fnc_id, kids = await start_with_grandchildren(client, tmp_path, ignore_term=True)
+        began = time.monotonic()
+        state = await client.abort_function(fnc_id)
+        assert 0.4 <= time.monotonic() - began < 8
+        assert state.error["type"] == "FunctionAborted"
+        for pid in [FncId.parse(fnc_id).cpid, *kids]:
+            assert not alive(pid), pid
+
+
+async def test_abort_after_kills_a_call_that_runs_too_long(client: NodeClient) -> None:
+    began = time.monotonic()
+    state = await client.start_function(
+        "sleep", {"seconds": 30}, timeout=20, abort_after=0.5
+    )
+    assert state.finished
+    assert state.error["type"] == "FunctionAborted"
+    assert state.error["reason"] == "abort_after"
+    assert time.monotonic() - began < 10
+
+
+async def test_abort_after_does_not_touch_a_call_that_finishes_in_time(
+    client: NodeClient,
+) -> None:
+    state = await client.start_function(
+        "sleep", {"seconds": 0.1}, timeout=10, abort_after=5
+    )
+    assert state.result == 0.1
+
+
+# --- result size ------------------------------------------------------------------
+
+
+async def test_the_result_size_limit_at_its_edge() -> None:
+    limit = 10_000
+    frame_overhead = len(b'{"ok":true,"result":""}')
+    async with run_node(["--max-result-bytes", str(limit)]) as node, node.client() as client:
+        exact = await client.start_function("big", {"size": limit - frame_overhead}, timeout=10)
+        assert exact.error is None and len(exact.result) == limit - frame_overhead
+        over = await client.start_function(
+            "big", {"size": limit - frame_overhead + 1}, timeout=10
+        )
+        assert over.error["type"] == "ResultTooLarge"
+        assert over.error["limit_bytes"] == limit
+        assert (await client.identify())["pid"] == node.pid
