@@ -1,0 +1,86 @@
+"""NodeClient over real sockets: every way a node can fail maps to one RPCError class."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from noded.launcher import LocalNode, free_port
+from rpc_client.client import ClientTimeouts, NodeClient
+from rpc_client.errors import (
+    NodeTimeout,
+    NodeUnreachable,
+    ProtocolError,
+    RPCError,
+    UnknownFunction,
+)
+from tests.fakes import answers_html, fake_node, hangs_up, never_answers, speaks_garbage
+
+SHORT = ClientTimeouts(connect_s=2.0, margin_s=0.5, quick_s=1.0)
+
+
+async def test_refused_connection_is_node_unreachable() -> None:
+    async with NodeClient("127.0.0.1", free_port(), timeouts=SHORT) as client:
+        began = time.monotonic()
+        with pytest.raises(NodeUnreachable) as info:
+            await client.identify()
+        assert time.monotonic() - began < 1
+        assert info.value.node == client.name
+
+
+async def test_unresolvable_name_is_node_unreachable() -> None:
+    async with NodeClient("no-such-node.invalid", 1811, timeouts=SHORT) as client:
+        with pytest.raises(NodeUnreachable, match="no-such-node.invalid"):
+            await client.identify()
+
+
+async def test_a_silent_node_is_detected_by_the_clients_own_timeout() -> None:
+    async with fake_node(never_answers) as port, NodeClient(
+        "127.0.0.1", port, timeouts=SHORT
+    ) as client:
+        began = time.monotonic()
+        with pytest.raises(NodeTimeout):
+            await client.wait_for_function("1:2:3.000000:0123456789abcdef", timeout=0.5)
+        assert 0.9 <= time.monotonic() - began < 3  # the wait (0.5 s) plus the margin (0.5 s)
+
+
+async def test_a_node_speaking_garbage_is_a_protocol_error() -> None:
+    async with fake_node(speaks_garbage) as port, NodeClient(
+        "127.0.0.1", port, timeouts=SHORT
+    ) as client:
+        with pytest.raises(ProtocolError, match="Bad status line"):
+            await client.identify()
+
+
+async def test_a_non_json_answer_is_a_protocol_error() -> None:
+    async with fake_node(answers_html) as port, NodeClient(
+        "127.0.0.1", port, timeouts=SHORT
+    ) as client:
+        with pytest.raises(ProtocolError, match="not JSON"):
+            await client.identify()
+
+
+async def test_a_node_that_hangs_up_is_node_unreachable() -> None:
+    async with fake_node(hangs_up) as port, NodeClient(
+        "127.0.0.1", port, timeouts=SHORT
+    ) as client:
+        with pytest.raises(NodeUnreachable):
+            await client.identify()
+
+
+async def test_remote_errors_arrive_as_their_classes(client: NodeClient) -> None:
+    with pytest.raises(UnknownFunction) as info:
+        await client.start_function("nope", timeout=1)
+    assert info.value.node == client.name
+    assert isinstance(info.value, RPCError)
+
+
+async def test_the_client_reuses_its_connection(node: LocalNode, client: NodeClient) -> None:
+    for _ in range(5):
+        await client.identify()
+    import psutil
+
+    connections = [c for c in psutil.Process(node.pid).net_connections("tcp")
+                   if c.status == psutil.CONN_ESTABLISHED]
+    assert len(connections) == 1

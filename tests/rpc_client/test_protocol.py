@@ -1,0 +1,115 @@
+"""The protocol module: fnc_ids, request parsing, the call state, error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rpc_client import errors
+from rpc_client.errors import BadRequest, NodeBusy, ProtocolError, remote_error_from_wire
+from rpc_client.protocol import (
+    FNC_ID_RE,
+    CallState,
+    FncId,
+    StartFunctionRequest,
+    WaitForFunctionRequest,
+    parse_body,
+)
+
+
+def test_new_fnc_ids_match_the_format_and_round_trip() -> None:
+    fnc_id = FncId.new(4242, 4250, 1763800000.1234567)
+    text = str(fnc_id)
+    assert FNC_ID_RE.match(text)
+    assert text.startswith("4242:4250:1763800000.123457:")
+    assert FncId.parse(text) == fnc_id
+    assert FncId.new(1, 2, 3.0).random != FncId.new(1, 2, 3.0).random
+
+
+def test_the_contracts_example_parses() -> None:
+    fnc_id = FncId.parse("4242:4250:1763800000.123456:9f3a61c2d4e5f607")
+    assert (fnc_id.ppid, fnc_id.cpid) == (4242, 4250)
+
+
+def test_start_request_defaults() -> None:
+    request = StartFunctionRequest.from_wire({"fn_name": "echo", "timeout": 2})
+    assert request.fn_args == {}
+    assert request.abort_after is None and request.request_id is None
+    assert StartFunctionRequest.from_wire(request.to_wire()) == request
+
+
+@pytest.mark.parametrize("timeout", [0, 0.5, 3, 1e300])
+def test_timeouts_that_are_taken(timeout: float) -> None:
+    assert WaitForFunctionRequest.from_wire(
+        {"fnc_id": "1:2:3.000000:0123456789abcdef", "timeout": timeout}
+    ).timeout == timeout
+
+
+@pytest.mark.parametrize("timeout", [-1, float("nan"), float("inf"), "1", True, None, [1]])
+def test_timeouts_that_are_refused(timeout: Any) -> None:
+    with pytest.raises(BadRequest, match="timeout"):
+        StartFunctionRequest.from_wire({"fn_name": "echo", "timeout": timeout})
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"1", b"null", b"{", b"\xff"])
+def test_bodies_that_are_not_objects_are_refused(raw: bytes) -> None:
+    with pytest.raises(BadRequest):
+        parse_body(raw)
+
+
+def test_empty_body_is_an_empty_object() -> None:
+    assert parse_body(b"") == {} and parse_body(b"  \n") == {}
+
+
+def test_call_state_round_trip_and_refusals() -> None:
+    state = CallState("1:2:3.000000:0123456789abcdef", True, {"a": 1}, None)
+    assert CallState.from_wire(state.to_wire()) == state
+    assert state.ok
+    for bad in ([], {"fnc_id": 1, "finished": True}, {"fnc_id": "x", "finished": "no"},
+                {"fnc_id": "x", "finished": True, "error": "text"}):
+        with pytest.raises(ValueError):
+            CallState.from_wire(bad)
+
+
+def test_unknown_answer_fields_are_ignored() -> None:
+    wire = {"fnc_id": "x", "finished": False, "result": None, "error": None, "new": 1}
+    assert CallState.from_wire(wire).finished is False
+
+
+@pytest.mark.parametrize("cls", list(errors.REMOTE_ERRORS.values()))
+def test_every_remote_error_type_maps_back_to_its_class(cls: type[errors.RemoteError]) -> None:
+    body = {"error": {"type": cls.wire_type, "message": "words"}}
+    exc = remote_error_from_wire(cls.status, body, node="n1", retry_after="3")
+    assert type(exc) is cls
+    assert exc.message == "words" and exc.node == "n1"
+    if cls is NodeBusy:
+        assert isinstance(exc, NodeBusy) and exc.retry_after_s == 3.0
+
+
+def test_the_wire_types_are_the_contracts() -> None:
+    assert {cls.wire_type: cls.status for cls in errors.REMOTE_ERRORS.values()} == {
+        "BadRequest": 400,
+        "InvalidArguments": 400,
+        "UnknownFunction": 404,
+        "UnknownFunctionCall": 404,
+        "UnknownProcedure": 404,
+        "MethodNotAllowed": 405,
+        "RequestIdConflict": 409,
+        "RequestTooLarge": 413,
+        "Busy": 503,
+        "ShuttingDown": 503,
+    }
+
+
+@pytest.mark.parametrize("body", [None, [], {"error": "x"}, {"error": {"type": "Nope"}}])
+def test_error_bodies_outside_the_contract_are_protocol_errors(body: Any) -> None:
+    assert isinstance(remote_error_from_wire(500, body), ProtocolError)
+
+
+def test_function_failed_carries_the_remote_error() -> None:
+    exc = errors.FunctionFailed(
+        {"type": "ValueError", "message": "bad", "traceback": "tb"}, fnc_id="f", node="n"
+    )
+    assert (exc.type, exc.traceback, exc.fnc_id, exc.node) == ("ValueError", "tb", "f", "n")
+    assert str(exc) == "ValueError: bad (node n)"
