@@ -41,4 +41,3 @@ def no_process_left_behind() -> Iterator[None]:
     while (left := marked_processes()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"processes left behind by the tests: {[p.pid for p in left]}"
-

@@ -50,8 +50,12 @@ async def speaks_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWri
 async def answers_html(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.read(65536)
     body = b"<html>proxy error</html>"
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
-                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+    writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
     await writer.drain()
 
 

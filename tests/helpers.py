@@ -53,12 +53,15 @@ async def put(
 ) -> tuple[int, Any, dict[str, str]]:
     """One raw HTTP request: (status, decoded JSON body, headers)."""
     data = raw if raw is not None else (b"" if body is None else orjson.dumps(body))
-    async with aiohttp.ClientSession() as session, session.request(
-        method,
-        f"http://{node.address}{path}",
-        data=data,
-        timeout=aiohttp.ClientTimeout(total=timeout_s),
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method,
+            f"http://{node.address}{path}",
+            data=data,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as response,
+    ):
         payload = await response.read()
         decoded = orjson.loads(payload) if payload else None
         return response.status, decoded, dict(response.headers)

@@ -20,8 +20,9 @@ async def test_returns_the_result(client: NodeClient) -> None:
 
 async def test_polls_a_long_call_to_completion(client: NodeClient) -> None:
     seen: list[CallState] = []
-    state = await run_call(client, "sleep", {"seconds": 1}, timeout=20, wait_s=0.2,
-                           on_progress=seen.append)
+    state = await run_call(
+        client, "sleep", {"seconds": 1}, timeout=20, wait_s=0.2, on_progress=seen.append
+    )
     assert state.result == 1
     assert len(seen) >= 3
     assert len({s.fnc_id for s in seen}) == 1
@@ -59,8 +60,7 @@ async def test_a_silent_node_costs_no_more_than_the_deadline() -> None:
 
 
 async def test_an_unreachable_node_fails_at_once() -> None:
-    async with NodeClient("127.0.0.1", free_port(),
-                          timeouts=ClientTimeouts(connect_s=2)) as node:
+    async with NodeClient("127.0.0.1", free_port(), timeouts=ClientTimeouts(connect_s=2)) as node:
         began = time.monotonic()
         with pytest.raises(NodeUnreachable):
             await call_function(node, "echo", {"value": 1}, timeout=30)

@@ -55,7 +55,7 @@ async def test_junk_on_stdout_is_invalid_result(client: NodeClient) -> None:
 
 
 async def test_json_that_is_not_a_frame_is_invalid_result(client: NodeClient) -> None:
-    for data in ('{"result": 1}\n', '[1, 2]\n', '{"ok": false, "error": "text"}\n'):
+    for data in ('{"result": 1}\n', "[1, 2]\n", '{"ok": false, "error": "text"}\n'):
         state = await client.start_function("write_frame", {"data": data}, timeout=10)
         assert state.error["type"] == "InvalidResult", data
 

@@ -22,7 +22,7 @@ async def test_results_expire_after_the_ttl() -> None:
         state = await client.start_function("echo", {"value": 1}, timeout=10)
         assert (await client.wait_for_function(state.fnc_id, timeout=1)).result == 1
         end = time.monotonic() + 10
-        with pytest.raises(UnknownFunctionCall, match="expired"):  # noqa: PT012
+        with pytest.raises(UnknownFunctionCall, match="expired"):
             while time.monotonic() < end:
                 await client.wait_for_function(state.fnc_id, timeout=0)
                 await asyncio.sleep(0.1)
@@ -31,8 +31,7 @@ async def test_results_expire_after_the_ttl() -> None:
 
 async def test_at_most_max_retained_results_are_kept_oldest_dropped_first() -> None:
     async with run_node(["--max-retained", "2"]) as node, node.client() as client:
-        states = [await client.start_function("echo", {"value": n}, timeout=10)
-                  for n in range(3)]
+        states = [await client.start_function("echo", {"value": n}, timeout=10) for n in range(3)]
         with pytest.raises(UnknownFunctionCall, match="over the limit of 2"):
             await client.wait_for_function(states[0].fnc_id, timeout=0)
         for state in states[1:]:
@@ -81,9 +80,7 @@ async def test_abort_sigkills_what_ignores_sigterm_after_the_kill_grace(tmp_path
 
 async def test_abort_after_kills_a_call_that_runs_too_long(client: NodeClient) -> None:
     began = time.monotonic()
-    state = await client.start_function(
-        "sleep", {"seconds": 30}, timeout=20, abort_after=0.5
-    )
+    state = await client.start_function("sleep", {"seconds": 30}, timeout=20, abort_after=0.5)
     assert state.finished
     assert state.error["type"] == "FunctionAborted"
     assert state.error["reason"] == "abort_after"
@@ -93,9 +90,7 @@ async def test_abort_after_kills_a_call_that_runs_too_long(client: NodeClient) -
 async def test_abort_after_does_not_touch_a_call_that_finishes_in_time(
     client: NodeClient,
 ) -> None:
-    state = await client.start_function(
-        "sleep", {"seconds": 0.1}, timeout=10, abort_after=5
-    )
+    state = await client.start_function("sleep", {"seconds": 0.1}, timeout=10, abort_after=5)
     assert state.result == 0.1
 
 
@@ -108,9 +103,7 @@ async def test_the_result_size_limit_at_its_edge() -> None:
     async with run_node(["--max-result-bytes", str(limit)]) as node, node.client() as client:
         exact = await client.start_function("big", {"size": limit - frame_overhead}, timeout=10)
         assert exact.error is None and len(exact.result) == limit - frame_overhead
-        over = await client.start_function(
-            "big", {"size": limit - frame_overhead + 1}, timeout=10
-        )
+        over = await client.start_function("big", {"size": limit - frame_overhead + 1}, timeout=10)
         assert over.error["type"] == "ResultTooLarge"
         assert over.error["limit_bytes"] == limit
         assert (await client.identify())["pid"] == node.pid

@@ -110,8 +110,10 @@ async def test_max_wait_caps_a_single_wait() -> None:
 async def test_twenty_calls_run_at_the_same_time(node: LocalNode, client: NodeClient) -> None:
     began = time.monotonic()
     states = await asyncio.gather(
-        *(client.start_function("sleep_then", {"seconds": 1.5, "value": n}, timeout=30)
-          for n in range(20))
+        *(
+            client.start_function("sleep_then", {"seconds": 1.5, "value": n}, timeout=30)
+            for n in range(20)
+        )
     )
     assert [state.result for state in states] == list(range(20))
     assert len({state.fnc_id for state in states}) == 20
@@ -169,8 +171,7 @@ async def test_list_functions_shows_running_and_retained_calls(client: NodeClien
     done = await client.start_function("echo", {"value": 1}, timeout=10)
     running = await client.start_function("sleep", {"seconds": 2}, timeout=0)
     listing = {entry["fnc_id"]: entry for entry in await client.list_functions()}
-    fields = {"fnc_id", "fn_name", "finished", "started", "elapsed_s", "pid", "cpu_s",
-              "rss_bytes"}
+    fields = {"fnc_id", "fn_name", "finished", "started", "elapsed_s", "pid", "cpu_s", "rss_bytes"}
     assert set(listing[done.fnc_id]) >= fields
     assert listing[done.fnc_id]["finished"] is True
     assert listing[done.fnc_id]["fn_name"] == "echo"

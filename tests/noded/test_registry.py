@@ -10,8 +10,16 @@ from noded.registry import Registry, matches_schema, schema_of, spec_of
 from rpc_client.errors import InvalidArguments
 
 
-def sample(count: int, ratio: float, name: str, flag: bool, tags: list[str],
-           extra: dict[str, int], note: str | None = None, anything: Any = 1) -> None:
+def sample(
+    count: int,
+    ratio: float,
+    name: str,
+    flag: bool,
+    tags: list[str],
+    extra: dict[str, int],
+    note: str | None = None,
+    anything: Any = 1,
+) -> None:
     """A sample function.
 
     More words."""

@@ -125,10 +125,12 @@ BAD_ARGS: list[tuple[str, str, dict[str, Any]]] = [
     ("float for int", "add", {"a": 1.5, "b": 2}),
     ("bool for int", "add", {"a": True, "b": 2}),
     ("bool for float", "sleep", {"seconds": False}),
-    ("string for list", "typed", {"i": 1, "f": 1, "s": "", "b": True, "items": "x",
-                                  "mapping": {}}),
-    ("int for str|None", "typed", {"i": 1, "f": 1, "s": "", "b": True, "items": [],
-                                   "mapping": {}, "maybe": 3}),
+    ("string for list", "typed", {"i": 1, "f": 1, "s": "", "b": True, "items": "x", "mapping": {}}),
+    (
+        "int for str|None",
+        "typed",
+        {"i": 1, "f": 1, "s": "", "b": True, "items": [], "mapping": {}, "maybe": 3},
+    ),
 ]
 
 
@@ -141,8 +143,15 @@ async def test_arguments_that_do_not_fit_are_invalid_arguments(
 
 
 async def test_arguments_that_fit_are_taken_as_json_schema_reads_them(node: LocalNode) -> None:
-    args = {"i": 1, "f": 2, "s": "s", "b": False, "items": [1], "mapping": {"k": None},
-            "maybe": None}
+    args = {
+        "i": 1,
+        "f": 2,
+        "s": "s",
+        "b": False,
+        "items": [1],
+        "mapping": {"k": None},
+        "maybe": None,
+    }
     status, body, _ = await put(
         node, "/StartFunction", {"fn_name": "typed", "fn_args": args, "timeout": 10}
     )
@@ -198,9 +207,7 @@ async def test_the_body_limit_at_its_edge() -> None:
         status, body, _ = await put(node, "/StartFunction", raw=exact)
         assert status == 200 and len(body["result"]) == padding
         over = exact.replace(b'"x', b'"xx', 1)
-        await assert_error(
-            node, "/StartFunction", raw=over, status=413, type_="RequestTooLarge"
-        )
+        await assert_error(node, "/StartFunction", raw=over, status=413, type_="RequestTooLarge")
 
 
 async def test_the_default_body_limit_is_16_mib(node: LocalNode) -> None:

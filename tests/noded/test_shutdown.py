@@ -72,7 +72,7 @@ async def test_during_the_drain_new_calls_get_shutting_down_and_waits_get_the_ab
         await asyncio.sleep(0.3)  # the function has installed its SIG_IGN
         node.signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
-        status, body, headers = await put(
+        status, body, _ = await put(
             node, "/StartFunction", {"fn_name": "echo", "fn_args": {"value": 1}, "timeout": 1}
         )
         assert (status, body["error"]["type"]) == (503, "ShuttingDown")

@@ -21,8 +21,14 @@ def node(shared_node: LocalNode) -> LocalNode:
 async def rpc_cli(node: LocalNode | str, *args: str) -> tuple[int, Any, str]:
     address = node if isinstance(node, str) else node.address
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rpc_client.cli", "--node", address, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "rpc_client.cli",
+        "--node",
+        address,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
@@ -49,10 +55,12 @@ async def test_start_with_timeout_0_then_wait(node: LocalNode) -> None:
 
 
 async def test_start_with_request_id_is_idempotent(node: LocalNode) -> None:
-    _, one, _ = await rpc_cli(node, "start", "echo", '{"value": 1}', "--timeout", "5",
-                              "--request-id", "cli-1")
-    _, two, _ = await rpc_cli(node, "start", "echo", '{"value": 1}', "--timeout", "5",
-                              "--request-id", "cli-1")
+    _, one, _ = await rpc_cli(
+        node, "start", "echo", '{"value": 1}', "--timeout", "5", "--request-id", "cli-1"
+    )
+    _, two, _ = await rpc_cli(
+        node, "start", "echo", '{"value": 1}', "--timeout", "5", "--request-id", "cli-1"
+    )
     assert one["fnc_id"] == two["fnc_id"]
 
 

@@ -31,14 +31,15 @@ async def test_refused_connection_is_node_unreachable() -> None:
 
 async def test_unresolvable_name_is_node_unreachable() -> None:
     async with NodeClient("no-such-node.invalid", 1811, timeouts=SHORT) as client:
-        with pytest.raises(NodeUnreachable, match="no-such-node.invalid"):
+        with pytest.raises(NodeUnreachable, match=r"no-such-node\.invalid"):
             await client.identify()
 
 
 async def test_a_silent_node_is_detected_by_the_clients_own_timeout() -> None:
-    async with fake_node(never_answers) as port, NodeClient(
-        "127.0.0.1", port, timeouts=SHORT
-    ) as client:
+    async with (
+        fake_node(never_answers) as port,
+        NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
+    ):
         began = time.monotonic()
         with pytest.raises(NodeTimeout):
             await client.wait_for_function("1:2:3.000000:0123456789abcdef", timeout=0.5)
@@ -46,25 +47,25 @@ async def test_a_silent_node_is_detected_by_the_clients_own_timeout() -> None:
 
 
 async def test_a_node_speaking_garbage_is_a_protocol_error() -> None:
-    async with fake_node(speaks_garbage) as port, NodeClient(
-        "127.0.0.1", port, timeouts=SHORT
-    ) as client:
+    async with (
+        fake_node(speaks_garbage) as port,
+        NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
+    ):
         with pytest.raises(ProtocolError, match="Bad status line"):
             await client.identify()
 
 
 async def test_a_non_json_answer_is_a_protocol_error() -> None:
-    async with fake_node(answers_html) as port, NodeClient(
-        "127.0.0.1", port, timeouts=SHORT
-    ) as client:
+    async with (
+        fake_node(answers_html) as port,
+        NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
+    ):
         with pytest.raises(ProtocolError, match="not JSON"):
             await client.identify()
 
 
 async def test_a_node_that_hangs_up_is_node_unreachable() -> None:
-    async with fake_node(hangs_up) as port, NodeClient(
-        "127.0.0.1", port, timeouts=SHORT
-    ) as client:
+    async with fake_node(hangs_up) as port, NodeClient("127.0.0.1", port, timeouts=SHORT) as client:
         with pytest.raises(NodeUnreachable):
             await client.identify()
 
@@ -81,6 +82,9 @@ async def test_the_client_reuses_its_connection(node: LocalNode, client: NodeCli
         await client.identify()
     import psutil
 
-    connections = [c for c in psutil.Process(node.pid).net_connections("tcp")
-                   if c.status == psutil.CONN_ESTABLISHED]
+    connections = [
+        c
+        for c in psutil.Process(node.pid).net_connections("tcp")
+        if c.status == psutil.CONN_ESTABLISHED
+    ]
     assert len(connections) == 1

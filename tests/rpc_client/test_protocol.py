@@ -41,9 +41,12 @@ def test_start_request_defaults() -> None:
 
 @pytest.mark.parametrize("timeout", [0, 0.5, 3, 1e300])
 def test_timeouts_that_are_taken(timeout: float) -> None:
-    assert WaitForFunctionRequest.from_wire(
-        {"fnc_id": "1:2:3.000000:0123456789abcdef", "timeout": timeout}
-    ).timeout == timeout
+    assert (
+        WaitForFunctionRequest.from_wire(
+            {"fnc_id": "1:2:3.000000:0123456789abcdef", "timeout": timeout}
+        ).timeout
+        == timeout
+    )
 
 
 @pytest.mark.parametrize("timeout", [-1, float("nan"), float("inf"), "1", True, None, [1]])
@@ -66,8 +69,12 @@ def test_call_state_round_trip_and_refusals() -> None:
     state = CallState("1:2:3.000000:0123456789abcdef", True, {"a": 1}, None)
     assert CallState.from_wire(state.to_wire()) == state
     assert state.ok
-    for bad in ([], {"fnc_id": 1, "finished": True}, {"fnc_id": "x", "finished": "no"},
-                {"fnc_id": "x", "finished": True, "error": "text"}):
+    for bad in (
+        [],
+        {"fnc_id": 1, "finished": True},
+        {"fnc_id": "x", "finished": "no"},
+        {"fnc_id": "x", "finished": True, "error": "text"},
+    ):
         with pytest.raises(ValueError):
             CallState.from_wire(bad)
 
