@@ -11,9 +11,11 @@ RUFF_ARGS := --line-length 100 --target-version py311 --select E,F,W,I,B,UP,SIM,
 venv: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
+	@echo "creating $(VENV) from setup.cfg (pip log: $(VENV)/install.log) ..."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	@{ $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -e '.[test,dev]'; } > $(VENV)/install.log 2>&1 \
+	   || { tail -n 30 $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
 run: $(STAMP)
