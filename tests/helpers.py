@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,18 @@ def marked_processes() -> list[psutil.Process]:
     return found
 
 
+async def lasting_zombies(pid: int, settle_s: float = 5.0) -> list[int]:
+    """Zombie children of ``pid`` still unreaped after up to ``settle_s``.
+
+    A process that has just written its result is a zombie until the daemon's loop
+    handles its pidfd; only zombies that last are a leak.
+    """
+    end = time.monotonic() + settle_s
+    while (zombies := zombie_children(pid)) and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    return zombies
+
+
 def zombie_children(pid: int) -> list[int]:
     with contextlib.suppress(psutil.Error):
         return [
@@ -87,6 +101,14 @@ def zombie_children(pid: int) -> list[int]:
             if child.status() == psutil.STATUS_ZOMBIE
         ]
     return []
+
+
+async def still_alive(pids: list[int], settle_s: float = 5.0) -> list[int]:
+    """Those of ``pids`` still running after up to ``settle_s`` (killing takes a moment)."""
+    end = time.monotonic() + settle_s
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    return left
 
 
 def alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from noded.launcher import LocalNode
 from rpc_client.client import NodeClient
-from tests.helpers import run_node, zombie_children
+from tests.helpers import lasting_zombies, run_node
 
 
 @pytest.fixture
@@ -112,4 +112,4 @@ async def test_the_daemon_keeps_serving_after_every_kind_of_failure(
         assert state.finished and state.error is not None
     assert (await client.identify())["pid"] == node.pid
     assert (await client.start_function("add", {"a": 1, "b": 1}, timeout=10)).result == 2
-    assert zombie_children(node.pid) == []
+    assert await lasting_zombies(node.pid) == []

@@ -11,7 +11,7 @@ import pytest
 from rpc_client.client import NodeClient
 from rpc_client.errors import UnknownFunctionCall
 from rpc_client.protocol import FncId
-from tests.helpers import alive, run_node
+from tests.helpers import run_node, still_alive
 from tests.noded.test_shutdown import start_with_grandchildren
 
 # --- retention -----------------------------------------------------------------------
@@ -58,8 +58,7 @@ async def test_abort_kills_the_group_and_answers_function_aborted(
     assert state.finished
     assert state.error["type"] == "FunctionAborted"
     assert state.error["reason"] == "aborted"
-    for pid in [FncId.parse(fnc_id).cpid, *kids]:
-        assert not alive(pid), pid
+    assert await still_alive([FncId.parse(fnc_id).cpid, *kids]) == []
 
 
 async def test_abort_of_a_finished_call_answers_its_state_unchanged(client: NodeClient) -> None:
@@ -74,8 +73,7 @@ async def test_abort_sigkills_what_ignores_sigterm_after_the_kill_grace(tmp_path
         state = await client.abort_function(fnc_id)
         assert 0.4 <= time.monotonic() - began < 8
         assert state.error["type"] == "FunctionAborted"
-        for pid in [FncId.parse(fnc_id).cpid, *kids]:
-            assert not alive(pid), pid
+        assert await still_alive([FncId.parse(fnc_id).cpid, *kids]) == []
 
 
 async def test_abort_after_kills_a_call_that_runs_too_long(client: NodeClient) -> None:

@@ -13,7 +13,7 @@ from noded.launcher import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import FNC_ID_RE, FncId
-from tests.helpers import put, run_node, zombie_children
+from tests.helpers import lasting_zombies, put, run_node
 
 
 async def test_quick_call_answers_the_contracts_state_object(node: LocalNode) -> None:
@@ -119,7 +119,7 @@ async def test_twenty_calls_run_at_the_same_time(node: LocalNode, client: NodeCl
     assert len({state.fnc_id for state in states}) == 20
     # 20 sequential calls would take 30 s; together they take a little over 1.5 s
     assert time.monotonic() - began < 15
-    assert zombie_children(node.pid) == []
+    assert await lasting_zombies(node.pid) == []
 
 
 async def test_async_functions_are_awaited(client: NodeClient) -> None:

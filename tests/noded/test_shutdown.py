@@ -12,7 +12,7 @@ import pytest
 from noded.launcher import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
-from tests.helpers import alive, put, run_node, zombie_children
+from tests.helpers import alive, lasting_zombies, put, run_node, still_alive
 
 
 async def wait_for_file(path: Path, timeout_s: float = 15.0) -> str:
@@ -48,8 +48,7 @@ async def test_stop_signal_kills_function_processes_and_their_children(
         node.signal(sig)
         assert await node.wait_exit(20) == 0
         assert time.monotonic() - began < 8  # they took SIGTERM: no grace period needed
-    for pid in [leader, *kids]:
-        assert not alive(pid), pid
+    assert await still_alive([leader, *kids]) == []
 
 
 async def test_what_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
@@ -59,8 +58,7 @@ async def test_what_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: P
         node.signal(signal.SIGTERM)
         assert await node.wait_exit(20) == 0
         assert 0.9 <= time.monotonic() - began < 10
-    for pid in [FncId.parse(fnc_id).cpid, *kids]:
-        assert not alive(pid), pid
+    assert await still_alive([FncId.parse(fnc_id).cpid, *kids]) == []
 
 
 async def test_during_the_drain_new_calls_get_shutting_down_and_waits_get_the_abort(
@@ -88,4 +86,4 @@ async def test_no_zombie_is_left_while_running(node: LocalNode, client: NodeClie
         await client.start_function("exit_now", {"code": 0}, timeout=10)
         await client.start_function("echo", {"value": 0}, timeout=10)
     await asyncio.sleep(0.2)
-    assert zombie_children(node.pid) == []
+    assert await lasting_zombies(node.pid) == []
