@@ -131,7 +131,13 @@ class FunctionProcess:
             raise
         finally:
             _close_all(*child_ends)
-        proc = cls(pid, *parent_ends, limits)
+        try:
+            proc = cls(pid, *parent_ends, limits)
+        except BaseException:  # e.g. no descriptor left for the pidfd: undo the spawn
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            _close_all(*parent_ends)
+            raise
         proc._watch(request)
         return proc
 

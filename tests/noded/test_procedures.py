@@ -228,3 +228,22 @@ async def test_node_info_builtin(client: NodeClient) -> None:
     assert info["memory"]["total_bytes"] > 0
     assert len(info["load_avg"]) == 3
     assert isinstance(info["disks"], list)
+
+
+async def test_no_descriptor_is_leaked_by_calls(node: LocalNode, client: NodeClient) -> None:
+    def open_fds() -> int:
+        return len(os.listdir(f"/proc/{node.pid}/fd"))
+
+    await client.start_function("echo", {"value": 0}, timeout=10)  # warm up the connection
+    before = open_fds()
+    for n in range(10):
+        await client.start_function("echo", {"value": n}, timeout=10)
+        await client.start_function("exit_now", {"code": 1}, timeout=10)
+        await client.start_function("write_frame", {"data": "junk"}, timeout=10)
+    running = await client.start_function("sleep", {"seconds": 5}, timeout=0)
+    assert open_fds() >= before + 3  # a running call holds its pipes and pidfd
+    await client.abort_function(running.fnc_id)
+    end = time.monotonic() + 5  # the last processes may still be exiting
+    while open_fds() != before and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    assert open_fds() == before

@@ -1,0 +1,85 @@
+"""The daemon process itself: start-up checks, limits of the OS, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from noded.launcher import LocalNodeError
+from tests.helpers import node_env, run_node
+
+
+def soft_nofile(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files limit")
+
+
+async def test_startup_raises_the_open_files_limit_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1024:
+        pytest.skip(f"hard RLIMIT_NOFILE is only {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # the daemon inherits this
+    try:
+        async with run_node() as node:
+            assert soft_nofile(node.pid) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_a_functions_module_that_does_not_import_stops_the_start() -> None:
+    with pytest.raises(LocalNodeError, match="cannot start: No module named 'no_such_mod'"):
+        async with run_node(["--functions", "no_such_mod"]):
+            pass
+
+
+def run_noded_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "noded", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=node_env(),
+    )
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.1", "::", "node1.example"])
+def test_no_tls_and_no_insecure_refuses_a_non_loopback_address(address: str) -> None:
+    done = run_noded_cli("--bind", address, "--port", "1")
+    assert done.returncode == 2
+    assert "--insecure" in done.stderr and "refusing" in done.stderr
+
+
+def test_bad_limits_are_refused_at_start() -> None:
+    done = run_noded_cli("--max-functions", "0")
+    assert done.returncode == 2 and "max_functions must be > 0" in done.stderr
+
+
+async def test_one_log_line_per_event_with_the_fnc_id() -> None:
+    async with run_node() as node, node.client() as client:
+        ok = await client.start_function("echo", {"value": 1}, timeout=10)
+        bad = await client.start_function("fail", {"message": "x"}, timeout=10)
+        await asyncio.sleep(0.1)
+        lines = node.log_text().splitlines()
+    for state, outcome in ((ok, "outcome=ok"), (bad, "outcome=RuntimeError")):
+        mine = [line for line in lines if f"fnc_id={state.fnc_id}" in line]
+        assert [line.split()[2] for line in mine] == ["call.start", "call.finish"]
+        assert outcome in mine[1] and "duration_s=" in mine[1]
+
+
+async def test_json_logs() -> None:
+    async with run_node(["--log-format", "json"]) as node, node.client() as client:
+        state = await client.start_function("echo", {"value": 1}, timeout=10)
+        await asyncio.sleep(0.1)
+        entries = [orjson.loads(line) for line in node.log_text().splitlines()]
+    finish = [e for e in entries if e["event"] == "call.finish"]
+    assert finish[0]["fnc_id"] == state.fnc_id
+    assert finish[0]["fn_name"] == "echo" and finish[0]["outcome"] == "ok"
