@@ -1,7 +1,22 @@
-"""The master side: calling functions on nodes with deadlines."""
+"""The master side: calling functions on nodes with deadlines, one node or many."""
 
 from __future__ import annotations
 
-from masterd.call import call_function, run_call
+from masterd.call import RetryPolicy, call_function, run_call, wait_for_call
+from masterd.cluster import Cluster
+from masterd.gather import GatherSummary, NodeResult, call_many, gather
+from masterd.node import Node, load_nodes
 
-__all__ = ["call_function", "run_call"]
+__all__ = [
+    "Cluster",
+    "GatherSummary",
+    "Node",
+    "NodeResult",
+    "RetryPolicy",
+    "call_function",
+    "call_many",
+    "gather",
+    "load_nodes",
+    "run_call",
+    "wait_for_call",
+]

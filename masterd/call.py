@@ -1,27 +1,63 @@
 """``call_function``: run a function on one node, bounded by the caller's deadline.
 
-The call starts with one StartFunction that waits at most ``wait_s`` on the node, then
-polls with WaitForFunction rounds.  No request waits past the deadline, and each
-request's own client-side timeout is its wait plus a margin capped by the time left (at
-least :data:`MIN_MARGIN_S`), so the call returns or raises within ``timeout`` plus that
-small margin, whatever the node or the network does.
+A call is one StartFunction that waits at most ``wait_s`` on the node, then WaitForFunction
+rounds.  No request asks the node to wait past the deadline, and each request's own
+client-side timeout is its wait plus a margin, capped at :data:`LATE_S` past the deadline:
+the call returns or raises within ``timeout + LATE_S`` whatever the node or network does.
+
+Retries are safe: StartFunction always carries a ``request_id`` and a retried wait uses the
+same fnc_id, so an answer lost on the way back never runs the function twice.  Retried:
+:class:`ConnectionLost`, :class:`NodeTimeout` (with backoff) and :class:`NodeBusy` (after
+its Retry-After), while time is left.  Not retried: :class:`NodeUnreachable` (refused,
+unresolvable: the node is down, say so at once), remote request errors, protocol errors.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from noded.logs import event
 from rpc_client.client import NodeClient
-from rpc_client.errors import CallTimeout, FunctionFailed
-from rpc_client.protocol import CallState
+from rpc_client.errors import (
+    CallTimeout,
+    ConnectionLost,
+    NodeBusy,
+    NodeRestarted,
+    NodeTimeout,
+    RPCError,
+    UnknownFunctionCall,
+    function_error,
+)
+from rpc_client.protocol import CallState, FncId
+
+log = logging.getLogger("masterd.call")
 
 DEFAULT_WAIT_S = 10.0
-#: the least slack a request gets past its server-side wait, so that an answer sent at the
-#: end of that wait is not mistaken for a silent node
-MIN_MARGIN_S = 1.0
+#: how far past the deadline a request may still run, so that an answer the node sends
+#: at the end of a wait capped to the deadline is not mistaken for a silent node
+LATE_S = 0.75
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How transport failures and Busy answers are retried."""
+
+    first_backoff_s: float = 0.1
+    max_backoff_s: float = 2.0
+    #: with no deadline, give up after this many failed attempts in a row
+    attempts_without_deadline: int = 5
+
+    def backoff_s(self, attempt: int) -> float:
+        return min(self.max_backoff_s, self.first_backoff_s * 2 ** (attempt - 1))
+
+
+DEFAULT_RETRY = RetryPolicy()
 
 
 class Deadline:
@@ -30,6 +66,7 @@ class Deadline:
     def __init__(self, timeout_s: float | None) -> None:
         if timeout_s is not None and timeout_s < 0:
             raise ValueError(f"timeout must be >= 0 or None, got {timeout_s}")
+        self.timeout_s = timeout_s
         self._end = None if timeout_s is None else time.monotonic() + timeout_s
 
     def left_s(self) -> float | None:
@@ -48,9 +85,13 @@ class Deadline:
     def request_timeout_s(self, wait_s: float, margin_s: float) -> float:
         """The client-side bound of a request that waits ``wait_s`` on the node."""
         left = self.left_s()
-        if left is not None:
-            margin_s = min(margin_s, max(left - wait_s, MIN_MARGIN_S))
-        return wait_s + margin_s
+        bound = wait_s + margin_s
+        return bound if left is None else min(bound, left + LATE_S)
+
+    def allows(self, delay_s: float) -> bool:
+        """True if a retry after ``delay_s`` still starts before the deadline."""
+        left = self.left_s()
+        return left is None or left > delay_s
 
 
 def new_request_id() -> str:
@@ -67,22 +108,19 @@ async def call_function(
     wait_s: float = DEFAULT_WAIT_S,
     abort_after: float | None = None,
     request_id: str | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> Any:
     """Run ``fn_name`` on ``node`` and return its result.
 
-    Raises :class:`FunctionFailed` if the function failed, :class:`CallTimeout` (with
-    ``.fnc_id``) if ``timeout`` passed while it still ran, and the transport errors of
-    :class:`NodeClient` if the node cannot be asked.
+    Raises :class:`FunctionFailed` (or a class registered for the remote type) if the
+    function failed, :class:`CallTimeout` (with ``.fnc_id``) if ``timeout`` passed while it
+    still ran, :class:`NodeRestarted` if the daemon restarted and lost the call, and the
+    transport errors of :class:`NodeClient` if the node cannot be asked.
     """
     state = await run_call(
-        node,
-        fn_name,
-        fn_args,
-        timeout,
-        wait_s=wait_s,
-        abort_after=abort_after,
-        request_id=request_id,
-    )
+        node, fn_name, fn_args, timeout,
+        wait_s=wait_s, abort_after=abort_after, request_id=request_id, retry=retry,
+    )  # fmt: skip
     return outcome_of(state, node.name, timeout)
 
 
@@ -95,6 +133,7 @@ async def run_call(
     wait_s: float = DEFAULT_WAIT_S,
     abort_after: float | None = None,
     request_id: str | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
     on_progress: Callable[[CallState], None] | None = None,
 ) -> CallState:
     """Start and poll a call until it finishes or ``timeout`` passes; its last state.
@@ -103,26 +142,41 @@ async def run_call(
     """
     if wait_s <= 0:
         raise ValueError(f"wait_s must be > 0, got {wait_s}")
-    deadline = Deadline(timeout)
-    wait = deadline.wait_s(wait_s)
-    state = await node.start_function(
-        fn_name,
-        fn_args,
-        timeout=wait,
-        abort_after=abort_after,
-        request_id=request_id or new_request_id(),
-        request_timeout_s=deadline.request_timeout_s(wait, node.timeouts.margin_s),
-    )
-    while not state.finished and not deadline.passed:
+    rounds = _Rounds(node, Deadline(timeout), wait_s, retry)
+    request_id = request_id or new_request_id()
+    state = await rounds.run(
+        lambda wait, bound: node.start_function(
+            fn_name, fn_args, timeout=wait, abort_after=abort_after,
+            request_id=request_id, request_timeout_s=bound,
+        ),
+        what=f"StartFunction {fn_name} request_id={request_id}",
+    )  # fmt: skip
+    while not state.finished and not rounds.deadline.passed:
         if on_progress is not None:
             on_progress(state)
-        wait = deadline.wait_s(wait_s)
-        state = await node.wait_for_function(
-            state.fnc_id,
-            timeout=wait,
-            request_timeout_s=deadline.request_timeout_s(wait, node.timeouts.margin_s),
-        )
+        state = await rounds.wait(state.fnc_id)
     return state
+
+
+async def wait_for_call(
+    node: NodeClient,
+    fnc_id: str,
+    timeout: float | None = None,
+    *,
+    wait_s: float = DEFAULT_WAIT_S,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> Any:
+    """Wait again for a call already started (say, after a :class:`CallTimeout`).
+
+    Returns its result or raises as :func:`call_function` does.
+    """
+    if wait_s <= 0:
+        raise ValueError(f"wait_s must be > 0, got {wait_s}")
+    rounds = _Rounds(node, Deadline(timeout), wait_s, retry)
+    state = await rounds.wait(fnc_id)
+    while not state.finished and not rounds.deadline.passed:
+        state = await rounds.wait(fnc_id)
+    return outcome_of(state, node.name, timeout)
 
 
 def outcome_of(state: CallState, node: str, timeout: float | None) -> Any:
@@ -134,5 +188,79 @@ def outcome_of(state: CallState, node: str, timeout: float | None) -> Any:
             node=node,
         )
     if state.error is not None:
-        raise FunctionFailed(state.error, fnc_id=state.fnc_id, node=node)
+        raise function_error(state.error, fnc_id=state.fnc_id, node=node)
     return state.result
+
+
+Request = Callable[[float, float], Awaitable[CallState]]
+
+
+class _Rounds:
+    """The requests of one call: waits cut to the deadline, safe retries."""
+
+    def __init__(
+        self, node: NodeClient, deadline: Deadline, wait_s: float, retry: RetryPolicy
+    ) -> None:
+        self.node = node
+        self.deadline = deadline
+        self.wait_s = wait_s
+        self.retry = retry
+
+    async def wait(self, fnc_id: str) -> CallState:
+        try:
+            return await self.run(
+                lambda wait, bound: self.node.wait_for_function(
+                    fnc_id, timeout=wait, request_timeout_s=bound
+                ),
+                what=f"WaitForFunction {fnc_id}",
+            )
+        except UnknownFunctionCall as exc:
+            raise await self._restarted(fnc_id, exc) or exc from None
+
+    async def run(self, request: Request, *, what: str) -> CallState:
+        attempt = 0
+        while True:
+            wait = self.deadline.wait_s(self.wait_s)
+            bound = self.deadline.request_timeout_s(wait, self.node.timeouts.margin_s)
+            try:
+                return await request(wait, bound)
+            except (ConnectionLost, NodeTimeout, NodeBusy) as exc:
+                attempt += 1
+                delay = self._delay(exc, attempt)
+                if delay is None:
+                    raise
+                event(
+                    log,
+                    "call.retry",
+                    logging.WARNING,
+                    node=self.node.name,
+                    request=what,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                    error=str(exc),
+                )
+                await asyncio.sleep(delay)
+
+    def _delay(self, exc: RPCError, attempt: int) -> float | None:
+        """How long to wait before the next attempt, or None to give up."""
+        delay = self.retry.backoff_s(attempt)
+        if isinstance(exc, NodeBusy) and exc.retry_after_s is not None:
+            delay = exc.retry_after_s
+        if self.deadline.timeout_s is None:
+            return delay if attempt < self.retry.attempts_without_deadline else None
+        return delay if self.deadline.allows(delay) else None
+
+    async def _restarted(self, fnc_id: str, exc: UnknownFunctionCall) -> NodeRestarted | None:
+        """NodeRestarted if the node's daemon is not the one that started the call."""
+        try:
+            pid = (await asyncio.wait_for(self.node.identify(), LATE_S + 1.0)).get("pid")
+        except (RPCError, TimeoutError):
+            return None
+        started_by = FncId.parse(fnc_id).ppid
+        if pid == started_by:
+            return None
+        return NodeRestarted(
+            f"the daemon on {self.node.name} restarted (pid {started_by} is now {pid}); "
+            f"call {fnc_id} is gone with it and its result is lost: {exc.message}",
+            node=self.node.name,
+        )

@@ -69,6 +69,7 @@ class LocalNode:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         workdir: Path | None = None,
+        port: int | None = None,
         ready_timeout_s: float = 20.0,
     ) -> AsyncIterator[LocalNode]:
         with contextlib.ExitStack() as stack:
@@ -90,11 +91,12 @@ class LocalNode:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         workdir: Path,
+        port: int | None = None,
         ready_timeout_s: float = 20.0,
     ) -> LocalNode:
-        """Start a daemon and wait until it answers; retries if its port was taken."""
+        """Start a daemon and wait until it answers; retries if a free port was taken."""
         for _ in range(_BIND_ATTEMPTS):
-            node = cls._spawn(args, host, free_port(host), env, workdir)
+            node = cls._spawn(args, host, port or free_port(host), env, workdir)
             if await node.wait_ready(ready_timeout_s):
                 return node
             if node.proc.poll() is None:
@@ -102,7 +104,7 @@ class LocalNode:
                 raise LocalNodeError(
                     f"ganeti-noded not ready in {ready_timeout_s} s:\n{node.log_text()}"
                 )
-            if "address already in use" not in node.log_text().lower():
+            if port is not None or "address already in use" not in node.log_text().lower():
                 break
         raise LocalNodeError(
             f"ganeti-noded exited with status {node.proc.returncode}:\n{node.log_text()}"

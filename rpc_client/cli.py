@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help=f"the node (default ${NODE_ENV} or 127.0.0.1:{DEFAULT_PORT})",
     )
+    p.add_argument(
+        "--nodes", default=None, metavar="NODES_TOML", help="the cluster's nodes file, for gather"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser("start", help="StartFunction: start a call, wait up to --timeout")
     _add_function_args(start)
@@ -61,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="ListFunctions: running and kept calls")
     sub.add_parser("identify", help="Identify: who the node is")
     sub.add_parser("functions", help="DescribeFunctions: what the node can run")
+    gather = sub.add_parser("gather", help="call a function on every node of --nodes")
+    _add_function_args(gather)
+    gather.add_argument(
+        "--timeout", type=float, default=60.0, help="overall deadline in seconds (default 60)"
+    )
+    gather.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
+    gather.add_argument(
+        "--concurrency", type=int, default=None, help="most nodes called at once (default: all)"
+    )
+    gather.add_argument("--only-failed", action="store_true", help="print only nodes not ok")
+    gather.add_argument("--json", action="store_true", help="JSON lines instead of text")
     return p
 
 
@@ -192,6 +206,10 @@ def exit_status_of(exc: RPCError) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.command == "gather":
+        from rpc_client.gather_cli import run_gather  # needs masterd; only loaded here
+
+        return await run_gather(args)
     host, port = parse_node(args.node)
     async with NodeClient(host, port) as node:
         return await COMMANDS[args.command](node, args)

@@ -16,9 +16,13 @@ import aiohttp
 
 from rpc_client import protocol
 from rpc_client.errors import (
+    ConnectionLost,
     NodeTimeout,
     NodeUnreachable,
     ProtocolError,
+    RPCError,
+    TransportError,
+    WrongNode,
     remote_error_from_wire,
 )
 from rpc_client.protocol import CallState
@@ -43,7 +47,12 @@ DEFAULT_TIMEOUTS = ClientTimeouts()
 
 
 class NodeClient:
-    """An async client of one ganeti-noded; use it as an async context manager."""
+    """An async client of one ganeti-noded; use it as an async context manager.
+
+    With ``expected_uuid``, the node's Identify is checked before the first request and
+    again after any transport error (a new connection may reach another machine), and
+    :class:`WrongNode` is raised on a mismatch.
+    """
 
     def __init__(
         self,
@@ -52,11 +61,14 @@ class NodeClient:
         *,
         name: str | None = None,
         timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
+        expected_uuid: str | None = None,
     ) -> None:
         host = f"[{address}]" if ":" in address else address
         self.base_url = f"http://{host}:{port}"
         self.name = name or f"{host}:{port}"
         self.timeouts = timeouts
+        self.expected_uuid = expected_uuid
+        self._verified = False
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> NodeClient:
@@ -123,7 +135,7 @@ class NodeClient:
 
     async def identify(self) -> dict[str, Any]:
         """Identify: name, uuid, pid, version, started, boot_id."""
-        return await self.call(protocol.IDENTIFY, {}, self.timeouts.quick_s)
+        return await self._request(protocol.IDENTIFY, {}, self.timeouts.quick_s)
 
     async def describe_functions(self) -> dict[str, Any]:
         """DescribeFunctions: every function's doc and parameter schema."""
@@ -136,6 +148,23 @@ class NodeClient:
         self, procedure: str, body: dict[str, Any], request_timeout_s: float
     ) -> dict[str, Any]:
         """PUT one procedure; the JSON answer, or the mapped :class:`RPCError`."""
+        if self.expected_uuid is not None and not self._verified:
+            await self._verify_identity()
+        return await self._request(procedure, body, request_timeout_s)
+
+    async def _verify_identity(self) -> None:
+        who = await self.identify()
+        if who.get("uuid") != self.expected_uuid:
+            raise WrongNode(
+                f"expected the node with uuid {self.expected_uuid}, but {self.base_url} is "
+                f"{who.get('name')!r} with uuid {who.get('uuid')}",
+                node=self.name,
+            )
+        self._verified = True
+
+    async def _request(
+        self, procedure: str, body: dict[str, Any], request_timeout_s: float
+    ) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(
             total=request_timeout_s, connect=min(self.timeouts.connect_s, request_timeout_s)
         )
@@ -173,15 +202,24 @@ class NodeClient:
         """The one place where aiohttp's and the OS's errors become :class:`RPCError`."""
         try:
             yield
-        except TimeoutError as exc:  # also aiohttp.ServerTimeoutError
-            raise NodeTimeout(
-                f"{procedure}: no answer within {timeout_s:g} s", node=self.name
-            ) from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            # refused, unresolvable, reset, disconnected before answering
-            raise NodeUnreachable(f"{procedure}: {exc}", node=self.name) from exc
-        except aiohttp.ClientError as exc:  # malformed HTTP, broken payload
-            raise ProtocolError(f"{procedure}: {exc}", node=self.name) from exc
+        except TransportError:
+            self._verified = False  # the next request may go over a new connection
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self._verified = False
+            raise self._transport_error(procedure, timeout_s, exc) from exc
+
+    def _transport_error(self, procedure: str, timeout_s: float, exc: Exception) -> RPCError:
+        if isinstance(exc, TimeoutError):  # also aiohttp.ServerTimeoutError
+            return NodeTimeout(f"{procedure}: no answer within {timeout_s:g} s", node=self.name)
+        if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unresolvable, no route
+            return NodeUnreachable(f"{procedure}: {exc}", node=self.name)
+        if isinstance(exc, aiohttp.ClientConnectionError | OSError):  # reset, closed
+            return ConnectionLost(
+                f"{procedure}: connection lost after the request was sent: {exc}", node=self.name
+            )
+        # malformed HTTP, broken payload
+        return ProtocolError(f"{procedure}: {exc}", node=self.name)
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -4,14 +4,18 @@
 
     RPCError
     ├── TransportError              the node could not be asked or did not answer properly
-    │   ├── NodeUnreachable         refused, reset, unresolvable
+    │   ├── NodeUnreachable         refused, unresolvable, no route
+    │   │   └── ConnectionLost      reset or closed after the request went out
     │   ├── NodeTimeout             no answer within the request's own timeout
     │   └── ProtocolError           an answer that is not the contract's
+    ├── WrongNode                   the address answers with another node's uuid
+    ├── UnknownNode                 no node of that name or uuid in the cluster
     ├── RemoteError                 the node answered with a request error (non-200)
     │   ├── BadRequest              400
     │   ├── InvalidArguments        400
     │   ├── UnknownFunction         404
     │   ├── UnknownFunctionCall     404
+    │   │   └── NodeRestarted       the daemon restarted and the call is gone
     │   ├── UnknownProcedure        404
     │   ├── MethodNotAllowed        405
     │   ├── RequestIdConflict       409
@@ -19,13 +23,15 @@
     │   ├── NodeBusy                503 "Busy"
     │   └── NodeShuttingDown        503 "ShuttingDown"
     ├── FunctionFailed              the call finished with an error (raised, died, aborted, ...)
+    │   (or a class registered for the remote type, see register_function_error)
     └── CallTimeout                 the caller's deadline passed while the function still ran
 
 The daemon raises the ``RemoteError`` classes itself; one middleware turns them into the
 wire's ``{"error": {"type", "message"}}`` body with the class's status.  The client turns
-such a body back into the same class in :func:`remote_error_from_wire`, the one place where
-remote error types map to local classes.  Misuse of the library raises ``ValueError`` or
-``TypeError``, outside this tree.
+such a body back into the same class in :func:`remote_error_from_wire`, and a failed
+call's error into :class:`FunctionFailed` (or a registered class) in
+:func:`function_error`: the two places where remote error types map to local classes.
+Misuse of the library raises ``ValueError`` or ``TypeError``, outside this tree.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ class TransportError(RPCError):
 
 class NodeUnreachable(TransportError):
     """Raised when the connection is refused, reset, or the name does not resolve."""
+
+
+class ConnectionLost(NodeUnreachable):
+    """Raised when the connection broke after the request was sent: it may have run."""
 
 
 class NodeTimeout(TransportError):
@@ -94,6 +104,10 @@ class UnknownFunctionCall(RemoteError):
 
     wire_type = "UnknownFunctionCall"
     status = 404
+
+
+class NodeRestarted(UnknownFunctionCall):
+    """Raised when the node's daemon restarted since the call started: the call is gone."""
 
 
 class UnknownProcedure(RemoteError):
@@ -144,6 +158,14 @@ class NodeShuttingDown(RemoteError):
     status = 503
 
 
+class WrongNode(RPCError):
+    """Raised when the node at an address is not the one expected (its uuid differs)."""
+
+
+class UnknownNode(RPCError, LookupError):
+    """Raised when a cluster has no node of the given name or uuid."""
+
+
 class FunctionFailed(RPCError):
     """Raised when a call finished with an error: the function raised, died or was aborted."""
 
@@ -163,6 +185,40 @@ class CallTimeout(RPCError):
     def __init__(self, message: str, *, fnc_id: str | None, node: str | None = None) -> None:
         super().__init__(message, node=node)
         self.fnc_id = fnc_id
+
+
+_FUNCTION_ERRORS: dict[str, type[Exception]] = {}
+
+
+def register_function_error(type_name: str, cls: type[Exception]) -> None:
+    """Raise ``cls`` instead of :class:`FunctionFailed` for calls failing with ``type_name``.
+
+    The instance is made as ``cls(message)``, gets the attributes of FunctionFailed
+    (``type``, ``message``, ``traceback``, ``fnc_id``, ``node``, ``error``), and is raised
+    from the FunctionFailed it stands for.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        raise TypeError(f"{cls!r} is not an exception class")
+    _FUNCTION_ERRORS[type_name] = cls
+
+
+def unregister_function_error(type_name: str) -> None:
+    """Forget what :func:`register_function_error` said for ``type_name``."""
+    _FUNCTION_ERRORS.pop(type_name, None)
+
+
+def function_error(error: dict[str, Any], *, fnc_id: str | None, node: str | None) -> Exception:
+    """The exception a caller gets for a call that finished with ``error``."""
+    failed = FunctionFailed(error, fnc_id=fnc_id, node=node)
+    cls = _FUNCTION_ERRORS.get(failed.type)
+    if cls is None:
+        return failed
+    exc = cls(str(error.get("message", "")))
+    for name in ("type", "traceback", "fnc_id", "node", "error"):
+        setattr(exc, name, getattr(failed, name))
+    exc.message = str(error.get("message", ""))  # type: ignore[attr-defined]
+    exc.__cause__ = failed
+    return exc
 
 
 REMOTE_ERRORS: dict[str, type[RemoteError]] = {

@@ -61,3 +61,47 @@ async def answers_html(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
 
 async def hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.read(65536)
+
+
+async def read_http_message(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP/1.1 message with a Content-Length body; b"" at EOF."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return b""
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+class LossyProxy:
+    """Forwards HTTP requests to a node, but hangs up instead of passing on the answers
+    to the first ``drops`` requests of ``procedure`` (which the node did carry out)."""
+
+    def __init__(self, target_port: int, procedure: str, drops: int = 1) -> None:
+        self.target_port = target_port
+        self.procedure = procedure.encode()
+        self.drops_left = drops
+        self.dropped = 0
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while request := await read_http_message(reader):
+            answer = await self._forward(request)
+            if request.split(b" ", 2)[1] == b"/" + self.procedure and self.drops_left > 0:
+                self.drops_left -= 1
+                self.dropped += 1
+                return  # the connection closes without the answer
+            writer.write(answer)
+            await writer.drain()
+
+    async def _forward(self, request: bytes) -> bytes:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            up_writer.write(request)
+            await up_writer.drain()
+            return await asyncio.wait_for(read_http_message(up_reader), 60)
+        finally:
+            up_writer.close()

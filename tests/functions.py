@@ -143,3 +143,25 @@ async def async_echo(value: Any) -> Any:
 def unserialisable() -> Any:
     """Return something that is not JSON."""
     return {1, 2}
+
+
+@function
+def node_behaviour(count_path: str | None = None) -> str:
+    """Behave as the daemon's environment says: TEST_DELAY_S, TEST_FAIL; return TEST_NAME."""
+    if count_path:
+        with open(count_path, "a") as out:
+            out.write(os.environ.get("TEST_NAME", "?") + "\n")
+    time.sleep(float(os.environ.get("TEST_DELAY_S", "0")))
+    if os.environ.get("TEST_FAIL"):
+        raise OSError(f"disk failed on {os.environ.get('TEST_NAME')}")
+    return os.environ.get("TEST_NAME", "?")
+
+
+class DiskFull(Exception):
+    """A declared error that masters may register."""
+
+
+@function
+def fill_disk() -> None:
+    """Raise DiskFull."""
+    raise DiskFull("no space left on /srv")

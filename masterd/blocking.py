@@ -1,0 +1,150 @@
+"""The master side for programs that are not async, and for threads of ones that are.
+
+``blocking.Cluster`` has the calls of :class:`masterd.cluster.Cluster` as plain methods.
+They run on one event loop in a background thread, so any number of threads may call
+them at once; ``call_many`` returns an iterator that yields results as they come in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import queue
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from masterd import cluster as async_cluster
+from masterd.gather import GatherSummary, NodeResult
+from masterd.node import Node
+
+T = TypeVar("T")
+
+_DONE = object()
+_POLL_S = 0.5
+_STOP_TIMEOUT_S = 10.0
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="masterd-loop", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.submit(coro).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(_STOP_TIMEOUT_S)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+class Cluster:
+    """A blocking :class:`masterd.cluster.Cluster`; close it (or use ``with``)."""
+
+    def __init__(self, nodes: Iterable[Node], **kwargs: Any) -> None:
+        self._cluster = async_cluster.Cluster(nodes, **kwargs)
+        self._loop = _LoopThread()
+
+    @classmethod
+    def from_file(cls, path: Path | str, **kwargs: Any) -> Cluster:
+        return cls(async_cluster.load_nodes(path), **kwargs)
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self._cluster.nodes
+
+    def node(self, name_or_uuid: str) -> Node:
+        return self._cluster.node(name_or_uuid)
+
+    def call_function(
+        self,
+        node: Node | str,
+        fn_name: str,
+        fn_args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run a function on one node; see :func:`masterd.call.call_function`."""
+        return self._loop.run(
+            self._cluster.call_function(node, fn_name, fn_args, timeout, **kwargs)
+        )
+
+    def gather(
+        self,
+        fn_name: str,
+        fn_args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> GatherSummary:
+        """Every node's result in a :class:`GatherSummary`."""
+        return self._loop.run(self._cluster.gather(fn_name, fn_args, timeout, **kwargs))
+
+    def call_many(
+        self,
+        fn_name: str,
+        fn_args: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Iterator[NodeResult]:
+        """Yield each node's :class:`NodeResult` as it arrives; leaving early cancels the rest."""
+        results: queue.Queue[Any] = queue.Queue()
+        pump = self._loop.submit(self._pump(results, fn_name, fn_args, timeout, kwargs))
+        try:
+            while (item := self._next(results, pump)) is not _DONE:
+                yield item
+        finally:
+            pump.cancel()
+
+    async def _pump(
+        self,
+        results: queue.Queue[Any],
+        fn_name: str,
+        fn_args: dict[str, Any] | None,
+        timeout: float | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        try:
+            async for result in self._cluster.call_many(fn_name, fn_args, timeout, **kwargs):
+                results.put(result)
+        finally:
+            results.put(_DONE)
+
+    @staticmethod
+    def _next(results: queue.Queue[Any], pump: concurrent.futures.Future[None]) -> Any:
+        while True:
+            try:
+                return results.get(timeout=_POLL_S)
+            except queue.Empty:
+                if pump.done() and results.empty():
+                    pump.result()  # raises what stopped the pump, if anything
+                    return _DONE
+
+    def close(self) -> None:
+        """Close the connections and stop the background loop."""
+        try:
+            self._loop.submit(self._cluster.close()).result(_STOP_TIMEOUT_S)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""``Cluster``: the nodes of a cluster, one pooled client per node, calls by node name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from masterd.call import call_function
+from masterd.gather import GatherSummary, NodeResult, call_many, gather
+from masterd.node import Node, load_nodes
+from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
+from rpc_client.errors import UnknownNode
+
+
+class Cluster:
+    """Nodes by name and uuid; connections pooled per node until :meth:`close`."""
+
+    def __init__(self, nodes: Iterable[Node], *, timeouts: ClientTimeouts = DEFAULT_TIMEOUTS):
+        self.nodes: list[Node] = list(nodes)
+        self._timeouts = timeouts
+        self._by_key: dict[str, Node] = {}
+        for node in self.nodes:
+            for key in (node.name, node.uuid):
+                if key is not None and self._by_key.setdefault(key, node) is not node:
+                    raise ValueError(f"two nodes are known as {key!r}")
+        self._clients: dict[str, NodeClient] = {}
+
+    @classmethod
+    def from_file(cls, path: Path | str, **kwargs: Any) -> Cluster:
+        """A cluster of the nodes in a ``nodes.toml`` (see :func:`masterd.node.load_nodes`)."""
+        return cls(load_nodes(path), **kwargs)
+
+    def node(self, name_or_uuid: str) -> Node:
+        """The node of that name or uuid; :class:`UnknownNode` if there is none."""
+        node = self._by_key.get(name_or_uuid)
+        if node is None:
+            raise UnknownNode(f"no node named {name_or_uuid!r} (nor with that uuid) here")
+        return node
+
+    def client(self, node: Node | str) -> NodeClient:
+        """The pooled client of a node (made on first use)."""
+        node = self.node(node) if isinstance(node, str) else node
+        client = self._clients.get(node.name)
+        if client is None:
+            client = NodeClient(
+                node.address,
+                node.port,
+                name=node.name,
+                timeouts=self._timeouts,
+                expected_uuid=node.uuid,
+            )
+            self._clients[node.name] = client
+        return client
+
+    async def call_function(
+        self, node: Node | str, fn_name: str, fn_args: dict[str, Any] | None = None,
+        timeout: float | None = None, **kwargs: Any,
+    ) -> Any:  # fmt: skip
+        """:func:`masterd.call.call_function` on the named node."""
+        return await call_function(self.client(node), fn_name, fn_args, timeout, **kwargs)
+
+    def call_many(
+        self, fn_name: str, fn_args: dict[str, Any] | None = None, timeout: float | None = None,
+        *, nodes: Iterable[Node | str] | None = None, **kwargs: Any,
+    ) -> AsyncGenerator[NodeResult, None]:  # fmt: skip
+        """:func:`masterd.gather.call_many` on these nodes (default: all of them)."""
+        return call_many(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
+
+    async def gather(
+        self, fn_name: str, fn_args: dict[str, Any] | None = None, timeout: float | None = None,
+        *, nodes: Iterable[Node | str] | None = None, **kwargs: Any,
+    ) -> GatherSummary:  # fmt: skip
+        """:func:`masterd.gather.gather` on these nodes (default: all of them)."""
+        return await gather(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
+
+    def _clients_of(self, nodes: Iterable[Node | str] | None) -> list[NodeClient]:
+        return [self.client(node) for node in (self.nodes if nodes is None else nodes)]
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        await self.close()

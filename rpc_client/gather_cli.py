@@ -1,0 +1,89 @@
+"""``rpc-cli --nodes nodes.toml gather FN [ARGS_JSON]``: one line per node as it finishes.
+
+Exit status: 0 if every node succeeded, 1 if some function failed (and every node
+answered), 4 if some node was unreachable or timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import orjson
+
+from masterd.cluster import Cluster
+from masterd.gather import GatherSummary, NodeResult
+from rpc_client.cli import EXIT_FAILED, EXIT_NODE, EXIT_OK, parse_fn_args
+
+_DETAIL_CHARS = 120
+
+
+async def run_gather(args: argparse.Namespace) -> int:
+    if args.nodes is None:
+        raise ValueError("gather needs --nodes NODES_TOML")
+    fn_args = parse_fn_args(args.fn_args)
+    summary = GatherSummary()
+    began = time.monotonic()
+    async with Cluster.from_file(args.nodes) as cluster:
+        width = max(len(node.name) for node in cluster.nodes)
+        results = cluster.call_many(
+            args.fn_name, fn_args, args.timeout, wait_s=args.wait, concurrency=args.concurrency
+        )
+        async for result in results:
+            summary.results[result.node] = result
+            if not (args.only_failed and result.ok):
+                elapsed = time.monotonic() - began
+                print(
+                    _json_line(result, elapsed)
+                    if args.json
+                    else _text_line(result, elapsed, width),
+                    flush=True,
+                )
+    _print_summary(summary, args.json)
+    return _exit_status(summary)
+
+
+def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:
+    if result.ok:
+        detail = orjson.dumps(result.value).decode()
+    else:
+        detail = f"{type(result.error).__name__}: {getattr(result.error, 'message', result.error)}"
+    if len(detail) > _DETAIL_CHARS:
+        detail = detail[: _DETAIL_CHARS - 3] + "..."
+    return f"{result.node:<{width}}  {result.outcome.upper():<11} {elapsed_s:7.2f}s  {detail}"
+
+
+def _json_line(result: NodeResult, elapsed_s: float) -> str:
+    entry: dict[str, Any] = {
+        "node": result.node,
+        "ok": result.ok,
+        "outcome": result.outcome,
+        "elapsed_s": round(elapsed_s, 3),
+    }
+    if result.ok:
+        entry["result"] = result.value
+    else:
+        entry["error"] = {
+            "type": type(result.error).__name__,
+            "message": getattr(result.error, "message", str(result.error)),
+            "remote_type": getattr(result.error, "type", None),
+            "fnc_id": getattr(result.error, "fnc_id", None),
+        }
+    return orjson.dumps(entry).decode()
+
+
+def _print_summary(summary: GatherSummary, as_json: bool) -> None:
+    if as_json:
+        counts = {o: summary.names(o) for o in ("ok", "failed", "timed_out", "unreachable")}
+        print(orjson.dumps({"summary": counts}).decode())
+    else:
+        print(summary.line())
+
+
+def _exit_status(summary: GatherSummary) -> int:
+    if summary.all_ok:
+        return EXIT_OK
+    if summary.names("timed_out") or summary.names("unreachable"):
+        return EXIT_NODE
+    return EXIT_FAILED
