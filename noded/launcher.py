@@ -70,13 +70,20 @@ class LocalNode:
         env: dict[str, str] | None = None,
         workdir: Path | None = None,
         port: int | None = None,
+        prefix: Sequence[str] = (),
         ready_timeout_s: float = 20.0,
     ) -> AsyncIterator[LocalNode]:
         with contextlib.ExitStack() as stack:
             if workdir is None:
                 workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="noded-")))
             node = await cls.start(
-                args, host=host, env=env, workdir=workdir, ready_timeout_s=ready_timeout_s
+                args,
+                host=host,
+                env=env,
+                workdir=workdir,
+                port=port,
+                prefix=prefix,
+                ready_timeout_s=ready_timeout_s,
             )
             try:
                 yield node
@@ -92,11 +99,16 @@ class LocalNode:
         env: dict[str, str] | None = None,
         workdir: Path,
         port: int | None = None,
+        prefix: Sequence[str] = (),
         ready_timeout_s: float = 20.0,
     ) -> LocalNode:
-        """Start a daemon and wait until it answers; retries if a free port was taken."""
+        """Start a daemon and wait until it answers; retries if a free port was taken.
+
+        ``prefix`` runs the daemon through another command that execs it in place,
+        such as ``ip netns exec NAME``.
+        """
         for _ in range(_BIND_ATTEMPTS):
-            node = cls._spawn(args, host, port or free_port(host), env, workdir)
+            node = cls._spawn(prefix, args, host, port or free_port(), env, workdir)
             if await node.wait_ready(ready_timeout_s):
                 return node
             if node.proc.poll() is None:
@@ -112,21 +124,17 @@ class LocalNode:
 
     @classmethod
     def _spawn(
-        cls, args: Sequence[str], host: str, port: int, env: dict[str, str] | None, workdir: Path
+        cls,
+        prefix: Sequence[str],
+        args: Sequence[str],
+        host: str,
+        port: int,
+        env: dict[str, str] | None,
+        workdir: Path,
     ) -> LocalNode:
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            sys.executable,
-            "-m",
-            "noded",
-            "--bind",
-            host,
-            "--port",
-            str(port),
-            "--state-dir",
-            str(workdir / "state"),
-            *args,
-        ]
+        daemon = [sys.executable, "-m", "noded", "--bind", host, "--port", str(port)]
+        argv = [*prefix, *daemon, "--state-dir", str(workdir / "state"), *args]
         with open(workdir / "noded.log", "ab") as log:
             proc = subprocess.Popen(
                 argv,

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from noded.launcher import LocalNode
 from rpc_client.client import NodeClient
-from tests.helpers import marked_processes, node_args, node_env, run_node
+from tests.helpers import NodeFactory, marked_processes, node_args, node_env, run_node
 
 
 @pytest.fixture
@@ -31,6 +33,29 @@ def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]
 async def client(node: LocalNode) -> AsyncIterator[NodeClient]:
     async with node.client() as c:
         yield c
+
+
+@pytest.fixture
+async def make_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
+    """Start real daemons on demand: ``await make_node(name, delay_s=..., fail=...)``."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(
+            name: str,
+            *,
+            host: str = "127.0.0.1",
+            delay_s: float = 0,
+            fail: bool = False,
+            args: tuple[str, ...] = (),
+        ) -> LocalNode:
+            env = {"TEST_NAME": name, "TEST_DELAY_S": str(delay_s)}
+            if fail:
+                env["TEST_FAIL"] = "1"
+            return await stack.enter_async_context(
+                run_node(["--name", name, *args], host=host, env=env, workdir=tmp_path / name)
+            )
+
+        yield start
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,9 @@ import orjson
 import psutil
 
 from noded.launcher import LocalNode
+
+#: ``await make_node(name, host=..., delay_s=..., fail=..., args=...)`` -> LocalNode
+NodeFactory = Callable[..., Any]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: every daemon the tests start, and so every function process, carries this in its

@@ -22,7 +22,7 @@ from rpc_client.errors import (
     ProtocolError,
 )
 from tests.fakes import fake_node, never_answers, speaks_garbage
-from tests.masterd.conftest import NodeFactory
+from tests.helpers import NodeFactory
 
 
 async def test_every_node_is_named_once_and_fast_nodes_come_first(
@@ -37,7 +37,8 @@ async def test_every_node_is_named_once_and_fast_nodes_come_first(
         garbage = await stack.enter_async_context(fake_node(speaks_garbage))
         nodes = [
             Node("slow", "127.0.0.2", slow.port), Node("fast", "127.0.0.1", fast.port),
-            Node("failing", "127.0.0.3", failing.port), Node("too-slow", "127.0.0.1", too_slow.port),
+            Node("failing", "127.0.0.3", failing.port),
+            Node("too-slow", "127.0.0.1", too_slow.port),
             Node("dead", "127.0.0.1", free_port()), Node("silent", "127.0.0.1", silent),
             Node("garbage", "127.0.0.1", garbage),
         ]  # fmt: skip

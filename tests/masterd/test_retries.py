@@ -93,10 +93,13 @@ async def test_a_daemon_restarted_mid_call_gives_node_restarted(tmp_path: Path) 
         await first.wait_exit(10)
     orphan = FncId.parse(fnc_id).cpid
     try:
-        async with run_node(workdir=tmp_path, port=first.port) as second:
-            async with second.client() as client:
-                with pytest.raises(NodeRestarted, match="restarted") as restarted:
-                    await wait_for_call(client, fnc_id, timeout=5)
+        async with (
+            run_node(workdir=tmp_path, port=first.port) as second,
+            second.client() as client,
+        ):
+            assert second.port == first.port
+            with pytest.raises(NodeRestarted, match="restarted") as restarted:
+                await wait_for_call(client, fnc_id, timeout=5)
         assert isinstance(restarted.value, UnknownFunctionCall)
     finally:
         # the crashed daemon's function process runs on until something kills it
