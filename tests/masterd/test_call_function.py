@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from masterd.call import Deadline, call_function, run_call
+from masterd.call import LATE_S, Deadline, call_function, run_call
 from noded.launcher import free_port
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import CallTimeout, FunctionFailed, NodeTimeout, NodeUnreachable
@@ -56,7 +56,7 @@ async def test_a_silent_node_costs_no_more_than_the_deadline() -> None:
         began = time.monotonic()
         with pytest.raises(NodeTimeout):
             await call_function(node, "echo", {"value": 1}, timeout=1.5)
-        assert time.monotonic() - began < 1.5 + 1.5
+        assert time.monotonic() - began < 1.5 + 1.0  # the promise: timeout + 1 s
 
 
 async def test_an_unreachable_node_fails_at_once() -> None:
@@ -72,6 +72,7 @@ def test_deadline_arithmetic() -> None:
     assert Deadline(None).request_timeout_s(10, 5) == 15
     short = Deadline(2)
     assert short.wait_s(10) <= 2
-    assert short.request_timeout_s(short.wait_s(10), 5) <= 2 + 1.0 + 0.01
+    assert short.request_timeout_s(short.wait_s(10), 5) <= 2 + LATE_S
+    assert Deadline(100).request_timeout_s(1, 5) == 6
     with pytest.raises(ValueError):
         Deadline(-1)
