@@ -9,6 +9,7 @@ import pytest
 from noded.launcher import LocalNode, free_port
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import (
+    ConnectionLost,
     NodeTimeout,
     NodeUnreachable,
     ProtocolError,
@@ -88,3 +89,53 @@ async def test_the_client_reuses_its_connection(node: LocalNode, client: NodeCli
         if c.status == psutil.CONN_ESTABLISHED
     ]
     assert len(connections) == 1
+
+
+def _request_info() -> object:
+    from aiohttp.client_reqrep import RequestInfo
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    url = URL("http://node:1811/Identify")
+    return RequestInfo(url, "PUT", CIMultiDictProxy(CIMultiDict()), url)
+
+
+def _lower_errors() -> list[tuple[BaseException, type[RPCError]]]:
+    import aiohttp
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("node", 1811, False, True, None, None, None)
+    return [
+        (TimeoutError(), NodeTimeout),
+        (aiohttp.ServerTimeoutError("read"), NodeTimeout),
+        (aiohttp.ConnectionTimeoutError("connect"), NodeTimeout),
+        (
+            aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused")),
+            NodeUnreachable,
+        ),
+        (
+            aiohttp.ClientConnectorDNSError(key, OSError(-2, "Name or service not known")),
+            NodeUnreachable,
+        ),
+        (aiohttp.ServerDisconnectedError(), ConnectionLost),
+        (aiohttp.ClientOSError(104, "Connection reset by peer"), ConnectionLost),
+        (ConnectionResetError(104, "reset"), ConnectionLost),
+        (aiohttp.ClientPayloadError("truncated"), ProtocolError),
+        (
+            aiohttp.ClientResponseError(_request_info(), (), status=400, message="Bad status"),
+            ProtocolError,
+        ),
+        (aiohttp.ClientError("anything else"), ProtocolError),
+    ]
+
+
+@pytest.mark.parametrize(("lower", "mapped"), _lower_errors(), ids=lambda v: type(v).__name__)
+def test_every_lower_error_is_mapped_in_one_place(
+    lower: BaseException, mapped: type[RPCError]
+) -> None:
+    client = NodeClient("node", 1811)
+    with pytest.raises(mapped) as info, client._mapped_errors("Identify", 1.0):
+        raise lower
+    assert type(info.value) is mapped
+    assert info.value.__cause__ is lower
+    assert info.value.node == client.name
