@@ -14,6 +14,7 @@ from noded.identity import Identity
 from noded.middleware import error_middleware
 from noded.process import Spawner
 from noded.registry import Registry
+from noded.store import CallStore
 from noded.supervisor import Supervisor
 
 
@@ -25,7 +26,9 @@ def create_app(
     app[CONFIG] = config
     app[REGISTRY] = registry
     app[IDENTITY] = identity
-    app[SUPERVISOR] = Supervisor(config, registry, spawner, identity.pid)
+    supervisor = Supervisor(config, registry, spawner, identity.pid, CallStore(config.state_dir))
+    supervisor.recover()
+    app[SUPERVISOR] = supervisor
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_expire_results)
     return app

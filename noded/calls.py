@@ -12,6 +12,7 @@ import collections
 import contextlib
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,8 +73,16 @@ class FunctionCall:
 class CallTable:
     """Running and retained calls by fnc_id and by request_id."""
 
-    def __init__(self, *, daemon_pid: int, result_ttl_s: float, max_retained: int) -> None:
+    def __init__(
+        self,
+        *,
+        daemon_pid: int,
+        result_ttl_s: float,
+        max_retained: int,
+        on_forget: Callable[[str], None] | None = None,
+    ) -> None:
         self._daemon_pid = daemon_pid
+        self._on_forget = on_forget
         self._ttl_s = result_ttl_s
         self._max_retained = max_retained
         self.running: dict[str, FunctionCall] = {}
@@ -116,7 +125,7 @@ class CallTable:
         self.retained[call.fnc_id] = call
         while len(self.retained) > self._max_retained:
             _, oldest = self.retained.popitem(last=False)
-            self._forget(oldest, f"dropped: over the limit of {self._max_retained} kept results")
+            self._forget(oldest, f"dropped, over the limit of {self._max_retained} kept results")
 
     def expire(self, now: float) -> int:
         """Drop retained calls older than the TTL; returns how many went."""
@@ -126,24 +135,35 @@ class CallTable:
             if call.finished_at is None or now - call.finished_at < self._ttl_s:
                 break
             self.retained.popitem(last=False)
-            self._forget(call, f"expired: results are kept {self._ttl_s:g} s")
+            self._forget(call, f"its result expired (results are kept {self._ttl_s:g} s)")
             count += 1
         return count
+
+    def restore(self, call: FunctionCall) -> None:
+        """Keep a finished call recovered from an earlier daemon (oldest first)."""
+        self.add(call)
+        self.retain(call)
+
+    def remember_lost(self, fnc_id: str, why: str) -> None:
+        """Say ``why`` when asked for a call that cannot be answered any more."""
+        self._dropped[fnc_id] = why
+        while len(self._dropped) > self._max_retained:
+            self._dropped.popitem(last=False)
 
     def _forget(self, call: FunctionCall, why: str) -> None:
         if call.request_id is not None and self._by_request_id.get(call.request_id) is call:
             del self._by_request_id[call.request_id]
-        self._dropped[call.fnc_id] = why
-        while len(self._dropped) > self._max_retained:
-            self._dropped.popitem(last=False)
+        self.remember_lost(call.fnc_id, why)
+        if self._on_forget is not None:
+            self._on_forget(call.fnc_id)
 
     def _why_unknown(self, fnc_id: FncId) -> str:
+        why = self._dropped.get(str(fnc_id))
+        if why is not None:
+            return f"call {fnc_id} is no longer known here: {why}"
         if fnc_id.ppid != self._daemon_pid:
             return (
                 f"call {fnc_id} was started by an earlier ganeti-noded process "
                 f"(pid {fnc_id.ppid}; this one is {self._daemon_pid}): it was lost in a restart"
             )
-        why = self._dropped.get(str(fnc_id))
-        if why is not None:
-            return f"call {fnc_id} is no longer kept here ({why})"
         return f"call {fnc_id} was never started here, or its result expired long ago"

@@ -19,8 +19,16 @@ from noded.config import NodedConfig
 from noded.frames import encode_request
 from noded.logs import event
 from noded.outcomes import call_result
-from noded.process import FunctionProcess, Outcome, ProcessSet, Spawner, is_resource_shortage
+from noded.process import (
+    FunctionProcess,
+    Outcome,
+    ProcessSet,
+    Spawner,
+    is_resource_shortage,
+    process_start_time,
+)
 from noded.registry import Registry
+from noded.store import CallStore
 from rpc_client.errors import NodeBusy, NodeShuttingDown, UnknownFunction
 from rpc_client.protocol import CallState, FncId, StartFunctionRequest
 
@@ -33,20 +41,45 @@ class Supervisor:
     """Every call of this daemon, from start to expiry."""
 
     def __init__(
-        self, config: NodedConfig, registry: Registry, spawner: Spawner, daemon_pid: int
+        self,
+        config: NodedConfig,
+        registry: Registry,
+        spawner: Spawner,
+        daemon_pid: int,
+        store: CallStore,
     ) -> None:
         self._config = config
         self._registry = registry
         self._spawner = spawner
         self._daemon_pid = daemon_pid
+        self._store = store
         self.calls = CallTable(
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
             max_retained=config.max_retained,
+            on_forget=store.forget,
         )
         self._processes = ProcessSet()
         self._by_call: dict[str, FunctionProcess] = {}
         self.shutting_down = False
+
+    def recover(self) -> None:
+        """Take over from the daemon before: kill its leftovers, keep its results."""
+        found = self._store.recover(
+            result_ttl_s=self._config.result_ttl_s, daemon_pid=self._daemon_pid
+        )
+        for fnc_id, why in found.lost.items():
+            self.calls.remember_lost(fnc_id, why)
+        for call in found.finished:
+            self.calls.restore(call)
+        if found.lost or found.finished:
+            event(
+                log,
+                "daemon.recovered",
+                results=len(found.finished),
+                lost=len(found.lost),
+                killed_groups=found.killed_groups,
+            )
 
     # --- procedures -------------------------------------------------------------
 
@@ -105,6 +138,7 @@ class Supervisor:
             request_id=request.request_id,
             digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
         )
+        self._store.started(call, process_start_time(proc.pid))
         self.calls.add(call)
         self._processes.add(proc)
         self._by_call[call.fnc_id] = proc
@@ -145,6 +179,8 @@ class Supervisor:
     def _on_decided(self, call: FunctionCall, outcome: Outcome) -> None:
         result, error = call_result(outcome, call.abort_reason, self._config.max_result_bytes)
         call.finish(result, error)
+        # written before any waiter runs: none is woken until this callback returns
+        self._store.finished(call)
         self.calls.retain(call)
         event(
             log,

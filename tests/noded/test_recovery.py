@@ -1,0 +1,94 @@
+"""Restarts and crashes: computed results survive, leftover processes are killed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from noded.process import kill_leftover_group, process_start_time
+from rpc_client.errors import UnknownFunctionCall
+from rpc_client.protocol import FncId
+from tests.helpers import alive, run_node, still_alive
+from tests.noded.test_shutdown import start_with_grandchildren
+
+
+async def test_finished_results_survive_a_restart(tmp_path: Path) -> None:
+    async with run_node(workdir=tmp_path) as first, first.client() as client:
+        done = await client.start_function(
+            "echo", {"value": {"k": [1]}}, timeout=10, request_id="keep-me"
+        )
+        running = await client.start_function("sleep", {"seconds": 30}, timeout=0)
+    async with run_node(workdir=tmp_path) as second, second.client() as client:
+        assert second.pid != first.pid
+        again = await client.wait_for_function(done.fnc_id, timeout=1)
+        assert again.to_wire() == done.to_wire()
+        aborted = await client.wait_for_function(running.fnc_id, timeout=1)
+        assert aborted.error["type"] == "FunctionAborted"
+        assert aborted.error["reason"] == "shutdown"
+        # the idempotency key still names the same call
+        same = await client.start_function(
+            "echo", {"value": {"k": [1]}}, timeout=10, request_id="keep-me"
+        )
+        assert same.fnc_id == done.fnc_id
+        listed = {entry["fnc_id"] for entry in await client.list_functions()}
+        assert {done.fnc_id, running.fnc_id} <= listed
+
+
+async def test_after_a_crash_leftovers_are_killed_and_results_kept(tmp_path: Path) -> None:
+    async with run_node(workdir=tmp_path) as first, first.client() as client:
+        done = await client.start_function("add", {"a": 1, "b": 2}, timeout=10)
+        fnc_id, kids = await start_with_grandchildren(client, tmp_path)
+        leader = FncId.parse(fnc_id).cpid
+        first.signal(signal.SIGKILL)
+        await first.wait_exit(10)
+    assert all(alive(pid) for pid in [leader, *kids])  # nobody cleaned up after the crash
+    async with run_node(workdir=tmp_path) as second, second.client() as client:
+        assert await still_alive([leader, *kids]) == []
+        assert (await client.wait_for_function(done.fnc_id, timeout=1)).result == 3
+        with pytest.raises(UnknownFunctionCall, match="killed what was left of it"):
+            await client.wait_for_function(fnc_id, timeout=1)
+    assert "daemon.recovered" in second.log_text()
+
+
+async def test_results_past_their_ttl_are_not_brought_back(tmp_path: Path) -> None:
+    ttl = ["--result-ttl", "1"]
+    async with run_node(ttl, workdir=tmp_path) as first, first.client() as client:
+        state = await client.start_function("echo", {"value": 1}, timeout=10)
+    await asyncio.sleep(1.2)
+    async with run_node(ttl, workdir=tmp_path) as second, second.client() as client:
+        with pytest.raises(UnknownFunctionCall, match="earlier ganeti-noded"):
+            await client.wait_for_function(state.fnc_id, timeout=1)
+    assert list((tmp_path / "state" / "calls" / "finished").iterdir()) == []
+
+
+async def test_records_are_written_atomically_and_removed_when_dropped(tmp_path: Path) -> None:
+    async with run_node(["--max-retained", "1"], workdir=tmp_path) as node:
+        async with node.client() as client:
+            one = await client.start_function("echo", {"value": 1}, timeout=10)
+            finished_dir = tmp_path / "state" / "calls" / "finished"
+            record = json.loads((finished_dir / f"{one.fnc_id}.json").read_text())
+            assert record["result"] == 1 and record["fnc_id"] == one.fnc_id
+            two = await client.start_function("echo", {"value": 2}, timeout=10)
+            assert [p.name for p in finished_dir.iterdir()] == [f"{two.fnc_id}.json"]
+            assert list((tmp_path / "state" / "calls" / "running").iterdir()) == []
+
+
+def test_a_recycled_pid_is_never_signalled() -> None:
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        started = process_start_time(proc.pid)
+        assert started is not None
+        assert kill_leftover_group(proc.pid, started - 100) is False  # "another process"
+        time.sleep(0.1)
+        assert proc.poll() is None
+        assert kill_leftover_group(proc.pid, started) is True
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait(10)
