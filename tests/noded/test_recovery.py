@@ -68,15 +68,15 @@ async def test_results_past_their_ttl_are_not_brought_back(tmp_path: Path) -> No
 
 
 async def test_records_are_written_atomically_and_removed_when_dropped(tmp_path: Path) -> None:
-    async with run_node(["--max-retained", "1"], workdir=tmp_path) as node:
-        async with node.client() as client:
-            one = await client.start_function("echo", {"value": 1}, timeout=10)
-            finished_dir = tmp_path / "state" / "calls" / "finished"
-            record = json.loads((finished_dir / f"{one.fnc_id}.json").read_text())
-            assert record["result"] == 1 and record["fnc_id"] == one.fnc_id
-            two = await client.start_function("echo", {"value": 2}, timeout=10)
-            assert [p.name for p in finished_dir.iterdir()] == [f"{two.fnc_id}.json"]
-            assert list((tmp_path / "state" / "calls" / "running").iterdir()) == []
+    args = ["--max-retained", "1"]
+    async with run_node(args, workdir=tmp_path) as node, node.client() as client:
+        one = await client.start_function("echo", {"value": 1}, timeout=10)
+        finished_dir = tmp_path / "state" / "calls" / "finished"
+        record = json.loads((finished_dir / f"{one.fnc_id}.json").read_text())
+        assert record["result"] == 1 and record["fnc_id"] == one.fnc_id
+        two = await client.start_function("echo", {"value": 2}, timeout=10)
+        assert [p.name for p in finished_dir.iterdir()] == [f"{two.fnc_id}.json"]
+        assert list((tmp_path / "state" / "calls" / "running").iterdir()) == []
 
 
 def test_a_recycled_pid_is_never_signalled() -> None:
