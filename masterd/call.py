@@ -42,6 +42,9 @@ DEFAULT_WAIT_S = 10.0
 #: how far past the deadline a request may still run, so that an answer the node sends
 #: at the end of a wait capped to the deadline is not mistaken for a silent node
 LATE_S = 0.75
+#: how long abort_on_timeout waits for the node to confirm an abort; the node starts
+#: killing as soon as it reads the request, so this only bounds the confirmation
+ABORT_SEND_S = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +112,7 @@ async def call_function(
     abort_after: float | None = None,
     request_id: str | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
+    abort_on_timeout: bool = False,
 ) -> Any:
     """Run ``fn_name`` on ``node`` and return its result.
 
@@ -116,12 +120,38 @@ async def call_function(
     function failed, :class:`CallTimeout` (with ``.fnc_id``) if ``timeout`` passed while it
     still ran, :class:`NodeRestarted` if the daemon restarted and lost the call, and the
     transport errors of :class:`NodeClient` if the node cannot be asked.
+
+    With ``abort_on_timeout``, a call still running at the deadline is sent AbortFunction
+    (without waiting more than :data:`ABORT_SEND_S` for the node to confirm) before
+    CallTimeout is raised; ``CallTimeout.aborted`` says whether the node confirmed.
     """
     state = await run_call(
         node, fn_name, fn_args, timeout,
         wait_s=wait_s, abort_after=abort_after, request_id=request_id, retry=retry,
     )  # fmt: skip
-    return outcome_of(state, node.name, timeout)
+    try:
+        return outcome_of(state, node.name, timeout)
+    except CallTimeout as exc:
+        if abort_on_timeout:
+            exc.aborted = await _send_abort(node, state.fnc_id)
+        raise
+
+
+async def _send_abort(node: NodeClient, fnc_id: str) -> bool:
+    """Ask the node to abort a call; True if it confirmed within ABORT_SEND_S."""
+    try:
+        await asyncio.wait_for(node.abort_function(fnc_id), ABORT_SEND_S)
+    except (RPCError, TimeoutError) as exc:
+        event(
+            log,
+            "call.abort_unconfirmed",
+            logging.WARNING,
+            node=node.name,
+            fnc_id=fnc_id,
+            error=str(exc) or type(exc).__name__,
+        )
+        return False
+    return True
 
 
 async def run_call(

@@ -185,6 +185,8 @@ class CallTimeout(RPCError):
     def __init__(self, message: str, *, fnc_id: str | None, node: str | None = None) -> None:
         super().__init__(message, node=node)
         self.fnc_id = fnc_id
+        #: with abort_on_timeout: True once the node confirmed the abort
+        self.aborted = False
 
 
 _FUNCTION_ERRORS: dict[str, type[Exception]] = {}

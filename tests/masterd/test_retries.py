@@ -147,3 +147,20 @@ async def test_registered_exception_classes_are_raised_for_remote_types(
     assert isinstance(exc.__cause__, FunctionFailed)
     with pytest.raises(FunctionFailed):  # unregistered again
         await call_function(client, "fill_disk", {}, timeout=10)
+
+
+async def test_abort_on_timeout_aborts_the_remote_call(client: NodeClient) -> None:
+    began = time.monotonic()
+    with pytest.raises(CallTimeout) as info:
+        await call_function(client, "sleep", {"seconds": 30}, timeout=0.5, abort_on_timeout=True)
+    assert time.monotonic() - began < 0.5 + 1.0 + 0.5
+    assert info.value.aborted is True
+    state = await client.wait_for_function(info.value.fnc_id or "", timeout=10)
+    assert state.error["type"] == "FunctionAborted" and state.error["reason"] == "aborted"
+
+
+async def test_abort_after_is_passed_on(client: NodeClient) -> None:
+    with pytest.raises(FunctionFailed) as info:
+        await call_function(client, "sleep", {"seconds": 30}, timeout=10, abort_after=0.3)
+    assert info.value.type == "FunctionAborted"
+    assert info.value.error["reason"] == "abort_after"
