@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-RUFF_ARGS := --line-length 100 --target-version py311 --select E,F,W,I,B,UP,SIM,RUF --ignore RUF012
+RUFF_ARGS := --line-length 100 --target-version py311 --select E,F,W,I,B,UP,SIM,RUF --ignore RUF012,SIM117
 
 .PHONY: run test lint bench clean venv
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+import tomllib
 from pathlib import Path
 
 from noded import __version__
@@ -104,30 +105,73 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow listening on a non-loopback address without TLS",
     )
     add("--log-format", choices=("text", "json"), default=_D.log_format)
+    add(
+        "--log-file",
+        type=Path,
+        default=None,
+        help="log to this file instead of stderr; SIGHUP reopens it (for logrotate)",
+    )
+    add(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a TOML file of these settings by long name (max-functions = 64); flags win",
+    )
     add("--version", action="version", version=f"%(prog)s {__version__}")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> NodedConfig:
-    values = vars(args)
-    values["functions"] = tuple(m.strip() for m in args.functions.split(",") if m.strip())
+    values = {k: v for k, v in vars(args).items() if k != "config"}
+    functions = args.functions
+    if isinstance(functions, str):
+        functions = functions.split(",")
+    values["functions"] = tuple(m.strip() for m in functions if m.strip())
     return NodedConfig(**values)
 
 
-def main(argv: list[str] | None = None) -> int:
+def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
+    """Make the file's settings the parser's defaults, so that flags still override them."""
+    try:
+        settings = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read config file {path}: {exc}") from exc
+    by_flag = {
+        a.option_strings[0].removeprefix("--"): a
+        for a in parser._actions
+        if a.option_strings and a.option_strings[0].startswith("--")
+    }
+    defaults = {}
+    for key, value in settings.items():
+        action = by_flag.get(key.replace("_", "-"))
+        if action is None or action.dest in ("config", "help", "version"):
+            raise ValueError(f"{path}: unknown setting {key!r}")
+        defaults[action.dest] = Path(value) if action.type is Path else value
+    parser.set_defaults(**defaults)
+
+
+def parse_config(argv: list[str] | None) -> tuple[argparse.ArgumentParser, NodedConfig]:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
-    except ValueError as exc:
+        if args.config is not None:
+            apply_config_file(parser, args.config)
+            args = parser.parse_args(argv)
+        return parser, config_from_args(args)
+    except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, config = parse_config(argv)
     if not config.insecure and not is_loopback(config.bind):
         parser.error(
             f"refusing to listen on {config.bind} without TLS: anyone who reaches that "
             "address could run functions as this user. Bind to 127.0.0.1 or ::1, or pass "
             "--insecure if the network is trusted."
         )
-    setup_logging(config.log_format)
+    setup_logging(config.log_format, config.log_file)
     try:
         return Server(config).run()
     except (ImportError, OSError, TypeError, ValueError) as exc:

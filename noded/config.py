@@ -29,6 +29,7 @@ class NodedConfig:
     stderr_tail_bytes: int = 64 * 1024
     insecure: bool = False
     log_format: Literal["text", "json"] = "text"
+    log_file: Path | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -49,5 +50,7 @@ class NodedConfig:
         ):
             if value < 0:
                 raise ValueError(f"{field_name} must be >= 0, got {value}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")

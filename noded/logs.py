@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -47,13 +48,36 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def setup_logging(log_format: str, level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(log_format: str, log_file: Path | None = None, level: int = logging.INFO) -> None:
+    """Log to stderr, or to ``log_file`` (reopened by :func:`reopen_log_files`)."""
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if log_file is None else _ReopenableFileHandler(log_file)
+    )
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def reopen_log_files() -> None:
+    """Reopen the log file (after logrotate moved it): what SIGHUP does."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _ReopenableFileHandler):
+            handler.reopen()
+
+
+class _ReopenableFileHandler(logging.FileHandler):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8", delay=False)
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            self.close()
+            self.stream = self._open()
+        finally:
+            self.release()
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

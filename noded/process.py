@@ -30,6 +30,8 @@ from typing import Protocol
 
 import psutil
 
+from noded.systemd import SYSTEMD_VARIABLES
+
 log = logging.getLogger("noded.process")
 
 _READ_CHUNK = 1 << 16
@@ -84,8 +86,9 @@ class ExecSpawner:
 
 
 def _child_environment() -> dict[str, str]:
-    # The child imports exactly what the daemon could import, whatever its cwd was.
-    env = dict(os.environ)
+    # The child imports exactly what the daemon could import, whatever its cwd was, and
+    # does not see systemd's variables, which speak for the daemon alone.
+    env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
     return env
 

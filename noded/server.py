@@ -16,11 +16,12 @@ import signal
 import uvloop
 from aiohttp import web
 
+from noded import systemd
 from noded.app import create_app
 from noded.config import NodedConfig
 from noded.handlers import SUPERVISOR
 from noded.identity import load_identity
-from noded.logs import event
+from noded.logs import event, reopen_log_files
 from noded.process import ExecSpawner, ProcessLimits
 from noded.registry import load_modules
 
@@ -37,6 +38,7 @@ class Server:
         self.config = config
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     def run(self) -> int:
         uvloop.run(self.serve())
@@ -80,11 +82,23 @@ class Server:
             addresses=self._runner.addresses,
             functions=registry.names(),
         )
+        # the port is open: only now may systemd start what depends on this daemon
+        systemd.notify(
+            "READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving on {config.bind}:{config.port}"
+        )
+        interval = systemd.watchdog_interval_s()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_reload_signal(self) -> None:
+        reopen_log_files()
+        event(log, "daemon.reload", log_file=str(self.config.log_file or "stderr"))
 
     def _on_stop_signal(self, sig: int) -> None:
         event(log, "daemon.signal", signal=signal.Signals(sig).name)
@@ -94,8 +108,11 @@ class Server:
         if self._runner is None:
             return
         event(log, "daemon.stopping")
+        systemd.notify("STOPPING=1", "STATUS=stopping: terminating function processes")
         await self._runner.app[SUPERVISOR].shutdown()
         await self._runner.cleanup()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         event(log, "daemon.stopped")
 
 
