@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from noded.config import NodedConfig
-from noded.handlers import CONFIG, IDENTITY, REGISTRY, SUPERVISOR, dispatch
+from noded.handlers import CONFIG, IDENTITY, REGISTRY, SUPERVISOR, dispatch, metrics_page
 from noded.identity import Identity
+from noded.metrics import Metrics
 from noded.middleware import error_middleware
 from noded.process import Spawner
 from noded.registry import Registry
@@ -26,9 +27,11 @@ def create_app(
     app[CONFIG] = config
     app[REGISTRY] = registry
     app[IDENTITY] = identity
-    supervisor = Supervisor(config, registry, spawner, identity.pid, CallStore(config.state_dir))
+    store = CallStore(config.state_dir)
+    supervisor = Supervisor(config, registry, spawner, identity.pid, store, Metrics())
     supervisor.recover()
     app[SUPERVISOR] = supervisor
+    app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_expire_results)
     return app

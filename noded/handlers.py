@@ -9,6 +9,7 @@ from aiohttp import web
 
 from noded.config import NodedConfig
 from noded.identity import Identity
+from noded.metrics import CONTENT_TYPE
 from noded.registry import Registry
 from noded.supervisor import Supervisor
 from rpc_client import protocol
@@ -74,6 +75,14 @@ async def dispatch(request: web.Request) -> web.Response:
         raise MethodNotAllowed(f"{name} must be called with PUT, not {request.method}")
     body = protocol.parse_body(await request.read())
     return json_response(await handler(request.app, body))
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text format."""
+    body = request.app[SUPERVISOR].metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
 
 
 def json_response(answer: dict[str, Any], status: int = 200) -> web.Response:

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from noded.handlers import CONFIG, json_response
+from noded.handlers import CONFIG, SUPERVISOR, json_response
 from noded.logs import event
 from rpc_client.errors import NodeBusy, RemoteError, RequestTooLarge
 
@@ -22,6 +22,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_request_bytes
+        request.app[SUPERVISOR].metrics.rejections.labels("max_request_bytes").inc()
         return error_response(
             RequestTooLarge(
                 f"request body is over the limit of {limit} bytes "

@@ -114,6 +114,8 @@ class FunctionProcess:
         self.reaped: asyncio.Future[None] = self._loop.create_future()
         self._kill_timer: asyncio.TimerHandle | None = None
         self._killing_group = False
+        #: True once the group needed SIGKILL
+        self.sigkilled = False
 
     @classmethod
     def spawn(
@@ -162,6 +164,8 @@ class FunctionProcess:
     def kill_group(self) -> None:
         """SIGKILL to the whole process group, now."""
         self._killing_group = True
+        if not self.reaped.done():
+            self.sigkilled = True
         self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: int) -> None:

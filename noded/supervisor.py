@@ -18,6 +18,7 @@ from noded.calls import AbortReason, CallTable, FunctionCall, args_digest
 from noded.config import NodedConfig
 from noded.frames import encode_request
 from noded.logs import event
+from noded.metrics import Metrics
 from noded.outcomes import call_result
 from noded.process import (
     FunctionProcess,
@@ -47,12 +48,14 @@ class Supervisor:
         spawner: Spawner,
         daemon_pid: int,
         store: CallStore,
+        metrics: Metrics,
     ) -> None:
         self._config = config
         self._registry = registry
         self._spawner = spawner
         self._daemon_pid = daemon_pid
         self._store = store
+        self.metrics = metrics
         self.calls = CallTable(
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
@@ -107,6 +110,7 @@ class Supervisor:
         if proc is not None and not call.finished:
             call.abort_reason = call.abort_reason or reason
             event(log, "call.abort", fnc_id=call.fnc_id, fn_name=call.fn_name, reason=reason)
+            self.metrics.aborts.labels(reason).inc()
             proc.terminate_group()
             await proc.wait_reaped(self._config.kill_grace_s + 5.0)
         return call.state()
@@ -143,19 +147,28 @@ class Supervisor:
         self._processes.add(proc)
         self._by_call[call.fnc_id] = proc
         proc.decided.add_done_callback(lambda done: self._on_decided(call, done.result()))
-        proc.reaped.add_done_callback(lambda _: self._by_call.pop(call.fnc_id, None))
+        proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
         if request.abort_after is not None:
             timer = asyncio.get_running_loop().call_later(
                 request.abort_after, self._abort_soon, call, "abort_after"
             )
             proc.decided.add_done_callback(lambda _: timer.cancel())
         event(log, "call.start", fnc_id=call.fnc_id, fn_name=call.fn_name, pid=proc.pid)
+        self.metrics.calls_started.labels(call.fn_name).inc()
+        self.metrics.running.set(len(self.calls.running))
         return call
+
+    def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
+        self._by_call.pop(call.fnc_id, None)
+        if proc.sigkilled:
+            self.metrics.kills.inc()
+            event(log, "call.killed", logging.WARNING, fnc_id=call.fnc_id, fn_name=call.fn_name)
 
     def _admit(self) -> None:
         if self.shutting_down:
             raise NodeShuttingDown("ganeti-noded is shutting down and takes no new calls")
         if len(self.calls.running) >= self._config.max_functions:
+            self.metrics.rejections.labels("max_functions").inc()
             event(
                 log, "limit.max_functions", level=logging.WARNING, running=len(self.calls.running)
             )
@@ -172,6 +185,7 @@ class Supervisor:
             if not is_resource_shortage(exc):
                 raise
             event(log, "spawn.failed", level=logging.WARNING, error=str(exc))
+            self.metrics.rejections.labels("process_resources").inc()
             raise NodeBusy(
                 f"cannot start a function process now: {exc}", retry_after_s=_BUSY_RETRY_AFTER_S
             ) from exc
@@ -182,6 +196,7 @@ class Supervisor:
         # written before any waiter runs: none is woken until this callback returns
         self._store.finished(call)
         self.calls.retain(call)
+        self._count_finish(call)
         event(
             log,
             "call.finish",
@@ -191,6 +206,13 @@ class Supervisor:
             duration_s=round(call.elapsed_s, 6),
             outcome="ok" if error is None else error["type"],
         )
+
+    def _count_finish(self, call: FunctionCall) -> None:
+        m = self.metrics
+        m.calls_finished.labels(call.fn_name, call.error["type"] if call.error else "ok").inc()
+        m.call_duration.labels(call.fn_name).observe(call.elapsed_s)
+        m.running.set(len(self.calls.running))
+        m.retained.set(len(self.calls.retained))
 
     def _abort_soon(self, call: FunctionCall, reason: AbortReason) -> None:
         if not call.finished:
@@ -225,6 +247,7 @@ class Supervisor:
         self.shutting_down = True
         for call in list(self.calls.running.values()):
             call.abort_reason = call.abort_reason or "shutdown"
+            self.metrics.aborts.labels("shutdown").inc()
         live = len(self._processes.live)
         event(log, "shutdown.terminate", processes=live, grace_s=self._config.shutdown_grace_s)
         await self._processes.terminate_all(self._config.shutdown_grace_s)

@@ -13,10 +13,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from rpc_client.errors import NodeBusy
-from tests.helpers import ROOT, node_env, run_node
+from noded.launcher import LocalNode
+from tests.helpers import ROOT, node_env, put, run_node
 
 UNIT = ROOT / "doc" / "examples" / "systemd" / "ganeti-noded.service"
 
@@ -149,3 +151,47 @@ async def test_sighup_reopens_the_log_file(tmp_path: Path) -> None:
         await asyncio.sleep(0.1)
         assert state.fnc_id in log_file.read_text()
         assert state.fnc_id not in (tmp_path / "noded.log.1").read_text()
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line ``name{labels} value`` (0 if absent)."""
+    for line in text.splitlines():
+        if line.split(" ")[0] == name:
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_metrics_count_calls_outcomes_aborts_kills_and_rejections(tmp_path: Path) -> None:
+    args = ["--max-functions", "2", "--kill-grace", "0.3", "--max-request-bytes", "1000"]
+    async with run_node(args) as node, node.client() as client:
+        await client.start_function("echo", {"value": 1}, timeout=10)
+        await client.start_function("fail", {"message": "x"}, timeout=10)
+        stubborn = await client.start_function("ignore_sigterm", {"seconds": 30}, timeout=0)
+        await client.start_function("sleep", {"seconds": 30}, timeout=0)
+        with pytest.raises(NodeBusy):
+            await client.start_function("echo", {"value": 2}, timeout=0)
+        await asyncio.sleep(0.3)
+        await client.abort_function(stubborn.fnc_id)
+        status, _, _ = await put(node, "/Identify", raw=b"{" + b" " * 2000 + b"}")
+        assert status == 413
+        status, text, headers = await get_text(node, "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert metric(text, 'noded_calls_started_total{fn_name="echo"}') == 1
+    assert metric(text, 'noded_calls_finished_total{fn_name="echo",outcome="ok"}') == 1
+    assert metric(text, 'noded_calls_finished_total{fn_name="fail",outcome="RuntimeError"}') == 1
+    assert metric(text, 'noded_aborts_total{reason="aborted"}') == 1
+    assert metric(text, "noded_kills_total") == 1
+    assert metric(text, 'noded_limit_rejections_total{limit="max_functions"}') == 1
+    assert metric(text, 'noded_limit_rejections_total{limit="max_request_bytes"}') == 1
+    assert metric(text, "noded_functions_running") == 1
+    assert metric(text, 'noded_call_duration_seconds_count{fn_name="echo"}') == 1
+
+
+async def get_text(node: LocalNode, path: str) -> tuple[int, str, dict[str, str]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://{node.address}{path}", timeout=aiohttp.ClientTimeout(total=10)
+        ) as response,
+    ):
+        return response.status, await response.text(), dict(response.headers)
