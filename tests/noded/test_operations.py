@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from rpc_client.errors import NodeBusy
 from noded.launcher import LocalNode
+from rpc_client.errors import NodeBusy
 from tests.helpers import ROOT, node_env, put, run_node
 
 UNIT = ROOT / "doc" / "examples" / "systemd" / "ganeti-noded.service"
