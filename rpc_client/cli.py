@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--abort-after", type=float, default=None, metavar="S")
     abort = sub.add_parser("abort", help="AbortFunction: kill a call")
     abort.add_argument("fnc_id")
-    sub.add_parser("list", help="ListFunctions: running and kept calls")
+    listing = sub.add_parser("list", help="ListFunctions: running and kept calls, as a table")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     sub.add_parser("identify", help="Identify: who the node is")
     sub.add_parser("functions", help="DescribeFunctions: what the node can run")
     gather = sub.add_parser("gather", help="call a function on every node of --nodes")
@@ -156,8 +157,30 @@ async def cmd_abort(node: NodeClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
-    print_json({"functions": await node.list_functions()})
+    calls = await node.list_functions()
+    if args.json:
+        print_json({"functions": calls})
+    else:
+        print(format_table(calls))
     return EXIT_OK
+
+
+def format_table(calls: list[dict[str, Any]]) -> str:
+    """Running calls first, then finished ones, newest first; cpu and rss of running ones."""
+    rows = [("FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS")]
+    ordered = sorted(calls, key=lambda c: (bool(c.get("finished")), -float(c.get("started", 0))))
+    for call in ordered:
+        rows.append((
+            str(call.get("fnc_id")), str(call.get("fn_name")),
+            "finished" if call.get("finished") else "running",
+            f"{float(call.get('elapsed_s') or 0):.1f}s", str(call.get("pid")),
+            "-" if call.get("cpu_s") is None else f"{call['cpu_s']:.2f}s",
+            "-" if call.get("rss_bytes") is None else f"{call['rss_bytes'] / 2**20:.1f}M",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]  # fmt: skip
+    return "\n".join(line.rstrip() for line in lines) + f"\n{len(calls)} calls"
 
 
 async def cmd_identify(node: NodeClient, args: argparse.Namespace) -> int:

@@ -114,8 +114,26 @@ async def test_list_identify_and_functions(node: LocalNode) -> None:
     assert status == 0 and who["pid"] == node.pid
     status, functions, _ = await rpc_cli(node, "functions")
     assert status == 0 and "echo" in functions["functions"]
-    status, listing, _ = await rpc_cli(node, "list")
+    status, listing, _ = await rpc_cli(node, "list", "--json")
     assert status == 0 and isinstance(listing["functions"], list)
+
+
+async def test_list_shows_a_table(node: LocalNode) -> None:
+    running = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rpc_client.cli", "--node", node.address,
+        "start", "sleep", '{"seconds": 3}', stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await asyncio.wait_for(running.wait(), 30) == 3
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rpc_client.cli", "--node", node.address, "list",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    lines = out.decode().splitlines()
+    assert lines[0].split() == ["FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS"]
+    first = lines[1].split()
+    assert first[1:3] == ["sleep", "running"] and first[6].endswith("M")
+    assert lines[-1].endswith("calls")
 
 
 def test_node_addresses() -> None:
