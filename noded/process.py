@@ -215,7 +215,10 @@ class FunctionProcess:
             self._decide()
 
     def _read_stdout(self) -> bool:
-        """Read what stdout has; True once a frame, an overflow or EOF is reached."""
+        """Read what stdout has; True once a frame, an overflow or EOF is reached.
+
+        Never holds more than the frame limit: a chunk that would pass it ends the read.
+        """
         assert self._stdout is not None
         while True:
             try:
@@ -226,24 +229,22 @@ class FunctionProcess:
                 self._close_stdout()
                 return True
             end = chunk.find(b"\n")
-            if end >= 0:
-                self._stdout_buf += chunk[:end]
-                self.outcome.frame = self._check_frame_size(bytes(self._stdout_buf))
-                self._close_stdout()
+            part = chunk if end < 0 else chunk[:end]
+            if len(self._stdout_buf) + len(part) > self._limits.max_frame_bytes:
+                self._frame_too_large()
                 return True
-            self._stdout_buf += chunk
-            if len(self._stdout_buf) > self._limits.max_frame_bytes:
-                self._check_frame_size(bytes(self._stdout_buf))
+            self._stdout_buf += part
+            if end >= 0:
+                self.outcome.frame = bytes(self._stdout_buf)
+                self._stdout_buf.clear()
                 self._close_stdout()
                 return True
 
-    def _check_frame_size(self, frame: bytes) -> bytes | None:
-        if len(frame) <= self._limits.max_frame_bytes:
-            return frame
+    def _frame_too_large(self) -> None:
         self.outcome.frame_too_large = True
         self._stdout_buf.clear()
+        self._close_stdout()
         self.kill_group()  # a runaway writer: stop it rather than read more
-        return None
 
     def _on_stderr(self) -> None:
         assert self._stderr is not None

@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from rpc_client.client import NodeClient
@@ -105,3 +106,23 @@ async def test_the_result_size_limit_at_its_edge() -> None:
         assert over.error["type"] == "ResultTooLarge"
         assert over.error["limit_bytes"] == limit
         assert (await client.identify())["pid"] == node.pid
+
+
+async def test_a_200_mib_result_is_refused_with_the_daemons_memory_bounded() -> None:
+    limit = 64 * 1024 * 1024  # the default
+    async with run_node() as node, node.client() as client:
+        daemon = psutil.Process(node.pid)
+        baseline = daemon.memory_info().rss
+        peak = baseline
+        call = asyncio.create_task(
+            client.start_function("big", {"size": 200 * 1024 * 1024}, timeout=60)
+        )
+        while not call.done():
+            peak = max(peak, daemon.memory_info().rss)
+            await asyncio.sleep(0.005)
+        state = call.result()
+        assert state.error["type"] == "ResultTooLarge"
+        assert state.error["limit_bytes"] == limit
+        assert (await client.identify())["pid"] == node.pid
+    # the daemon held at most the limit (plus its read chunk), never the 200 MiB
+    assert peak - baseline < limit + 16 * 1024 * 1024, (peak - baseline) / 2**20
