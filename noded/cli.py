@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much of a function's stderr is kept (default %(default)s)",
     )
     add(
+        "--idle-timeout",
+        dest="idle_timeout_s",
+        type=float,
+        default=_D.idle_timeout_s,
+        metavar="S",
+        help="close a connection that has no complete request for this long "
+        "(idle, or a slow client; default %(default)s s)",
+    )
+    add(
         "--insecure",
         action="store_true",
         help="allow listening on a non-loopback address without TLS",

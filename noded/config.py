@@ -27,6 +27,9 @@ class NodedConfig:
     max_request_bytes: int = 16 * MiB
     max_result_bytes: int = 64 * MiB
     stderr_tail_bytes: int = 64 * 1024
+    #: how long a connection may go without a complete request: idle between requests,
+    #: or headers and body trickling in
+    idle_timeout_s: float = 30.0
     insecure: bool = False
     log_format: Literal["text", "json"] = "text"
     log_file: Path | None = None
@@ -40,6 +43,7 @@ class NodedConfig:
             "max_request_bytes": self.max_request_bytes,
             "max_result_bytes": self.max_result_bytes,
             "stderr_tail_bytes": self.stderr_tail_bytes,
+            "idle_timeout_s": self.idle_timeout_s,
         }
         for field_name, value in positive.items():
             if value <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ from noded.metrics import CONTENT_TYPE
 from noded.registry import Registry
 from noded.supervisor import Supervisor
 from rpc_client import protocol
-from rpc_client.errors import MethodNotAllowed, UnknownProcedure
+from rpc_client.errors import BadRequest, MethodNotAllowed, UnknownProcedure
 
 CONFIG = web.AppKey("config", NodedConfig)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
@@ -73,8 +74,20 @@ async def dispatch(request: web.Request) -> web.Response:
         )
     if request.method != "PUT":
         raise MethodNotAllowed(f"{name} must be called with PUT, not {request.method}")
-    body = protocol.parse_body(await request.read())
+    body = protocol.parse_body(await read_body(request))
     return json_response(await handler(request.app, body))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, within the idle timeout: a client that trickles it is cut off."""
+    limit_s = request.app[CONFIG].idle_timeout_s
+    try:
+        async with asyncio.timeout(limit_s):
+            return await request.read()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.close()
+        raise BadRequest(f"request body not received within {limit_s:g} s") from None
 
 
 async def metrics_page(request: web.Request) -> web.Response:

@@ -27,7 +27,6 @@ from noded.registry import load_modules
 
 log = logging.getLogger("noded.server")
 
-_KEEPALIVE_TIMEOUT_S = 75.0
 _HTTP_CLOSE_TIMEOUT_S = 2.0
 
 
@@ -69,7 +68,7 @@ class Server:
         self._runner = web.AppRunner(
             app,
             access_log=None,
-            keepalive_timeout=_KEEPALIVE_TIMEOUT_S,
+            keepalive_timeout=config.idle_timeout_s,
             shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S,
         )
         await self._runner.setup()
