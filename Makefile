@@ -6,7 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUFF_ARGS := --line-length 100 --target-version py311 --select E,F,W,I,B,UP,SIM,RUF --ignore RUF012,SIM117
 
-.PHONY: run test lint bench clean venv
+# `make install` (as root): a virtualenv in PREFIX, the unit, an example config.
+PREFIX     ?= /opt/noded
+UNIT_DIR   ?= /etc/systemd/system
+CONFIG_DIR ?= /etc/ganeti
+
+.PHONY: run test lint bench clean venv install
 
 venv: $(STAMP)
 
@@ -28,6 +33,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(RUFF_ARGS) noded masterd rpc_client tests
 	$(BIN)/ruff format --check --line-length 100 noded masterd rpc_client tests
 	$(BIN)/mypy
+
+install:
+	$(PYTHON) -m venv $(PREFIX)
+	$(PREFIX)/bin/python -m pip install --quiet --upgrade pip
+	$(PREFIX)/bin/python -m pip install --quiet .
+	install -d -m 0755 $(PREFIX)/doc
+	install -m 0644 README.md doc/*.md $(PREFIX)/doc/
+	install -d -m 0755 $(UNIT_DIR)
+	sed -e 's#/opt/noded#$(PREFIX)#g' -e 's#/etc/ganeti#$(CONFIG_DIR)#g' \
+	    doc/examples/systemd/ganeti-noded.service \
+	    > $(UNIT_DIR)/ganeti-noded.service
+	install -d -m 0755 $(CONFIG_DIR)
+	test -e $(CONFIG_DIR)/noded.toml || install -m 0600 doc/examples/noded.toml $(CONFIG_DIR)/
+	@echo "installed; now: systemctl daemon-reload && systemctl enable --now ganeti-noded"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
