@@ -23,6 +23,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].max_request_bytes
         request.app[SUPERVISOR].metrics.rejections.labels("max_request_bytes").inc()
+        event(log, "limit.max_request_bytes", logging.WARNING, path=request.path, limit=limit)
         return error_response(
             RequestTooLarge(
                 f"request body is over the limit of {limit} bytes "
