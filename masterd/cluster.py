@@ -50,6 +50,7 @@ class Cluster:
                 name=node.name,
                 timeouts=self._timeouts,
                 expected_uuid=node.uuid,
+                tls=node.tls,
             )
             self._clients[node.name] = client
         return client

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rpc_client.protocol import DEFAULT_PORT
+from rpc_client.tls import TLSConfig
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,8 @@ class Node:
     address: str
     port: int = DEFAULT_PORT
     uuid: str | None = None
-    #: TLS settings (certificate, key, CA); taken once mutual TLS exists
-    tls: Any = None
+    #: the master's certificate, key and the cluster CA, for mutual TLS
+    tls: TLSConfig | None = None
 
 
 def load_nodes(path: Path | str) -> list[Node]:
@@ -30,8 +31,11 @@ def load_nodes(path: Path | str) -> list[Node]:
         address = "192.0.2.11"
         port = 1811          # optional
         uuid = "..."         # optional: checked against the node's Identify
+        tls = { cert = "...", key = "...", ca = "..." }   # optional, per node
 
-    Raises ``ValueError`` saying what is wrong with the file.
+    A top-level ``[tls]`` table (cert, key, ca, verify_name, server_name) applies to
+    every node without its own.  Relative paths are relative to the file.  Raises
+    ``ValueError`` saying what is wrong with the file.
     """
     path = Path(path)
     try:
@@ -41,15 +45,30 @@ def load_nodes(path: Path | str) -> list[Node]:
     entries = data.get("node")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: no [[node]] entries")
-    nodes = [_node_from(entry, f"{path}: node #{n}") for n, entry in enumerate(entries, 1)]
+    default_tls = _tls_from(data.get("tls"), path, f"{path}: [tls]")
+    nodes = [
+        _node_from(entry, f"{path}: node #{n}", path, default_tls)
+        for n, entry in enumerate(entries, 1)
+    ]
     _check_unique(nodes, path)
     return nodes
 
 
-def _node_from(entry: Any, where: str) -> Node:
+def _tls_from(value: Any, path: Path, where: str) -> TLSConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a table of cert, key and ca")
+    resolved = {
+        k: str(path.parent / v) if k in ("cert", "key", "ca") else v for k, v in value.items()
+    }
+    return TLSConfig.from_mapping(resolved, where)
+
+
+def _node_from(entry: Any, where: str, path: Path, default_tls: TLSConfig | None) -> Node:
     if not isinstance(entry, dict):
         raise ValueError(f"{where} is not a table")
-    unknown = set(entry) - {"name", "address", "port", "uuid"}
+    unknown = set(entry) - {"name", "address", "port", "uuid", "tls"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     name, address = entry.get("name"), entry.get("address")
@@ -60,7 +79,8 @@ def _node_from(entry: Any, where: str) -> Node:
         raise ValueError(f"{where} ({name}): 'port' must be 1..65535")
     if uuid is not None and not isinstance(uuid, str):
         raise ValueError(f"{where} ({name}): 'uuid' must be a string")
-    return Node(name=name, address=address, port=port, uuid=uuid)
+    tls = _tls_from(entry.get("tls"), path, f"{where} ({name}): tls") or default_tls
+    return Node(name=name, address=address, port=port, uuid=uuid, tls=tls)
 
 
 def _check_unique(nodes: list[Node], path: Path) -> None:

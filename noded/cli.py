@@ -113,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow listening on a non-loopback address without TLS",
     )
+    add("--tls-cert", type=Path, default=None, metavar="FILE", help="this node's certificate")
+    add("--tls-key", type=Path, default=None, metavar="FILE", help="its private key")
+    add(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the CA that signs the masters' certificates (a client certificate is required)",
+    )
+    add(
+        "--tls-allowed-clients",
+        default="",
+        metavar="LIST",
+        help="comma-separated SHA-256 fingerprints or common names of the masters taken",
+    )
     add("--log-format", choices=("text", "json"), default=_D.log_format)
     add(
         "--log-file",
@@ -137,7 +152,17 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
     if isinstance(functions, str):
         functions = functions.split(",")
     values["functions"] = tuple(m.strip() for m in functions if m.strip())
+    allowed = args.tls_allowed_clients
+    if isinstance(allowed, str):
+        allowed = allowed.split(",")
+    values["tls_allowed_clients"] = tuple(
+        a.strip().lower() if _is_hex(a.strip()) else a.strip() for a in allowed if a.strip()
+    )
     return NodedConfig(**values)
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
@@ -174,11 +199,11 @@ def parse_config(argv: list[str] | None) -> tuple[argparse.ArgumentParser, Noded
 
 def main(argv: list[str] | None = None) -> int:
     parser, config = parse_config(argv)
-    if not config.insecure and not is_loopback(config.bind):
+    if not config.tls and not config.insecure and not is_loopback(config.bind):
         parser.error(
             f"refusing to listen on {config.bind} without TLS: anyone who reaches that "
-            "address could run functions as this user. Bind to 127.0.0.1 or ::1, or pass "
-            "--insecure if the network is trusted."
+            "address could run functions as this user. Give --tls-cert, --tls-key and "
+            "--tls-ca, bind to 127.0.0.1 or ::1, or pass --insecure if the network is trusted."
         )
     setup_logging(config.log_format, config.log_file)
     try:

@@ -31,8 +31,18 @@ class NodedConfig:
     #: or headers and body trickling in
     idle_timeout_s: float = 30.0
     insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    #: certificate SHA-256 fingerprints or common names of the masters taken (empty: any
+    #: certificate the CA signed)
+    tls_allowed_clients: tuple[str, ...] = ()
     log_format: Literal["text", "json"] = "text"
     log_file: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     def __post_init__(self) -> None:
         positive = {
@@ -54,6 +64,11 @@ class NodedConfig:
         ):
             if value < 0:
                 raise ValueError(f"{field_name} must be >= 0, got {value}")
+        tls = (self.tls_cert, self.tls_key, self.tls_ca)
+        if any(tls) and not all(tls):
+            raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+        if self.tls_allowed_clients and not self.tls:
+            raise ValueError("--tls-allowed-clients needs TLS (--tls-cert, --tls-key, --tls-ca)")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if not 0 <= self.port <= 65535:

@@ -17,9 +17,11 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import RPCError
+from rpc_client.tls import TLSConfig
 
 _QUICK = ClientTimeouts(connect_s=1.0, margin_s=1.0, quick_s=1.0)
 _BIND_ATTEMPTS = 3
@@ -45,6 +47,8 @@ class LocalNode:
         self.workdir = workdir
         self.state_dir = workdir / "state"
         self.log_path = workdir / "noded.log"
+        #: the TLS settings clients of this daemon use (None: plain HTTP)
+        self.client_tls: TLSConfig | None = None
 
     @property
     def pid(self) -> int:
@@ -54,8 +58,9 @@ class LocalNode:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def client(self, **kwargs: object) -> NodeClient:
-        return NodeClient(self.host, self.port, **kwargs)  # type: ignore[arg-type]
+    def client(self, **kwargs: Any) -> NodeClient:
+        kwargs.setdefault("tls", self.client_tls)
+        return NodeClient(self.host, self.port, **kwargs)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -71,6 +76,7 @@ class LocalNode:
         workdir: Path | None = None,
         port: int | None = None,
         prefix: Sequence[str] = (),
+        client_tls: TLSConfig | None = None,
         ready_timeout_s: float = 20.0,
     ) -> AsyncIterator[LocalNode]:
         with contextlib.ExitStack() as stack:
@@ -83,6 +89,7 @@ class LocalNode:
                 workdir=workdir,
                 port=port,
                 prefix=prefix,
+                client_tls=client_tls,
                 ready_timeout_s=ready_timeout_s,
             )
             try:
@@ -100,6 +107,7 @@ class LocalNode:
         workdir: Path,
         port: int | None = None,
         prefix: Sequence[str] = (),
+        client_tls: TLSConfig | None = None,
         ready_timeout_s: float = 20.0,
     ) -> LocalNode:
         """Start a daemon and wait until it answers; retries if a free port was taken.
@@ -109,6 +117,7 @@ class LocalNode:
         """
         for _ in range(_BIND_ATTEMPTS):
             node = cls._spawn(prefix, args, host, port or free_port(), env, workdir)
+            node.client_tls = client_tls
             if await node.wait_ready(ready_timeout_s):
                 return node
             if node.proc.poll() is None:

@@ -12,6 +12,8 @@ import logging
 import os
 import resource
 import signal
+import ssl
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
@@ -24,6 +26,7 @@ from noded.identity import load_identity
 from noded.logs import event, reopen_log_files
 from noded.process import ExecSpawner, ProcessLimits
 from noded.registry import load_modules
+from rpc_client import tls
 
 log = logging.getLogger("noded.server")
 
@@ -38,6 +41,7 @@ class Server:
         self._stop = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._ssl: ssl.SSLContext | None = None
 
     def run(self) -> int:
         uvloop.run(self.serve())
@@ -72,7 +76,11 @@ class Server:
             shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, config.bind, config.port, reuse_address=True).start()
+        self._ssl = tls.server_context(*self._tls_files()) if config.tls else None
+        site = web.TCPSite(
+            self._runner, config.bind, config.port, reuse_address=True, ssl_context=self._ssl
+        )
+        await site.start()
         self._install_signal_handlers()
         event(
             log,
@@ -98,6 +106,22 @@ class Server:
     def _on_reload_signal(self) -> None:
         reopen_log_files()
         event(log, "daemon.reload", log_file=str(self.config.log_file or "stderr"))
+        if self._ssl is not None:
+            self._reload_tls(self._ssl)
+
+    def _reload_tls(self, context: ssl.SSLContext) -> None:
+        """New connections get the new certificate; running calls are not touched."""
+        try:
+            tls.load_server_material(context, *self._tls_files())
+        except (OSError, ssl.SSLError) as exc:
+            event(log, "tls.reload_failed", logging.ERROR, error=str(exc))
+        else:
+            event(log, "tls.reloaded", cert=str(self.config.tls_cert))
+
+    def _tls_files(self) -> tuple[Path, Path, Path]:
+        config = self.config
+        assert config.tls_cert and config.tls_key and config.tls_ca
+        return config.tls_cert, config.tls_key, config.tls_ca
 
     def _on_stop_signal(self, sig: int) -> None:
         event(log, "daemon.signal", signal=signal.Signals(sig).name)

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from rpc_client.errors import (
     TransportError,
 )
 from rpc_client.protocol import DEFAULT_PORT, CallState
+from rpc_client.tls import TLSConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_NODE = 0, 1, 2, 3, 4
 NODE_ENV = "RPC_CLI_NODE"
@@ -42,6 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--nodes", default=None, metavar="NODES_TOML", help="the cluster's nodes file, for gather"
+    )
+    tls = p.add_argument_group("mutual TLS (all three, or none)")
+    tls.add_argument(
+        "--tls-cert", type=Path, default=None, metavar="FILE", help="this master's certificate"
+    )
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="its key")
+    tls.add_argument("--tls-ca", type=Path, default=None, metavar="FILE", help="the cluster CA")
+    tls.add_argument(
+        "--tls-server-name",
+        default=None,
+        metavar="NAME",
+        help="the name the node's certificate must carry (default: the host)",
+    )
+    tls.add_argument(
+        "--tls-no-verify-name",
+        action="store_true",
+        help="accept any node certificate the CA signed (one shared certificate)",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser("start", help="StartFunction: start a call, wait up to --timeout")
@@ -65,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     sub.add_parser("identify", help="Identify: who the node is")
     sub.add_parser("functions", help="DescribeFunctions: what the node can run")
+    _add_certs_commands(sub)
     gather = sub.add_parser("gather", help="call a function on every node of --nodes")
     _add_function_args(gather)
     gather.add_argument(
@@ -228,13 +248,61 @@ def exit_status_of(exc: RPCError) -> int:
     return EXIT_FAILED
 
 
+def _add_certs_commands(sub: Any) -> None:
+    certs = sub.add_parser("certs", help="make a cluster CA and certificates")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    init = certs_sub.add_parser("init", help="create a cluster CA in DIR")
+    init.add_argument("dir", type=Path)
+    issue = certs_sub.add_parser("issue", help="issue DIR/NAME.crt and DIR/NAME.key")
+    issue.add_argument("dir", type=Path)
+    issue.add_argument("name")
+    role = issue.add_mutually_exclusive_group(required=True)
+    role.add_argument("--node", dest="role", action="store_const", const="node")
+    role.add_argument("--master", dest="role", action="store_const", const="master")
+    issue.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        help="an address or other name of the node (repeatable)",
+    )
+    issue.add_argument("--days", type=int, default=825)
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from rpc_client import certs  # cryptography is only needed here
+
+    if args.certs_command == "init":
+        made = certs.init_ca(args.dir)
+    else:
+        made = certs.issue(
+            args.dir, args.name, args.role, addresses=tuple(args.address), days=args.days
+        )
+    print_json({"cert": str(made.cert), "key": str(made.key)})
+    return EXIT_OK
+
+
+def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
+    files = (args.tls_cert, args.tls_key, args.tls_ca)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    return TLSConfig(
+        cert=args.tls_cert,
+        key=args.tls_key,
+        ca=args.tls_ca,
+        verify_name=not args.tls_no_verify_name,
+        server_name=args.tls_server_name,
+    )
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.command == "gather":
         from rpc_client.gather_cli import run_gather  # needs masterd; only loaded here
 
-        return await run_gather(args)
+        return await run_gather(args, tls_from_args(args))
     host, port = parse_node(args.node)
-    async with NodeClient(host, port) as node:
+    async with NodeClient(host, port, tls=tls_from_args(args)) as node:
         return await COMMANDS[args.command](node, args)
 
 
@@ -242,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "certs":
+            return cmd_certs(args)
         return asyncio.run(run(args))
     except RPCError as exc:
         print(f"rpc-cli: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ a margin, so a node that never answers is detected here, not by TCP.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,11 +22,13 @@ from rpc_client.errors import (
     NodeUnreachable,
     ProtocolError,
     RPCError,
+    TLSError,
     TransportError,
     WrongNode,
     remote_error_from_wire,
 )
 from rpc_client.protocol import CallState
+from rpc_client.tls import TLSConfig
 
 _MAX_ANSWER_PREVIEW = 200
 
@@ -62,12 +65,18 @@ class NodeClient:
         name: str | None = None,
         timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
         expected_uuid: str | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         host = f"[{address}]" if ":" in address else address
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = f"{'https' if tls else 'http'}://{host}:{port}"
         self.name = name or f"{host}:{port}"
         self.timeouts = timeouts
         self.expected_uuid = expected_uuid
+        self._ssl = tls.client_context() if tls else None
+        # one certificate per node: it must carry the node's name (or the name given)
+        self._server_name = (
+            (tls.server_name or name or address) if tls and tls.verify_name else None
+        )
         self._verified = False
         self._session: aiohttp.ClientSession | None = None
 
@@ -174,6 +183,8 @@ class NodeClient:
                 data=protocol.dumps(body),
                 headers={"Content-Type": protocol.JSON_CONTENT_TYPE},
                 timeout=timeout,
+                ssl=self._ssl if self._ssl is not None else True,
+                server_hostname=self._server_name,
             ) as response:
                 raw = await response.read()
                 return self._decode(response, raw)
@@ -212,11 +223,24 @@ class NodeClient:
     def _transport_error(self, procedure: str, timeout_s: float, exc: Exception) -> RPCError:
         if isinstance(exc, TimeoutError):  # also aiohttp.ServerTimeoutError
             return NodeTimeout(f"{procedure}: no answer within {timeout_s:g} s", node=self.name)
+        if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError) or isinstance(
+            exc.__cause__, ssl.SSLError
+        ):  # a certificate did not verify, on either side
+            return TLSError(f"{procedure}: TLS handshake failed: {exc}", node=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unresolvable, no route
             return NodeUnreachable(f"{procedure}: {exc}", node=self.name)
         if isinstance(exc, aiohttp.ClientConnectionError | OSError):  # reset, closed
+            # With TLS 1.3 a node checks our certificate after our side of the handshake,
+            # and its alert is usually lost to the reset that follows.
+            hint = (
+                " (over TLS this is also how a node refuses a client certificate that its "
+                "--tls-ca did not sign, or that expired)"
+                if self._ssl is not None
+                else ""
+            )
             return ConnectionLost(
-                f"{procedure}: connection lost after the request was sent: {exc}", node=self.name
+                f"{procedure}: connection lost after the request was sent: {exc}{hint}",
+                node=self.name,
             )
         # malformed HTTP, broken payload
         return ProtocolError(f"{procedure}: {exc}", node=self.name)

@@ -6,6 +6,7 @@
     ├── TransportError              the node could not be asked or did not answer properly
     │   ├── NodeUnreachable         refused, unresolvable, no route
     │   │   └── ConnectionLost      reset or closed after the request went out
+    │   ├── TLSError                the TLS handshake failed: a certificate did not verify
     │   ├── NodeTimeout             no answer within the request's own timeout
     │   └── ProtocolError           an answer that is not the contract's
     ├── WrongNode                   the address answers with another node's uuid
@@ -19,6 +20,7 @@
     │   ├── UnknownProcedure        404
     │   ├── MethodNotAllowed        405
     │   ├── RequestIdConflict       409
+    │   ├── Forbidden               403 (a client certificate not in --tls-allowed-clients)
     │   ├── RequestTooLarge         413
     │   ├── NodeBusy                503 "Busy"
     │   └── NodeShuttingDown        503 "ShuttingDown"
@@ -61,6 +63,10 @@ class NodeUnreachable(TransportError):
 
 class ConnectionLost(NodeUnreachable):
     """Raised when the connection broke after the request was sent: it may have run."""
+
+
+class TLSError(TransportError):
+    """Raised when the TLS handshake fails: a certificate did not verify, either way."""
 
 
 class NodeTimeout(TransportError):
@@ -129,6 +135,13 @@ class RequestIdConflict(RemoteError):
 
     wire_type = "RequestIdConflict"
     status = 409
+
+
+class Forbidden(RemoteError):
+    """Raised when the node's --tls-allowed-clients does not name this client's certificate."""
+
+    wire_type = "Forbidden"
+    status = 403
 
 
 class RequestTooLarge(RemoteError):
@@ -233,6 +246,7 @@ REMOTE_ERRORS: dict[str, type[RemoteError]] = {
         UnknownProcedure,
         MethodNotAllowed,
         RequestIdConflict,
+        Forbidden,
         RequestTooLarge,
         NodeBusy,
         NodeShuttingDown,

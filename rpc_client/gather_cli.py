@@ -7,6 +7,7 @@ answered), 4 if some node was unreachable or timed out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
@@ -14,18 +15,23 @@ import orjson
 
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult
+from masterd.node import load_nodes
 from rpc_client.cli import EXIT_FAILED, EXIT_NODE, EXIT_OK, parse_fn_args
+from rpc_client.tls import TLSConfig
 
 _DETAIL_CHARS = 120
 
 
-async def run_gather(args: argparse.Namespace) -> int:
+async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:
     if args.nodes is None:
         raise ValueError("gather needs --nodes NODES_TOML")
+    nodes = load_nodes(args.nodes)
+    if tls is not None:  # the command line's TLS for the nodes the file gives none
+        nodes = [node if node.tls else dataclasses.replace(node, tls=tls) for node in nodes]
     fn_args = parse_fn_args(args.fn_args)
     summary = GatherSummary()
     began = time.monotonic()
-    async with Cluster.from_file(args.nodes) as cluster:
+    async with Cluster(nodes) as cluster:
         width = max(len(node.name) for node in cluster.nodes)
         results = cluster.call_many(
             args.fn_name, fn_args, args.timeout, wait_s=args.wait, concurrency=args.concurrency

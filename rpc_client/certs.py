@@ -1,0 +1,138 @@
+"""A cluster CA and the certificates it issues (``rpc-cli certs init|issue``).
+
+Layout of a certificates directory (mode 0700)::
+
+    ca.crt  ca.key              the cluster CA (keep ca.key off the nodes)
+    NAME.crt  NAME.key          one per node (serverAuth) or master (clientAuth)
+
+Keys are EC P-256 and written with mode 0600; certificates 0644.  A node certificate
+carries its name (and any addresses given) as subjectAltName, so that masters can check
+that they reach the node they meant.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+Role = Literal["node", "master"]
+
+CA_DAYS = 3650
+CERT_DAYS = 825
+
+
+@dataclass(frozen=True)
+class Issued:
+    """Where an issued certificate and its key were written."""
+
+    cert: Path
+    key: Path
+
+
+def init_ca(directory: Path, *, name: str = "noded cluster CA", days: int = CA_DAYS) -> Issued:
+    """Create a CA in ``directory``; refuses to overwrite an existing one."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    cert_path, key_path = directory / "ca.crt", directory / "ca.key"
+    if cert_path.exists() or key_path.exists():
+        raise ValueError(f"{directory} already holds a CA; remove ca.crt and ca.key first")
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
+    return Issued(cert_path, key_path)
+
+
+def issue(
+    directory: Path,
+    name: str,
+    role: Role,
+    *,
+    addresses: tuple[str, ...] = (),
+    days: int = CERT_DAYS,
+    not_before: datetime.datetime | None = None,
+) -> Issued:
+    """Issue ``NAME.crt``/``NAME.key`` signed by the CA in ``directory``."""
+    ca_cert, ca_key = _load_ca(directory)
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = not_before or _now() - datetime.timedelta(minutes=5)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "node" else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )  # fmt: skip
+    if role == "node":
+        builder = builder.add_extension(_alt_names(name, addresses), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    issued = Issued(directory / f"{name}.crt", directory / f"{name}.key")
+    _write_key(issued.key, key)
+    _write_cert(issued.cert, cert)
+    return issued
+
+
+def _alt_names(name: str, addresses: tuple[str, ...]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = [x509.DNSName(name)]
+    for address in addresses:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(address)))
+        except ValueError:
+            entries.append(x509.DNSName(address))
+    return x509.SubjectAlternativeName(entries)
+
+
+def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    try:
+        cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
+    except FileNotFoundError as exc:
+        raise ValueError(f"no CA in {directory}: run 'rpc-cli certs init {directory}'") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{directory}/ca.key is not an EC key made by 'rpc-cli certs init'")
+    return cert, key
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)
+
+
+def _write_cert(path: Path, cert: x509.Certificate) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    os.chmod(path, 0o644)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)

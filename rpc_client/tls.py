@@ -1,0 +1,97 @@
+"""Mutual TLS between masters and nodes: the settings and the SSL contexts of both sides.
+
+Both sides present a certificate signed by the cluster CA and accept only peers whose
+certificate that CA signed; TLS 1.2 is the oldest version spoken.  A node may further
+restrict which client certificates it takes (by SHA-256 fingerprint or common name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLSConfig:
+    """A certificate, its key, and the CA that signs the peers' certificates.
+
+    ``server_name``: the name a node's certificate must carry (default: the node's name
+    for a cluster with one certificate per node); ``verify_name=False`` for a cluster
+    that shares one certificate among its nodes, as Ganeti does.
+    """
+
+    cert: Path
+    key: Path
+    ca: Path
+    verify_name: bool = True
+    server_name: str | None = None
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], where: str) -> TLSConfig:
+        """From a ``{cert, key, ca[, verify_name, server_name]}`` table of a nodes file."""
+        unknown = set(values) - {"cert", "key", "ca", "verify_name", "server_name"}
+        missing = {"cert", "key", "ca"} - set(values)
+        if unknown or missing:
+            raise ValueError(
+                f"{where}: tls needs cert, key and ca (unknown: {sorted(unknown)}, "
+                f"missing: {sorted(missing)})"
+            )
+        return cls(
+            cert=Path(values["cert"]),
+            key=Path(values["key"]),
+            ca=Path(values["ca"]),
+            verify_name=bool(values.get("verify_name", True)),
+            server_name=values.get("server_name"),
+        )
+
+    def client_context(self) -> ssl.SSLContext:
+        """For a master: present our certificate, verify the node's against the CA."""
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = self.verify_name
+        context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+
+def server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
+    """For a node: TLS 1.2+, and a client certificate signed by ``ca`` is required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    load_server_material(context, cert, key, ca)
+    return context
+
+
+def load_server_material(context: ssl.SSLContext, cert: Path, key: Path, ca: Path) -> None:
+    """(Re)load the node's certificate and the CA into ``context``: new connections use
+    them, established ones keep what they negotiated.  A CA loaded earlier stays trusted
+    until the daemon restarts (OpenSSL can add to a trust store, not remove from it),
+    which is what a CA rotation needs."""
+    context.load_cert_chain(str(cert), str(key))
+    context.load_verify_locations(cafile=str(ca))
+
+
+def fingerprint(der: bytes) -> str:
+    """The SHA-256 fingerprint of a DER certificate, as lowercase hex."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def common_name(der: bytes) -> str | None:
+    """The subject common name of a DER certificate, if it has one."""
+    from cryptography import x509  # only needed with --tls-allowed-clients
+    from cryptography.x509.oid import NameOID
+
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
+def peer_allowed(der: bytes | None, allowed: frozenset[str]) -> bool:
+    """True if ``allowed`` is empty, or names the certificate's fingerprint or common name."""
+    if not allowed:
+        return True
+    if der is None:
+        return False
+    return fingerprint(der) in allowed or common_name(der) in allowed

@@ -1,0 +1,231 @@
+"""Mutual TLS on loopback, with certificates made by the project's own tooling."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import signal
+import ssl
+import stat
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from masterd.call import call_function
+from masterd.cluster import Cluster
+from masterd.node import load_nodes
+from noded.launcher import LocalNode
+from rpc_client import certs
+from rpc_client.client import NodeClient
+from rpc_client.errors import ConnectionLost, Forbidden, TLSError
+from rpc_client.tls import TLSConfig, fingerprint
+from tests.helpers import node_env, run_node
+
+
+@dataclass
+class Pki:
+    ca: Path
+    other_ca: Path
+
+    def master(self, name: str = "master", **kwargs: object) -> TLSConfig:
+        made = certs.issue(self.ca, name, "master", **kwargs)  # type: ignore[arg-type]
+        return TLSConfig(cert=made.cert, key=made.key, ca=self.ca / "ca.crt")
+
+    def node_args(self, name: str = "node1") -> list[str]:
+        made = certs.issue(self.ca, name, "node", addresses=("127.0.0.1",))
+        return [
+            "--tls-cert",
+            str(made.cert),
+            "--tls-key",
+            str(made.key),
+            "--tls-ca",
+            str(self.ca / "ca.crt"),
+        ]
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    certs.init_ca(tmp_path / "ca")
+    certs.init_ca(tmp_path / "other", name="someone else's CA")
+    return Pki(tmp_path / "ca", tmp_path / "other")
+
+
+async def test_a_master_with_the_right_certificate_is_served(pki: Pki) -> None:
+    tls = pki.master()
+    async with run_node(pki.node_args(), client_tls=tls) as node:
+        async with NodeClient("127.0.0.1", node.port, name="node1", tls=tls) as client:
+            assert client.base_url.startswith("https://")
+            assert await call_function(client, "echo", {"value": "secret"}, timeout=10) == "secret"
+
+
+async def raw_handshake(node: LocalNode, context: ssl.SSLContext) -> bytes:
+    """A TLS connection and one request; what came back (b"" if the node hung up)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", node.port, ssl=context, server_hostname="node1"), 10
+    )
+    try:
+        writer.write(b"PUT /Identify HTTP/1.1\r\nHost: node1\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), 10)
+    except (ssl.SSLError, ConnectionError):
+        return b""
+    finally:
+        writer.close()
+
+
+async def test_a_client_without_a_certificate_never_reaches_a_handler(pki: Pki) -> None:
+    async with run_node(pki.node_args(), client_tls=pki.master()) as node:
+        context = ssl.create_default_context(cafile=str(pki.ca / "ca.crt"))
+        assert await raw_handshake(node, context) == b""
+        assert "Identify" not in node.log_text() and "http." not in node.log_text()
+
+
+@pytest.mark.parametrize("which", ["other CA", "expired"])
+async def test_bad_client_certificates_are_refused(pki: Pki, which: str) -> None:
+    if which == "other CA":
+        made = certs.issue(pki.other_ca, "intruder", "master")
+    else:
+        made = certs.issue(
+            pki.ca,
+            "old-master",
+            "master",
+            days=1,
+            not_before=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3),
+        )
+    bad = TLSConfig(cert=made.cert, key=made.key, ca=pki.ca / "ca.crt")
+    async with run_node(pki.node_args(), client_tls=pki.master()) as node:
+        async with NodeClient("127.0.0.1", node.port, name="node1", tls=bad) as client:
+            # TLS 1.3: the refusal comes after the client's handshake, as a reset
+            with pytest.raises((TLSError, ConnectionLost), match="certificate"):
+                await client.identify()
+        assert await raw_handshake(node, bad.client_context()) == b""
+
+
+async def test_the_client_refuses_a_node_whose_certificate_does_not_verify(pki: Pki) -> None:
+    impostor = certs.issue(pki.other_ca, "node1", "node", addresses=("127.0.0.1",))
+    args = [
+        "--tls-cert",
+        str(impostor.cert),
+        "--tls-key",
+        str(impostor.key),
+        "--tls-ca",
+        str(pki.ca / "ca.crt"),
+    ]
+    master = pki.master()
+    # the launcher's probe trusts the impostor's CA, so that the daemon can start at all
+    probe = TLSConfig(cert=master.cert, key=master.key, ca=pki.other_ca / "ca.crt")
+    async with run_node(args, client_tls=probe) as node:
+        async with NodeClient("127.0.0.1", node.port, name="node1", tls=master) as client:
+            with pytest.raises(TLSError, match="certificate verify failed"):
+                await client.identify()
+
+
+async def test_the_client_checks_the_nodes_name(pki: Pki) -> None:
+    tls = pki.master()
+    async with run_node(pki.node_args("node1"), client_tls=tls) as node:
+        async with NodeClient("127.0.0.1", node.port, name="node2", tls=tls) as client:
+            with pytest.raises(TLSError, match="node2"):
+                await client.identify()
+        shared = TLSConfig(cert=tls.cert, key=tls.key, ca=tls.ca, verify_name=False)
+        async with NodeClient("127.0.0.1", node.port, name="node2", tls=shared) as client:
+            assert (await client.identify())["pid"] == node.pid
+
+
+async def test_allowed_clients_by_fingerprint_or_name(pki: Pki) -> None:
+    good, other = pki.master("master1"), pki.master("master2")
+    der = ssl.PEM_cert_to_DER_cert(good.cert.read_text())
+    for allowed in (fingerprint(der), "master1"):
+        args = [*pki.node_args(), "--tls-allowed-clients", allowed]
+        async with run_node(args, client_tls=good) as node:
+            async with NodeClient("127.0.0.1", node.port, name="node1", tls=other) as client:
+                with pytest.raises(Forbidden, match="master2"):
+                    await client.identify()
+            async with node.client(name="node1") as client:
+                assert (await client.identify())["pid"] == node.pid
+
+
+async def test_sighup_reloads_the_certificate_while_a_long_call_runs(pki: Pki) -> None:
+    tls = pki.master()
+    first = certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",))
+    args = [
+        "--tls-cert",
+        str(first.cert),
+        "--tls-key",
+        str(first.key),
+        "--tls-ca",
+        str(pki.ca / "ca.crt"),
+    ]
+    async with run_node(args, client_tls=tls) as node, node.client(name="node1") as client:
+        long_call = asyncio.create_task(
+            call_function(client, "sleep", {"seconds": 2}, timeout=20, wait_s=5)
+        )
+        await asyncio.sleep(0.3)
+        old_serial = await served_certificate(node)
+        certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",))  # rotated in place
+        node.signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        assert await served_certificate(node) != old_serial
+        assert await asyncio.wait_for(long_call, 20) == 2
+        assert "tls.reloaded" in node.log_text()
+
+
+async def served_certificate(node: LocalNode) -> bytes:
+    assert node.client_tls is not None
+    context = node.client_tls.client_context()
+    _, writer = await asyncio.open_connection(
+        "127.0.0.1", node.port, ssl=context, server_hostname="node1"
+    )
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    return bytes(der)
+
+
+async def test_nodes_files_carry_tls(pki: Pki, tmp_path: Path) -> None:
+    tls = pki.master()
+    async with run_node(pki.node_args(), client_tls=tls) as node:
+        nodes = tmp_path / "nodes.toml"
+        nodes.write_text(
+            f'[tls]\ncert = "{tls.cert}"\nkey = "{tls.key}"\nca = "{tls.ca}"\n'
+            f'[[node]]\nname = "node1"\naddress = "127.0.0.1"\nport = {node.port}\n'
+        )
+        assert load_nodes(nodes)[0].tls == tls
+        async with Cluster.from_file(nodes) as cluster:
+            summary = await cluster.gather("echo", {"value": 1}, timeout=10)
+        assert summary.names("ok") == ["node1"]
+
+
+def test_certs_tooling_writes_safe_modes(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "rpc_client.cli", "certs"]
+    assert (
+        subprocess.run(
+            [*run, "init", str(tmp_path / "ca")], capture_output=True, timeout=60
+        ).returncode
+        == 0
+    )
+    done = subprocess.run(
+        [*run, "issue", str(tmp_path / "ca"), "n1", "--node"], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert stat.S_IMODE(os.stat(tmp_path / "ca").st_mode) == 0o700
+    for key in ("ca.key", "n1.key"):
+        assert stat.S_IMODE(os.stat(tmp_path / "ca" / key).st_mode) == 0o600
+    again = subprocess.run(
+        [*run, "init", str(tmp_path / "ca")], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 2 and "already holds a CA" in again.stderr
+
+
+def test_without_tls_a_non_loopback_bind_names_the_way_out() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "noded", "--bind", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=node_env(),
+    )
+    assert done.returncode == 2
+    assert "--tls-cert" in done.stderr and "--insecure" in done.stderr
