@@ -16,18 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
-
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import CallState, FncId
 
 AbortReason = Literal["abort_after", "aborted", "shutdown"]
 
 
-def args_digest(fn_name: str, fn_args: dict[str, Any]) -> bytes:
-    """A digest of a call's name and arguments, for request_id conflict checks."""
-    canonical = orjson.dumps([fn_name, fn_args], option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).digest()
+def args_digest(encoded_request: bytes) -> bytes:
+    """A digest of a call's canonical encoding, for request_id conflict checks."""
+    return hashlib.sha256(encoded_request).digest()
 
 
 @dataclass(eq=False)

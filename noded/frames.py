@@ -22,7 +22,12 @@ class InvalidFrame(ValueError):
 
 
 def encode_request(fn_name: str, fn_args: dict[str, Any]) -> bytes:
-    return orjson.dumps({"fn_name": fn_name, "fn_args": fn_args})
+    """The process's stdin; canonical (sorted keys), so equal calls encode equally.
+
+    Raises ``orjson.JSONEncodeError`` for values orjson cannot write (nested more than
+    254 levels deep, though it reads up to 1024).
+    """
+    return orjson.dumps({"fn_name": fn_name, "fn_args": fn_args}, option=orjson.OPT_SORT_KEYS)
 
 
 def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 import psutil
 
 from noded.calls import AbortReason, CallTable, FunctionCall, args_digest
@@ -30,8 +31,8 @@ from noded.process import (
 )
 from noded.registry import Registry
 from noded.store import CallStore
-from rpc_client.errors import NodeBusy, NodeShuttingDown, UnknownFunction
-from rpc_client.protocol import CallState, FncId, StartFunctionRequest
+from rpc_client.errors import BadRequest, NodeBusy, NodeShuttingDown, UnknownFunction
+from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
 
 log = logging.getLogger("noded.calls")
 
@@ -91,12 +92,13 @@ class Supervisor:
         spec = self._registry.get(request.fn_name)
         if spec is None:
             raise UnknownFunction(
-                f"no function named {request.fn_name!r} here; DescribeFunctions lists them"
+                f"no function named {shown(request.fn_name)} here; DescribeFunctions lists them"
             )
         spec.check_args(request.fn_args)
-        call = self._existing_call(request)
+        encoded = _encode(request)
+        call = self._existing_call(request, encoded)
         if call is None:
-            call = self._launch(request)
+            call = self._launch(request, encoded)
         return await self.wait(call, request.timeout)
 
     async def wait(self, call: FunctionCall, timeout_s: float) -> CallState:
@@ -124,23 +126,23 @@ class Supervisor:
 
     # --- starting -----------------------------------------------------------------
 
-    def _existing_call(self, request: StartFunctionRequest) -> FunctionCall | None:
+    def _existing_call(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall | None:
         if request.request_id is None:
             return None
-        digest = args_digest(request.fn_name, request.fn_args)
+        digest = args_digest(encoded)
         return self.calls.by_request_id(request.request_id, digest)
 
-    def _launch(self, request: StartFunctionRequest) -> FunctionCall:
+    def _launch(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
         self._admit()
         started = time.time()
-        proc = self._spawn(encode_request(request.fn_name, request.fn_args))
+        proc = self._spawn(encoded)
         call = FunctionCall(
             fnc_id=str(FncId.new(self._daemon_pid, proc.pid, started)),
             fn_name=request.fn_name,
             pid=proc.pid,
             started=started,
             request_id=request.request_id,
-            digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
+            digest=args_digest(encoded) if request.request_id else b"",
         )
         self._store.started(call, process_start_time(proc.pid))
         self.calls.add(call)
@@ -259,6 +261,13 @@ class Supervisor:
                 pids=[proc.pid for proc in self._processes.live],
             )
         await self._spawner.close()
+
+
+def _encode(request: StartFunctionRequest) -> bytes:
+    try:
+        return encode_request(request.fn_name, request.fn_args)
+    except orjson.JSONEncodeError as exc:
+        raise BadRequest(f"fn_args cannot be passed to a function process: {exc}") from exc
 
 
 def _usage(pid: int) -> tuple[float | None, int | None]:

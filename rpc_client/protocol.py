@@ -63,7 +63,7 @@ class FncId:
         """Parse an fnc_id; raises :class:`BadRequest` if it does not match the format."""
         if not isinstance(text, str) or not FNC_ID_RE.match(text):
             raise BadRequest(
-                f"malformed fnc_id {text!r}: expected <ppid>:<cpid>:<time with 6 decimals>:"
+                f"malformed fnc_id {shown(text)}: expected <ppid>:<cpid>:<time with 6 decimals>:"
                 "<16 lowercase hex digits>"
             )
         ppid, cpid, time, random = text.split(":")
@@ -195,18 +195,33 @@ def _parse_request_id(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not REQUEST_ID_RE.match(value):
-        raise BadRequest(f"malformed request_id {value!r}: 1 to 128 characters of [A-Za-z0-9._:-]")
+        raise BadRequest(
+            f"malformed request_id {shown(value)}: 1 to 128 characters of [A-Za-z0-9._:-]"
+        )
     return value
 
 
 def _finite_number(name: str, value: Any) -> float:
     # bool is an int in Python but never a number on the wire.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadRequest(f"field {name!r} must be a number of seconds, got {value!r}")
+        raise BadRequest(f"field {name!r} must be a number of seconds, got {shown(value)}")
     seconds = float(value)
     if not math.isfinite(seconds):
         raise BadRequest(f"field {name!r} must be finite, got {value!r}")
     return seconds
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A request's value in an error message: strings and numbers bounded, others by type.
+
+    Never ``repr`` of a whole JSON value: it may be megabytes, or nested too deep to print.
+    """
+    if isinstance(value, str):
+        text = repr(value[:limit])
+        return text + "..." if len(value) > limit else text
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)[:limit]
+    return {list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
