@@ -121,11 +121,11 @@ def test_truncated_json(target: LocalNode, procedure: str, body: dict[str, Any],
 @given(depth=st.integers(1, 3000), where=st.sampled_from(["body", "fn_args", "request_id"]))
 def test_deeply_nested_json(target: LocalNode, depth: int, where: str) -> None:
     nested = "[" * depth + "]" * depth
+    start = '{"fn_name": "echo", "timeout": 0, '
     raw = {
         "body": nested,
-        "fn_args": '{"fn_name": "echo", "timeout": 0, "fn_args": {"value": %s}}' % nested,
-        "request_id": '{"fn_name": "echo", "timeout": 0, "fn_args": {"value": 1}, '
-        '"request_id": %s}' % nested,
+        "fn_args": start + '"fn_args": {"value": ' + nested + "}}",
+        "request_id": start + '"fn_args": {"value": 1}, "request_id": ' + nested + "}",
     }[where].encode()
     status, answer = send(target, "PUT", "/StartFunction", raw)
     assert_contract_answer(target, status, answer)
