@@ -221,7 +221,9 @@ def shown(value: Any, limit: int = 60) -> str:
         return text + "..." if len(value) > limit else text
     if value is None or isinstance(value, bool | int | float):
         return repr(value)[:limit]
-    return {list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
