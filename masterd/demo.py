@@ -1,20 +1,25 @@
 """``make run``: a real ganeti-noded on 127.0.0.1 and a master calling it.
 
-Shows a quick call, a long call polled to completion, a fire-and-forget call collected
-later, and a failure with its remote error; then stops the daemon with SIGTERM.
+Over mutual TLS with a throwaway CA (the default path is the secure one), shows a quick
+call, a long call polled to completion, a fire-and-forget call collected later, and a
+failure with its remote error; then stops the daemon with SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from masterd.call import call_function, run_call
 from noded.launcher import LocalNode
+from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import FunctionFailed
 from rpc_client.protocol import CallState
+from rpc_client.tls import TLSConfig
 
 
 def say(text: str = "") -> None:
@@ -60,31 +65,50 @@ async def failing_call(node: NodeClient) -> None:
         raise AssertionError("sleep(-1) should have failed")
 
 
+def make_certificates(directory: Path) -> tuple[list[str], TLSConfig]:
+    """A throwaway cluster CA, a node certificate and a master certificate."""
+    ca = directory / "ca"
+    certs.init_ca(ca, name="make-run demo CA")
+    node = certs.issue(ca, "demo-node", "node", addresses=("127.0.0.1",))
+    master = certs.issue(ca, "demo-master", "master")
+    daemon_args = [
+        "--tls-cert",
+        str(node.cert),
+        "--tls-key",
+        str(node.key),
+        "--tls-ca",
+        str(ca / "ca.crt"),
+    ]
+    return daemon_args, TLSConfig(
+        cert=master.cert, key=master.key, ca=ca / "ca.crt", server_name="demo-node"
+    )
+
+
 async def main() -> int:
-    async with LocalNode.running() as daemon:
-        async with daemon.client() as node:
-            who = await node.identify()
-            say(
-                f"ganeti-noded pid {who['pid']} on {daemon.address}, node {who['name']!r}, "
-                f"uuid {who['uuid']}"
-            )
-            say(f"functions: {', '.join(sorted(await node.describe_functions()))}")
+    with tempfile.TemporaryDirectory(prefix="noded-demo-") as tmp:
+        daemon_args, tls = make_certificates(Path(tmp))
+        say(f"mutual TLS: a throwaway CA, node and master certificates in {tmp}")
+        async with LocalNode.running(daemon_args, workdir=Path(tmp), client_tls=tls) as daemon:
+            async with daemon.client(name="demo-node") as node:
+                who = await node.identify()
+                say(
+                    f"ganeti-noded pid {who['pid']} on https://{daemon.address}, node "
+                    f"{who['name']!r}, uuid {who['uuid']}"
+                )
+                say(f"functions: {', '.join(sorted(await node.describe_functions()))}")
+                say()
+                await quick_call(node)
+                await long_call(node)
+                await fire_and_forget(node)
+                await failing_call(node)
             say()
-            await quick_call(node)
-            await long_call(node)
-            await fire_and_forget(node)
-            await failing_call(node)
-        say()
-        say("stopping the daemon with SIGTERM ...")
-        status = await daemon.stop()
-        say(f"ganeti-noded exited with status {status}; the last lines of its log:")
-        for line in daemon.log_text().splitlines()[-3:]:
-            say(f"     {line}")
-        say()
-        say(
-            "By hand: start `ganeti-noded --state-dir /tmp/noded` and try "
-            "`rpc-cli call sleep '{\"seconds\": 1}'` (see README.md)."
-        )
+            say("stopping the daemon with SIGTERM ...")
+            status = await daemon.stop()
+            say(f"ganeti-noded exited with status {status}; the last lines of its log:")
+            for line in daemon.log_text().splitlines()[-3:]:
+                say(f"     {line}")
+    say()
+    say("By hand: see README.md (ganeti-noded, then rpc-cli call/start/wait/list).")
     return 0 if status == 0 else 1
 
 
