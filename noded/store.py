@@ -122,7 +122,9 @@ def _call_from(record: dict[str, Any]) -> FunctionCall:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
+    # results may be sensitive: 0600 whatever the umask
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as out:
         out.write(data)
     os.replace(tmp, path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -72,7 +73,10 @@ async def test_records_are_written_atomically_and_removed_when_dropped(tmp_path:
     async with run_node(args, workdir=tmp_path) as node, node.client() as client:
         one = await client.start_function("echo", {"value": 1}, timeout=10)
         finished_dir = tmp_path / "state" / "calls" / "finished"
-        record = json.loads((finished_dir / f"{one.fnc_id}.json").read_text())
+        record_path = finished_dir / f"{one.fnc_id}.json"
+        record = json.loads(record_path.read_text())
+        assert stat.S_IMODE(record_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(finished_dir.stat().st_mode) == 0o700
         assert record["result"] == 1 and record["fnc_id"] == one.fnc_id
         two = await client.start_function("echo", {"value": 2}, timeout=10)
         assert [p.name for p in finished_dir.iterdir()] == [f"{two.fnc_id}.json"]
