@@ -106,6 +106,8 @@ def test_the_wire_types_are_the_contracts() -> None:
         "RequestTooLarge": 413,
         "Busy": 503,
         "ShuttingDown": 503,
+        # not in the contract's table: --tls-allowed-clients (doc/security.md)
+        "Forbidden": 403,
     }
 
 
