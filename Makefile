@@ -34,6 +34,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check --line-length 100 noded masterd rpc_client tests
 	$(BIN)/mypy
 
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.bench --out bench.json
+
 install:
 	$(PYTHON) -m venv $(PREFIX)
 	$(PREFIX)/bin/python -m pip install --quiet --upgrade pip

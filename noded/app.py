@@ -20,7 +20,12 @@ from noded.supervisor import Supervisor
 
 
 def create_app(
-    config: NodedConfig, *, registry: Registry, identity: Identity, spawner: Spawner
+    config: NodedConfig,
+    *,
+    registry: Registry,
+    identity: Identity,
+    spawner: Spawner,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The application: every procedure on ``/{procedure}``, errors from one middleware."""
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
@@ -28,7 +33,7 @@ def create_app(
     app[REGISTRY] = registry
     app[IDENTITY] = identity
     store = CallStore(config.state_dir)
-    supervisor = Supervisor(config, registry, spawner, identity.pid, store, Metrics())
+    supervisor = Supervisor(config, registry, spawner, identity.pid, store, metrics or Metrics())
     supervisor.recover()
     app[SUPERVISOR] = supervisor
     app.router.add_get("/metrics", metrics_page, allow_head=False)

@@ -100,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much of a function's stderr is kept (default %(default)s)",
     )
     add(
+        "--spawn",
+        choices=("fork", "exec"),
+        default=_D.spawn,
+        help="fork function processes from a pre-loaded fork server (default), or exec a "
+        "fresh interpreter per call",
+    )
+    add(
+        "--spare-processes",
+        type=int,
+        default=_D.spare_processes,
+        metavar="N",
+        help="with --spawn fork, children kept forked ahead of calls (default %(default)s)",
+    )
+    add(
         "--idle-timeout",
         dest="idle_timeout_s",
         type=float,

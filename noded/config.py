@@ -30,6 +30,10 @@ class NodedConfig:
     #: how long a connection may go without a complete request: idle between requests,
     #: or headers and body trickling in
     idle_timeout_s: float = 30.0
+    #: "fork": from a pre-loaded fork server (fast); "exec": a fresh interpreter per call
+    spawn: Literal["fork", "exec"] = "fork"
+    #: with fork, how many children are kept forked ahead of calls
+    spare_processes: int = 4
     insecure: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -69,6 +73,10 @@ class NodedConfig:
             raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
         if self.tls_allowed_clients and not self.tls:
             raise ValueError("--tls-allowed-clients needs TLS (--tls-cert, --tls-key, --tls-ca)")
+        if self.spawn not in ("fork", "exec"):
+            raise ValueError(f"spawn must be 'fork' or 'exec', got {self.spawn!r}")
+        if self.spare_processes < 0:
+            raise ValueError(f"spare_processes must be >= 0, got {self.spare_processes}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if not 0 <= self.port <= 65535:

@@ -62,6 +62,9 @@ class Metrics:
             registry=r,
         )
         self.kills = Counter("noded_kills", "Process groups that needed SIGKILL", registry=r)
+        self.zygote_restarts = Counter(
+            "noded_zygote_restarts", "Fork servers started again after one died", registry=r
+        )
         self.rejections = Counter(
             "noded_limit_rejections", "Requests refused at a limit",
             ["limit"], registry=r)  # fmt: skip

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -62,10 +63,14 @@ class Outcome:
         return self.exit_code is not None or self.signal is not None
 
 
+#: asks a process's parent (the fork server) to reap it; its wait status, or None if lost
+Reaper = Callable[[int], Awaitable[int | None]]
+
+
 class Spawner(Protocol):
     """Makes one function process per call."""
 
-    def spawn(self, request: bytes) -> FunctionProcess: ...
+    async def spawn(self, request: bytes) -> FunctionProcess: ...
 
     async def close(self) -> None: ...
 
@@ -78,11 +83,56 @@ class ExecSpawner:
         self._env = _child_environment()
         self._limits = limits
 
-    def spawn(self, request: bytes) -> FunctionProcess:
+    async def spawn(self, request: bytes) -> FunctionProcess:
         return FunctionProcess.spawn(self._argv, self._env, request, self._limits)
 
     async def close(self) -> None:
         return None
+
+
+class ZygoteProcess:
+    """The fork server's process: started here, watched through a pidfd, reaped here."""
+
+    CONTROL_FD = 3
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._loop = asyncio.get_running_loop()
+        self._pidfd = os.pidfd_open(pid)
+        self.exited: asyncio.Future[int] = self._loop.create_future()
+        self._loop.add_reader(self._pidfd, self._on_exit)
+
+    @classmethod
+    def start(cls, modules: list[str], control_fd: int) -> ZygoteProcess:
+        """``python -m noded.zygote`` in its own session, ``control_fd`` as its fd 3."""
+        argv = [sys.executable, "-P", "-m", "noded.zygote", str(cls.CONTROL_FD), *modules]
+        pid = os.posix_spawn(
+            argv[0],
+            argv,
+            _child_environment(),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, control_fd, cls.CONTROL_FD),
+            ],
+            setsid=True,  # a Ctrl-C meant for the daemon must not reach it
+        )
+        return cls(pid)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self._pidfd)
+        self.exited.set_result(status)
+
+    async def stop(self, timeout_s: float) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; reaped."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.exited.done():
+                return
+            signal.pidfd_send_signal(self._pidfd, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
 
 
 def _child_environment() -> dict[str, str]:
@@ -96,8 +146,22 @@ def _child_environment() -> dict[str, str]:
 class FunctionProcess:
     """One running function process and the descriptors the daemon holds for it."""
 
-    def __init__(self, pid: int, stdin: int, stdout: int, stderr: int, limits: ProcessLimits):
+    def __init__(
+        self,
+        pid: int,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        limits: ProcessLimits,
+        reaper: Reaper | None = None,
+    ):
+        """Watch process ``pid`` through the parent's ends of its pipes.
+
+        Without ``reaper`` the process is this daemon's child and is reaped here; with
+        one, its parent (the fork server) reaps it when asked.
+        """
         self.pid = pid
+        self._reaper = reaper
         self.started = time.time()
         self._limits = limits
         self._loop = asyncio.get_running_loop()
@@ -145,6 +209,20 @@ class FunctionProcess:
             os.waitpid(pid, 0)
             _close_all(*parent_ends)
             raise
+        proc._watch(request)
+        return proc
+
+    @classmethod
+    def adopt(
+        cls,
+        pid: int,
+        fds: tuple[int, int, int],
+        request: bytes,
+        limits: ProcessLimits,
+        reaper: Reaper,
+    ) -> FunctionProcess:
+        """Take over a process another one started (the fork server) and send ``request``."""
+        proc = cls(pid, *fds, limits, reaper)
         proc._watch(request)
         return proc
 
@@ -271,8 +349,19 @@ class FunctionProcess:
             # The leader is a zombie, so its group id is still ours: take the rest of the
             # tree down before the pid can be recycled.
             self._signal_group(signal.SIGKILL)
-        _, status = os.waitpid(self.pid, 0)  # returns at once: the pidfd said it exited
-        self._record_exit(status)
+        if self._reaper is None:
+            _, status = os.waitpid(self.pid, 0)  # returns at once: the pidfd said it exited
+            self._after_exit(status)
+        else:
+            task = self._loop.create_task(self._reap_elsewhere(self._reaper))
+            self._reap_task = task  # keep a reference until it is done
+
+    async def _reap_elsewhere(self, reaper: Reaper) -> None:
+        self._after_exit(await reaper(self.pid))
+
+    def _after_exit(self, status: int | None) -> None:
+        if status is not None:
+            self._record_exit(status)
         if self._stdout is not None:
             self._read_stdout()  # what it wrote before exiting is already in the pipe
         if self._stderr is not None:

@@ -27,6 +27,8 @@ def main(modules: list[str]) -> None:
     frame_fd = os.dup(1)
     os.dup2(2, 1)
     request = _read_all(0)
+    if not request:  # a spare process released without a call
+        os._exit(0)
     try:
         frame = frames.encode_result(_run(modules, request))
     except BaseException as exc:  # the function's failure, whatever it is, goes in the frame

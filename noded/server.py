@@ -21,10 +21,12 @@ from aiohttp import web
 from noded import systemd
 from noded.app import create_app
 from noded.config import NodedConfig
+from noded.forkserver import ForkServerError, ForkSpawner
 from noded.handlers import SUPERVISOR
 from noded.identity import load_identity
 from noded.logs import event, reopen_log_files
-from noded.process import ExecSpawner, ProcessLimits
+from noded.metrics import Metrics
+from noded.process import ExecSpawner, ProcessLimits, Spawner
 from noded.registry import load_modules
 from rpc_client import tls
 
@@ -63,11 +65,14 @@ class Server:
             stderr_tail_bytes=config.stderr_tail_bytes,
             kill_grace_s=config.kill_grace_s,
         )
+        metrics = Metrics()
+        self._spawner = await make_spawner(config, limits, metrics)
         app = create_app(
             config,
             registry=registry,
             identity=load_identity(config.state_dir, config.name),
-            spawner=ExecSpawner(list(config.functions), limits),
+            spawner=self._spawner,
+            metrics=metrics,
         )
         self._runner = web.AppRunner(
             app,
@@ -137,6 +142,22 @@ class Server:
         if self._watchdog is not None:
             self._watchdog.cancel()
         event(log, "daemon.stopped")
+
+
+async def make_spawner(config: NodedConfig, limits: ProcessLimits, metrics: Metrics) -> Spawner:
+    """The fork server, or an interpreter per call if asked for or if it cannot start."""
+    modules = list(config.functions)
+    if config.spawn == "exec":
+        return ExecSpawner(modules, limits)
+    spawner = ForkSpawner(
+        modules, limits, spares=config.spare_processes, on_restart=metrics.zygote_restarts.inc
+    )
+    try:
+        await spawner.start()
+    except (ForkServerError, OSError) as exc:
+        event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
+        return ExecSpawner(modules, limits)
+    return spawner
 
 
 def raise_open_files_limit() -> None:

@@ -65,6 +65,8 @@ class Supervisor:
         )
         self._processes = ProcessSet()
         self._by_call: dict[str, FunctionProcess] = {}
+        self._launching: dict[str, asyncio.Future[FunctionCall]] = {}
+        self._starting = 0
         self.shutting_down = False
 
     def recover(self) -> None:
@@ -98,7 +100,7 @@ class Supervisor:
         encoded = _encode(request)
         call = self._existing_call(request, encoded)
         if call is None:
-            call = self._launch(request, encoded)
+            call = await self._launch_once(request, encoded)
         return await self.wait(call, request.timeout)
 
     async def wait(self, call: FunctionCall, timeout_s: float) -> CallState:
@@ -132,10 +134,37 @@ class Supervisor:
         digest = args_digest(encoded)
         return self.calls.by_request_id(request.request_id, digest)
 
-    def _launch(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
+    async def _launch_once(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
+        """Launch, unless a request with the same request_id is launching right now."""
+        key = request.request_id
+        if key is None:
+            return await self._launch(request, encoded)
+        launching = self._launching.get(key)
+        if launching is not None:  # its twin is waiting for a process: share its call
+            await asyncio.shield(launching)
+            existing = self._existing_call(request, encoded)
+            assert existing is not None
+            return existing
+        self._launching[key] = launching = asyncio.get_running_loop().create_future()
+        try:
+            call = await self._launch(request, encoded)
+            launching.set_result(call)
+            return call
+        except BaseException as exc:
+            launching.set_exception(exc)
+            launching.exception()  # retrieved: twins that wait get it, no warning otherwise
+            raise
+        finally:
+            del self._launching[key]
+
+    async def _launch(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
         self._admit()
-        started = time.time()
-        proc = self._spawn(encoded)
+        self._starting += 1  # counted against the limit while the process is made
+        try:
+            started = time.time()
+            proc = await self._spawn(encoded)
+        finally:
+            self._starting -= 1
         call = FunctionCall(
             fnc_id=str(FncId.new(self._daemon_pid, proc.pid, started)),
             fn_name=request.fn_name,
@@ -169,7 +198,7 @@ class Supervisor:
     def _admit(self) -> None:
         if self.shutting_down:
             raise NodeShuttingDown("ganeti-noded is shutting down and takes no new calls")
-        if len(self.calls.running) >= self._config.max_functions:
+        if len(self.calls.running) + self._starting >= self._config.max_functions:
             self.metrics.rejections.labels("max_functions").inc()
             event(
                 log, "limit.max_functions", level=logging.WARNING, running=len(self.calls.running)
@@ -180,9 +209,9 @@ class Supervisor:
                 retry_after_s=_BUSY_RETRY_AFTER_S,
             )
 
-    def _spawn(self, request: bytes) -> FunctionProcess:
+    async def _spawn(self, request: bytes) -> FunctionProcess:
         try:
-            return self._spawner.spawn(request)
+            return await self._spawner.spawn(request)
         except OSError as exc:
             if not is_resource_shortage(exc):
                 raise

@@ -13,18 +13,27 @@ from rpc_client.client import NodeClient
 from tests.helpers import NodeFactory, marked_processes, node_args, node_env, run_node
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked ``both_spawners`` run against --spawn fork and --spawn exec."""
+    if "spawn_method" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_spawners") is not None
+        methods = ["fork", "exec"] if both else ["fork"]
+        metafunc.parametrize("spawn_method", methods, scope="module")
+
+
 @pytest.fixture
-async def node() -> AsyncIterator[LocalNode]:
+async def node(spawn_method: str) -> AsyncIterator[LocalNode]:
     """A real ganeti-noded with the test functions, stopped after the test."""
-    async with run_node() as daemon:
+    async with run_node(["--spawn", spawn_method]) as daemon:
         yield daemon
 
 
 @pytest.fixture(scope="module")
-def shared_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
+def shared_node(tmp_path_factory: pytest.TempPathFactory, spawn_method: str) -> Iterator[LocalNode]:
     """One daemon for a whole test module, for tests that need no daemon of their own."""
     workdir = tmp_path_factory.mktemp("noded")
-    daemon = asyncio.run(LocalNode.start(node_args(), env=node_env(), workdir=workdir))
+    args = node_args(["--spawn", spawn_method])
+    daemon = asyncio.run(LocalNode.start(args, env=node_env(), workdir=workdir))
     yield daemon
     asyncio.run(daemon.stop())
 

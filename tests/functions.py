@@ -165,3 +165,14 @@ class DiskFull(Exception):
 def fill_disk() -> None:
     """Raise DiskFull."""
     raise DiskFull("no space left on /srv")
+
+
+_CALLS_IN_THIS_PROCESS = 0
+
+
+@function
+def count_in_module() -> int:
+    """Count calls in module state: 1 every time when each call is a fresh process."""
+    global _CALLS_IN_THIS_PROCESS
+    _CALLS_IN_THIS_PROCESS += 1
+    return _CALLS_IN_THIS_PROCESS

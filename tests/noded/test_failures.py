@@ -11,6 +11,8 @@ from noded.launcher import LocalNode
 from rpc_client.client import NodeClient
 from tests.helpers import lasting_zombies, run_node
 
+pytestmark = pytest.mark.both_spawners
+
 
 @pytest.fixture
 def node(shared_node: LocalNode) -> LocalNode:

@@ -15,6 +15,8 @@ from rpc_client.protocol import FncId
 from tests.helpers import run_node, still_alive
 from tests.noded.test_shutdown import start_with_grandchildren
 
+pytestmark = pytest.mark.both_spawners
+
 # --- retention -----------------------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ import pytest
 from noded.launcher import LocalNode
 from tests.helpers import put, run_node
 
+pytestmark = pytest.mark.both_spawners
+
 ECHO = {"fn_name": "echo", "fn_args": {"value": 1}}
 GOOD_BUT_UNKNOWN_ID = "1:2:1763800000.123456:0123456789abcdef"
 

@@ -14,6 +14,8 @@ from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
 from tests.helpers import alive, lasting_zombies, put, run_node, still_alive
 
+pytestmark = pytest.mark.both_spawners
+
 
 async def wait_for_file(path: Path, timeout_s: float = 15.0) -> str:
     end = time.monotonic() + timeout_s

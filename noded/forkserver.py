@@ -1,0 +1,256 @@
+"""``ForkSpawner``: function processes forked by the zygote, a few kept ready ahead.
+
+A call takes a spare child whose pipes the daemon already holds and only writes its
+request; the pool is refilled off the request's path.  Spare children are not calls: they
+are not counted, not listed, and they leave as soon as their stdin closes (the daemon
+releasing them, or dying).  Children are reaped by the zygote when the daemon, which sees
+their exit through a pidfd, asks for their status (see ``noded.zygote``).
+
+If the zygote dies, a new one is started; calls already running go on, since their pipes
+are the daemon's (only their exit status is lost).  If none can be started, the daemon
+falls back to an interpreter per call (:class:`ExecSpawner`) and says so in its log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import errno
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from noded import zygote
+from noded.logs import event
+from noded.process import ExecSpawner, FunctionProcess, ProcessLimits, ZygoteProcess
+
+log = logging.getLogger("noded.forkserver")
+
+_READY_TIMEOUT_S = 30.0
+_FORK_TIMEOUT_S = 10.0
+_REAP_TIMEOUT_S = 5.0
+_STOP_TIMEOUT_S = 5.0
+_MAX_FDS = 3
+
+
+class ForkServerError(RuntimeError):
+    """Raised when the zygote cannot be started."""
+
+
+@dataclass
+class _Spare:
+    pid: int
+    fds: list[int]
+
+    def release(self) -> None:
+        """Close our ends: the child reads EOF on stdin and leaves."""
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class ForkSpawner:
+    """Spawner that forks from a pre-loaded zygote and keeps ``spares`` children ready."""
+
+    def __init__(
+        self,
+        modules: list[str],
+        limits: ProcessLimits,
+        *,
+        spares: int = 4,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        self._modules = modules
+        self._limits = limits
+        self._spares_wanted = spares
+        self._on_restart = on_restart
+        self._loop = asyncio.get_running_loop()
+        self._pool: collections.deque[_Spare] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[_Spare]] = collections.deque()
+        self._forks_asked = 0
+        self._reaps: dict[int, asyncio.Future[int | None]] = {}
+        self._control: socket.socket | None = None
+        self._zygote: ZygoteProcess | None = None
+        self._fallback: ExecSpawner | None = None
+        self._closing = False
+        self._restart_task: asyncio.Task[None] | None = None
+
+    # --- the Spawner interface ------------------------------------------------------
+
+    async def spawn(self, request: bytes) -> FunctionProcess:
+        if self._fallback is not None:
+            return await self._fallback.spawn(request)
+        spare = self._pool.popleft() if self._pool else await self._fork_now()
+        self._refill()
+        stdin, stdout, stderr = spare.fds
+        return FunctionProcess.adopt(
+            spare.pid, (stdin, stdout, stderr), request, self._limits, self.reap
+        )
+
+    async def close(self) -> None:
+        """Release the spares, stop the zygote."""
+        self._closing = True
+        if self._restart_task is not None:
+            self._restart_task.cancel()
+        while self._pool:
+            self._pool.popleft().release()
+        self._fail_waiting(ConnectionError("ganeti-noded is stopping"))
+        if self._control is not None:
+            self._loop.remove_reader(self._control.fileno())
+            self._control.close()  # the zygote reads EOF and leaves
+            self._control = None
+        if self._zygote is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._zygote.exited), _STOP_TIMEOUT_S)
+            await self._zygote.stop(_STOP_TIMEOUT_S)
+
+    # --- starting the zygote ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the zygote and wait until its modules are imported; fill the pool."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._zygote = ZygoteProcess.start(self._modules, theirs.fileno())
+        finally:
+            theirs.close()
+        try:
+            ready = await asyncio.wait_for(self._loop.sock_recv(ours, 64), _READY_TIMEOUT_S)
+        except (TimeoutError, OSError) as exc:
+            ours.close()
+            await self._zygote.stop(_STOP_TIMEOUT_S)
+            raise ForkServerError(f"the fork server did not start: {exc!r}") from exc
+        if ready != zygote.READY:
+            ours.close()
+            await self._zygote.stop(_STOP_TIMEOUT_S)
+            raise ForkServerError("the fork server could not import the function modules")
+        ours.setblocking(False)
+        self._control = ours
+        self._forks_asked = 0
+        self._loop.add_reader(ours.fileno(), self._on_message)
+        self._zygote.exited.add_done_callback(self._on_zygote_exit)
+        event(log, "forkserver.ready", pid=self._zygote.pid, spares=self._spares_wanted)
+        self._refill()
+
+    # --- forking and reaping ------------------------------------------------------------
+
+    async def _fork_now(self) -> _Spare:
+        waiter: asyncio.Future[_Spare] = self._loop.create_future()
+        self._waiting.append(waiter)
+        self._ask(zygote.FORK)
+        self._forks_asked += 1
+        try:
+            return await asyncio.wait_for(waiter, _FORK_TIMEOUT_S)
+        except TimeoutError:
+            raise OSError(errno.EAGAIN, "the fork server did not answer in time") from None
+
+    def _refill(self) -> None:
+        if self._control is None or self._closing:
+            return
+        while len(self._pool) + self._forks_asked - len(self._waiting) < self._spares_wanted:
+            self._ask(zygote.FORK)
+            self._forks_asked += 1
+
+    async def reap(self, pid: int) -> int | None:
+        """The wait status of an exited child, from the zygote; None if it was lost."""
+        if self._control is None:
+            return None
+        status: asyncio.Future[int | None] = self._loop.create_future()
+        self._reaps[pid] = status
+        self._ask(zygote.PID.pack(zygote.REAP, pid))
+        try:
+            return await asyncio.wait_for(status, _REAP_TIMEOUT_S)
+        except TimeoutError:
+            return None
+        finally:
+            self._reaps.pop(pid, None)
+
+    def _ask(self, message: bytes) -> None:
+        assert self._control is not None
+        try:
+            self._control.send(message)
+        except OSError as exc:
+            event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
+
+    def _on_message(self) -> None:
+        assert self._control is not None
+        while self._control is not None:
+            try:
+                message, fds, _, _ = socket.recv_fds(self._control, 64, _MAX_FDS)
+            except BlockingIOError:
+                return
+            except OSError:
+                message, fds = b"", []
+            if not message:
+                self._lost_zygote()
+                return
+            self._handle(message, fds)
+
+    def _handle(self, message: bytes, fds: list[int]) -> None:
+        kind = message[:1]
+        if kind == zygote.CHILD:
+            _, pid = zygote.PID.unpack(message)
+            self._forks_asked -= 1
+            self._deliver(_Spare(pid, fds))
+        elif kind == zygote.STATUS:
+            _, pid, status = zygote.PID_STATUS.unpack(message)
+            waiter = self._reaps.get(pid)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(status if status >= 0 else None)
+
+    def _deliver(self, spare: _Spare) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(spare)
+                return
+        if self._closing:
+            spare.release()
+        else:
+            self._pool.append(spare)
+
+    # --- when the zygote dies -------------------------------------------------------------
+
+    def _on_zygote_exit(self, _: asyncio.Future[int]) -> None:
+        if self._control is not None:
+            self._lost_zygote()
+
+    def _lost_zygote(self) -> None:
+        if self._control is None:
+            return
+        self._loop.remove_reader(self._control.fileno())
+        self._control.close()
+        self._control = None
+        for status in self._reaps.values():
+            if not status.done():
+                status.set_result(None)  # exit statuses of its children are lost with it
+        while self._pool:  # its spares: no status could ever be had for them
+            self._pool.popleft().release()
+        if self._closing:
+            return
+        event(log, "forkserver.died", logging.ERROR, pid=self._zygote.pid if self._zygote else None)
+        self._restart_task = self._loop.create_task(self._restart())
+
+    async def _restart(self) -> None:
+        if self._on_restart is not None:
+            self._on_restart()
+        if self._zygote is not None:
+            await self._zygote.stop(_STOP_TIMEOUT_S)
+        try:
+            await self.start()
+        except (ForkServerError, OSError) as exc:
+            event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
+            self._fallback = ExecSpawner(self._modules, self._limits)
+            self._fail_waiting(OSError(errno.EAGAIN, "the fork server is gone"))
+            return
+        for _ in range(len(self._waiting)):  # what the dead zygote owed
+            self._ask(zygote.FORK)
+            self._forks_asked += 1
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)

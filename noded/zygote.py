@@ -1,0 +1,107 @@
+"""The fork server ("zygote"): imports the function modules once, forks a child per call.
+
+Started by the daemon as ``python -m noded.zygote CONTROL_FD MODULE...``; it imports
+nothing of aiohttp.  It speaks over a SOCK_SEQPACKET socket (one message per datagram):
+
+====================  =========================================================
+daemon -> zygote      ``F``: fork a child
+                      ``R`` pid: reap that child (the daemon saw it exit), report
+zygote -> daemon      ``Y``: ready, the modules are imported
+                      ``C`` pid, with SCM_RIGHTS: the child's stdin, stdout, stderr
+                      ``S`` pid status: the child's wait status
+====================  =========================================================
+
+A child is reaped only when the daemon asks, so until then its pid, which is also its
+process group id, cannot be given to another process: the daemon may signal the group
+without ever hitting a recycled pid.  The zygote leaves when the daemon's end closes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import sys
+
+from noded import runner
+from noded.registry import load_modules
+
+READY = b"Y"
+FORK = b"F"
+REAP = b"R"
+CHILD = b"C"
+STATUS = b"S"
+PID = struct.Struct("<cI")
+PID_STATUS = struct.Struct("<cIi")
+
+
+def main(argv: list[str]) -> None:
+    control = socket.socket(fileno=int(argv[0]))
+    modules = argv[1:]
+    load_modules(modules)  # a module that does not import stops the zygote here
+    sys.stdout.flush()
+    control.send(READY)
+    while message := _receive(control):
+        if message[:1] == FORK:
+            _fork_child(control, modules)
+        elif message[:1] == REAP:
+            _, pid = PID.unpack(message)
+            control.send(PID_STATUS.pack(STATUS, pid, _reap(pid)))
+    os._exit(0)
+
+
+def _receive(control: socket.socket) -> bytes:
+    try:
+        return control.recv(64)
+    except (ConnectionError, InterruptedError):
+        return b""
+
+
+def _reap(pid: int) -> int:
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return -1
+
+
+def _fork_child(control: socket.socket, modules: list[str]) -> None:
+    stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _become_function_process(control, (stdin[0], stdout[1], stderr[1]), modules)
+    parent_ends = [stdin[1], stdout[0], stderr[0]]
+    for fd in (stdin[0], stdout[1], stderr[1]):
+        os.close(fd)
+    socket.send_fds(control, [PID.pack(CHILD, pid)], parent_ends)
+    for fd in parent_ends:
+        os.close(fd)
+
+
+def _become_function_process(
+    control: socket.socket, stdio: tuple[int, int, int], modules: list[str]
+) -> None:
+    try:
+        os.setsid()  # leader of its own session and process group
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        control.detach()  # closed below; the object must never close a reused number
+        os.closerange(3, _max_fd())  # the control socket and every other pipe end
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        runner.main(modules)  # leaves with os._exit
+    finally:
+        os._exit(70)
+
+
+def _max_fd() -> int:
+    try:
+        return os.sysconf("SC_OPEN_MAX")
+    except (ValueError, OSError):
+        return 65536
+
+
+if __name__ == "__main__":
+    from noded import zygote
+
+    zygote.main(sys.argv[1:])

@@ -1,0 +1,278 @@
+"""``make bench``: noded measured side by side with its references, in one run.
+
+The client is this process; every daemon is a process of its own.  Prints one table and
+the ratios, and writes the numbers as JSON (``--out``).  Timings live here, never in tests.
+
+1. noded (--spawn fork), trivial ``echo``: sequential latency p50/p99; throughput at 1, 8,
+   32 and 128 concurrent callers.
+2. Reference A, "exec per call": noded --spawn exec, the same calls.
+3. Reference B, "HTTP floor": aiohttp+uvloop answering the same request with no process.
+4. Wake-up latency: from the function writing its result to WaitForFunction's answer.
+5. Memory: daemon RSS idle and with 500 functions running; USS of one function process.
+6. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+from noded.launcher import LocalNode, free_port
+from tests.helpers import node_env
+
+ECHO = orjson.dumps({"fn_name": "echo", "fn_args": {"value": "x"}, "timeout": 10})
+CONCURRENCY = (1, 8, 32, 128)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Target:
+    """Something answering PUT /StartFunction on a port."""
+
+    def __init__(self, name: str, port: int, pid: int) -> None:
+        self.name, self.port, self.pid = name, port, pid
+        self.url = f"http://127.0.0.1:{port}"
+
+
+async def put(session: aiohttp.ClientSession, url: str, body: bytes) -> Any:
+    async with session.put(url, data=body, timeout=aiohttp.ClientTimeout(total=60)) as r:
+        answer = orjson.loads(await r.read())
+        if r.status != 200 or answer.get("error"):
+            raise RuntimeError(f"{url}: {r.status} {answer}")
+        return answer
+
+
+async def sequential_latency(target: Target, calls: int) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(20):  # warm up the connection and the pool
+            await put(session, target.url + "/StartFunction", ECHO)
+        samples = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            await put(session, target.url + "/StartFunction", ECHO)
+            samples.append(time.perf_counter() - began)
+    return {"p50_ms": percentile(samples, 0.5) * 1e3, "p99_ms": percentile(samples, 0.99) * 1e3}
+
+
+async def throughput(target: Target, callers: int, seconds: float) -> float:
+    connector = aiohttp.TCPConnector(limit=callers)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        end = time.perf_counter() + seconds
+        done = 0
+
+        async def caller() -> None:
+            nonlocal done
+            while time.perf_counter() < end:
+                await put(session, target.url + "/StartFunction", ECHO)
+                done += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        return done / (time.perf_counter() - began)
+
+
+async def wake_up_latency(target: Target, samples: int) -> dict[str, float]:
+    body = orjson.dumps({"fn_name": "stamp", "fn_args": {"delay": 0.02}, "timeout": 0})
+    lags = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(samples):
+            started = await put(session, target.url + "/StartFunction", body)
+            wait = orjson.dumps({"fnc_id": started["fnc_id"], "timeout": 10})
+            done = await put(session, target.url + "/WaitForFunction", wait)
+            lags.append(time.time() - done["result"])
+    return {"p50_ms": percentile(lags, 0.5) * 1e3, "p99_ms": percentile(lags, 0.99) * 1e3}
+
+
+async def memory(target: Target, running: int) -> dict[str, float]:
+    daemon = psutil.Process(target.pid)
+    await asyncio.sleep(1)
+    idle = daemon.memory_info().rss
+    body = orjson.dumps({"fn_name": "sleep", "fn_args": {"seconds": 8}, "timeout": 0})
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+        states = await asyncio.gather(
+            *(put(session, target.url + "/StartFunction", body) for _ in range(running))
+        )
+        busy = daemon.memory_info().rss
+        one = int(states[0]["fnc_id"].split(":")[1])
+        uss = psutil.Process(one).memory_full_info().uss
+        for state in states:
+            wait = orjson.dumps({"fnc_id": state["fnc_id"], "timeout": 30})
+            await put(session, target.url + "/WaitForFunction", wait)
+    mib = 1024 * 1024
+    return {
+        "idle_rss_mib": idle / mib,
+        f"rss_{running}_running_mib": busy / mib,
+        "function_uss_mib": uss / mib,
+    }
+
+
+async def scale(target: Target, count: int, seconds: float) -> dict[str, float]:
+    body = orjson.dumps({"fn_name": "sleep", "fn_args": {"seconds": seconds}, "timeout": 0})
+    began = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        states = await asyncio.gather(
+            *(put(session, target.url + "/StartFunction", body) for _ in range(count))
+        )
+        waits = [orjson.dumps({"fnc_id": s["fnc_id"], "timeout": 60}) for s in states]
+        done = await asyncio.gather(
+            *(put(session, target.url + "/WaitForFunction", w) for w in waits)
+        )
+    finished = sum(1 for d in done if d["finished"] and d["result"] == seconds)
+    zombies = [
+        c
+        for c in psutil.Process(target.pid).children(recursive=True)
+        if c.status() == psutil.STATUS_ZOMBIE
+    ]
+    return {
+        "started": len(states),
+        "finished": finished,
+        "wall_s": time.perf_counter() - began,
+        "zombies": len(zombies),
+    }
+
+
+@contextlib.asynccontextmanager
+async def noded(spawn: str, workdir: Path, *extra: str) -> AsyncIterator[Target]:
+    args = [
+        "--functions",
+        "tests.bench.functions",
+        "--spawn",
+        spawn,
+        "--max-functions",
+        "2000",
+        "--log-format",
+        "json",
+        *extra,
+    ]
+    async with LocalNode.running(args, env=node_env(), workdir=workdir / spawn) as node:
+        yield Target(f"noded {spawn}", node.port, node.pid)
+
+
+@contextlib.asynccontextmanager
+async def http_floor() -> AsyncIterator[Target]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.floor", str(port)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, **node_env()},
+    )
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        yield Target("HTTP floor", port, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def measure(target: Target, calls: int, seconds: float) -> dict[str, Any]:
+    result: dict[str, Any] = {"latency": await sequential_latency(target, calls)}
+    result["throughput"] = {n: await throughput(target, n, seconds) for n in CONCURRENCY}
+    return result
+
+
+async def run(calls: int, seconds: float) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="noded-bench-") as tmp:
+        workdir = Path(tmp)
+        async with noded("fork", workdir) as fork:
+            step("noded (fork)")
+            report["noded"] = await measure(fork, calls, seconds)
+            step("wake-up latency")
+            report["wake_up"] = await wake_up_latency(fork, 300)
+            step("memory")
+            report["memory"] = await memory(fork, 500)
+        async with noded("fork", workdir / "scale") as fork:
+            step("scale: 1,000 sleep(5)")
+            report["scale"] = await scale(fork, 1000, 5.0)
+        async with noded("exec", workdir) as exec_:
+            step("reference A: exec per call")
+            report["exec"] = await measure(exec_, calls, seconds)
+        async with http_floor() as floor:
+            step("reference B: HTTP floor")
+            report["floor"] = await measure(floor, calls, seconds)
+    return report
+
+
+def step(what: str) -> None:
+    print(f"... {what}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "cpu": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = [
+        f"{'':24}{'noded fork':>14}{'exec (A)':>14}{'HTTP floor (B)':>16}"
+        f"{'noded/A':>10}{'noded/B':>10}"
+    ]
+    n, a, b = report["noded"], report["exec"], report["floor"]
+    for key, label in (("p50_ms", "echo p50 (ms)"), ("p99_ms", "echo p99 (ms)")):
+        x, y, z = n["latency"][key], a["latency"][key], b["latency"][key]
+        rows.append(f"{label:24}{x:14.3f}{y:14.3f}{z:16.3f}{x / y:10.3f}{x / z:10.2f}")
+    for callers in CONCURRENCY:
+        x, y, z = (t["throughput"][callers] for t in (n, a, b))
+        rows.append(
+            f"{f'calls/s, {callers} callers':24}{x:14.0f}{y:14.0f}{z:16.0f}"
+            f"{x / y:10.1f}{x / z:10.2f}"
+        )
+    w, m, s = report["wake_up"], report["memory"], report["scale"]
+    rows += [
+        f"wake-up p50 / p99: {w['p50_ms']:.3f} / {w['p99_ms']:.3f} ms",
+        f"daemon RSS idle {m['idle_rss_mib']:.1f} MiB, with 500 running "
+        f"{m['rss_500_running_mib']:.1f} MiB; one function process USS "
+        f"{m['function_uss_mib']:.2f} MiB",
+        f"scale: {s['finished']}/{s['started']} sleep(5) finished in {s['wall_s']:.2f} s, "
+        f"{s['zombies']} zombies",
+        f"machine: {report['machine']}",
+    ]
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500, help="sequential calls per target")
+    parser.add_argument("--seconds", type=float, default=3.0, help="per throughput point")
+    parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = parser.parse_args()
+    report = asyncio.run(run(args.calls, args.seconds))
+    args.out.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    print(f"(numbers in {args.out})")
+
+
+if __name__ == "__main__":
+    main()

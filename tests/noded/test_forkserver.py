@@ -1,0 +1,134 @@
+"""The fork server: spares are not calls, a dead zygote is replaced without losing calls,
+everything dies with the daemon, and a zygote that cannot start falls back to exec."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+
+import psutil
+
+from rpc_client.protocol import FncId
+from tests.helpers import run_node, still_alive
+
+
+def zygotes(daemon_pid: int) -> list[psutil.Process]:
+    """The daemon's live fork servers (a killed one may linger a moment as a zombie)."""
+    found = []
+    for child in psutil.Process(daemon_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE and "noded.zygote" in " ".join(
+                child.cmdline()
+            ):
+                found.append(child)
+    return found
+
+
+def zygote_of(daemon_pid: int) -> psutil.Process:
+    found = zygotes(daemon_pid)
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def wait_until(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < end, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_spare_children_are_forked_ahead_and_are_not_calls() -> None:
+    async with run_node(["--spare-processes", "3"]) as node, node.client() as client:
+        zygote = zygote_of(node.pid)
+        await wait_until(lambda: len(zygote.children()) == 3)
+        assert await client.list_functions() == []
+        state = await client.start_function("whoami", timeout=10)
+        assert state.result["ppid"] == zygote.pid  # the call took a spare
+        await wait_until(lambda: len(zygote.children()) == 3)  # and the pool was refilled
+        listed = await client.list_functions()
+        assert [entry["fnc_id"] for entry in listed] == [state.fnc_id]
+
+
+async def test_function_module_state_is_fresh_per_call() -> None:
+    async with run_node() as node, node.client() as client:
+        first = await client.start_function("count_in_module", timeout=10)
+        second = await client.start_function("count_in_module", timeout=10)
+    assert first.result == second.result == 1
+
+
+async def test_a_dead_zygote_is_replaced_and_running_calls_go_on() -> None:
+    async with run_node() as node, node.client() as client:
+        running = await client.start_function(
+            "sleep_then", {"seconds": 1.5, "value": "kept"}, timeout=0
+        )
+        old = zygote_of(node.pid)
+        os.kill(old.pid, signal.SIGKILL)
+        await wait_until(lambda: zygote_of_or_none(node.pid) not in (None, old.pid))
+        done = await client.wait_for_function(running.fnc_id, timeout=15)
+        assert done.result == "kept"  # its pipes were the daemon's
+        assert (await client.start_function("add", {"a": 1, "b": 2}, timeout=10)).result == 3
+        _, text = await metrics_text(node)
+        assert "noded_zygote_restarts_total 1.0" in text
+        assert "forkserver.died" in node.log_text()
+
+
+def zygote_of_or_none(daemon_pid: int) -> int | None:
+    try:
+        return zygote_of(daemon_pid).pid
+    except AssertionError:
+        return None
+
+
+async def metrics_text(node) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://{node.address}/metrics", timeout=aiohttp.ClientTimeout(total=10)
+        ) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_the_zygote_and_spares_die_with_the_daemon() -> None:
+    async with run_node(["--spare-processes", "2"]) as node:
+        zygote = zygote_of(node.pid)
+        await wait_until(lambda: len(zygote.children()) == 2)
+        spares = [child.pid for child in zygote.children()]
+        node.signal(signal.SIGKILL)  # no clean-up at all
+        await node.wait_exit(10)
+    assert await still_alive([zygote.pid, *spares]) == []
+
+
+async def test_a_running_function_outlives_a_crash_and_the_next_start_kills_it(
+    tmp_path: object,
+) -> None:
+    async with run_node(workdir=tmp_path) as first, first.client() as client:  # type: ignore[arg-type]
+        running = await client.start_function("sleep", {"seconds": 60}, timeout=0)
+        first.signal(signal.SIGKILL)
+        await first.wait_exit(10)
+    orphan = FncId.parse(running.fnc_id).cpid
+    assert psutil.pid_exists(orphan)  # no parent-death signal: see doc/operations.md
+    async with run_node(workdir=tmp_path):  # type: ignore[arg-type]
+        assert await still_alive([orphan]) == []
+
+
+async def test_spawn_exec_runs_an_interpreter_per_call() -> None:
+    async with run_node(["--spawn", "exec"]) as node, node.client() as client:
+        state = await client.start_function("whoami", timeout=10)
+        assert state.result["ppid"] == node.pid
+        assert zygotes(node.pid) == []
+
+
+async def test_a_zygote_that_cannot_start_falls_back_to_exec() -> None:
+    # a module that imports in the daemon but fails in the fork server
+    env = {"NODED_TEST_BREAK_ZYGOTE": "1"}
+    async with run_node(["--functions", "tests.zygote_breaker"], env=env) as node:
+        async with node.client() as client:
+            assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
+        assert "spawn.fallback" in node.log_text()
+        assert zygotes(node.pid) == []
