@@ -198,6 +198,7 @@ async def run(calls: int, seconds: float) -> dict[str, Any]:
             report["noded"] = await measure(fork, calls, seconds)
             step("wake-up latency")
             report["wake_up"] = await wake_up_latency(fork, 300)
+        async with noded("fork", workdir / "memory") as fork:  # fresh: idle means idle
             step("memory")
             report["memory"] = await memory(fork, 500)
         async with noded("fork", workdir / "scale") as fork:
