@@ -37,6 +37,8 @@ class FunctionCall:
     started: float
     request_id: str | None = None
     digest: bytes = b""
+    #: the process's start time (psutil), to recognise it after a daemon crash
+    pid_start_time: float | None = None
     finished_at: float | None = None
     result: Any = None
     error: dict[str, Any] | None = None

@@ -173,7 +173,8 @@ class Supervisor:
             request_id=request.request_id,
             digest=args_digest(encoded) if request.request_id else b"",
         )
-        self._store.started(call, process_start_time(proc.pid))
+        call.pid_start_time = process_start_time(proc.pid)
+        self._store.started(call)
         self.calls.add(call)
         self._processes.add(proc)
         self._by_call[call.fnc_id] = proc
@@ -272,6 +273,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval_s)
             self.calls.expire(time.time())
+            if self._store.needs_compaction(len(self.calls)):
+                self._store.compact(self.calls.all_calls())
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""
@@ -290,6 +293,7 @@ class Supervisor:
                 pids=[proc.pid for proc in self._processes.live],
             )
         await self._spawner.close()
+        self._store.close()
 
 
 def _encode(request: StartFunctionRequest) -> bytes:

@@ -65,22 +65,52 @@ async def test_results_past_their_ttl_are_not_brought_back(tmp_path: Path) -> No
     async with run_node(ttl, workdir=tmp_path) as second, second.client() as client:
         with pytest.raises(UnknownFunctionCall, match="earlier ganeti-noded"):
             await client.wait_for_function(state.fnc_id, timeout=1)
-    assert list((tmp_path / "state" / "calls" / "finished").iterdir()) == []
+    # the journal was rewritten at start-up without the expired call
+    assert state.fnc_id not in (tmp_path / "state" / "calls.journal").read_text()
 
 
-async def test_records_are_written_atomically_and_removed_when_dropped(tmp_path: Path) -> None:
-    args = ["--max-retained", "1"]
-    async with run_node(args, workdir=tmp_path) as node, node.client() as client:
+async def test_the_journal_records_calls_and_is_private(tmp_path: Path) -> None:
+    async with run_node(workdir=tmp_path) as node, node.client() as client:
         one = await client.start_function("echo", {"value": 1}, timeout=10)
-        finished_dir = tmp_path / "state" / "calls" / "finished"
-        record_path = finished_dir / f"{one.fnc_id}.json"
-        record = json.loads(record_path.read_text())
-        assert stat.S_IMODE(record_path.stat().st_mode) == 0o600
-        assert stat.S_IMODE(finished_dir.stat().st_mode) == 0o700
-        assert record["result"] == 1 and record["fnc_id"] == one.fnc_id
-        two = await client.start_function("echo", {"value": 2}, timeout=10)
-        assert [p.name for p in finished_dir.iterdir()] == [f"{two.fnc_id}.json"]
-        assert list((tmp_path / "state" / "calls" / "running").iterdir()) == []
+        journal = tmp_path / "state" / "calls.journal"
+        records = [json.loads(line) for line in journal.read_text().splitlines()]
+        mine = [r for r in records if r["fnc_id"] == one.fnc_id]
+        assert [r["op"] for r in mine] == ["start", "finish"]
+        assert mine[1]["result"] == 1
+        assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+
+
+async def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
+    async with run_node(workdir=tmp_path) as first, first.client() as client:
+        kept = await client.start_function("echo", {"value": "kept"}, timeout=10)
+        first.signal(signal.SIGKILL)
+        await first.wait_exit(10)
+    with open(tmp_path / "state" / "calls.journal", "ab") as journal:
+        journal.write(b'{"op": "finish", "fnc_id": "1:2:3.0000')  # a crash mid-write
+    async with run_node(workdir=tmp_path) as second, second.client() as client:
+        assert (await client.wait_for_function(kept.fnc_id, timeout=1)).result == "kept"
+        assert "store.bad_record" in second.log_text()
+
+
+def test_the_journal_is_compacted_to_the_live_calls(tmp_path: Path) -> None:
+    from noded.calls import FunctionCall
+    from noded.store import CallStore
+
+    store = CallStore(tmp_path)
+    calls = [
+        FunctionCall(fnc_id=f"1:{n}:1.000000:0123456789abcdef", fn_name="echo", pid=n, started=1.0)
+        for n in range(1, 101)
+    ]
+    for call in calls:
+        store.started(call)
+        call.finish(call.pid, None)
+        store.finished(call)
+    for call in calls[:90]:
+        store.forget(call.fnc_id)
+    store.compact(calls[90:])
+    lines = (tmp_path / "calls.journal").read_text().splitlines()
+    assert len(lines) == 10 and all('"op":"finish"' in line for line in lines)
+    store.close()
 
 
 def test_a_recycled_pid_is_never_signalled() -> None:

@@ -16,7 +16,14 @@ from rpc_client.errors import (
     RPCError,
     UnknownFunction,
 )
-from tests.fakes import answers_html, fake_node, hangs_up, never_answers, speaks_garbage
+from tests.fakes import (
+    Behaviour,
+    answers_html,
+    fake_node,
+    hangs_up,
+    never_answers,
+    speaks_garbage,
+)
 
 SHORT = ClientTimeouts(connect_s=2.0, margin_s=0.5, quick_s=1.0)
 
@@ -47,27 +54,23 @@ async def test_a_silent_node_is_detected_by_the_clients_own_timeout() -> None:
         assert 0.9 <= time.monotonic() - began < 3  # the wait (0.5 s) plus the margin (0.5 s)
 
 
-async def test_a_node_speaking_garbage_is_a_protocol_error() -> None:
+@pytest.mark.parametrize(
+    ("behaviour", "error", "words"),
+    [
+        (speaks_garbage, ProtocolError, "Bad status line"),
+        (answers_html, ProtocolError, "not JSON"),
+        (hangs_up, NodeUnreachable, "connection lost"),
+    ],
+    ids=["garbage", "html", "hangs-up"],
+)
+async def test_bad_answers_map_to_their_errors(
+    behaviour: Behaviour, error: type[RPCError], words: str
+) -> None:
     async with (
-        fake_node(speaks_garbage) as port,
+        fake_node(behaviour) as port,
         NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
     ):
-        with pytest.raises(ProtocolError, match="Bad status line"):
-            await client.identify()
-
-
-async def test_a_non_json_answer_is_a_protocol_error() -> None:
-    async with (
-        fake_node(answers_html) as port,
-        NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
-    ):
-        with pytest.raises(ProtocolError, match="not JSON"):
-            await client.identify()
-
-
-async def test_a_node_that_hangs_up_is_node_unreachable() -> None:
-    async with fake_node(hangs_up) as port, NodeClient("127.0.0.1", port, timeouts=SHORT) as client:
-        with pytest.raises(NodeUnreachable):
+        with pytest.raises(error, match=words):
             await client.identify()
 
 

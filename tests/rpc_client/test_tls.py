@@ -26,6 +26,18 @@ from rpc_client.tls import TLSConfig, fingerprint
 from tests.helpers import node_env, run_node
 
 
+def tls_args(made: certs.Issued, ca_dir: Path) -> list[str]:
+    """The daemon's flags for a node certificate and the CA in ``ca_dir``."""
+    return [
+        "--tls-cert",
+        str(made.cert),
+        "--tls-key",
+        str(made.key),
+        "--tls-ca",
+        str(ca_dir / "ca.crt"),
+    ]
+
+
 @dataclass
 class Pki:
     ca: Path
@@ -36,15 +48,7 @@ class Pki:
         return TLSConfig(cert=made.cert, key=made.key, ca=self.ca / "ca.crt")
 
     def node_args(self, name: str = "node1") -> list[str]:
-        made = certs.issue(self.ca, name, "node", addresses=("127.0.0.1",))
-        return [
-            "--tls-cert",
-            str(made.cert),
-            "--tls-key",
-            str(made.key),
-            "--tls-ca",
-            str(self.ca / "ca.crt"),
-        ]
+        return tls_args(certs.issue(self.ca, name, "node", addresses=("127.0.0.1",)), self.ca)
 
 
 @pytest.fixture
@@ -107,14 +111,7 @@ async def test_bad_client_certificates_are_refused(pki: Pki, which: str) -> None
 
 async def test_the_client_refuses_a_node_whose_certificate_does_not_verify(pki: Pki) -> None:
     impostor = certs.issue(pki.other_ca, "node1", "node", addresses=("127.0.0.1",))
-    args = [
-        "--tls-cert",
-        str(impostor.cert),
-        "--tls-key",
-        str(impostor.key),
-        "--tls-ca",
-        str(pki.ca / "ca.crt"),
-    ]
+    args = tls_args(impostor, pki.ca)
     master = pki.master()
     # the launcher's probe trusts the impostor's CA, so that the daemon can start at all
     probe = TLSConfig(cert=master.cert, key=master.key, ca=pki.other_ca / "ca.crt")
@@ -151,14 +148,7 @@ async def test_allowed_clients_by_fingerprint_or_name(pki: Pki) -> None:
 async def test_sighup_reloads_the_certificate_while_a_long_call_runs(pki: Pki) -> None:
     tls = pki.master()
     first = certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",))
-    args = [
-        "--tls-cert",
-        str(first.cert),
-        "--tls-key",
-        str(first.key),
-        "--tls-ca",
-        str(pki.ca / "ca.crt"),
-    ]
+    args = tls_args(first, pki.ca)
     async with run_node(args, client_tls=tls) as node, node.client(name="node1") as client:
         long_call = asyncio.create_task(
             call_function(client, "sleep", {"seconds": 2}, timeout=20, wait_s=5)
