@@ -58,10 +58,6 @@ class Outcome:
     signal: int | None = None
     stderr_tail: bytes = b""
 
-    @property
-    def exited(self) -> bool:
-        return self.exit_code is not None or self.signal is not None
-
 
 #: asks a process's parent (the fork server) to reap it; its wait status, or None if lost
 Reaper = Callable[[int], Awaitable[int | None]]
