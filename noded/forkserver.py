@@ -194,6 +194,13 @@ class ForkSpawner:
             _, pid = zygote.PID.unpack(message)
             self._forks_asked -= 1
             self._deliver(_Spare(pid, fds))
+        elif kind == zygote.FAILED:
+            _, number = zygote.PID.unpack(message)
+            self._forks_asked -= 1
+            event(log, "spawn.failed", logging.WARNING, error=os.strerror(number))
+            self._fail_one_waiter(
+                OSError(number, f"the fork server could not fork: {os.strerror(number)}")
+            )
         elif kind == zygote.STATUS:
             _, pid, status = zygote.PID_STATUS.unpack(message)
             waiter = self._reaps.get(pid)
@@ -248,6 +255,13 @@ class ForkSpawner:
         for _ in range(len(self._waiting)):  # what the dead zygote owed
             self._ask(zygote.FORK)
             self._forks_asked += 1
+
+    def _fail_one_waiter(self, exc: BaseException) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+                return
 
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:

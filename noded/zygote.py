@@ -9,6 +9,7 @@ daemon -> zygote      ``F``: fork a child
 zygote -> daemon      ``Y``: ready, the modules are imported
                       ``C`` pid, with SCM_RIGHTS: the child's stdin, stdout, stderr
                       ``S`` pid status: the child's wait status
+                      ``X`` errno: a fork failed (no descriptors, no processes)
 ====================  =========================================================
 
 A child is reaped only when the daemon asks, so until then its pid, which is also its
@@ -32,6 +33,7 @@ FORK = b"F"
 REAP = b"R"
 CHILD = b"C"
 STATUS = b"S"
+FAILED = b"X"
 PID = struct.Struct("<cI")
 PID_STATUS = struct.Struct("<cIi")
 
@@ -66,8 +68,17 @@ def _reap(pid: int) -> int:
 
 
 def _fork_child(control: socket.socket, modules: list[str]) -> None:
-    stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
-    pid = os.fork()
+    made: list[int] = []
+    try:
+        for _ in range(3):
+            made.extend(os.pipe())
+        pid = os.fork()
+    except OSError as exc:  # out of descriptors or processes: say so, and stay up
+        for fd in made:
+            os.close(fd)
+        control.send(PID.pack(FAILED, exc.errno or 0))
+        return
+    stdin, stdout, stderr = (made[0], made[1]), (made[2], made[3]), (made[4], made[5])
     if pid == 0:
         _become_function_process(control, (stdin[0], stdout[1], stderr[1]), modules)
     parent_ends = [stdin[1], stdout[0], stderr[0]]

@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import psutil
+import pytest
 
+from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
 from tests.helpers import run_node, still_alive
 
@@ -132,3 +136,17 @@ async def test_a_zygote_that_cannot_start_falls_back_to_exec() -> None:
             assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
         assert "spawn.fallback" in node.log_text()
         assert zygotes(node.pid) == []
+
+
+async def test_a_fork_the_zygote_cannot_make_is_busy_and_the_zygote_stays() -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    async with run_node(["--spare-processes", "0"]) as node, node.client() as client:
+        zygote = zygote_of(node.pid)
+        limit = ["prlimit", f"--pid={zygote.pid}"]
+        subprocess.run([*limit, "--nofile=6:"], check=True, timeout=10)  # soft: no room for pipes
+        with pytest.raises(NodeBusy, match="could not fork"):
+            await client.start_function("echo", {"value": 1}, timeout=5)
+        subprocess.run([*limit, "--nofile=1024:"], check=True, timeout=10)
+        assert (await client.start_function("echo", {"value": 2}, timeout=10)).result == 2
+        assert zygote_of(node.pid).pid == zygote.pid  # no restart was needed
