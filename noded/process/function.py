@@ -1,17 +1,14 @@
-"""Function processes: spawn, feed, read, signal, reap.  The only module that does so.
+"""One function process: its pipes, its exit, its process group.
 
-Each call runs in a :class:`FunctionProcess`, the leader of its own session (so its
-process group is its whole tree).  The daemon learns of its events without polling:
-the stdout, stderr and pidfd descriptors are watched by the event loop.
+The daemon learns of a process's events without polling: the stdout, stderr and pidfd
+descriptors are watched by the event loop.
 
 * The result frame is taken as soon as its newline arrives (not at EOF).
-* The exit is seen through a pidfd and reaped with ``waitpid`` on that one pid, so no
-  other code's reaping can race ours and a recycled pid is never signalled: the group
-  is only signalled while its leader is alive or an unreaped zombie.
+* The exit is seen through a pidfd, then reaped: with ``waitpid`` on that one pid when the
+  process is the daemon's child, or by asking its parent (the fork server).  No other
+  code's reaping can race ours, and a recycled pid is never signalled: the group is only
+  signalled while its leader is alive or an unreaped zombie.
 * Every descriptor is closed once the process has been reaped.
-
-A :class:`Spawner` makes processes; :class:`ExecSpawner` starts a fresh interpreter
-per call.  A faster spawner replaces it without changing the callers.
 """
 
 from __future__ import annotations
@@ -19,19 +16,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import psutil
-
-from noded.systemd import SYSTEMD_VARIABLES
 
 log = logging.getLogger("noded.process")
 
@@ -60,83 +50,9 @@ class Outcome:
 
 
 #: asks a process's parent (the fork server) to reap it; its wait status, or None if lost
+
+
 Reaper = Callable[[int], Awaitable[int | None]]
-
-
-class Spawner(Protocol):
-    """Makes one function process per call."""
-
-    async def spawn(self, request: bytes) -> FunctionProcess: ...
-
-    async def close(self) -> None: ...
-
-
-class ExecSpawner:
-    """Starts ``python -m noded.runner`` per call: simple, and slow (an interpreter each)."""
-
-    def __init__(self, modules: list[str], limits: ProcessLimits) -> None:
-        self._argv = [sys.executable, "-P", "-m", "noded.runner", *modules]
-        self._env = _child_environment()
-        self._limits = limits
-
-    async def spawn(self, request: bytes) -> FunctionProcess:
-        return FunctionProcess.spawn(self._argv, self._env, request, self._limits)
-
-    async def close(self) -> None:
-        return None
-
-
-class ZygoteProcess:
-    """The fork server's process: started here, watched through a pidfd, reaped here."""
-
-    CONTROL_FD = 3
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self._loop = asyncio.get_running_loop()
-        self._pidfd = os.pidfd_open(pid)
-        self.exited: asyncio.Future[int] = self._loop.create_future()
-        self._loop.add_reader(self._pidfd, self._on_exit)
-
-    @classmethod
-    def start(cls, modules: list[str], control_fd: int) -> ZygoteProcess:
-        """``python -m noded.zygote`` in its own session, ``control_fd`` as its fd 3."""
-        argv = [sys.executable, "-P", "-m", "noded.zygote", str(cls.CONTROL_FD), *modules]
-        pid = os.posix_spawn(
-            argv[0],
-            argv,
-            _child_environment(),
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_DUP2, control_fd, cls.CONTROL_FD),
-            ],
-            setsid=True,  # a Ctrl-C meant for the daemon must not reach it
-        )
-        return cls(pid)
-
-    def _on_exit(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        _, status = os.waitpid(self.pid, 0)
-        os.close(self._pidfd)
-        self.exited.set_result(status)
-
-    async def stop(self, timeout_s: float) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; reaped."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if self.exited.done():
-                return
-            signal.pidfd_send_signal(self._pidfd, sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
-
-
-def _child_environment() -> dict[str, str]:
-    # The child imports exactly what the daemon could import, whatever its cwd was, and
-    # does not see systemd's variables, which speak for the daemon alone.
-    env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
-    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-    return env
 
 
 class FunctionProcess:
@@ -429,38 +345,6 @@ def _close_all(*fds: int) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-
-
-def process_start_time(pid: int) -> float | None:
-    """When ``pid`` started (psutil's create_time), to recognise it after a restart."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def kill_leftover_group(pid: int, start_time: float | None) -> bool:
-    """SIGKILL the process group a crashed daemon left behind; True if one was there.
-
-    The group id is the old leader's pid.  It is ours to kill if the leader still runs
-    with the recorded start time, or if the leader is gone but its group still has
-    members: a pid in use as a group id is never given to a new process, so such a group
-    can only be the old one.  If the pid now belongs to another process, the old group
-    is gone, and nothing is signalled.
-    """
-    now = process_start_time(pid)
-    if now is not None and (start_time is None or abs(now - start_time) > 0.01):
-        return False  # recycled pid: the old group no longer exists
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def is_resource_shortage(exc: OSError) -> bool:
-    """True for spawn failures that go away with time (no fds, no pids, no memory)."""
-    return exc.errno in (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
 
 
 @dataclass

@@ -1,0 +1,38 @@
+"""Child processes: spawn, feed, read, signal, reap.  The only package that does so.
+
+- :mod:`noded.process.function`: one call's process (:class:`FunctionProcess`), and the set
+  of live ones that shutdown reaches;
+- :mod:`noded.process.spawn`: how processes are made (:class:`ExecSpawner`, an interpreter
+  per call; the fork server's process, :class:`ZygoteProcess`);
+- :mod:`noded.process.leftovers`: a crashed daemon's leftover groups, and resource checks.
+"""
+
+from __future__ import annotations
+
+from noded.process.function import (
+    FunctionProcess,
+    Outcome,
+    ProcessLimits,
+    ProcessSet,
+    Reaper,
+)
+from noded.process.leftovers import (
+    is_resource_shortage,
+    kill_leftover_group,
+    process_start_time,
+)
+from noded.process.spawn import ExecSpawner, Spawner, ZygoteProcess
+
+__all__ = [
+    "ExecSpawner",
+    "FunctionProcess",
+    "Outcome",
+    "ProcessLimits",
+    "ProcessSet",
+    "Reaper",
+    "Spawner",
+    "ZygoteProcess",
+    "is_resource_shortage",
+    "kill_leftover_group",
+    "process_start_time",
+]
