@@ -64,7 +64,6 @@ class Supervisor:
             on_forget=store.forget,
         )
         self._processes = ProcessSet()
-        self._by_call: dict[str, FunctionProcess] = {}
         self._launching: dict[str, asyncio.Future[FunctionCall]] = {}
         self._starting = 0
         self.shutting_down = False
@@ -110,7 +109,7 @@ class Supervisor:
 
     async def abort(self, call: FunctionCall, reason: AbortReason) -> CallState:
         """Kill a running call's process group; answer its state once the process ended."""
-        proc = self._by_call.get(call.fnc_id)
+        proc = self._processes.get(call.fnc_id)
         if proc is not None and not call.finished:
             call.abort_reason = call.abort_reason or reason
             event(log, "call.abort", fnc_id=call.fnc_id, fn_name=call.fn_name, reason=reason)
@@ -176,8 +175,7 @@ class Supervisor:
         call.pid_start_time = process_start_time(proc.pid)
         self._store.started(call)
         self.calls.add(call)
-        self._processes.add(proc)
-        self._by_call[call.fnc_id] = proc
+        self._processes.add(call.fnc_id, proc)
         proc.decided.add_done_callback(lambda done: self._on_decided(call, done.result()))
         proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
         if request.abort_after is not None:
@@ -191,7 +189,6 @@ class Supervisor:
         return call
 
     def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
-        self._by_call.pop(call.fnc_id, None)
         if proc.sigkilled:
             self.metrics.kills.inc()
             event(log, "call.killed", logging.WARNING, fnc_id=call.fnc_id, fn_name=call.fn_name)
@@ -290,7 +287,7 @@ class Supervisor:
                 log,
                 "shutdown.unreaped",
                 level=logging.ERROR,
-                pids=[proc.pid for proc in self._processes.live],
+                pids=[proc.pid for proc in self._processes.live.values()],
             )
         await self._spawner.close()
         self._store.close()

@@ -349,17 +349,20 @@ def _close_all(*fds: int) -> None:
 
 @dataclass
 class ProcessSet:
-    """The live function processes, so that shutdown can reach every one."""
+    """The live function processes by call id, until each is reaped: for abort and shutdown."""
 
-    live: set[FunctionProcess] = field(default_factory=set)
+    live: dict[str, FunctionProcess] = field(default_factory=dict)
 
-    def add(self, proc: FunctionProcess) -> None:
-        self.live.add(proc)
-        proc.reaped.add_done_callback(lambda _: self.live.discard(proc))
+    def add(self, key: str, proc: FunctionProcess) -> None:
+        self.live[key] = proc
+        proc.reaped.add_done_callback(lambda _: self.live.pop(key, None))
+
+    def get(self, key: str) -> FunctionProcess | None:
+        return self.live.get(key)
 
     async def terminate_all(self, grace_s: float) -> None:
         """SIGTERM every group, wait up to ``grace_s``, SIGKILL the rest, wait for reaping."""
-        procs = list(self.live)
+        procs = list(self.live.values())
         for proc in procs:
             proc.terminate_group(kill_after_s=grace_s)
         await _wait_all(procs, grace_s)
