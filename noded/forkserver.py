@@ -207,13 +207,19 @@ class ForkSpawner:
             if waiter is not None and not waiter.done():
                 waiter.set_result(status if status >= 0 else None)
 
-    def _deliver(self, spare: _Spare) -> None:
+    def _next_waiter(self) -> asyncio.Future[_Spare] | None:
+        """The oldest spawn still waiting for a child (one that timed out is skipped)."""
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                waiter.set_result(spare)
-                return
-        if self._closing:
+                return waiter
+        return None
+
+    def _deliver(self, spare: _Spare) -> None:
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(spare)
+        elif self._closing:
             spare.release()
         else:
             self._pool.append(spare)
@@ -257,14 +263,10 @@ class ForkSpawner:
             self._forks_asked += 1
 
     def _fail_one_waiter(self, exc: BaseException) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_exception(exc)
-                return
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_exception(exc)
 
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_exception(exc)
+            self._fail_one_waiter(exc)

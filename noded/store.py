@@ -110,7 +110,7 @@ class CallStore:
         if self._fd < 0:
             self._reopen(0)
         view = memoryview(orjson.dumps(record) + b"\n")
-        while view:  # one write for any line a pipe-sized buffer holds; more for big results
+        while view:  # a write to a regular file takes it all; the loop is for a short write
             view = view[os.write(self._fd, view) :]
         self._lines += 1
 

@@ -16,7 +16,6 @@ import orjson
 
 from rpc_client.errors import BadRequest
 
-PROTOCOL_VERSION: Final = 1
 DEFAULT_PORT: Final = 1811
 JSON_CONTENT_TYPE: Final = "application/json"
 
