@@ -170,8 +170,6 @@ async def run_call(
 
     ``on_progress`` sees every state that is not finished yet.
     """
-    if wait_s <= 0:
-        raise ValueError(f"wait_s must be > 0, got {wait_s}")
     rounds = _Rounds(node, Deadline(timeout), wait_s, retry)
     request_id = request_id or new_request_id()
     state = await rounds.run(
@@ -181,11 +179,7 @@ async def run_call(
         ),
         what=f"StartFunction {fn_name} request_id={request_id}",
     )  # fmt: skip
-    while not state.finished and not rounds.deadline.passed:
-        if on_progress is not None:
-            on_progress(state)
-        state = await rounds.wait(state.fnc_id)
-    return state
+    return await rounds.poll(state, on_progress)
 
 
 async def wait_for_call(
@@ -200,12 +194,8 @@ async def wait_for_call(
 
     Returns its result or raises as :func:`call_function` does.
     """
-    if wait_s <= 0:
-        raise ValueError(f"wait_s must be > 0, got {wait_s}")
     rounds = _Rounds(node, Deadline(timeout), wait_s, retry)
-    state = await rounds.wait(fnc_id)
-    while not state.finished and not rounds.deadline.passed:
-        state = await rounds.wait(fnc_id)
+    state = await rounds.poll(await rounds.wait(fnc_id))
     return outcome_of(state, node.name, timeout)
 
 
@@ -231,10 +221,22 @@ class _Rounds:
     def __init__(
         self, node: NodeClient, deadline: Deadline, wait_s: float, retry: RetryPolicy
     ) -> None:
+        if wait_s <= 0:
+            raise ValueError(f"wait_s must be > 0, got {wait_s}")
         self.node = node
         self.deadline = deadline
         self.wait_s = wait_s
         self.retry = retry
+
+    async def poll(
+        self, state: CallState, on_progress: Callable[[CallState], None] | None = None
+    ) -> CallState:
+        """WaitForFunction rounds until the call finishes or the deadline passes."""
+        while not state.finished and not self.deadline.passed:
+            if on_progress is not None:
+                on_progress(state)
+            state = await self.wait(state.fnc_id)
+        return state
 
     async def wait(self, fnc_id: str) -> CallState:
         try:
