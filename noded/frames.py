@@ -1,6 +1,6 @@
 """The stdio contract between the daemon and a function process.
 
-stdin: one JSON object ``{"fn_name": ..., "fn_args": {...}}`` then EOF.
+stdin: one JSON object ``{"fn_name": ..., "fn_args": {...}}``, a newline, then EOF.
 stdout: one result frame, a JSON object ending in a newline:
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type", "message", ...}}``.
 The daemon reads the frame at its newline, not at EOF, so a function that leaves a
@@ -24,10 +24,14 @@ class InvalidFrame(ValueError):
 def encode_request(fn_name: str, fn_args: dict[str, Any]) -> bytes:
     """The process's stdin; canonical (sorted keys), so equal calls encode equally.
 
+    It ends in a newline (JSON text never holds a raw one), so the process has its call
+    as soon as that arrives, without waiting for EOF.
+
     Raises ``orjson.JSONEncodeError`` for values orjson cannot write (nested more than
     254 levels deep, though it reads up to 1024).
     """
-    return orjson.dumps({"fn_name": fn_name, "fn_args": fn_args}, option=orjson.OPT_SORT_KEYS)
+    request = {"fn_name": fn_name, "fn_args": fn_args}
+    return orjson.dumps(request, option=orjson.OPT_SORT_KEYS) + FRAME_END
 
 
 def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:

@@ -7,9 +7,7 @@ function (or a program it starts) prints goes to stderr, never into the frame.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import os
 import sys
 from types import TracebackType
@@ -26,7 +24,7 @@ def main(modules: list[str]) -> None:
     global frame_fd
     frame_fd = os.dup(1)
     os.dup2(2, 1)
-    request = _read_all(0)
+    request = _read_request(0)
     if not request:  # a spare process released without a call
         os._exit(0)
     try:
@@ -43,7 +41,9 @@ def _run(modules: list[str], request: bytes) -> Any:
     if spec is None:
         raise LookupError(f"function {fn_name!r} is not registered in this process")
     result = spec.func(**fn_args)
-    if inspect.isawaitable(result):
+    if hasattr(type(result), "__await__"):  # an async function: run it to completion
+        import asyncio  # only here: the fork server stays small without it
+
         result = asyncio.run(_await(result))
     return result
 
@@ -60,10 +60,13 @@ def _without_runner_frames(exc: BaseException) -> TracebackType | None:
     return tb
 
 
-def _read_all(fd: int) -> bytes:
+def _read_request(fd: int) -> bytes:
+    """The call, read up to its final newline (or EOF: b"" for a released spare)."""
     chunks = []
     while chunk := os.read(fd, 1 << 16):
         chunks.append(chunk)
+        if chunk.endswith(frames.FRAME_END):
+            break
     return b"".join(chunks)
 
 

@@ -7,8 +7,8 @@ object, the fnc_id format, and the JSON codec.  See ``doc/protocol.md``.
 from __future__ import annotations
 
 import math
+import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -55,7 +55,7 @@ class FncId:
     @classmethod
     def new(cls, ppid: int, cpid: int, started: float) -> FncId:
         """Make the id of a call started at ``started`` (Unix time) in process ``cpid``."""
-        return cls(ppid, cpid, f"{started:.6f}", secrets.token_hex(8))
+        return cls(ppid, cpid, f"{started:.6f}", os.urandom(8).hex())
 
     @classmethod
     def parse(cls, text: str) -> FncId:
