@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -37,13 +36,14 @@ class FunctionCall:
     started: float
     request_id: str | None = None
     digest: bytes = b""
-    #: the process's start time (psutil), to recognise it after a daemon crash
-    pid_start_time: float | None = None
+    #: which incarnation of ``pid`` ran it (process_birth), to recognise it after a crash
+    pid_birth: str | None = None
     finished_at: float | None = None
     result: Any = None
     error: dict[str, Any] | None = None
     abort_reason: AbortReason | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the requests waiting for this call's result, each woken once it is in
+    _waiters: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -59,14 +59,32 @@ class FunctionCall:
     def finish(self, result: Any, error: dict[str, Any] | None) -> None:
         self.result, self.error = result, error
         self.finished_at = time.time()
-        self.done.set()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def wait(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for the result; returns early once it is in."""
+        """Wait up to ``timeout_s`` for the result; returns early once it is in.
+
+        One future per waiting request, woken directly by :meth:`finish` (no task or
+        event in between: the answer leaves in the loop turn after the result came in).
+        """
         if self.finished or timeout_s <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.done.wait(), timeout_s)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(timeout_s, _wake, waiter)
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiters.discard(waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class CallTable:

@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from noded import zygote
 from noded.logs import event
@@ -34,22 +33,11 @@ _FORK_TIMEOUT_S = 10.0
 _REAP_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
 _MAX_FDS = 3
+_SEND_ATTEMPTS = 3
 
 
 class ForkServerError(RuntimeError):
     """Raised when the zygote cannot be started."""
-
-
-@dataclass
-class _Spare:
-    pid: int
-    fds: list[int]
-
-    def release(self) -> None:
-        """Close our ends: the child reads EOF on stdin and leaves."""
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 class ForkSpawner:
@@ -68,8 +56,8 @@ class ForkSpawner:
         self._spares_wanted = spares
         self._on_restart = on_restart
         self._loop = asyncio.get_running_loop()
-        self._pool: collections.deque[_Spare] = collections.deque()
-        self._waiting: collections.deque[asyncio.Future[_Spare]] = collections.deque()
+        self._pool: collections.deque[FunctionProcess] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[FunctionProcess]] = collections.deque()
         self._forks_asked = 0
         self._reaps: dict[int, asyncio.Future[int | None]] = {}
         self._control: socket.socket | None = None
@@ -81,22 +69,43 @@ class ForkSpawner:
     # --- the Spawner interface ------------------------------------------------------
 
     async def spawn(self, request: bytes) -> FunctionProcess:
+        """A spare (or a child forked now) given ``request``.
+
+        A spare that left before its call never saw it, so the call goes to the next.
+        The pool is refilled once this call's result is in, off the request's path
+        (at once if it ran empty).
+        """
         if self._fallback is not None:
             return await self._fallback.spawn(request)
-        spare = self._pool.popleft() if self._pool else await self._fork_now()
-        self._refill()
-        stdin, stdout, stderr = spare.fds
-        return FunctionProcess.adopt(
-            spare.pid, (stdin, stdout, stderr), request, self._limits, self.reap
-        )
+        for _ in range(_SEND_ATTEMPTS):
+            proc = self._take_spare() or await self._fork_now()
+            proc.on_decided = None
+            try:
+                proc.send(request)
+            except BrokenPipeError:
+                event(log, "spare.gone", logging.WARNING, pid=proc.pid)
+                continue
+            if self._pool:
+                proc.decided.add_done_callback(lambda _: self._refill())
+            else:
+                self._refill()
+            return proc
+        raise OSError(errno.EAGAIN, "function processes leave before they get their call")
+
+    def _take_spare(self) -> FunctionProcess | None:
+        while self._pool:
+            proc = self._pool.popleft()
+            if proc.waiting_for_call:
+                return proc
+            event(log, "spare.gone", logging.WARNING, pid=proc.pid)  # its reaping goes on
+        return None
 
     async def close(self) -> None:
         """Release the spares, stop the zygote."""
         self._closing = True
         if self._restart_task is not None:
             self._restart_task.cancel()
-        while self._pool:
-            self._pool.popleft().release()
+        self._discard_pool()
         self._fail_waiting(ConnectionError("ganeti-noded is stopping"))
         if self._control is not None:
             self._loop.remove_reader(self._control.fileno())
@@ -136,8 +145,8 @@ class ForkSpawner:
 
     # --- forking and reaping ------------------------------------------------------------
 
-    async def _fork_now(self) -> _Spare:
-        waiter: asyncio.Future[_Spare] = self._loop.create_future()
+    async def _fork_now(self) -> FunctionProcess:
+        waiter: asyncio.Future[FunctionProcess] = self._loop.create_future()
         self._waiting.append(waiter)
         self._ask(zygote.FORK)
         self._forks_asked += 1
@@ -193,7 +202,7 @@ class ForkSpawner:
         if kind == zygote.CHILD:
             _, pid = zygote.PID.unpack(message)
             self._forks_asked -= 1
-            self._deliver(_Spare(pid, fds))
+            self._adopt(pid, fds)
         elif kind == zygote.FAILED:
             _, number = zygote.PID.unpack(message)
             self._forks_asked -= 1
@@ -207,7 +216,31 @@ class ForkSpawner:
             if waiter is not None and not waiter.done():
                 waiter.set_result(status if status >= 0 else None)
 
-    def _next_waiter(self) -> asyncio.Future[_Spare] | None:
+    def _adopt(self, pid: int, fds: list[int]) -> None:
+        """Watch a new child from now on, so that one dying in the pool is noticed."""
+        try:
+            stdin, stdout, stderr = fds
+            proc = FunctionProcess(pid, stdin, stdout, stderr, self._limits, self.reap)
+        except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
+            _close_all(fds)
+            self._ask(zygote.PID.pack(zygote.REAP, pid))  # it leaves at once: stdin is closed
+            self._fail_one_waiter(exc)
+            return
+        proc.watch()
+        proc.on_decided = lambda _: self._spare_gone(proc)
+        self._deliver(proc)
+
+    def _spare_gone(self, proc: FunctionProcess) -> None:
+        if proc in self._pool:
+            self._pool.remove(proc)
+            event(log, "spare.gone", logging.WARNING, pid=proc.pid)
+            self._refill()
+
+    def _discard_pool(self) -> None:
+        while self._pool:
+            self._pool.popleft().discard()
+
+    def _next_waiter(self) -> asyncio.Future[FunctionProcess] | None:
         """The oldest spawn still waiting for a child (one that timed out is skipped)."""
         while self._waiting:
             waiter = self._waiting.popleft()
@@ -215,14 +248,14 @@ class ForkSpawner:
                 return waiter
         return None
 
-    def _deliver(self, spare: _Spare) -> None:
+    def _deliver(self, proc: FunctionProcess) -> None:
         waiter = self._next_waiter()
         if waiter is not None:
-            waiter.set_result(spare)
+            waiter.set_result(proc)
         elif self._closing:
-            spare.release()
+            proc.discard()
         else:
-            self._pool.append(spare)
+            self._pool.append(proc)
 
     # --- when the zygote dies -------------------------------------------------------------
 
@@ -239,8 +272,7 @@ class ForkSpawner:
         for status in self._reaps.values():
             if not status.done():
                 status.set_result(None)  # exit statuses of its children are lost with it
-        while self._pool:  # its spares: no status could ever be had for them
-            self._pool.popleft().release()
+        self._discard_pool()  # its spares: no status could ever be had for them
         if self._closing:
             return
         event(log, "forkserver.died", logging.ERROR, pid=self._zygote.pid if self._zygote else None)
@@ -270,3 +302,9 @@ class ForkSpawner:
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
             self._fail_one_waiter(exc)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -6,6 +6,9 @@ process can add to or clash with it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -68,6 +71,35 @@ class Metrics:
         self.rejections = Counter(
             "noded_limit_rejections", "Requests refused at a limit",
             ["limit"], registry=r)  # fmt: skip
+
+        self._by_fn: dict[str, tuple[Any, Any]] = {}
+        self._finished: dict[tuple[str, str], Any] = {}
+
+    def count_gauges(self, running: Callable[[], int], retained: Callable[[], int]) -> None:
+        """Read the running and retained counts when scraped, not set on every call."""
+        self.running.set_function(running)
+        self.retained.set_function(retained)
+
+    def call_started(self, fn_name: str) -> None:
+        self._of_fn(fn_name)[0].inc()
+
+    def call_finished(self, fn_name: str, outcome: str, duration_s: float) -> None:
+        self._of_fn(fn_name)[1].observe(duration_s)
+        key = (fn_name, outcome)
+        counter = self._finished.get(key)
+        if counter is None:
+            counter = self._finished[key] = self.calls_finished.labels(fn_name, outcome)
+        counter.inc()
+
+    def _of_fn(self, fn_name: str) -> tuple[Any, Any]:
+        # labels() costs a lock and a validation each time: keep the children per function
+        children = self._by_fn.get(fn_name)
+        if children is None:
+            children = self._by_fn[fn_name] = (
+                self.calls_started.labels(fn_name),
+                self.call_duration.labels(fn_name),
+            )
+        return children
 
     def render(self) -> bytes:
         """The Prometheus text format of every metric."""

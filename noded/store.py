@@ -3,7 +3,7 @@
 One append-only journal, ``<state-dir>/calls.journal`` (mode 0600), kept open: a line per
 event, each written with a single ``write``:
 
-* ``{"op": "start", fnc_id, fn_name, pid, pid_start_time, started}`` when a call starts;
+* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started}`` when a call starts;
 * ``{"op": "finish", ...the whole call state...}`` before its result is announced;
 * ``{"op": "forget", fnc_id}`` when a result expires or is dropped.
 
@@ -90,7 +90,7 @@ class CallStore:
         running, finished = self._replay()
         found = Recovered()
         for record in running.values():
-            if kill_leftover_group(record["pid"], record.get("pid_start_time")):
+            if kill_leftover_group(record["pid"], record.get("pid_birth")):
                 found.killed_groups += 1
             found.lost[record["fnc_id"]] = (
                 "it was still running when the ganeti-noded that started it stopped; "
@@ -153,7 +153,7 @@ def _start_record(call: FunctionCall) -> dict[str, Any]:
         "fnc_id": call.fnc_id,
         "fn_name": call.fn_name,
         "pid": call.pid,
-        "pid_start_time": call.pid_start_time,
+        "pid_birth": call.pid_birth,
         "started": call.started,
     }
 

@@ -27,7 +27,6 @@ from noded.process import (
     ProcessSet,
     Spawner,
     is_resource_shortage,
-    process_start_time,
 )
 from noded.registry import Registry
 from noded.store import CallStore
@@ -63,6 +62,7 @@ class Supervisor:
             max_retained=config.max_retained,
             on_forget=store.forget,
         )
+        metrics.count_gauges(lambda: len(self.calls.running), lambda: len(self.calls.retained))
         self._processes = ProcessSet()
         self._launching: dict[str, asyncio.Future[FunctionCall]] = {}
         self._starting = 0
@@ -172,11 +172,11 @@ class Supervisor:
             request_id=request.request_id,
             digest=args_digest(encoded) if request.request_id else b"",
         )
-        call.pid_start_time = process_start_time(proc.pid)
+        call.pid_birth = proc.birth
         self._store.started(call)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
-        proc.decided.add_done_callback(lambda done: self._on_decided(call, done.result()))
+        proc.on_decided = lambda outcome: self._on_decided(call, outcome)
         proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
         if request.abort_after is not None:
             timer = asyncio.get_running_loop().call_later(
@@ -184,8 +184,7 @@ class Supervisor:
             )
             proc.decided.add_done_callback(lambda _: timer.cancel())
         event(log, "call.start", fnc_id=call.fnc_id, fn_name=call.fn_name, pid=proc.pid)
-        self.metrics.calls_started.labels(call.fn_name).inc()
-        self.metrics.running.set(len(self.calls.running))
+        self.metrics.call_started(call.fn_name)
         return call
 
     def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
@@ -225,23 +224,21 @@ class Supervisor:
         # written before any waiter runs: none is woken until this callback returns
         self._store.finished(call)
         self.calls.retain(call)
-        self._count_finish(call)
+        # the log line and the metrics wait for the loop's next turn, after the answer
+        asyncio.get_running_loop().call_soon(self._record_finish, call)
+
+    def _record_finish(self, call: FunctionCall) -> None:
+        outcome = call.error["type"] if call.error else "ok"
+        self.metrics.call_finished(call.fn_name, outcome, call.elapsed_s)
         event(
             log,
             "call.finish",
-            level=logging.INFO if error is None else logging.WARNING,
+            level=logging.INFO if call.error is None else logging.WARNING,
             fnc_id=call.fnc_id,
             fn_name=call.fn_name,
             duration_s=round(call.elapsed_s, 6),
-            outcome="ok" if error is None else error["type"],
+            outcome=outcome,
         )
-
-    def _count_finish(self, call: FunctionCall) -> None:
-        m = self.metrics
-        m.calls_finished.labels(call.fn_name, call.error["type"] if call.error else "ok").inc()
-        m.call_duration.labels(call.fn_name).observe(call.elapsed_s)
-        m.running.set(len(self.calls.running))
-        m.retained.set(len(self.calls.retained))
 
     def _abort_soon(self, call: FunctionCall, reason: AbortReason) -> None:
         if not call.finished:

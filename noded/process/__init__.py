@@ -19,7 +19,7 @@ from noded.process.function import (
 from noded.process.leftovers import (
     is_resource_shortage,
     kill_leftover_group,
-    process_start_time,
+    process_birth,
 )
 from noded.process.spawn import ExecSpawner, Spawner, ZygoteProcess
 
@@ -34,5 +34,5 @@ __all__ = [
     "ZygoteProcess",
     "is_resource_shortage",
     "kill_leftover_group",
-    "process_start_time",
+    "process_birth",
 ]

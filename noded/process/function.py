@@ -23,6 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from noded.process.leftovers import process_birth
+
 log = logging.getLogger("noded.process")
 
 _READ_CHUNK = 1 << 16
@@ -78,6 +80,12 @@ class FunctionProcess:
         self._limits = limits
         self._loop = asyncio.get_running_loop()
         self._pidfd: int | None = os.pidfd_open(pid)
+        #: which incarnation of ``pid`` this is, to recognise it after a daemon crash
+        self.birth = process_birth(pid)
+        self._sent = False
+        self._exited = False
+        self._readers: set[int] = set()
+        self._writer_added = False
         self._stdin: int | None = stdin
         self._stdout: int | None = stdout
         self._stderr: int | None = stderr
@@ -92,6 +100,8 @@ class FunctionProcess:
         self._killing_group = False
         #: True once the group needed SIGKILL
         self.sigkilled = False
+        #: called as soon as the outcome is decided, before ``decided`` is set
+        self.on_decided: Callable[[Outcome], None] | None = None
 
     @classmethod
     def spawn(
@@ -121,22 +131,50 @@ class FunctionProcess:
             os.waitpid(pid, 0)
             _close_all(*parent_ends)
             raise
-        proc._watch(request)
+        proc.watch()
+        proc.send(request)
         return proc
 
-    @classmethod
-    def adopt(
-        cls,
-        pid: int,
-        fds: tuple[int, int, int],
-        request: bytes,
-        limits: ProcessLimits,
-        reaper: Reaper,
-    ) -> FunctionProcess:
-        """Take over a process another one started (the fork server) and send ``request``."""
-        proc = cls(pid, *fds, limits, reaper)
-        proc._watch(request)
-        return proc
+    # --- its call ---------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Watch its stdout, stderr and exit from now on (a spare is watched before its call)."""
+        for fd in (self._stdin, self._stdout, self._stderr):
+            os.set_blocking(fd, False)  # type: ignore[arg-type]
+        for fd, callback in (
+            (self._stdout, self._on_stdout),
+            (self._stderr, self._on_stderr),
+            (self._pidfd, self._on_exit),
+        ):
+            assert fd is not None
+            self._loop.add_reader(fd, callback)
+            self._readers.add(fd)
+
+    @property
+    def waiting_for_call(self) -> bool:
+        """True while it has been sent no call and has not been seen to exit."""
+        return not self._sent and not self._exited
+
+    def send(self, request: bytes) -> None:
+        """Give the process its call, on stdin, which is then closed.
+
+        Raises :class:`BrokenPipeError` if the process is already gone: it never saw the
+        call, so the call may safely go to another process.
+        """
+        assert self._stdin is not None and not self._sent
+        self._sent = True
+        try:
+            written = os.write(self._stdin, request)
+        except BlockingIOError:
+            written = 0
+        self._pending_input = memoryview(request)[written:]
+        self._on_stdin_writable()
+
+    def discard(self) -> None:
+        """Stop watching a process that never had a call and close our ends: it reads
+        EOF on stdin and leaves (its parent reaps it)."""
+        self._exited = True
+        self._close_all_fds()
 
     # --- signals ------------------------------------------------------------
 
@@ -174,15 +212,6 @@ class FunctionProcess:
 
     # --- event-loop callbacks -------------------------------------------------
 
-    def _watch(self, request: bytes) -> None:
-        for fd in (self._stdin, self._stdout, self._stderr):
-            os.set_blocking(fd, False)  # type: ignore[arg-type]
-        self._loop.add_reader(self._stdout, self._on_stdout)  # type: ignore[arg-type]
-        self._loop.add_reader(self._stderr, self._on_stderr)  # type: ignore[arg-type]
-        self._loop.add_reader(self._pidfd, self._on_exit)  # type: ignore[arg-type]
-        self._pending_input = memoryview(request)
-        self._on_stdin_writable()
-
     def _on_stdin_writable(self) -> None:
         assert self._stdin is not None
         try:
@@ -192,6 +221,7 @@ class FunctionProcess:
                 ]
         except BlockingIOError:
             self._loop.add_writer(self._stdin, self._on_stdin_writable)
+            self._writer_added = True
             return
         except OSError as exc:  # EPIPE: the process does not read its input; its exit says why
             log.debug("stdin of pid %d closed early: %s", self.pid, exc)
@@ -216,7 +246,7 @@ class FunctionProcess:
             except BlockingIOError:
                 return False
             if not chunk:
-                self._close_stdout()
+                self._close_fd("_stdout")
                 return True
             end = chunk.find(b"\n")
             part = chunk if end < 0 else chunk[:end]
@@ -227,13 +257,13 @@ class FunctionProcess:
             if end >= 0:
                 self.outcome.frame = bytes(self._stdout_buf)
                 self._stdout_buf.clear()
-                self._close_stdout()
+                self._close_fd("_stdout")
                 return True
 
     def _frame_too_large(self) -> None:
         self.outcome.frame_too_large = True
         self._stdout_buf.clear()
-        self._close_stdout()
+        self._close_fd("_stdout")
         self.kill_group()  # a runaway writer: stop it rather than read more
 
     def _on_stderr(self) -> None:
@@ -256,6 +286,8 @@ class FunctionProcess:
 
     def _on_exit(self) -> None:
         assert self._pidfd is not None
+        self._exited = True
+        self._readers.discard(self._pidfd)
         self._loop.remove_reader(self._pidfd)
         if self._killing_group:
             # The leader is a zombie, so its group id is still ours: take the rest of the
@@ -294,6 +326,8 @@ class FunctionProcess:
     def _decide(self) -> None:
         self.outcome.partial_stdout = bytes(self._stdout_buf[:4096])
         self.outcome.stderr_tail = self.stderr_tail()
+        if self.on_decided is not None:
+            self.on_decided(self.outcome)  # now, not a loop turn later as a done callback
         self.decided.set_result(self.outcome)
         if self.outcome.frame is None and not self.outcome.frame_too_large:
             return
@@ -315,30 +349,25 @@ class FunctionProcess:
     # --- descriptors ----------------------------------------------------------
 
     def _close_stdin(self) -> None:
-        if self._stdin is not None:
+        if self._stdin is not None and self._writer_added:
             self._loop.remove_writer(self._stdin)
         self._pending_input = memoryview(b"")
         self._close_fd("_stdin")
-
-    def _close_stdout(self) -> None:
-        if self._stdout is not None:
-            self._loop.remove_reader(self._stdout)
-        self._close_fd("_stdout")
 
     def _close_fd(self, name: str) -> None:
         fd = getattr(self, name)
         if fd is None:
             return
-        if name != "_stdin":
+        if fd in self._readers:
+            self._readers.discard(fd)
             self._loop.remove_reader(fd)
         setattr(self, name, None)
         os.close(fd)
 
     def _close_all_fds(self) -> None:
         self._close_stdin()
-        self._close_stdout()
-        self._close_fd("_stderr")
-        self._close_fd("_pidfd")
+        for name in ("_stdout", "_stderr", "_pidfd"):
+            self._close_fd(name)
 
 
 def _close_all(*fds: int) -> None:

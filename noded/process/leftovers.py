@@ -3,31 +3,56 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import signal
 
-import psutil
 
+def process_birth(pid: int) -> str | None:
+    """Which incarnation of ``pid`` this is: ``"<boot id>:<start time in clock ticks>"``.
 
-def process_start_time(pid: int) -> float | None:
-    """When ``pid`` started (psutil's create_time), to recognise it after a restart."""
+    Equal only for the same process: a recycled pid starts later, and nothing survives a
+    reboot.  Read straight from /proc (one small read, no other file), since it is taken
+    for every call.
+    """
     try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        line = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split after
+    # its last ')'; the start time is field 22 of the line, the 20th after comm.
+    fields = line[line.rfind(b")") + 2 :].split()
+    try:
+        return f"{_boot_id()}:{int(fields[19])}"
+    except (IndexError, ValueError):
         return None
 
 
-def kill_leftover_group(pid: int, start_time: float | None) -> bool:
+@functools.cache
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as boot_id:
+        return boot_id.read().strip()
+
+
+def kill_leftover_group(pid: int, birth: str | None) -> bool:
     """SIGKILL the process group a crashed daemon left behind; True if one was there.
 
     The group id is the old leader's pid.  It is ours to kill if the leader still runs
-    with the recorded start time, or if the leader is gone but its group still has
-    members: a pid in use as a group id is never given to a new process, so such a group
-    can only be the old one.  If the pid now belongs to another process, the old group
-    is gone, and nothing is signalled.
+    with the recorded ``birth`` (:func:`process_birth`), or if the leader is gone but its
+    group still has members: a pid in use as a group id is never given to a new process,
+    so such a group can only be the old one.  If the pid now belongs to another process,
+    or the machine rebooted since, the old group is gone, and nothing is signalled.
     """
-    now = process_start_time(pid)
-    if now is not None and (start_time is None or abs(now - start_time) > 0.01):
+    if birth is None or not birth.startswith(f"{_boot_id()}:"):
+        return False  # unknown, or from another boot: none of its processes can be left
+    now = process_birth(pid)
+    if now is not None and now != birth:
         return False  # recycled pid: the old group no longer exists
     try:
         os.killpg(pid, signal.SIGKILL)

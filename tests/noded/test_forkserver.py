@@ -10,13 +10,14 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
-from tests.helpers import run_node, still_alive
+from tests.helpers import lasting_zombies, run_node, still_alive
 
 
 def zygotes(daemon_pid: int) -> list[psutil.Process]:
@@ -54,6 +55,29 @@ async def test_spare_children_are_forked_ahead_and_are_not_calls() -> None:
         await wait_until(lambda: len(zygote.children()) == 3)  # and the pool was refilled
         listed = await client.list_functions()
         assert [entry["fnc_id"] for entry in listed] == [state.fnc_id]
+
+
+async def test_a_spare_that_dies_in_the_pool_is_replaced_and_no_call_fails() -> None:
+    async with run_node(["--spare-processes", "2"]) as node, node.client() as client:
+        zygote = zygote_of(node.pid)
+        await wait_until(lambda: len(zygote.children()) == 2)
+        for spare in zygote.children():
+            spare.kill()  # say, the OOM killer
+        states = [await client.start_function("echo", {"value": n}, timeout=10) for n in range(4)]
+        assert [state.result for state in states] == [0, 1, 2, 3]
+        await wait_until(lambda: len(zygote.children()) == 2)  # reaped and refilled
+        assert "spare.gone" in node.log_text(), node.log_text()
+        assert await lasting_zombies(zygote.pid) == []
+
+
+async def test_the_zygote_stays_small_it_loads_no_event_loop_http_or_tls() -> None:
+    # Every fork copies the zygote's page tables and every exit tears them down: what it
+    # does not load costs no call anything.
+    async with run_node() as node:
+        zygote = zygote_of(node.pid)
+        maps = Path(f"/proc/{zygote.pid}/maps").read_text()
+        for heavy in ("aiohttp", "uvloop", "_asyncio", "_ssl", "_hashlib", "psutil"):
+            assert heavy not in maps, heavy
 
 
 async def test_function_module_state_is_fresh_per_call() -> None:

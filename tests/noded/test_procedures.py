@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -228,15 +229,27 @@ async def test_node_info_builtin(client: NodeClient) -> None:
 
 
 async def test_no_descriptor_is_leaked_by_calls(node: LocalNode, client: NodeClient) -> None:
-    def open_fds() -> int:
-        return len(os.listdir(f"/proc/{node.pid}/fd"))
+    def links(pid: int) -> list[str]:
+        fd_dir = f"/proc/{pid}/fd"
+        found = []
+        for name in os.listdir(fd_dir):
+            with contextlib.suppress(FileNotFoundError):
+                found.append(os.readlink(f"{fd_dir}/{name}"))
+        return found
 
     async def settled_fds() -> int:
-        # once every function process is reaped, what is open is the daemon's own
+        # once no call runs and the spare pool is full again, the count stops changing
         end = time.monotonic() + 10
-        while psutil.Process(node.pid).children() and time.monotonic() < end:
-            await asyncio.sleep(0.05)
-        return open_fds()
+        last = -1
+        while time.monotonic() < end:
+            count = len(links(node.pid))
+            if count == last and not [
+                c for c in await client.list_functions() if not c["finished"]
+            ]:
+                return count
+            last = count
+            await asyncio.sleep(0.3)
+        raise AssertionError("the daemon's descriptors did not settle")
 
     await client.start_function("echo", {"value": 0}, timeout=10)  # warm up the connection
     before = await settled_fds()
@@ -246,6 +259,9 @@ async def test_no_descriptor_is_leaked_by_calls(node: LocalNode, client: NodeCli
         await client.start_function("write_frame", {"data": "junk"}, timeout=10)
     running = await client.start_function("sleep", {"seconds": 5}, timeout=0)
     await asyncio.sleep(0.2)
-    assert open_fds() >= before + 3  # a running call holds stdout, stderr and a pidfd
+    held = links(node.pid)
+    stderr_pipe = os.readlink(f"/proc/{FncId.parse(running.fnc_id).cpid}/fd/2")
+    assert stderr_pipe.startswith("pipe:") and stderr_pipe in held  # the daemon reads it
+    assert "anon_inode:[pidfd]" in held
     await client.abort_function(running.fnc_id)
     assert await settled_fds() == before

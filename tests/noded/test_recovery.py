@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import stat
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from noded.process import kill_leftover_group, process_start_time
+from noded.process import kill_leftover_group, process_birth
 from rpc_client.errors import UnknownFunctionCall
 from rpc_client.protocol import FncId
 from tests.helpers import alive, run_node, still_alive
@@ -116,13 +117,31 @@ def test_the_journal_is_compacted_to_the_live_calls(tmp_path: Path) -> None:
 def test_a_recycled_pid_is_never_signalled() -> None:
     proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
-        started = process_start_time(proc.pid)
-        assert started is not None
-        assert kill_leftover_group(proc.pid, started - 100) is False  # "another process"
+        birth = process_birth(proc.pid)
+        assert birth is not None
+        boot_id, ticks = birth.split(":")
+        assert kill_leftover_group(proc.pid, f"{boot_id}:{int(ticks) - 100}") is False
+        assert kill_leftover_group(proc.pid, f"another-boot:{ticks}") is False
+        assert kill_leftover_group(proc.pid, None) is False
         time.sleep(0.1)
         assert proc.poll() is None
-        assert kill_leftover_group(proc.pid, started) is True
+        assert kill_leftover_group(proc.pid, birth) is True
         assert proc.wait(10) == -signal.SIGKILL
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_process_birth_is_read_whatever_its_name(tmp_path: Path) -> None:
+    odd = tmp_path / "x) (y z"  # /proc/<pid>/stat shows the name in parentheses
+    odd.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    proc = subprocess.Popen([str(odd), "30"])
+    try:
+        birth = process_birth(proc.pid)
+        assert birth is not None and birth == process_birth(proc.pid)
+        line = Path(f"/proc/{proc.pid}/stat").read_text()
+        assert int(birth.split(":")[1]) == int(line.rsplit(")", 1)[1].split()[19])
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert process_birth(proc.pid) is None  # reaped: no such process
