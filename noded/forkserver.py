@@ -34,6 +34,7 @@ _REAP_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
 _MAX_FDS = 3
 _SEND_ATTEMPTS = 3
+_COALESCE_S = 0.002
 
 
 class ForkServerError(RuntimeError):
@@ -60,6 +61,8 @@ class ForkSpawner:
         self._waiting: collections.deque[asyncio.Future[FunctionProcess]] = collections.deque()
         self._forks_asked = 0
         self._reaps: dict[int, asyncio.Future[int | None]] = {}
+        self._outbox: list[bytes] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._control: socket.socket | None = None
         self._zygote: ZygoteProcess | None = None
         self._fallback: ExecSpawner | None = None
@@ -107,6 +110,7 @@ class ForkSpawner:
             self._restart_task.cancel()
         self._discard_pool()
         self._fail_waiting(ConnectionError("ganeti-noded is stopping"))
+        self._flush()  # the reaps asked for
         if self._control is not None:
             self._loop.remove_reader(self._control.fileno())
             self._control.close()  # the zygote reads EOF and leaves
@@ -148,7 +152,7 @@ class ForkSpawner:
     async def _fork_now(self) -> FunctionProcess:
         waiter: asyncio.Future[FunctionProcess] = self._loop.create_future()
         self._waiting.append(waiter)
-        self._ask(zygote.FORK)
+        self._ask(zygote.FORK, now=True)
         self._forks_asked += 1
         try:
             return await asyncio.wait_for(waiter, _FORK_TIMEOUT_S)
@@ -176,10 +180,26 @@ class ForkSpawner:
         finally:
             self._reaps.pop(pid, None)
 
-    def _ask(self, message: bytes) -> None:
-        assert self._control is not None
+    def _ask(self, message: bytes, *, now: bool = False) -> None:
+        """Send to the zygote: at once when a call waits for it, else together with what
+        else comes within a few ms (a send that finds the zygote asleep must wake it,
+        which costs the sender about 0.1 ms on a VM: one wake-up for many messages)."""
+        self._outbox.append(message)
+        if now:
+            self._flush()
+        elif self._flush_timer is None:
+            self._flush_timer = self._loop.call_later(_COALESCE_S, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        messages, self._outbox = self._outbox, []
+        if self._control is None:
+            return
         try:
-            self._control.send(message)
+            for message in messages:
+                self._control.send(message)
         except OSError as exc:
             event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
 
@@ -269,6 +289,7 @@ class ForkSpawner:
         self._loop.remove_reader(self._control.fileno())
         self._control.close()
         self._control = None
+        self._outbox.clear()  # meant for the dead zygote
         for status in self._reaps.values():
             if not status.done():
                 status.set_result(None)  # exit statuses of its children are lost with it
@@ -291,7 +312,7 @@ class ForkSpawner:
             self._fail_waiting(OSError(errno.EAGAIN, "the fork server is gone"))
             return
         for _ in range(len(self._waiting)):  # what the dead zygote owed
-            self._ask(zygote.FORK)
+            self._ask(zygote.FORK, now=True)
             self._forks_asked += 1
 
     def _fail_one_waiter(self, exc: BaseException) -> None:

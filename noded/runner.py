@@ -24,6 +24,7 @@ def main(modules: list[str]) -> None:
     global frame_fd
     frame_fd = os.dup(1)
     os.dup2(2, 1)
+    _rehearse(modules)
     request = _read_request(0)
     if not request:  # a spare process released without a call
         os._exit(0)
@@ -58,6 +59,20 @@ def _without_runner_frames(exc: BaseException) -> TracebackType | None:
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__ and tb.tb_next:
         tb = tb.tb_next
     return tb
+
+
+def _rehearse(modules: list[str]) -> None:
+    """Walk a call's path once before the call comes, writing nothing.
+
+    A forked child shares the zygote's memory until it writes to it, and Python writes
+    to every object it touches (reference counts): the first call through the decoder,
+    the registry and the encoder copies a few hundred pages, about 0.15 ms here.  A
+    spare does that while it waits, off the request's path.
+    """
+    registry = load_modules(modules)
+    fn_name, fn_args = frames.decode_request(frames.encode_request("", {"value": [1, 2.5, "x"]}))
+    registry.get(fn_name)
+    frames.encode_result(fn_args)
 
 
 def _read_request(fd: int) -> bytes:

@@ -19,6 +19,7 @@ without ever hitting a recycled pid.  The zygote leaves when the daemon's end cl
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -42,6 +43,10 @@ def main(argv: list[str]) -> None:
     control = socket.socket(fileno=int(argv[0]))
     modules = argv[1:]
     load_modules(modules)  # a module that does not import stops the zygote here
+    # Everything imported so far lives as long as the zygote: keep it out of the
+    # collector's reach, so that a collection in a child does not touch (and so copy)
+    # every page of it.  A child allocating 30,000 objects faulted 370 pages fewer.
+    gc.freeze()
     sys.stdout.flush()
     control.send(READY)
     while message := _receive(control):
