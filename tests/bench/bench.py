@@ -3,11 +3,17 @@
 The client is this process; every daemon is a process of its own.  Prints one table and
 the ratios, and writes the numbers as JSON (``--out``).  Timings live here, never in tests.
 
+All targets run at once and are measured in turns (``--rounds``), so that a slower
+minute of a shared machine falls on every target alike rather than on whichever was
+measured then.
+
 1. noded (--spawn fork), trivial ``echo``: sequential latency p50/p99; throughput at 1, 8,
    32 and 128 concurrent callers.
 2. Reference A, "exec per call": noded --spawn exec, the same calls.
 3. Reference B, "HTTP floor": aiohttp+uvloop answering the same request with no process.
-4. Wake-up latency: from the function writing its result to WaitForFunction's answer.
+4. Wake-up latency: from the function writing its result to WaitForFunction's answer;
+   and its floor: aiohttp answering a pending request when a helper process writes the
+   time to a pipe (the same two wake-ups, nothing else).
 5. Memory: daemon RSS idle and with 500 functions running; USS of one function process.
 6. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently.
 """
@@ -20,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +67,15 @@ async def put(session: aiohttp.ClientSession, url: str, body: bytes) -> Any:
         return answer
 
 
-async def sequential_latency(target: Target, calls: int) -> dict[str, float]:
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(samples, 0.5) * 1e3,
+        "p99_ms": percentile(samples, 0.99) * 1e3,
+        "samples": len(samples),
+    }
+
+
+async def sequential_latency(target: Target, calls: int) -> list[float]:
     async with aiohttp.ClientSession() as session:
         for _ in range(20):  # warm up the connection and the pool
             await put(session, target.url + "/StartFunction", ECHO)
@@ -69,7 +84,7 @@ async def sequential_latency(target: Target, calls: int) -> dict[str, float]:
             began = time.perf_counter()
             await put(session, target.url + "/StartFunction", ECHO)
             samples.append(time.perf_counter() - began)
-    return {"p50_ms": percentile(samples, 0.5) * 1e3, "p99_ms": percentile(samples, 0.99) * 1e3}
+    return samples
 
 
 async def throughput(target: Target, callers: int, seconds: float) -> float:
@@ -89,8 +104,11 @@ async def throughput(target: Target, callers: int, seconds: float) -> float:
         return done / (time.perf_counter() - began)
 
 
-async def wake_up_latency(target: Target, samples: int) -> dict[str, float]:
-    body = orjson.dumps({"fn_name": "stamp", "fn_args": {"delay": 0.02}, "timeout": 0})
+WAKE_DELAY_S = 0.02
+
+
+async def wake_up_latency(target: Target, samples: int) -> list[float]:
+    body = orjson.dumps({"fn_name": "stamp", "fn_args": {"delay": WAKE_DELAY_S}, "timeout": 0})
     lags = []
     async with aiohttp.ClientSession() as session:
         for _ in range(samples):
@@ -98,7 +116,17 @@ async def wake_up_latency(target: Target, samples: int) -> dict[str, float]:
             wait = orjson.dumps({"fnc_id": started["fnc_id"], "timeout": 10})
             done = await put(session, target.url + "/WaitForFunction", wait)
             lags.append(time.time() - done["result"])
-    return {"p50_ms": percentile(lags, 0.5) * 1e3, "p99_ms": percentile(lags, 0.99) * 1e3}
+    return lags
+
+
+async def wake_up_floor(target: Target, samples: int) -> list[float]:
+    body = orjson.dumps({"delay": WAKE_DELAY_S})
+    lags = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(samples):
+            done = await put(session, target.url + "/Stamp", body)
+            lags.append(time.time() - done["result"])
+    return lags
 
 
 async def memory(target: Target, running: int) -> dict[str, float]:
@@ -183,33 +211,61 @@ async def http_floor() -> AsyncIterator[Target]:
         proc.wait(10)
 
 
-async def measure(target: Target, calls: int, seconds: float) -> dict[str, Any]:
-    result: dict[str, Any] = {"latency": await sequential_latency(target, calls)}
-    result["throughput"] = {n: await throughput(target, n, seconds) for n in CONCURRENCY}
-    return result
+async def measure_in_turns(
+    targets: dict[str, Target], calls: int, seconds: float, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Latency and throughput of every target, measured one round of each in turn."""
+    latency: dict[str, list[float]] = {name: [] for name in targets}
+    rates: dict[str, dict[int, list[float]]] = {
+        name: {n: [] for n in CONCURRENCY} for name in targets
+    }
+    per_round = -(-calls // rounds)
+    for turn in range(rounds):
+        step(f"latency and throughput, round {turn + 1} of {rounds}")
+        for name, target in targets.items():
+            latency[name] += await sequential_latency(target, per_round)
+        for callers in CONCURRENCY:
+            for name, target in targets.items():
+                rates[name][callers].append(await throughput(target, callers, seconds / rounds))
+    return {
+        name: {
+            "latency": summary(latency[name]),
+            "throughput": {n: statistics.median(rates[name][n]) for n in CONCURRENCY},
+        }
+        for name in targets
+    }
 
 
-async def run(calls: int, seconds: float) -> dict[str, Any]:
-    report: dict[str, Any] = {"machine": machine()}
+async def wake_ups_in_turns(
+    fork: Target, floor: Target, samples: int, rounds: int
+) -> dict[str, Any]:
+    lags: dict[str, list[float]] = {"noded": [], "floor": []}
+    per_round = -(-samples // rounds)
+    for turn in range(rounds):
+        step(f"wake-up latency, round {turn + 1} of {rounds}")
+        lags["noded"] += await wake_up_latency(fork, per_round)
+        lags["floor"] += await wake_up_floor(floor, per_round)
+    return {name: summary(values) for name, values in lags.items()}
+
+
+async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine(), "rounds": rounds}
     with tempfile.TemporaryDirectory(prefix="noded-bench-") as tmp:
         workdir = Path(tmp)
-        async with noded("fork", workdir) as fork:
-            step("noded (fork)")
-            report["noded"] = await measure(fork, calls, seconds)
-            step("wake-up latency")
-            report["wake_up"] = await wake_up_latency(fork, 300)
+        async with (
+            noded("fork", workdir) as fork,
+            noded("exec", workdir) as exec_,
+            http_floor() as floor,
+        ):
+            targets = {"noded": fork, "exec": exec_, "floor": floor}
+            report.update(await measure_in_turns(targets, calls, seconds, rounds))
+            report["wake_up"] = await wake_ups_in_turns(fork, floor, 300, rounds)
         async with noded("fork", workdir / "memory") as fork:  # fresh: idle means idle
             step("memory")
             report["memory"] = await memory(fork, 500)
         async with noded("fork", workdir / "scale") as fork:
             step("scale: 1,000 sleep(5)")
             report["scale"] = await scale(fork, 1000, 5.0)
-        async with noded("exec", workdir) as exec_:
-            step("reference A: exec per call")
-            report["exec"] = await measure(exec_, calls, seconds)
-        async with http_floor() as floor:
-            step("reference B: HTTP floor")
-            report["floor"] = await measure(floor, calls, seconds)
     return report
 
 
@@ -224,7 +280,16 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "cpu": _cpu_model(),
+        # how an idle CPU waits decides what a wake-up costs (a VM exit, without polling)
+        "cpuidle": _read("/sys/devices/system/cpu/cpuidle/current_driver"),
+        "guest_halt_poll_ns": _read("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
     }
+
+
+def _read(path: str) -> str | None:
+    with contextlib.suppress(OSError):
+        return Path(path).read_text().strip()
+    return None
 
 
 def _cpu_model() -> str:
@@ -252,7 +317,9 @@ def table(report: dict[str, Any]) -> str:
         )
     w, m, s = report["wake_up"], report["memory"], report["scale"]
     rows += [
-        f"wake-up p50 / p99: {w['p50_ms']:.3f} / {w['p99_ms']:.3f} ms",
+        f"wake-up p50 / p99: {w['noded']['p50_ms']:.3f} / {w['noded']['p99_ms']:.3f} ms; "
+        f"its floor (aiohttp, a helper process, a pipe): {w['floor']['p50_ms']:.3f} / "
+        f"{w['floor']['p99_ms']:.3f} ms",
         f"daemon RSS idle {m['idle_rss_mib']:.1f} MiB, with 500 running "
         f"{m['rss_500_running_mib']:.1f} MiB; one function process USS "
         f"{m['function_uss_mib']:.2f} MiB",
@@ -267,9 +334,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500, help="sequential calls per target")
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput point")
+    parser.add_argument("--rounds", type=int, default=5, help="turns the targets take")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
-    report = asyncio.run(run(args.calls, args.seconds))
+    report = asyncio.run(run(args.calls, args.seconds, args.rounds))
     args.out.write_text(json.dumps(report, indent=2))
     print(table(report))
     print(f"(numbers in {args.out})")
