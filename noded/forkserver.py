@@ -24,7 +24,13 @@ from collections.abc import Callable
 
 from noded import zygote
 from noded.logs import event
-from noded.process import ExecSpawner, FunctionProcess, ProcessLimits, ZygoteProcess
+from noded.process import (
+    DescriptorWatcher,
+    ExecSpawner,
+    FunctionProcess,
+    ProcessLimits,
+    ZygoteProcess,
+)
 
 log = logging.getLogger("noded.forkserver")
 
@@ -68,6 +74,7 @@ class ForkSpawner:
         self._fallback: ExecSpawner | None = None
         self._closing = False
         self._restart_task: asyncio.Task[None] | None = None
+        self._watcher = DescriptorWatcher()
 
     # --- the Spawner interface ------------------------------------------------------
 
@@ -119,6 +126,7 @@ class ForkSpawner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._zygote.exited), _STOP_TIMEOUT_S)
             await self._zygote.stop(_STOP_TIMEOUT_S)
+        self._watcher.close()
 
     # --- starting the zygote ----------------------------------------------------------
 
@@ -240,7 +248,9 @@ class ForkSpawner:
         """Watch a new child from now on, so that one dying in the pool is noticed."""
         try:
             stdin, stdout, stderr = fds
-            proc = FunctionProcess(pid, stdin, stdout, stderr, self._limits, self.reap)
+            proc = FunctionProcess(
+                pid, stdin, stdout, stderr, self._limits, self._watcher, self.reap
+            )
         except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
             _close_all(fds)
             self._ask(zygote.PID.pack(zygote.REAP, pid))  # it leaves at once: stdin is closed
@@ -308,7 +318,7 @@ class ForkSpawner:
             await self.start()
         except (ForkServerError, OSError) as exc:
             event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
-            self._fallback = ExecSpawner(self._modules, self._limits)
+            self._fallback = ExecSpawner(self._modules, self._limits, self._watcher)
             self._fail_waiting(OSError(errno.EAGAIN, "the fork server is gone"))
             return
         for _ in range(len(self._waiting)):  # what the dead zygote owed

@@ -4,7 +4,8 @@
   of live ones that shutdown reaches;
 - :mod:`noded.process.spawn`: how processes are made (:class:`ExecSpawner`, an interpreter
   per call; the fork server's process, :class:`ZygoteProcess`);
-- :mod:`noded.process.leftovers`: a crashed daemon's leftover groups, and resource checks.
+- :mod:`noded.process.leftovers`: a crashed daemon's leftover groups, and resource checks;
+- :mod:`noded.process.watcher`: one epoll for every process's descriptors.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from noded.process.leftovers import (
     process_birth,
 )
 from noded.process.spawn import ExecSpawner, Spawner, ZygoteProcess
+from noded.process.watcher import DescriptorWatcher
 
 __all__ = [
+    "DescriptorWatcher",
     "ExecSpawner",
     "FunctionProcess",
     "Outcome",

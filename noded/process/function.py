@@ -16,14 +16,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import os
+import select
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from noded.process.leftovers import process_birth
+from noded.process.watcher import DescriptorWatcher
 
 log = logging.getLogger("noded.process")
 
@@ -67,6 +70,7 @@ class FunctionProcess:
         stdout: int,
         stderr: int,
         limits: ProcessLimits,
+        watcher: DescriptorWatcher,
         reaper: Reaper | None = None,
     ):
         """Watch process ``pid`` through the parent's ends of its pipes.
@@ -84,7 +88,7 @@ class FunctionProcess:
         self.birth = process_birth(pid)
         self._sent = False
         self._exited = False
-        self._readers: set[int] = set()
+        self._watcher = watcher
         self._writer_added = False
         self._stdin: int | None = stdin
         self._stdout: int | None = stdout
@@ -105,7 +109,12 @@ class FunctionProcess:
 
     @classmethod
     def spawn(
-        cls, argv: list[str], env: dict[str, str], request: bytes, limits: ProcessLimits
+        cls,
+        argv: list[str],
+        env: dict[str, str],
+        request: bytes,
+        limits: ProcessLimits,
+        watcher: DescriptorWatcher,
     ) -> FunctionProcess:
         """Start ``argv`` as a session leader with fresh stdio pipes and send it ``request``."""
         pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
@@ -125,7 +134,7 @@ class FunctionProcess:
         finally:
             _close_all(*child_ends)
         try:
-            proc = cls(pid, *parent_ends, limits)
+            proc = cls(pid, *parent_ends, limits, watcher)
         except BaseException:  # e.g. no descriptor left for the pidfd: undo the spawn
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -147,8 +156,7 @@ class FunctionProcess:
             (self._pidfd, self._on_exit),
         ):
             assert fd is not None
-            self._loop.add_reader(fd, callback)
-            self._readers.add(fd)
+            self._watcher.add(fd, callback)
 
     @property
     def waiting_for_call(self) -> bool:
@@ -161,8 +169,10 @@ class FunctionProcess:
         Raises :class:`BrokenPipeError` if the process is already gone: it never saw the
         call, so the call may safely go to another process.
         """
-        assert self._stdin is not None and not self._sent
+        assert self._stdin is not None and self._pidfd is not None and not self._sent
         self._sent = True
+        if select.select([self._pidfd], [], [], 0)[0]:  # exited; its event is on its way
+            raise BrokenPipeError(errno.EPIPE, f"process {self.pid} has already exited")
         try:
             written = os.write(self._stdin, request)
         except BlockingIOError:
@@ -287,8 +297,7 @@ class FunctionProcess:
     def _on_exit(self) -> None:
         assert self._pidfd is not None
         self._exited = True
-        self._readers.discard(self._pidfd)
-        self._loop.remove_reader(self._pidfd)
+        self._watcher.remove(self._pidfd)
         if self._killing_group:
             # The leader is a zombie, so its group id is still ours: take the rest of the
             # tree down before the pid can be recycled.
@@ -358,9 +367,7 @@ class FunctionProcess:
         fd = getattr(self, name)
         if fd is None:
             return
-        if fd in self._readers:
-            self._readers.discard(fd)
-            self._loop.remove_reader(fd)
+        self._watcher.remove(fd)
         setattr(self, name, None)
         os.close(fd)
 

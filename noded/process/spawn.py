@@ -11,6 +11,7 @@ import sys
 from typing import Protocol
 
 from noded.process.function import FunctionProcess, ProcessLimits
+from noded.process.watcher import DescriptorWatcher
 from noded.systemd import SYSTEMD_VARIABLES
 
 
@@ -25,16 +26,21 @@ class Spawner(Protocol):
 class ExecSpawner:
     """Starts ``python -m noded.runner`` per call: simple, and slow (an interpreter each)."""
 
-    def __init__(self, modules: list[str], limits: ProcessLimits) -> None:
+    def __init__(
+        self, modules: list[str], limits: ProcessLimits, watcher: DescriptorWatcher | None = None
+    ) -> None:
         self._argv = [sys.executable, "-P", "-m", "noded.runner", *modules]
         self._env = _child_environment()
         self._limits = limits
+        self._own_watcher = watcher is None
+        self._watcher = watcher or DescriptorWatcher()
 
     async def spawn(self, request: bytes) -> FunctionProcess:
-        return FunctionProcess.spawn(self._argv, self._env, request, self._limits)
+        return FunctionProcess.spawn(self._argv, self._env, request, self._limits, self._watcher)
 
     async def close(self) -> None:
-        return None
+        if self._own_watcher:
+            self._watcher.close()
 
 
 class ZygoteProcess:

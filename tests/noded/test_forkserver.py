@@ -61,8 +61,10 @@ async def test_a_spare_that_dies_in_the_pool_is_replaced_and_no_call_fails() -> 
     async with run_node(["--spare-processes", "2"]) as node, node.client() as client:
         zygote = zygote_of(node.pid)
         await wait_until(lambda: len(zygote.children()) == 2)
-        for spare in zygote.children():
+        killed = zygote.children()
+        for spare in killed:
             spare.kill()  # say, the OOM killer
+        await wait_until(lambda: all(gone(spare) for spare in killed))  # dead, maybe unreaped
         states = [await client.start_function("echo", {"value": n}, timeout=10) for n in range(4)]
         assert [state.result for state in states] == [0, 1, 2, 3]
         await wait_until(lambda: len(zygote.children()) == 2)  # reaped and refilled
@@ -101,6 +103,13 @@ async def test_a_dead_zygote_is_replaced_and_running_calls_go_on() -> None:
         _, text = await metrics_text(node)
         assert "noded_zygote_restarts_total 1.0" in text
         assert "forkserver.died" in node.log_text()
+
+
+def gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def zygote_of_or_none(daemon_pid: int) -> int | None:
