@@ -67,7 +67,8 @@ class ForkSpawner:
         self._waiting: collections.deque[asyncio.Future[FunctionProcess]] = collections.deque()
         self._forks_asked = 0
         self._reaps: dict[int, asyncio.Future[int | None]] = {}
-        self._outbox: list[bytes] = []
+        self._outbox: collections.deque[bytes] = collections.deque()
+        self._send_blocked = False
         self._flush_timer: asyncio.TimerHandle | None = None
         self._control: socket.socket | None = None
         self._zygote: ZygoteProcess | None = None
@@ -120,6 +121,8 @@ class ForkSpawner:
         self._flush()  # the reaps asked for
         if self._control is not None:
             self._loop.remove_reader(self._control.fileno())
+            if self._send_blocked:
+                self._loop.remove_writer(self._control.fileno())
             self._control.close()  # the zygote reads EOF and leaves
             self._control = None
         if self._zygote is not None:
@@ -199,17 +202,29 @@ class ForkSpawner:
             self._flush_timer = self._loop.call_later(_COALESCE_S, self._flush)
 
     def _flush(self) -> None:
+        """Send what waits; if the socket is full, the rest goes when it drains."""
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        messages, self._outbox = self._outbox, []
-        if self._control is None:
+        if self._control is None or self._send_blocked:
             return
-        try:
-            for message in messages:
-                self._control.send(message)
-        except OSError as exc:
-            event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
+        while self._outbox:
+            try:
+                self._control.send(self._outbox[0])
+            except BlockingIOError:  # hundreds of forks asked at once: wait for room
+                self._send_blocked = True
+                self._loop.add_writer(self._control.fileno(), self._on_writable)
+                return
+            except OSError as exc:  # the zygote is gone: its exit is handled on its own
+                event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
+                return
+            self._outbox.popleft()
+
+    def _on_writable(self) -> None:
+        if self._control is not None:
+            self._loop.remove_writer(self._control.fileno())
+        self._send_blocked = False
+        self._flush()
 
     def _on_message(self) -> None:
         assert self._control is not None
@@ -297,6 +312,9 @@ class ForkSpawner:
         if self._control is None:
             return
         self._loop.remove_reader(self._control.fileno())
+        if self._send_blocked:
+            self._loop.remove_writer(self._control.fileno())
+            self._send_blocked = False
         self._control.close()
         self._control = None
         self._outbox.clear()  # meant for the dead zygote

@@ -33,6 +33,9 @@ from rpc_client import tls
 log = logging.getLogger("noded.server")
 
 _HTTP_CLOSE_TIMEOUT_S = 2.0
+#: connections waiting to be accepted: a master fanning out hundreds of calls at once
+#: must not overflow it (aiohttp's 128 did: the excess SYNs were retried after 1 and 3 s)
+_LISTEN_BACKLOG = 1024
 
 
 class Server:
@@ -83,7 +86,12 @@ class Server:
         await self._runner.setup()
         self._ssl = tls.server_context(*self._tls_files()) if config.tls else None
         site = web.TCPSite(
-            self._runner, config.bind, config.port, reuse_address=True, ssl_context=self._ssl
+            self._runner,
+            config.bind,
+            config.port,
+            reuse_address=True,
+            ssl_context=self._ssl,
+            backlog=_LISTEN_BACKLOG,
         )
         await site.start()
         self._install_signal_handlers()

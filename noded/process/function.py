@@ -171,7 +171,7 @@ class FunctionProcess:
         """
         assert self._stdin is not None and self._pidfd is not None and not self._sent
         self._sent = True
-        if select.select([self._pidfd], [], [], 0)[0]:  # exited; its event is on its way
+        if _readable(self._pidfd):  # exited; its event is on its way
             raise BrokenPipeError(errno.EPIPE, f"process {self.pid} has already exited")
         try:
             written = os.write(self._stdin, request)
@@ -375,6 +375,12 @@ class FunctionProcess:
         self._close_stdin()
         for name in ("_stdout", "_stderr", "_pidfd"):
             self._close_fd(name)
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()  # not select(), which stops at descriptor 1023
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _close_all(*fds: int) -> None:

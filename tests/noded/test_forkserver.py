@@ -82,6 +82,21 @@ async def test_the_zygote_stays_small_it_loads_no_event_loop_http_or_tls() -> No
             assert heavy not in maps, heavy
 
 
+async def test_calls_go_on_once_the_daemon_holds_over_1024_descriptors() -> None:
+    # every running call holds three descriptors: 400 of them take the numbers past
+    # select()'s limit of 1023
+    async with run_node(["--max-functions", "1000"]) as node, node.client() as client:
+        started = await asyncio.gather(
+            *(client.start_function("sleep", {"seconds": 2}, timeout=0) for _ in range(400))
+        )
+        assert len(os.listdir(f"/proc/{node.pid}/fd")) > 1024
+        done = await asyncio.gather(
+            *(client.wait_for_function(state.fnc_id, timeout=30) for state in started)
+        )
+        assert [state.result for state in done] == [2] * 400
+        assert "internal_error" not in node.log_text()
+
+
 async def test_function_module_state_is_fresh_per_call() -> None:
     async with run_node() as node, node.client() as client:
         first = await client.start_function("count_in_module", timeout=10)
