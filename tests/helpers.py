@@ -114,6 +114,14 @@ async def still_alive(pids: list[int], settle_s: float = 5.0) -> list[int]:
     return left
 
 
+async def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds (say, a log line written just after an answer)."""
+    end = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < end, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 def alive(pid: int) -> bool:
     """True if pid runs and is not a zombie."""
     with contextlib.suppress(psutil.Error):
