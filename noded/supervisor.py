@@ -276,8 +276,8 @@ class Supervisor:
         for call in list(self.calls.running.values()):
             call.abort_reason = call.abort_reason or "shutdown"
             self.metrics.aborts.labels("shutdown").inc()
-        live = len(self._processes.live)
-        event(log, "shutdown.terminate", processes=live, grace_s=self._config.shutdown_grace_s)
+        running = sum(1 for proc in self._processes.live.values() if not proc.exited)
+        event(log, "shutdown.terminate", processes=running, grace_s=self._config.shutdown_grace_s)
         await self._processes.terminate_all(self._config.shutdown_grace_s)
         if self._processes.live:
             event(

@@ -159,6 +159,11 @@ class FunctionProcess:
             self._watcher.add(fd, callback)
 
     @property
+    def exited(self) -> bool:
+        """True once its exit has been seen (it may still await reaping)."""
+        return self._exited
+
+    @property
     def waiting_for_call(self) -> bool:
         """True while it has been sent no call and has not been seen to exit."""
         return not self._sent and not self._exited
