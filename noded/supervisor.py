@@ -277,7 +277,13 @@ class Supervisor:
             call.abort_reason = call.abort_reason or "shutdown"
             self.metrics.aborts.labels("shutdown").inc()
         running = sum(1 for proc in self._processes.live.values() if not proc.exited)
-        event(log, "shutdown.terminate", processes=running, grace_s=self._config.shutdown_grace_s)
+        event(
+            log,
+            "shutdown.terminate",
+            calls=len(self.calls.running),
+            processes=running,  # also those of finished calls, still on their way out
+            grace_s=self._config.shutdown_grace_s,
+        )
         await self._processes.terminate_all(self._config.shutdown_grace_s)
         if self._processes.live:
             event(
