@@ -289,7 +289,15 @@ def machine() -> dict[str, Any]:
         # how an idle CPU waits decides what a wake-up costs (a VM exit, without polling)
         "cpuidle": _read("/sys/devices/system/cpu/cpuidle/current_driver"),
         "guest_halt_poll_ns": _read("/sys/module/haltpoll/parameters/guest_halt_poll_ns"),
+        # PM QoS: 0 while someone (tuned's latency-performance, say) keeps CPUs from halting
+        "cpu_dma_latency_us": _read_cpu_dma_latency(),
     }
+
+
+def _read_cpu_dma_latency() -> int | None:
+    with contextlib.suppress(OSError), open("/dev/cpu_dma_latency", "rb") as qos:
+        return int.from_bytes(qos.read(4), sys.byteorder, signed=True)
+    return None
 
 
 def _read(path: str) -> str | None:
