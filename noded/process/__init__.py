@@ -2,6 +2,8 @@
 
 - :mod:`noded.process.function`: one call's process (:class:`FunctionProcess`), and the set
   of live ones that shutdown reaches;
+- :mod:`noded.process.output`: what a process writes, read with bounds (its result frame,
+  its stderr's tail);
 - :mod:`noded.process.spawn`: how processes are made (:class:`ExecSpawner`, an interpreter
   per call; the fork server's process, :class:`ZygoteProcess`);
 - :mod:`noded.process.leftovers`: a crashed daemon's leftover groups, and resource checks;

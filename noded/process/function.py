@@ -14,7 +14,6 @@ descriptors are watched by the event loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
 import logging
@@ -26,11 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from noded.process.leftovers import process_birth
+from noded.process.output import FrameReader, StderrTail
 from noded.process.watcher import DescriptorWatcher
 
 log = logging.getLogger("noded.process")
-
-_READ_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -93,9 +91,8 @@ class FunctionProcess:
         self._stdin: int | None = stdin
         self._stdout: int | None = stdout
         self._stderr: int | None = stderr
-        self._stdout_buf = bytearray()
-        self._stderr_tail: collections.deque[bytes] = collections.deque()
-        self._stderr_len = 0
+        self._frame_reader = FrameReader(limits.max_frame_bytes)
+        self._stderr_tail = StderrTail(limits.stderr_tail_bytes)
         self._pending_input = memoryview(b"")
         self.outcome = Outcome()
         self.decided: asyncio.Future[Outcome] = self._loop.create_future()
@@ -249,55 +246,20 @@ class FunctionProcess:
         if has_answer and not self.decided.done():
             self._decide()
 
-    def _read_stdout(self) -> bool:
-        """Read what stdout has; True once a frame, an overflow or EOF is reached.
-
-        Never holds more than the frame limit: a chunk that would pass it ends the read.
-        """
+    def _read_stdout(self) -> None:
         assert self._stdout is not None
-        while True:
-            try:
-                chunk = os.read(self._stdout, _READ_CHUNK)
-            except BlockingIOError:
-                return False
-            if not chunk:
-                self._close_fd("_stdout")
-                return True
-            end = chunk.find(b"\n")
-            part = chunk if end < 0 else chunk[:end]
-            if len(self._stdout_buf) + len(part) > self._limits.max_frame_bytes:
-                self._frame_too_large()
-                return True
-            self._stdout_buf += part
-            if end >= 0:
-                self.outcome.frame = bytes(self._stdout_buf)
-                self._stdout_buf.clear()
-                self._close_fd("_stdout")
-                return True
-
-    def _frame_too_large(self) -> None:
-        self.outcome.frame_too_large = True
-        self._stdout_buf.clear()
+        if not self._frame_reader.read(self._stdout):
+            return
         self._close_fd("_stdout")
-        self.kill_group()  # a runaway writer: stop it rather than read more
+        self.outcome.frame = self._frame_reader.frame
+        if self._frame_reader.too_large:
+            self.outcome.frame_too_large = True
+            self.kill_group()  # a runaway writer: stop it rather than read more
 
     def _on_stderr(self) -> None:
         assert self._stderr is not None
-        while True:
-            try:
-                chunk = os.read(self._stderr, _READ_CHUNK)
-            except BlockingIOError:
-                return
-            if not chunk:
-                self._close_fd("_stderr")
-                return
-            self._keep_stderr(chunk)
-
-    def _keep_stderr(self, chunk: bytes) -> None:
-        self._stderr_tail.append(chunk)
-        self._stderr_len += len(chunk)
-        while self._stderr_len - len(self._stderr_tail[0]) >= self._limits.stderr_tail_bytes:
-            self._stderr_len -= len(self._stderr_tail.popleft())
+        if self._stderr_tail.read(self._stderr):
+            self._close_fd("_stderr")
 
     def _on_exit(self) -> None:
         assert self._pidfd is not None
@@ -338,8 +300,8 @@ class FunctionProcess:
             self.outcome.exit_code = os.waitstatus_to_exitcode(status)
 
     def _decide(self) -> None:
-        self.outcome.partial_stdout = bytes(self._stdout_buf[:4096])
-        self.outcome.stderr_tail = self.stderr_tail()
+        self.outcome.partial_stdout = self._frame_reader.partial()
+        self.outcome.stderr_tail = self._stderr_tail.tail()
         if self.on_decided is not None:
             self.on_decided(self.outcome)  # now, not a loop turn later as a done callback
         self.decided.set_result(self.outcome)
@@ -354,11 +316,6 @@ class FunctionProcess:
         if self._pidfd is not None and not self.reaped.done():
             log.warning("pid %d did not exit after writing its result; killing it", self.pid)
             signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-
-    def stderr_tail(self) -> bytes:
-        """The last bytes the process wrote to stderr (bounded)."""
-        tail = b"".join(self._stderr_tail)
-        return tail[-self._limits.stderr_tail_bytes :]
 
     # --- descriptors ----------------------------------------------------------
 
