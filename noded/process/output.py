@@ -30,11 +30,7 @@ class FrameReader:
     def read(self, fd: int) -> bool:
         """Read what ``fd`` has; True once it has nothing more to give: a frame, an
         overflow or EOF.  A chunk that would pass the limit ends the read."""
-        while True:
-            try:
-                chunk = os.read(fd, _READ_CHUNK)
-            except BlockingIOError:
-                return False
+        while (chunk := _read_chunk(fd)) is not None:
             if not chunk:
                 return True
             end = chunk.find(b"\n")
@@ -48,6 +44,7 @@ class FrameReader:
                 self.frame = bytes(self._buffer)
                 self._buffer.clear()
                 return True
+        return False
 
     def partial(self) -> bytes:
         """The start of what was written without a frame's end."""
@@ -64,14 +61,11 @@ class StderrTail:
 
     def read(self, fd: int) -> bool:
         """Read what ``fd`` has; True at EOF."""
-        while True:
-            try:
-                chunk = os.read(fd, _READ_CHUNK)
-            except BlockingIOError:
-                return False
+        while (chunk := _read_chunk(fd)) is not None:
             if not chunk:
                 return True
             self._keep(chunk)
+        return False
 
     def _keep(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -82,3 +76,11 @@ class StderrTail:
     def tail(self) -> bytes:
         """The last bytes written (at most the limit)."""
         return b"".join(self._chunks)[-self._limit_bytes :]
+
+
+def _read_chunk(fd: int) -> bytes | None:
+    """The next chunk ``fd`` has: b"" at EOF, None if nothing is there yet."""
+    try:
+        return os.read(fd, _READ_CHUNK)
+    except BlockingIOError:
+        return None
