@@ -97,13 +97,19 @@ async def lasting_zombies(pid: int, settle_s: float = 5.0) -> list[int]:
 
 
 def zombie_children(pid: int) -> list[int]:
-    with contextlib.suppress(psutil.Error):
+    with contextlib.suppress(psutil.Error):  # pid itself is gone
         return [
-            child.pid
-            for child in psutil.Process(pid).children(recursive=True)
-            if child.status() == psutil.STATUS_ZOMBIE
+            child.pid for child in psutil.Process(pid).children(recursive=True) if _zombie(child)
         ]
     return []
+
+
+def _zombie(process: psutil.Process) -> bool:
+    # Checked one by one: a child reaped since it was listed must not hide the others.
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 async def still_alive(pids: list[int], settle_s: float = 5.0) -> list[int]:

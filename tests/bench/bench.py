@@ -42,7 +42,7 @@ import orjson
 import psutil
 
 from noded.launcher import LocalNode, free_port
-from tests.helpers import node_env
+from tests.helpers import lasting_zombies, node_env
 
 ECHO = orjson.dumps({"fn_name": "echo", "fn_args": {"value": "x"}, "timeout": 10})
 CONCURRENCY = (1, 8, 32, 128)
@@ -173,34 +173,10 @@ async def scale(target: Target, count: int, seconds: float) -> dict[str, float]:
         "finished": finished,
         "start_s": started,
         "wall_s": wall_s,
-        "zombies": await zombies_left(target.pid, ZOMBIE_SETTLE_S),
+        # A call is answered at its frame, before its process has exited and been reaped:
+        # a zombie caught in between (a run saw one, gone milliseconds later) is no leak.
+        "zombies": len(await lasting_zombies(target.pid, settle_s=2.0)),
     }
-
-
-#: how long the daemon gets to reap the last processes before a zombie counts as left
-ZOMBIE_SETTLE_S = 2.0
-
-
-async def zombies_left(daemon_pid: int, settle_s: float) -> int:
-    """Zombies among the daemon's descendants once they had ``settle_s`` to be reaped.
-
-    A call is answered at its result frame, before its process exits and is reaped, so a
-    zombie seen right after the last answer may be one between its exit and its reaping
-    (a run saw one, gone a few milliseconds later): only one still there counts.
-    """
-    deadline = time.monotonic() + settle_s
-    while True:
-        count = sum(map(_is_zombie, psutil.Process(daemon_pid).children(recursive=True)))
-        if count == 0 or time.monotonic() >= deadline:
-            return count
-        await asyncio.sleep(0.01)
-
-
-def _is_zombie(process: psutil.Process) -> bool:
-    try:
-        return process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:  # reaped since it was listed
-        return False
 
 
 @contextlib.asynccontextmanager
