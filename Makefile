@@ -11,7 +11,7 @@ PREFIX     ?= /opt/noded
 UNIT_DIR   ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/ganeti
 
-.PHONY: run test lint bench clean venv install
+.PHONY: run test lint bench profile clean venv install
 
 venv: $(STAMP)
 
@@ -36,6 +36,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bench --out bench.json
+
+# Where the daemon's time goes under load (py-spy; it needs ptrace, as root here).
+# CALLERS=0 for one call after another.
+CALLERS ?= 32
+profile: $(STAMP)
+	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet -e '.[profile]'
+	$(BIN)/python -m tests.bench.profile --callers $(CALLERS) --out profile.txt
 
 install:
 	$(PYTHON) -m venv $(PREFIX)
