@@ -41,7 +41,9 @@ bench: $(STAMP)
 # CALLERS=0 for one call after another.
 CALLERS ?= 32
 profile: $(STAMP)
-	@test -x $(BIN)/py-spy || $(BIN)/python -m pip install --quiet -e '.[profile]'
+	@test -x $(BIN)/py-spy || { echo "installing py-spy (log: $(VENV)/install.log) ..."; \
+	   $(BIN)/python -m pip install -e '.[profile]' >> $(VENV)/install.log 2>&1 \
+	   || { tail -n 30 $(VENV)/install.log; exit 1; }; }
 	$(BIN)/python -m tests.bench.profile --callers $(CALLERS) --out profile.txt
 
 install:
