@@ -6,7 +6,7 @@ or with ``--callers`` at once, and reports for that window:
 - per call, from ``/proc/PID/schedstat``: the time the daemon and the fork server spent
   on a CPU, and the time they spent runnable but waiting for one;
 - a py-spy profile of the daemon (samples of it running or runnable), by package and by
-  line, and the collapsed stacks (``--out``) for a flame graph.
+  innermost frame, and the collapsed stacks (``--out``) for a flame graph.
 
 A line that makes a system call is charged with the whole call, including the time the
 daemon waits for a CPU after the process it woke took its place.
@@ -60,8 +60,9 @@ def main() -> None:
     if py_spy is None:
         sys.exit("py-spy is not installed in this virtualenv: run `make profile`")
     spy_args = ["--nonblocking"] if args.python_only else ["--native"]
-    spy_args += ["--rate", str(args.rate), "--format", "raw", "--output", str(args.out)]
-    print(asyncio.run(profile([py_spy, "record", *spy_args], args.callers, args.seconds)))
+    spy_args += ["--rate", str(args.rate), "--format", "raw"]
+    py_spy_record = [py_spy, "record", *spy_args]
+    print(asyncio.run(profile(py_spy_record, args.out, args.callers, args.seconds)))
     print(f"(collapsed stacks in {args.out})")
 
 
@@ -79,7 +80,7 @@ async def drive(port: int, callers: int, seconds: float) -> int:
     return calls
 
 
-async def profile(py_spy: list[str], callers: int, seconds: float) -> str:
+async def profile(py_spy_record: list[str], out: Path, callers: int, seconds: float) -> str:
     with tempfile.TemporaryDirectory(prefix="noded-profile-") as tmp:
         async with noded("fork", Path(tmp)) as target:
             zygote = psutil.Process(target.pid).children()[0].pid
@@ -90,7 +91,8 @@ async def profile(py_spy: list[str], callers: int, seconds: float) -> str:
                 stdout=subprocess.PIPE,
             )  # fmt: skip
             spy = await asyncio.create_subprocess_exec(
-                *py_spy, "--pid", str(target.pid), "--duration", str(int(seconds)),
+                *py_spy_record, "--output", str(out),
+                "--pid", str(target.pid), "--duration", str(int(seconds)),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
             output, _ = await asyncio.wait_for(client.communicate(), seconds + 60)
@@ -100,8 +102,7 @@ async def profile(py_spy: list[str], callers: int, seconds: float) -> str:
             calls = int(output.split()[-1])
             usage = {pid: per_call(before[pid], schedstat(pid), calls) for pid in before}
     mode = "one call after another" if callers == 0 else f"{callers} callers"
-    stacks = Path(py_spy[py_spy.index("--output") + 1]).read_text()
-    return report(mode, calls, usage[target.pid], usage[zygote], stacks)
+    return report(mode, calls, usage[target.pid], usage[zygote], out.read_text())
 
 
 def schedstat(pid: int) -> tuple[int, int]:
@@ -122,7 +123,7 @@ def report(
     zygote: tuple[float, float],
     stacks: str,
 ) -> str:
-    by_package, by_line, total = self_samples(stacks)
+    by_package, by_leaf, total = self_samples(stacks)
     rows = [
         f"{calls} echo calls, {mode}",
         f"daemon:      {daemon[0]:5.0f} us/call on a CPU, {daemon[1]:5.0f} us/call waiting for one",
@@ -130,7 +131,7 @@ def report(
         f"py-spy, {total} samples of the daemon running or runnable; by package:",
         *(f"  {100 * n / total:5.1f}%  {name}" for name, n in by_package.most_common()),
         "by innermost frame:",
-        *(f"  {100 * n / total:5.1f}%  {name}" for name, n in by_line.most_common(15)),
+        *(f"  {100 * n / total:5.1f}%  {name}" for name, n in by_leaf.most_common(15)),
     ]
     return "\n".join(rows)
 
