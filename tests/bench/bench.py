@@ -7,8 +7,10 @@ All targets run at once and are measured in turns (``--rounds``), so that a slow
 minute of a shared machine falls on every target alike rather than on whichever was
 measured then.
 
-1. noded (--spawn fork), trivial ``echo``: sequential latency p50/p99; throughput at 1, 8,
-   32 and 128 concurrent callers.
+1. noded (--spawn fork), trivial ``echo``: sequential latency p50/p99, and the whole
+   machine's CPU time per call meanwhile (client, daemon, fork server, function processes:
+   one after another, a call can take no less than that divided by the CPUs);
+   throughput at 1, 8, 32 and 128 concurrent callers.
 2. Reference A, "exec per call": noded --spawn exec, the same calls.
 3. Reference B, "HTTP floor": aiohttp+uvloop answering the same request with no process.
 4. Wake-up latency: from the function writing its result to WaitForFunction's answer;
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
 import json
 import os
 import platform
@@ -77,16 +80,61 @@ def summary(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def sequential_latency(target: Target, calls: int) -> list[float]:
+async def sequential_latency(target: Target, calls: int) -> tuple[list[float], CpuUse]:
+    """Each call's latency, and what the whole machine's CPUs did meanwhile."""
     async with aiohttp.ClientSession() as session:
         for _ in range(20):  # warm up the connection and the pool
             await put(session, target.url + "/StartFunction", ECHO)
         samples = []
+        meter = CpuMeter()
         for _ in range(calls):
             began = time.perf_counter()
             await put(session, target.url + "/StartFunction", ECHO)
             samples.append(time.perf_counter() - began)
-    return samples
+    return samples, meter.read()
+
+
+class CpuUse:
+    """CPU time used by every process on the machine over some wall time."""
+
+    def __init__(self, busy_s: float = 0.0, wall_s: float = 0.0) -> None:
+        self.busy_s, self.wall_s = busy_s, wall_s
+
+    def __add__(self, other: CpuUse) -> CpuUse:
+        return CpuUse(self.busy_s + other.busy_s, self.wall_s + other.wall_s)
+
+
+class CpuMeter:
+    """The machine's busy CPU time from now on: wall time x CPUs, less their idle time.
+
+    Idle time comes from cpuidle's per-state counters, kept to the microsecond;
+    /proc/stat counts in 10 ms ticks, too coarse for a few hundred 0.2 ms calls.
+    """
+
+    _IDLE = "/sys/devices/system/cpu/cpu[0-9]*/cpuidle/state[0-9]*/time"
+
+    def __init__(self) -> None:
+        self._paths = glob.glob(self._IDLE)
+        self._idle_s, self._began = self._idle(), time.perf_counter()
+
+    def _idle(self) -> float:
+        return sum(int(Path(path).read_text()) for path in self._paths) / 1e6
+
+    def read(self) -> CpuUse:
+        wall_s = time.perf_counter() - self._began
+        if not self._paths:  # no cpuidle here: nothing to measure with
+            return CpuUse()
+        idle_s = self._idle() - self._idle_s
+        return CpuUse(max(0.0, wall_s * (os.cpu_count() or 1) - idle_s), wall_s)
+
+
+def cpu_summary(use: CpuUse, calls: int) -> dict[str, float | None]:
+    if not use.wall_s:
+        return {"ms_per_call": None, "busy_percent": None}
+    return {
+        "ms_per_call": use.busy_s / calls * 1e3,
+        "busy_percent": 100 * use.busy_s / (use.wall_s * (os.cpu_count() or 1)),
+    }
 
 
 async def throughput(target: Target, callers: int, seconds: float) -> float:
@@ -218,6 +266,7 @@ async def measure_in_turns(
 ) -> dict[str, dict[str, Any]]:
     """Latency and throughput of every target, measured one round of each in turn."""
     latency: dict[str, list[float]] = {name: [] for name in targets}
+    cpu = {name: CpuUse() for name in targets}
     rates: dict[str, dict[int, list[float]]] = {
         name: {n: [] for n in CONCURRENCY} for name in targets
     }
@@ -225,13 +274,16 @@ async def measure_in_turns(
     for turn in range(rounds):
         step(f"latency and throughput, round {turn + 1} of {rounds}")
         for name, target in targets.items():
-            latency[name] += await sequential_latency(target, per_round)
+            samples, use = await sequential_latency(target, per_round)
+            latency[name] += samples
+            cpu[name] += use
         for callers in CONCURRENCY:
             for name, target in targets.items():
                 rates[name][callers].append(await throughput(target, callers, seconds / rounds))
     return {
         name: {
             "latency": summary(latency[name]),
+            "echo_cpu": cpu_summary(cpu[name], len(latency[name])),
             "throughput": {n: statistics.median(rates[name][n]) for n in CONCURRENCY},
         }
         for name in targets
@@ -321,6 +373,7 @@ def table(report: dict[str, Any]) -> str:
     for key, label in (("p50_ms", "echo p50 (ms)"), ("p99_ms", "echo p99 (ms)")):
         x, y, z = n["latency"][key], a["latency"][key], b["latency"][key]
         rows.append(f"{label:24}{x:14.3f}{y:14.3f}{z:16.3f}{x / y:10.3f}{x / z:10.2f}")
+    rows += _cpu_rows(n["echo_cpu"], a["echo_cpu"], b["echo_cpu"])
     for callers in CONCURRENCY:
         x, y, z = (t["throughput"][callers] for t in (n, a, b))
         rows.append(
@@ -344,6 +397,20 @@ def table(report: dict[str, Any]) -> str:
         f"machine: {report['machine']}",
     ]
     return "\n".join(rows)
+
+
+def _cpu_rows(*uses: dict[str, float | None]) -> list[str]:
+    """The whole machine's CPU per sequential echo call, and how busy its CPUs were."""
+    per_call = [use["ms_per_call"] for use in uses]
+    busy = [use["busy_percent"] for use in uses]
+    if None in per_call or None in busy:
+        return ["echo, machine CPU: not measured (no cpuidle counters here)"]
+    x, y, z = per_call
+    bx, by, bz = busy
+    return [
+        f"{'echo CPU ms/call':24}{x:14.3f}{y:14.3f}{z:16.3f}{x / y:10.3f}{x / z:10.2f}",
+        f"{'echo CPUs busy (%)':24}{bx:14.0f}{by:14.0f}{bz:16.0f}",
+    ]
 
 
 def main() -> None:
