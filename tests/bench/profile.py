@@ -4,7 +4,8 @@ Starts a noded (``--spawn fork``), drives it from a client process of its own, s
 or with ``--callers`` at once, and reports for that window:
 
 - per call, from ``/proc/PID/schedstat``: the time the daemon and the fork server spent
-  on a CPU, and the time they spent runnable but waiting for one;
+  on a CPU, and the time they spent runnable but waiting for one; and the CPU time of the
+  function processes (the fork server's reaped children, from ``/proc/PID/stat``);
 - a py-spy profile of the daemon (samples of it running or runnable), by package and by
   innermost frame, and the collapsed stacks (``--out``) for a flame graph.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import re
 import shutil
 import subprocess
@@ -85,6 +87,7 @@ async def profile(py_spy_record: list[str], out: Path, callers: int, seconds: fl
         async with noded("fork", Path(tmp)) as target:
             zygote = psutil.Process(target.pid).children()[0].pid
             before = {pid: schedstat(pid) for pid in (target.pid, zygote)}
+            children_before = reaped_children_cpu_s(zygote)
             client = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "tests.bench.profile", "--drive", str(target.port),
                 "--callers", str(callers), "--seconds", str(seconds),
@@ -101,14 +104,22 @@ async def profile(py_spy_record: list[str], out: Path, callers: int, seconds: fl
                 sys.exit(f"py-spy failed: {spy_errors.decode(errors='replace').strip()}")
             calls = int(output.split()[-1])
             usage = {pid: per_call(before[pid], schedstat(pid), calls) for pid in before}
+            children_us = (reaped_children_cpu_s(zygote) - children_before) / calls * 1e6
     mode = "one call after another" if callers == 0 else f"{callers} callers"
-    return report(mode, calls, usage[target.pid], usage[zygote], out.read_text())
+    return report(mode, calls, usage[target.pid], usage[zygote], children_us, out.read_text())
 
 
 def schedstat(pid: int) -> tuple[int, int]:
     """Nanoseconds on a CPU and waiting on a run queue, of a process's main thread."""
     on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
     return int(on_cpu), int(waiting)
+
+
+def reaped_children_cpu_s(pid: int) -> float:
+    """User and system CPU seconds of a process's reaped children (clock-tick resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cutime, cstime = int(fields[13]), int(fields[14])
+    return (cutime + cstime) / os.sysconf("SC_CLK_TCK")
 
 
 def per_call(before: tuple[int, int], after: tuple[int, int], calls: int) -> tuple[float, float]:
@@ -121,6 +132,7 @@ def report(
     calls: int,
     daemon: tuple[float, float],
     zygote: tuple[float, float],
+    children_us: float,
     stacks: str,
 ) -> str:
     by_package, by_leaf, total = self_samples(stacks)
@@ -128,6 +140,7 @@ def report(
         f"{calls} echo calls, {mode}",
         f"daemon:      {daemon[0]:5.0f} us/call on a CPU, {daemon[1]:5.0f} us/call waiting for one",
         f"fork server: {zygote[0]:5.0f} us/call on a CPU, {zygote[1]:5.0f} us/call waiting for one",
+        f"function processes: {children_us:5.0f} us/call on a CPU (page faults, the call, exit)",
         f"py-spy, {total} samples of the daemon running or runnable; by package:",
         *(f"  {100 * n / total:5.1f}%  {name}" for name, n in by_package.most_common()),
         "by innermost frame:",
