@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
-from tests.helpers import lasting_zombies, run_node, still_alive
+from tests.helpers import lasting_zombies, node_env, run_node, still_alive
 
 
 def zygotes(daemon_pid: int) -> list[psutil.Process]:
@@ -154,6 +156,20 @@ async def test_the_zygote_and_spares_die_with_the_daemon() -> None:
         node.signal(signal.SIGKILL)  # no clean-up at all
         await node.wait_exit(10)
     assert await still_alive([zygote.pid, *spares]) == []
+
+
+async def test_a_stopped_daemon_leaves_no_orphan_to_init() -> None:
+    # Run under a child subreaper, so that anything abandoned comes to it and is counted,
+    # rather than to an init that may reap it late or never (a container's).
+    catcher = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.orphan_catcher", "--spare-processes", "3",
+        stdout=subprocess.PIPE, env={**os.environ, **node_env()},
+    )  # fmt: skip
+    output, _ = await asyncio.wait_for(catcher.communicate(), 60)
+    report = json.loads(output)
+    assert report["status"] == 0
+    assert report["spares"], report  # there were spares to release
+    assert report["orphans"] == [], report  # the fork server reaped them before it left
 
 
 async def test_a_running_function_outlives_a_crash_and_the_next_start_kills_it(
