@@ -26,7 +26,7 @@ def main(modules: list[str]) -> None:
     frame_fd = os.dup(1)
     os.dup2(2, 1)
     if not select.select([0], [], [], 0)[0]:  # a call already waiting goes first
-        _rehearse(modules)
+        rehearse(modules)
     request = _read_request(0)
     if not request:  # a spare process released without a call
         os._exit(0)
@@ -63,7 +63,7 @@ def _without_runner_frames(exc: BaseException) -> TracebackType | None:
     return tb
 
 
-def _rehearse(modules: list[str]) -> None:
+def rehearse(modules: list[str]) -> None:
     """Walk a call's path once before the call comes, writing nothing.
 
     A forked child shares the zygote's memory until it writes to it, and Python writes
