@@ -37,10 +37,14 @@ STATUS = b"S"
 FAILED = b"X"
 PID = struct.Struct("<cI")
 PID_STATUS = struct.Struct("<cIi")
+#: set by the daemon beside the LD_BIND_NOW it added for the zygote's own loading
+BIND_NOW_ADDED = "NODED_ZYGOTE_BIND_NOW"
 _WARM_UP_CALLS = 32  # 3.11 quickens code on its 8th call, specialises it about 16 runs on
 
 
 def main(argv: list[str]) -> None:
+    if os.environ.pop(BIND_NOW_ADDED, None):  # the loader has read it: keep it from children
+        os.environ.pop("LD_BIND_NOW", None)
     control = socket.socket(fileno=int(argv[0]))
     modules = argv[1:]
     load_modules(modules)  # a module that does not import stops the zygote here

@@ -146,6 +146,12 @@ def unserialisable() -> Any:
 
 
 @function
+def environment_variable(name: str) -> str | None:
+    """The value of an environment variable in the function process, or None."""
+    return os.environ.get(name)
+
+
+@function
 def node_behaviour(count_path: str | None = None) -> str:
     """Behave as the daemon's environment says: TEST_DELAY_S, TEST_FAIL; return TEST_NAME."""
     if count_path:

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from noded.zygote import BIND_NOW_ADDED
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
 from tests.helpers import lasting_zombies, node_env, run_node, still_alive
@@ -156,6 +157,19 @@ async def test_the_zygote_and_spares_die_with_the_daemon() -> None:
         node.signal(signal.SIGKILL)  # no clean-up at all
         await node.wait_exit(10)
     assert await still_alive([zygote.pid, *spares]) == []
+
+
+@pytest.mark.parametrize("operators", [None, "1"])
+async def test_functions_inherit_ld_bind_now_only_from_the_operator(operators: str | None) -> None:
+    # The zygote is started with LD_BIND_NOW=1 (fewer page faults a child), and must not
+    # pass it on to what functions run, unless the daemon had it already.
+    env = {} if operators is None else {"LD_BIND_NOW": operators}
+    async with run_node(env=env) as node, node.client() as client:
+        zygote = zygote_of(node.pid)
+        assert "LD_BIND_NOW" in zygote.environ()  # it was there when the loader ran
+        for name, expected in (("LD_BIND_NOW", operators), (BIND_NOW_ADDED, None)):
+            state = await client.start_function("environment_variable", {"name": name}, timeout=10)
+            assert (state.finished, state.result) == (True, expected), name
 
 
 async def test_a_stopped_daemon_leaves_no_orphan_to_init() -> None:
