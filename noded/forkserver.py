@@ -112,16 +112,12 @@ class ForkSpawner:
         return None
 
     async def close(self) -> None:
-        """Release the spares and have them reaped, stop the zygote."""
+        """Release the spares, stop the zygote."""
         self._closing = True
         if self._restart_task is not None:
             self._restart_task.cancel()
-        released = self._discard_pool()
+        self._discard_pool()
         self._fail_waiting(ConnectionError("ganeti-noded is stopping"))
-        # A released spare reads EOF and leaves at once.  Reaped by the zygote before it
-        # goes, it is not left to init as an orphan zombie (which a container's init, or
-        # none at all, may never reap).
-        await asyncio.gather(*(self.reap(pid) for pid in released))
         self._flush()  # the reaps asked for
         if self._control is not None:
             self._loop.remove_reader(self._control.fileno())
@@ -285,14 +281,9 @@ class ForkSpawner:
             event(log, "spare.gone", logging.WARNING, pid=proc.pid)
             self._refill()
 
-    def _discard_pool(self) -> list[int]:
-        """Let every spare go (each leaves once its stdin closes); their pids."""
-        released = []
+    def _discard_pool(self) -> None:
         while self._pool:
-            spare = self._pool.popleft()
-            spare.discard()
-            released.append(spare.pid)
-        return released
+            self._pool.popleft().discard()
 
     def _next_waiter(self) -> asyncio.Future[FunctionProcess] | None:
         """The oldest spawn still waiting for a child (one that timed out is skipped)."""

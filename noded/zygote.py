@@ -14,7 +14,8 @@ zygote -> daemon      ``Y``: ready, the modules are imported
 
 A child is reaped only when the daemon asks, so until then its pid, which is also its
 process group id, cannot be given to another process: the daemon may signal the group
-without ever hitting a recycled pid.  The zygote leaves when the daemon's end closes.
+without ever hitting a recycled pid.  The zygote leaves when the daemon's end closes,
+once it has reaped the children that leave with the daemon.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 
 from noded import runner
 from noded.registry import load_modules
@@ -39,6 +41,7 @@ PID = struct.Struct("<cI")
 PID_STATUS = struct.Struct("<cIi")
 #: set by the daemon beside the LD_BIND_NOW it added for the zygote's own loading
 BIND_NOW_ADDED = "NODED_ZYGOTE_BIND_NOW"
+_LEAVE_GRACE_S = 1.0
 _WARM_UP_CALLS = 32  # 3.11 quickens code on its 8th call, specialises it about 16 runs on
 
 
@@ -70,7 +73,22 @@ def main(argv: list[str]) -> None:
         elif message[:1] == REAP:
             _, pid = PID.unpack(message)
             control.send(PID_STATUS.pack(STATUS, pid, _reap(pid)))
+    _reap_leavers()
     os._exit(0)
+
+
+def _reap_leavers() -> None:
+    """Reap the children that leave with the daemon (spares, whose stdin has closed) for
+    up to a second, so that none is left to init as an orphan zombie, which a container's
+    init may reap late or never.  A call still running (the daemon died) goes on."""
+    deadline = time.monotonic() + _LEAVE_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # no child left
+            return
+        if not pid:
+            time.sleep(0.01)
 
 
 def _receive(control: socket.socket) -> bytes:
