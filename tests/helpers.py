@@ -133,3 +133,21 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(psutil.Error):
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     return False
+
+
+def zygotes(daemon_pid: int) -> list[psutil.Process]:
+    """The daemon's live fork servers (a killed one may linger a moment as a zombie)."""
+    found = []
+    for child in psutil.Process(daemon_pid).children():
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE and "noded.zygote" in " ".join(
+                child.cmdline()
+            ):
+                found.append(child)
+    return found
+
+
+def zygote_of(daemon_pid: int) -> psutil.Process:
+    found = zygotes(daemon_pid)
+    assert len(found) == 1, found
+    return found[0]

@@ -10,7 +10,6 @@ and prints ``{"status": ..., "spares": [...], "orphans": [...]}`` as JSON.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import json
 import os
@@ -20,7 +19,7 @@ import time
 
 import psutil
 
-from tests.helpers import run_node
+from tests.helpers import eventually, run_node, zygote_of
 
 PR_SET_CHILD_SUBREAPER = 36
 _SETTLE_S = 2.0
@@ -40,17 +39,11 @@ async def run_and_stop(args: list[str]) -> tuple[int | None, list[int]]:
         return await node.wait_exit(20), spares
 
 
-async def spares_of(daemon_pid: int, timeout_s: float = 10.0) -> list[int]:
+async def spares_of(daemon_pid: int) -> list[int]:
     """The children of the daemon's fork server, once there are some."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        for child in psutil.Process(daemon_pid).children():
-            with contextlib.suppress(psutil.Error):
-                spares = child.children()
-                if "noded.zygote" in " ".join(child.cmdline()) and spares:
-                    return [spare.pid for spare in spares]
-        await asyncio.sleep(0.05)
-    raise TimeoutError("the fork server forked no spare")
+    zygote = zygote_of(daemon_pid)
+    await eventually(lambda: bool(zygote.children()))
+    return [spare.pid for spare in zygote.children()]
 
 
 def collect_orphans() -> list[int]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
 import re
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ import aiohttp
 import psutil
 
 from tests.bench.bench import ECHO, Target, noded, put, throughput
+from tests.helpers import zygote_of
 
 #: a frame of py-spy's collapsed stacks: "function (path:line)"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<path>.*):(?P<line>\d+)\)$")
@@ -85,7 +85,7 @@ async def drive(port: int, callers: int, seconds: float) -> int:
 async def profile(py_spy_record: list[str], out: Path, callers: int, seconds: float) -> str:
     with tempfile.TemporaryDirectory(prefix="noded-profile-") as tmp:
         async with noded("fork", Path(tmp)) as target:
-            zygote = psutil.Process(target.pid).children()[0].pid
+            zygote = zygote_of(target.pid).pid
             before = {pid: schedstat(pid) for pid in (target.pid, zygote)}
             children_before = reaped_children_cpu_s(zygote)
             client = await asyncio.create_subprocess_exec(
@@ -116,10 +116,9 @@ def schedstat(pid: int) -> tuple[int, int]:
 
 
 def reaped_children_cpu_s(pid: int) -> float:
-    """User and system CPU seconds of a process's reaped children (clock-tick resolution)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cutime, cstime = int(fields[13]), int(fields[14])
-    return (cutime + cstime) / os.sysconf("SC_CLK_TCK")
+    """User and system CPU seconds of a process's reaped children."""
+    times = psutil.Process(pid).cpu_times()
+    return times.children_user + times.children_system
 
 
 def per_call(before: tuple[int, int], after: tuple[int, int], calls: int) -> tuple[float, float]:

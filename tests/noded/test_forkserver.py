@@ -4,14 +4,12 @@ everything dies with the daemon, and a zygote that cannot start falls back to ex
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -20,42 +18,25 @@ import pytest
 from noded.zygote import BIND_NOW_ADDED
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
-from tests.helpers import lasting_zombies, node_env, run_node, still_alive
-
-
-def zygotes(daemon_pid: int) -> list[psutil.Process]:
-    """The daemon's live fork servers (a killed one may linger a moment as a zombie)."""
-    found = []
-    for child in psutil.Process(daemon_pid).children():
-        with contextlib.suppress(psutil.Error):
-            if child.status() != psutil.STATUS_ZOMBIE and "noded.zygote" in " ".join(
-                child.cmdline()
-            ):
-                found.append(child)
-    return found
-
-
-def zygote_of(daemon_pid: int) -> psutil.Process:
-    found = zygotes(daemon_pid)
-    assert len(found) == 1, found
-    return found[0]
-
-
-async def wait_until(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
+from tests.helpers import (
+    eventually,
+    lasting_zombies,
+    node_env,
+    run_node,
+    still_alive,
+    zygote_of,
+    zygotes,
+)
 
 
 async def test_spare_children_are_forked_ahead_and_are_not_calls() -> None:
     async with run_node(["--spare-processes", "3"]) as node, node.client() as client:
         zygote = zygote_of(node.pid)
-        await wait_until(lambda: len(zygote.children()) == 3)
+        await eventually(lambda: len(zygote.children()) == 3)
         assert await client.list_functions() == []
         state = await client.start_function("whoami", timeout=10)
         assert state.result["ppid"] == zygote.pid  # the call took a spare
-        await wait_until(lambda: len(zygote.children()) == 3)  # and the pool was refilled
+        await eventually(lambda: len(zygote.children()) == 3)  # and the pool was refilled
         listed = await client.list_functions()
         assert [entry["fnc_id"] for entry in listed] == [state.fnc_id]
 
@@ -63,14 +44,14 @@ async def test_spare_children_are_forked_ahead_and_are_not_calls() -> None:
 async def test_a_spare_that_dies_in_the_pool_is_replaced_and_no_call_fails() -> None:
     async with run_node(["--spare-processes", "2"]) as node, node.client() as client:
         zygote = zygote_of(node.pid)
-        await wait_until(lambda: len(zygote.children()) == 2)
+        await eventually(lambda: len(zygote.children()) == 2)
         killed = zygote.children()
         for spare in killed:
             spare.kill()  # say, the OOM killer
-        await wait_until(lambda: all(gone(spare) for spare in killed))  # dead, maybe unreaped
+        await eventually(lambda: all(gone(spare) for spare in killed))  # dead, maybe unreaped
         states = [await client.start_function("echo", {"value": n}, timeout=10) for n in range(4)]
         assert [state.result for state in states] == [0, 1, 2, 3]
-        await wait_until(lambda: len(zygote.children()) == 2)  # reaped and refilled
+        await eventually(lambda: len(zygote.children()) == 2)  # reaped and refilled
         assert "spare.gone" in node.log_text(), node.log_text()
         assert await lasting_zombies(zygote.pid) == []
 
@@ -114,7 +95,7 @@ async def test_a_dead_zygote_is_replaced_and_running_calls_go_on() -> None:
         )
         old = zygote_of(node.pid)
         os.kill(old.pid, signal.SIGKILL)
-        await wait_until(lambda: zygote_of_or_none(node.pid) not in (None, old.pid))
+        await eventually(lambda: zygote_of_or_none(node.pid) not in (None, old.pid))
         done = await client.wait_for_function(running.fnc_id, timeout=15)
         assert done.result == "kept"  # its pipes were the daemon's
         assert (await client.start_function("add", {"a": 1, "b": 2}, timeout=10)).result == 3
@@ -152,7 +133,7 @@ async def metrics_text(node) -> tuple[int, str]:  # type: ignore[no-untyped-def]
 async def test_the_zygote_and_spares_die_with_the_daemon() -> None:
     async with run_node(["--spare-processes", "2"]) as node:
         zygote = zygote_of(node.pid)
-        await wait_until(lambda: len(zygote.children()) == 2)
+        await eventually(lambda: len(zygote.children()) == 2)
         spares = [child.pid for child in zygote.children()]
         node.signal(signal.SIGKILL)  # no clean-up at all
         await node.wait_exit(10)
