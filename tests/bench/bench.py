@@ -372,7 +372,7 @@ def table(report: dict[str, Any]) -> str:
     n, a, b = report["noded"], report["exec"], report["floor"]
     for key, label in (("p50_ms", "echo p50 (ms)"), ("p99_ms", "echo p99 (ms)")):
         x, y, z = n["latency"][key], a["latency"][key], b["latency"][key]
-        rows.append(f"{label:24}{x:14.3f}{y:14.3f}{z:16.3f}{x / y:10.3f}{x / z:10.2f}")
+        rows.append(_ratio_row(label, x, y, z))
     rows += _cpu_rows(n["echo_cpu"], a["echo_cpu"], b["echo_cpu"])
     for callers in CONCURRENCY:
         x, y, z = (t["throughput"][callers] for t in (n, a, b))
@@ -408,9 +408,17 @@ def _cpu_rows(*uses: dict[str, float | None]) -> list[str]:
     x, y, z = per_call
     bx, by, bz = busy
     return [
-        f"{'echo CPU ms/call':24}{x:14.3f}{y:14.3f}{z:16.3f}{x / y:10.3f}{x / z:10.2f}",
+        _ratio_row("echo CPU ms/call", x, y, z),
         f"{'echo CPUs busy (%)':24}{bx:14.0f}{by:14.0f}{bz:16.0f}",
     ]
+
+
+def _ratio_row(label: str, noded: float, exec_: float, floor: float) -> str:
+    """A row of milliseconds, with noded's ratio to each reference (lower is better)."""
+    return (
+        f"{label:24}{noded:14.3f}{exec_:14.3f}{floor:16.3f}"
+        f"{noded / exec_:10.3f}{noded / floor:10.2f}"
+    )
 
 
 def main() -> None:
