@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from masterd.call import RetryPolicy, call_function, run_call, wait_for_call
+from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult, call_many, gather
 from masterd.node import Node, load_nodes
 
 __all__ = [
+    "CallOptions",
     "Cluster",
     "GatherSummary",
     "Node",

@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from noded.logs import event
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,
@@ -34,6 +33,7 @@ from rpc_client.errors import (
     UnknownFunctionCall,
     function_error,
 )
+from rpc_client.logs import event
 from rpc_client.protocol import CallState, FncId
 
 log = logging.getLogger("masterd.call")
@@ -61,6 +61,23 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOptions:
+    """How a call is made, the same for one node or many: the longest single wait on the
+    node, the execution deadline the node enforces, and the retry policy."""
+
+    wait_s: float = DEFAULT_WAIT_S
+    abort_after: float | None = None
+    retry: RetryPolicy = DEFAULT_RETRY
+
+    def __post_init__(self) -> None:
+        if self.wait_s <= 0:
+            raise ValueError(f"wait_s must be > 0, got {self.wait_s}")
+
+
+DEFAULT_OPTIONS = CallOptions()
 
 
 class Deadline:
@@ -125,10 +142,8 @@ async def call_function(
     (without waiting more than :data:`ABORT_SEND_S` for the node to confirm) before
     CallTimeout is raised; ``CallTimeout.aborted`` says whether the node confirmed.
     """
-    state = await run_call(
-        node, fn_name, fn_args, timeout,
-        wait_s=wait_s, abort_after=abort_after, request_id=request_id, retry=retry,
-    )  # fmt: skip
+    options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
+    state = await run_call(node, fn_name, fn_args, timeout, options, request_id=request_id)
     try:
         return outcome_of(state, node.name, timeout)
     except CallTimeout as exc:
@@ -159,22 +174,20 @@ async def run_call(
     fn_name: str,
     fn_args: dict[str, Any] | None = None,
     timeout: float | None = None,
+    options: CallOptions = DEFAULT_OPTIONS,
     *,
-    wait_s: float = DEFAULT_WAIT_S,
-    abort_after: float | None = None,
     request_id: str | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
     on_progress: Callable[[CallState], None] | None = None,
 ) -> CallState:
     """Start and poll a call until it finishes or ``timeout`` passes; its last state.
 
     ``on_progress`` sees every state that is not finished yet.
     """
-    rounds = _Rounds(node, Deadline(timeout), wait_s, retry)
+    rounds = _Rounds(node, Deadline(timeout), options)
     request_id = request_id or new_request_id()
     state = await rounds.run(
         lambda wait, bound: node.start_function(
-            fn_name, fn_args, timeout=wait, abort_after=abort_after,
+            fn_name, fn_args, timeout=wait, abort_after=options.abort_after,
             request_id=request_id, request_timeout_s=bound,
         ),
         what=f"StartFunction {fn_name} request_id={request_id}",
@@ -194,7 +207,7 @@ async def wait_for_call(
 
     Returns its result or raises as :func:`call_function` does.
     """
-    rounds = _Rounds(node, Deadline(timeout), wait_s, retry)
+    rounds = _Rounds(node, Deadline(timeout), CallOptions(wait_s=wait_s, retry=retry))
     state = await rounds.poll(await rounds.wait(fnc_id))
     return outcome_of(state, node.name, timeout)
 
@@ -218,15 +231,11 @@ Request = Callable[[float, float], Awaitable[CallState]]
 class _Rounds:
     """The requests of one call: waits cut to the deadline, safe retries."""
 
-    def __init__(
-        self, node: NodeClient, deadline: Deadline, wait_s: float, retry: RetryPolicy
-    ) -> None:
-        if wait_s <= 0:
-            raise ValueError(f"wait_s must be > 0, got {wait_s}")
+    def __init__(self, node: NodeClient, deadline: Deadline, options: CallOptions) -> None:
         self.node = node
         self.deadline = deadline
-        self.wait_s = wait_s
-        self.retry = retry
+        self.wait_s = options.wait_s
+        self.retry = options.retry
 
     async def poll(
         self, state: CallState, on_progress: Callable[[CallState], None] | None = None

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from masterd.call import call_function, run_call
-from noded.launcher import LocalNode
+from masterd.call import CallOptions, call_function, run_call
+from masterd.local import LocalNode
 from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import FunctionFailed
@@ -40,9 +40,8 @@ async def long_call(node: NodeClient) -> None:
     def progress(state: CallState) -> None:
         say(f"     {time.monotonic() - began:4.1f} s  still running  {state.fnc_id}")
 
-    state = await run_call(
-        node, "sleep", {"seconds": 2}, timeout=30, wait_s=0.5, on_progress=progress
-    )
+    options = CallOptions(wait_s=0.5)
+    state = await run_call(node, "sleep", {"seconds": 2}, 30, options, on_progress=progress)
     say(f"     {time.monotonic() - began:4.1f} s  finished -> {state.result!r}")
 
 

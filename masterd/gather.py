@@ -17,6 +17,7 @@ from masterd.call import (
     DEFAULT_RETRY,
     DEFAULT_WAIT_S,
     LATE_S,
+    CallOptions,
     Deadline,
     RetryPolicy,
     outcome_of,
@@ -108,7 +109,8 @@ async def call_many(
     if concurrency is not None and concurrency < 1:
         raise ValueError(f"concurrency must be >= 1 or None, got {concurrency}")
     deadline = Deadline(timeout)
-    run = _GatherRun(deadline, concurrency, fn_name, fn_args, wait_s, abort_after, retry)
+    options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
+    run = _GatherRun(deadline, concurrency, fn_name, fn_args, options)
     tasks = [asyncio.create_task(run.one(client), name=f"call {client.name}") for client in clients]
     try:
         pending = {client.name for client in clients}
@@ -147,15 +149,13 @@ class _GatherRun:
         concurrency: int | None,
         fn_name: str,
         fn_args: dict[str, Any] | None,
-        wait_s: float,
-        abort_after: float | None,
-        retry: RetryPolicy,
+        options: CallOptions,
     ) -> None:
         self.deadline = deadline
         self.concurrency = concurrency
         self.limit = asyncio.Semaphore(concurrency) if concurrency else None
         self.fn_name, self.fn_args = fn_name, fn_args
-        self.wait_s, self.abort_after, self.retry = wait_s, abort_after, retry
+        self.options = options
         self.results: asyncio.Queue[NodeResult] = asyncio.Queue()
         self.fnc_ids: dict[str, str] = {}
 
@@ -170,8 +170,7 @@ class _GatherRun:
     async def _call(self, client: NodeClient) -> Any:
         async with self._slot(client):
             state = await run_call(
-                client, self.fn_name, self.fn_args, self.deadline.left_s(),
-                wait_s=self.wait_s, abort_after=self.abort_after, retry=self.retry,
+                client, self.fn_name, self.fn_args, self.deadline.left_s(), self.options,
                 on_progress=lambda s: self.fnc_ids.__setitem__(client.name, s.fnc_id),
             )  # fmt: skip
         return outcome_of(state, client.name, self.deadline.timeout_s)

@@ -3,161 +3,71 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import sys
 import tomllib
+import typing
 from pathlib import Path
+from typing import Any
 
 from noded import __version__
-from noded.config import MiB, NodedConfig
-from noded.logs import setup_logging
+from noded.config import NodedConfig
 from noded.server import Server
-
-_D = NodedConfig()
+from rpc_client.logs import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    """One flag per field of :class:`NodedConfig` (``max_wait_s`` is ``--max-wait``), then
+    ``--config`` and ``--version``."""
+    parser = argparse.ArgumentParser(
         prog="ganeti-noded",
         description="Node daemon: runs registered functions, one process per call.",
     )
-    add = p.add_argument
-    add("--bind", default=_D.bind, help="address to listen on (default %(default)s)")
-    add("--port", type=int, default=_D.port, help="TCP port (default %(default)s; 0 = any)")
-    add(
-        "--state-dir",
-        type=Path,
-        default=_D.state_dir,
-        help="where the node uuid is kept (default %(default)s)",
-    )
-    add(
-        "--functions",
-        default="",
-        metavar="MODS",
-        help="comma-separated importable modules with @function definitions",
-    )
-    add("--name", default=None, help="node name in Identify (default: the host name)")
-    add(
-        "--max-functions",
-        type=int,
-        default=_D.max_functions,
-        help="concurrent function processes before 503 Busy (default %(default)s)",
-    )
-    add(
-        "--max-wait",
-        dest="max_wait_s",
-        type=float,
-        default=_D.max_wait_s,
-        metavar="S",
-        help="longest single wait a request may ask for (default %(default)s s)",
-    )
-    add(
-        "--result-ttl",
-        dest="result_ttl_s",
-        type=float,
-        default=_D.result_ttl_s,
-        metavar="S",
-        help="how long finished calls are kept (default %(default)s s)",
-    )
-    add(
-        "--max-retained",
-        type=int,
-        default=_D.max_retained,
-        help="most finished calls kept, oldest dropped first (default %(default)s)",
-    )
-    add(
-        "--shutdown-grace",
-        dest="shutdown_grace_s",
-        type=float,
-        metavar="S",
-        default=_D.shutdown_grace_s,
-        help="on SIGTERM, wait this long before SIGKILL (default %(default)s s)",
-    )
-    add(
-        "--kill-grace",
-        dest="kill_grace_s",
-        type=float,
-        default=_D.kill_grace_s,
-        metavar="S",
-        help="on abort, wait this long before SIGKILL (default %(default)s s)",
-    )
-    add(
-        "--max-request-bytes",
-        type=int,
-        default=_D.max_request_bytes,
-        help=f"largest request body (default {_D.max_request_bytes // MiB} MiB)",
-    )
-    add(
-        "--max-result-bytes",
-        type=int,
-        default=_D.max_result_bytes,
-        help=f"largest result frame (default {_D.max_result_bytes // MiB} MiB)",
-    )
-    add(
-        "--stderr-tail-bytes",
-        type=int,
-        default=_D.stderr_tail_bytes,
-        help="how much of a function's stderr is kept (default %(default)s)",
-    )
-    add(
-        "--spawn",
-        choices=("fork", "exec"),
-        default=_D.spawn,
-        help="fork function processes from a pre-loaded fork server (default), or exec a "
-        "fresh interpreter per call",
-    )
-    add(
-        "--spare-processes",
-        type=int,
-        default=_D.spare_processes,
-        metavar="N",
-        help="with --spawn fork, children kept forked ahead of calls (default %(default)s)",
-    )
-    add(
-        "--idle-timeout",
-        dest="idle_timeout_s",
-        type=float,
-        default=_D.idle_timeout_s,
-        metavar="S",
-        help="close a connection that has no complete request for this long "
-        "(idle, or a slow client; default %(default)s s)",
-    )
-    add(
-        "--insecure",
-        action="store_true",
-        help="allow listening on a non-loopback address without TLS",
-    )
-    add("--tls-cert", type=Path, default=None, metavar="FILE", help="this node's certificate")
-    add("--tls-key", type=Path, default=None, metavar="FILE", help="its private key")
-    add(
-        "--tls-ca",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="the CA that signs the masters' certificates (a client certificate is required)",
-    )
-    add(
-        "--tls-allowed-clients",
-        default="",
-        metavar="LIST",
-        help="comma-separated SHA-256 fingerprints or common names of the masters taken",
-    )
-    add("--log-format", choices=("text", "json"), default=_D.log_format)
-    add(
-        "--log-file",
-        type=Path,
-        default=None,
-        help="log to this file instead of stderr; SIGHUP reopens it (for logrotate)",
-    )
-    add(
+    hints = typing.get_type_hints(NodedConfig)
+    for setting in dataclasses.fields(NodedConfig):
+        parser.add_argument(flag_of(setting.name), **argument_of(setting, hints[setting.name]))
+    parser.add_argument(
         "--config",
         type=Path,
         default=None,
         metavar="FILE",
         help="a TOML file of these settings by long name (max-functions = 64); flags win",
     )
-    add("--version", action="version", version=f"%(prog)s {__version__}")
-    return p
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def flag_of(field_name: str) -> str:
+    """The flag of a setting: units are in the field's name, not in the flag's."""
+    return "--" + field_name.removesuffix("_s").replace("_", "-")
+
+
+def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
+    """``add_argument``'s keywords for one setting, from its type and metadata."""
+    kwargs: dict[str, Any] = {
+        "dest": setting.name,
+        "default": setting.default,
+        "help": setting.metadata["help"],
+    }
+    if setting.metadata.get("metavar"):
+        kwargs["metavar"] = setting.metadata["metavar"]
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if hint is bool:
+        kwargs["action"] = "store_true"
+    elif typing.get_origin(hint) is typing.Literal:
+        kwargs["choices"] = options
+    elif typing.get_origin(hint) is tuple:
+        kwargs["default"] = ""  # a comma-separated list, split by config_from_args
+    else:
+        kind = options[0] if options else hint  # X | None: an X, or not given
+        if kind is not str:
+            kwargs["type"] = kind
+        kwargs.setdefault("metavar", _METAVARS.get(kind))
+    return kwargs
+
+
+_METAVARS = {int: "N", float: "S", Path: "PATH", str: "TEXT"}
 
 
 def config_from_args(args: argparse.Namespace) -> NodedConfig:

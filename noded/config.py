@@ -2,47 +2,140 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 MiB = 1024 * 1024
+
+
+def flag(help: str, *, metavar: str | None = None) -> dict[str, Any]:
+    """A setting's metadata: its ``--help`` text (``%(default)s`` is the default) and
+    metavar.  ``noded.cli`` makes one flag of each field, named after it."""
+    return {"help": help, "metavar": metavar}
 
 
 @dataclass(frozen=True, kw_only=True)
 class NodedConfig:
     """Every setting of ganeti-noded, with units in the names."""
 
-    bind: str = "127.0.0.1"
-    port: int = 1811
-    state_dir: Path = Path("/var/lib/ganeti-noded")
-    functions: tuple[str, ...] = ()
-    name: str | None = None
-    max_functions: int = 256
-    max_wait_s: float = 60.0
-    result_ttl_s: float = 900.0
-    max_retained: int = 10000
-    shutdown_grace_s: float = 10.0
-    kill_grace_s: float = 5.0
-    max_request_bytes: int = 16 * MiB
-    max_result_bytes: int = 64 * MiB
-    stderr_tail_bytes: int = 64 * 1024
+    bind: str = field(
+        default="127.0.0.1",
+        metadata=flag("address to listen on (default %(default)s)", metavar="ADDR"),
+    )
+    port: int = field(default=1811, metadata=flag("TCP port (default %(default)s; 0 = any)"))
+    state_dir: Path = field(
+        default=Path("/var/lib/ganeti-noded"),
+        metadata=flag(
+            "where the node uuid and calls are kept (default %(default)s)", metavar="DIR"
+        ),
+    )
+    functions: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            "comma-separated importable modules with @function definitions", metavar="MODS"
+        ),
+    )
+    name: str | None = field(
+        default=None,
+        metadata=flag("node name in Identify (default: the host name)", metavar="NAME"),
+    )
+    max_functions: int = field(
+        default=256,
+        metadata=flag("concurrent function processes before 503 Busy (default %(default)s)"),
+    )
+    max_wait_s: float = field(
+        default=60.0,
+        metadata=flag(
+            "longest single wait a request may ask for (default %(default)s s)", metavar="S"
+        ),
+    )
+    result_ttl_s: float = field(
+        default=900.0,
+        metadata=flag("how long finished calls are kept (default %(default)s s)", metavar="S"),
+    )
+    max_retained: int = field(
+        default=10000,
+        metadata=flag("most finished calls kept, oldest dropped first (default %(default)s)"),
+    )
+    shutdown_grace_s: float = field(
+        default=10.0,
+        metadata=flag(
+            "on SIGTERM, wait this long before SIGKILL (default %(default)s s)", metavar="S"
+        ),
+    )
+    kill_grace_s: float = field(
+        default=5.0,
+        metadata=flag(
+            "on abort, wait this long before SIGKILL (default %(default)s s)", metavar="S"
+        ),
+    )
+    max_request_bytes: int = field(
+        default=16 * MiB, metadata=flag("largest request body (default 16 MiB)")
+    )
+    max_result_bytes: int = field(
+        default=64 * MiB, metadata=flag("largest result frame (default 64 MiB)")
+    )
+    stderr_tail_bytes: int = field(
+        default=64 * 1024,
+        metadata=flag("how much of a function's stderr is kept (default %(default)s)"),
+    )
     #: how long a connection may go without a complete request: idle between requests,
     #: or headers and body trickling in
-    idle_timeout_s: float = 30.0
+    idle_timeout_s: float = field(
+        default=30.0,
+        metadata=flag(
+            "close a connection that has no complete request for this long "
+            "(idle, or a slow client; default %(default)s s)",
+            metavar="S",
+        ),
+    )
     #: "fork": from a pre-loaded fork server (fast); "exec": a fresh interpreter per call
-    spawn: Literal["fork", "exec"] = "fork"
+    spawn: Literal["fork", "exec"] = field(
+        default="fork",
+        metadata=flag(
+            "fork function processes from a pre-loaded fork server (default), or exec a "
+            "fresh interpreter per call"
+        ),
+    )
     #: with fork, how many children are kept forked ahead of calls
-    spare_processes: int = 4
-    insecure: bool = False
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
+    spare_processes: int = field(
+        default=4,
+        metadata=flag(
+            "with --spawn fork, children kept forked ahead of calls (default %(default)s)",
+            metavar="N",
+        ),
+    )
+    insecure: bool = field(
+        default=False, metadata=flag("allow listening on a non-loopback address without TLS")
+    )
+    tls_cert: Path | None = field(
+        default=None, metadata=flag("this node's certificate", metavar="FILE")
+    )
+    tls_key: Path | None = field(default=None, metadata=flag("its private key", metavar="FILE"))
+    tls_ca: Path | None = field(
+        default=None,
+        metadata=flag(
+            "the CA that signs the masters' certificates (a client certificate is required)",
+            metavar="FILE",
+        ),
+    )
     #: certificate SHA-256 fingerprints or common names of the masters taken (empty: any
     #: certificate the CA signed)
-    tls_allowed_clients: tuple[str, ...] = ()
-    log_format: Literal["text", "json"] = "text"
-    log_file: Path | None = None
+    tls_allowed_clients: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            "comma-separated SHA-256 fingerprints or common names of the masters taken",
+            metavar="LIST",
+        ),
+    )
+    log_format: Literal["text", "json"] = field(
+        default="text", metadata=flag("log lines as key=value text or JSON")
+    )
+    log_file: Path | None = field(
+        default=None,
+        metadata=flag("log to this file instead of stderr; SIGHUP reopens it (for logrotate)"),
+    )
 
     @property
     def tls(self) -> bool:

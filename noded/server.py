@@ -19,16 +19,17 @@ import uvloop
 from aiohttp import web
 
 from noded import systemd
-from noded.app import create_app
 from noded.config import NodedConfig
-from noded.forkserver import ForkServerError, ForkSpawner
-from noded.handlers import SUPERVISOR
+from noded.http.app import create_app
+from noded.http.keys import SUPERVISOR
 from noded.identity import load_identity
-from noded.logs import event, reopen_log_files
 from noded.metrics import Metrics
-from noded.process import ExecSpawner, ProcessLimits, Spawner
+from noded.process.forkserver import ForkServerError, ForkSpawner
+from noded.process.function import ProcessLimits
+from noded.process.spawners import ExecSpawner, Spawner
 from noded.registry import load_modules
 from rpc_client import tls
+from rpc_client.logs import event, reopen_log_files
 
 log = logging.getLogger("noded.server")
 

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 
-from noded.logs import event
+from rpc_client.logs import event
 
 log = logging.getLogger("noded.systemd")
 

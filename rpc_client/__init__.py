@@ -5,6 +5,8 @@ from __future__ import annotations
 from rpc_client.errors import (
     BadRequest,
     CallTimeout,
+    ConnectionLost,
+    Forbidden,
     FunctionFailed,
     InvalidArguments,
     MethodNotAllowed,
@@ -28,7 +30,9 @@ __all__ = [
     "BadRequest",
     "CallState",
     "CallTimeout",
+    "ConnectionLost",
     "FncId",
+    "Forbidden",
     "FunctionFailed",
     "InvalidArguments",
     "MethodNotAllowed",

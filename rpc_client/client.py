@@ -27,7 +27,7 @@ from rpc_client.errors import (
     WrongNode,
     remote_error_from_wire,
 )
-from rpc_client.protocol import CallState
+from rpc_client.protocol import CallState, FncId
 from rpc_client.tls import TLSConfig
 
 _MAX_ANSWER_PREVIEW = 200
@@ -110,13 +110,13 @@ class NodeClient:
         request_timeout_s: float | None = None,
     ) -> CallState:
         """StartFunction: start ``fn_name`` and wait up to ``timeout`` seconds for it."""
-        body = {
-            "fn_name": fn_name,
-            "fn_args": fn_args or {},
-            "timeout": timeout,
-            "abort_after": abort_after,
-            "request_id": request_id,
-        }
+        body = protocol.StartFunctionRequest(
+            fn_name=fn_name,
+            fn_args=fn_args or {},
+            timeout=timeout,
+            abort_after=abort_after,
+            request_id=request_id,
+        ).to_wire()
         answer = await self.call(
             protocol.START_FUNCTION, body, self._wait_bound(timeout, request_timeout_s)
         )
@@ -125,8 +125,10 @@ class NodeClient:
     async def wait_for_function(
         self, fnc_id: str, *, timeout: float, request_timeout_s: float | None = None
     ) -> CallState:
-        """WaitForFunction: wait up to ``timeout`` seconds for the call to finish."""
-        body = {"fnc_id": fnc_id, "timeout": timeout}
+        """WaitForFunction: wait up to ``timeout`` seconds for the call to finish.
+
+        A malformed ``fnc_id`` raises :class:`BadRequest` here, as the node would."""
+        body = protocol.WaitForFunctionRequest(FncId.parse(fnc_id), timeout).to_wire()
         answer = await self.call(
             protocol.WAIT_FOR_FUNCTION, body, self._wait_bound(timeout, request_timeout_s)
         )
@@ -134,7 +136,8 @@ class NodeClient:
 
     async def abort_function(self, fnc_id: str) -> CallState:
         """AbortFunction: kill the call's processes; its state once they ended."""
-        answer = await self.call(protocol.ABORT_FUNCTION, {"fnc_id": fnc_id}, self.timeouts.abort_s)
+        body = protocol.AbortFunctionRequest(FncId.parse(fnc_id)).to_wire()
+        answer = await self.call(protocol.ABORT_FUNCTION, body, self.timeouts.abort_s)
         return self._call_state(answer)
 
     async def list_functions(self) -> list[dict[str, Any]]:

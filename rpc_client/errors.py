@@ -4,8 +4,8 @@
 
     RPCError
     ├── TransportError              the node could not be asked or did not answer properly
-    │   ├── NodeUnreachable         refused, unresolvable, no route
-    │   │   └── ConnectionLost      reset or closed after the request went out
+    │   ├── NodeUnreachable         refused, unresolvable, no route: nothing was sent
+    │   ├── ConnectionLost          reset or closed after the request went out: it may have run
     │   ├── TLSError                the TLS handshake failed: a certificate did not verify
     │   ├── NodeTimeout             no answer within the request's own timeout
     │   └── ProtocolError           an answer that is not the contract's
@@ -20,7 +20,7 @@
     │   ├── UnknownProcedure        404
     │   ├── MethodNotAllowed        405
     │   ├── RequestIdConflict       409
-    │   ├── Forbidden               403 (a client certificate not in --tls-allowed-clients)
+    │   ├── Forbidden               403 (the client may not do this)
     │   ├── RequestTooLarge         413
     │   ├── NodeBusy                503 "Busy"
     │   └── NodeShuttingDown        503 "ShuttingDown"
@@ -58,11 +58,16 @@ class TransportError(RPCError):
 
 
 class NodeUnreachable(TransportError):
-    """Raised when the connection is refused, reset, or the name does not resolve."""
+    """Raised when the connection is refused, there is no route, or the name does not
+    resolve: the request was never sent."""
 
 
-class ConnectionLost(NodeUnreachable):
-    """Raised when the connection broke after the request was sent: it may have run."""
+class ConnectionLost(TransportError):
+    """Raised when the connection broke after the request was sent: it may have run.
+
+    A sibling of :class:`NodeUnreachable`, not a kind of it: a request that never left
+    is safe to report at once, one that may have run is retried with its request_id.
+    """
 
 
 class TLSError(TransportError):

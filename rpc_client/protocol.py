@@ -1,7 +1,9 @@
-"""The noded wire protocol, version 1: the one copy both sides import.
+"""The noded wire protocol: the one copy both sides import.
 
-Request shapes (parsed and checked here, raising :class:`BadRequest`), the call state
-object, the fnc_id format, and the JSON codec.  See ``doc/protocol.md``.
+Procedure names, request shapes (parsed and checked here, raising :class:`BadRequest`,
+and written with ``to_wire`` by the client), the call state object, the failure types a
+finished call's error may carry, the fnc_id format, and the JSON codec.  See
+``doc/protocol.md``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ ABORT_FUNCTION: Final = "AbortFunction"
 LIST_FUNCTIONS: Final = "ListFunctions"
 IDENTIFY: Final = "Identify"
 DESCRIBE_FUNCTIONS: Final = "DescribeFunctions"
+
+#: the failure types the daemon itself gives a finished call's ``error.type`` (a function
+#: that raised gives its exception's class name instead)
+FUNCTION_ABORTED: Final = "FunctionAborted"
+FUNCTION_PROCESS_DIED: Final = "FunctionProcessDied"
+RESULT_TOO_LARGE: Final = "ResultTooLarge"
+INVALID_RESULT: Final = "InvalidResult"
 
 FNC_ID_RE: Final = re.compile(r"^[1-9][0-9]*:[1-9][0-9]*:[0-9]+\.[0-9]{6}:[0-9a-f]{16}$")
 REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -162,6 +171,23 @@ class WaitForFunctionRequest:
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> WaitForFunctionRequest:
         return cls(fnc_id=parse_fnc_id_field(body), timeout=parse_timeout(body))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"fnc_id": str(self.fnc_id), "timeout": self.timeout}
+
+
+@dataclass(frozen=True)
+class AbortFunctionRequest:
+    """A parsed AbortFunction request."""
+
+    fnc_id: FncId
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> AbortFunctionRequest:
+        return cls(fnc_id=parse_fnc_id_field(body))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"fnc_id": str(self.fnc_id)}
 
 
 def parse_fnc_id_field(body: dict[str, Any]) -> FncId:

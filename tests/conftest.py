@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from tests.helpers import NodeFactory, marked_processes, node_args, node_env, run_node
 

@@ -50,7 +50,7 @@ def kill_self(sig: int) -> None:
 @function
 def write_frame(data: str) -> None:
     """Write raw bytes where the result frame goes, then leave."""
-    from noded import runner
+    from noded.process.child import runner
 
     os.write(runner.frame_fd, data.encode())
     os._exit(0)
@@ -92,9 +92,11 @@ def with_grandchildren(count: int, pid_file: str, ignore_term: bool = False) -> 
 
 
 @function
-def ignore_sigterm(seconds: float) -> float:
-    """Ignore SIGTERM, then sleep."""
+def ignore_sigterm(seconds: float, ready_path: str | None = None) -> float:
+    """Ignore SIGTERM (then create ``ready_path``, if given), then sleep."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if ready_path:
+        open(ready_path, "w").close()
     time.sleep(seconds)
     return seconds
 
@@ -124,7 +126,7 @@ def count_run(path: str, value: Any = None) -> Any:
 @function
 def leave_stdout_open() -> str:
     """Return at once, leaving a grandchild that holds stdout open for a while."""
-    from noded import runner
+    from noded.process.child import runner
 
     subprocess.Popen(["sleep", "3"], stdout=runner.frame_fd, start_new_session=False)
     return "done"

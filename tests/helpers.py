@@ -14,7 +14,9 @@ import aiohttp
 import orjson
 import psutil
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
+from rpc_client.client import NodeClient
+from rpc_client.protocol import CallState
 
 #: ``await make_node(name, host=..., delay_s=..., fail=..., args=...)`` -> LocalNode
 NodeFactory = Callable[..., Any]
@@ -128,6 +130,35 @@ async def eventually(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
         await asyncio.sleep(0.02)
 
 
+async def start_ignoring_sigterm(
+    client: NodeClient, ready_path: Path, seconds: float = 60
+) -> CallState:
+    """Start ``ignore_sigterm`` and return once the function ignores SIGTERM."""
+    state = await client.start_function(
+        "ignore_sigterm", {"seconds": seconds, "ready_path": str(ready_path)}, timeout=0
+    )
+    await eventually(ready_path.exists)
+    return state
+
+
+async def wait_for_file(path: Path, timeout_s: float = 15.0) -> str:
+    await eventually(path.exists, timeout_s)
+    return path.read_text()
+
+
+async def start_with_grandchildren(
+    client: NodeClient, tmp_path: Path, *, ignore_term: bool = False
+) -> tuple[str, list[int]]:
+    pid_file = tmp_path / "kids"
+    state = await client.start_function(
+        "with_grandchildren",
+        {"count": 2, "pid_file": str(pid_file), "ignore_term": ignore_term},
+        timeout=0,
+    )
+    kids = [int(pid) for pid in (await wait_for_file(pid_file)).split()]
+    return state.fnc_id, kids
+
+
 def alive(pid: int) -> bool:
     """True if pid runs and is not a zombie."""
     with contextlib.suppress(psutil.Error):
@@ -140,7 +171,7 @@ def zygotes(daemon_pid: int) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(daemon_pid).children():
         with contextlib.suppress(psutil.Error):
-            if child.status() != psutil.STATUS_ZOMBIE and "noded.zygote" in " ".join(
+            if child.status() != psutil.STATUS_ZOMBIE and "noded.process.child.zygote" in " ".join(
                 child.cmdline()
             ):
                 found.append(child)

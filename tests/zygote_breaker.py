@@ -6,6 +6,6 @@ import os
 import sys
 
 _main = sys.modules.get("__main__")
-_in_zygote = getattr(getattr(_main, "__spec__", None), "name", "") == "noded.zygote"
+_in_zygote = getattr(getattr(_main, "__spec__", None), "name", "") == "noded.process.child.zygote"
 if os.environ.get("NODED_TEST_BREAK_ZYGOTE") and _in_zygote:
     raise ImportError("this module refuses to load in the fork server (test)")

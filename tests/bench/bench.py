@@ -44,7 +44,7 @@ import aiohttp
 import orjson
 import psutil
 
-from noded.launcher import LocalNode, free_port
+from masterd.local import LocalNode, free_port
 from tests.helpers import lasting_zombies, node_env
 
 ECHO = orjson.dumps({"fn_name": "echo", "fn_args": {"value": "x"}, "timeout": 10})

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from masterd.call import LATE_S, Deadline, call_function, run_call
-from noded.launcher import free_port
+from masterd.call import LATE_S, CallOptions, Deadline, call_function, run_call
+from masterd.local import free_port
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import CallTimeout, FunctionFailed, NodeTimeout, NodeUnreachable
 from rpc_client.protocol import CallState
@@ -21,7 +21,7 @@ async def test_returns_the_result(client: NodeClient) -> None:
 async def test_polls_a_long_call_to_completion(client: NodeClient) -> None:
     seen: list[CallState] = []
     state = await run_call(
-        client, "sleep", {"seconds": 1}, timeout=20, wait_s=0.2, on_progress=seen.append
+        client, "sleep", {"seconds": 1}, 20, CallOptions(wait_s=0.2), on_progress=seen.append
     )
     assert state.result == 1
     assert len(seen) >= 3

@@ -11,8 +11,8 @@ import pytest
 
 from masterd.cluster import Cluster
 from masterd.gather import call_many, gather
+from masterd.local import free_port
 from masterd.node import Node
-from noded.launcher import free_port
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import (
     CallTimeout,

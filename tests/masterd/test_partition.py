@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from masterd.call import call_function
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.client import NodeClient
-from rpc_client.errors import CallTimeout, NodeTimeout, NodeUnreachable
-from tests.helpers import node_args, node_env
+from rpc_client.errors import CallTimeout, ConnectionLost, NodeTimeout, NodeUnreachable
+from tests.helpers import eventually, node_args, node_env
 
 SUBNET_PREFIX = "169.254.181."
 MASTER_ADDRESS, NODE_ADDRESS = SUBNET_PREFIX + "1", SUBNET_PREFIX + "2"
@@ -93,19 +93,29 @@ async def remote(link: Partitionable, tmp_path: Path) -> AsyncIterator[LocalNode
         yield daemon
 
 
+async def cut_mid_call(
+    link: Partitionable, client: NodeClient, runs: Path, timeout: float
+) -> asyncio.Task[str]:
+    """Start a call of ``node_behaviour`` and cut the link once the function runs."""
+    call = asyncio.create_task(
+        call_function(client, "node_behaviour", {"count_path": str(runs)}, timeout=timeout,
+                      wait_s=0.5)
+    )  # fmt: skip
+    await eventually(runs.exists)
+    link.cut()
+    return call
+
+
 async def test_a_partition_fails_the_call_within_its_deadline(
     link: Partitionable, remote: LocalNode, tmp_path: Path
 ) -> None:
+    runs = tmp_path / "runs"
     async with NodeClient(NODE_ADDRESS, remote.port) as client:
         assert (await client.identify())["pid"] == remote.pid
         began = time.monotonic()
-        call = asyncio.create_task(
-            call_function(client, "node_behaviour", {}, timeout=3, wait_s=0.5)
-        )
-        await asyncio.sleep(0.5)
-        link.cut()
+        call = await cut_mid_call(link, client, runs, timeout=3)
         try:
-            with pytest.raises((NodeTimeout, NodeUnreachable, CallTimeout)):
+            with pytest.raises((NodeTimeout, NodeUnreachable, ConnectionLost, CallTimeout)):
                 await asyncio.wait_for(call, 10)
             assert time.monotonic() - began < 3 + 1.5
         finally:
@@ -117,13 +127,8 @@ async def test_a_partition_that_heals_before_the_deadline_runs_the_function_once
 ) -> None:
     runs = tmp_path / "runs"
     async with NodeClient(NODE_ADDRESS, remote.port) as client:
-        call = asyncio.create_task(
-            call_function(client, "node_behaviour", {"count_path": str(runs)}, timeout=20,
-                          wait_s=0.5)
-        )  # fmt: skip
-        await asyncio.sleep(0.5)
-        link.cut()
-        await asyncio.sleep(1.5)
+        call = await cut_mid_call(link, client, runs, timeout=20)
+        await asyncio.sleep(1.5)  # how long the partition lasts (not a wait for an event)
         link.heal()
         assert await asyncio.wait_for(call, 25) == "remote"
     assert runs.read_text() == "remote\n"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from masterd.call import RetryPolicy, call_function, wait_for_call
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,
@@ -27,7 +26,7 @@ from rpc_client.errors import (
 )
 from rpc_client.protocol import FncId
 from tests.fakes import LossyProxy, fake_node
-from tests.helpers import run_node, still_alive
+from tests.helpers import eventually, run_node, start_ignoring_sigterm, still_alive
 
 
 @pytest.mark.parametrize("procedure", ["StartFunction", "WaitForFunction"])
@@ -75,10 +74,9 @@ async def test_no_deadline_gives_up_after_the_policys_attempts() -> None:
 
 async def test_shutting_down_is_raised(tmp_path: Path) -> None:
     async with run_node(["--shutdown-grace", "3"]) as node, node.client() as client:
-        await client.start_function("ignore_sigterm", {"seconds": 30}, timeout=0)
-        await asyncio.sleep(0.3)
+        await start_ignoring_sigterm(client, tmp_path / "ready", seconds=30)
         node.signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+        await eventually(lambda: "shutdown.terminate" in node.log_text())
         with pytest.raises(NodeShuttingDown):
             await call_function(client, "echo", {"value": 1}, timeout=5)
 

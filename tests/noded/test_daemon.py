@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from noded.launcher import LocalNodeError
+from masterd.local import LocalNodeError
 from tests.helpers import node_env, run_node
 
 

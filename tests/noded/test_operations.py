@@ -16,9 +16,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.errors import NodeBusy
-from tests.helpers import ROOT, eventually, node_env, put, run_node
+from tests.helpers import ROOT, eventually, node_env, put, run_node, start_ignoring_sigterm
 
 UNIT = ROOT / "doc" / "examples" / "systemd" / "ganeti-noded.service"
 
@@ -144,11 +144,9 @@ async def test_sighup_reopens_the_log_file(tmp_path: Path) -> None:
         await eventually(lambda: "call.finish" in log_file.read_text())  # logged after the answer
         log_file.rename(tmp_path / "noded.log.1")  # what logrotate does
         node.signal(signal.SIGHUP)
-        end = time.monotonic() + 10
-        while not log_file.exists() and time.monotonic() < end:
-            await asyncio.sleep(0.05)
+        await eventually(log_file.exists)
         state = await client.start_function("echo", {"value": 2}, timeout=10)
-        await asyncio.sleep(0.1)
+        await eventually(lambda: "call.finish" in log_file.read_text())
         assert state.fnc_id in log_file.read_text()
         assert state.fnc_id not in (tmp_path / "noded.log.1").read_text()
 
@@ -166,11 +164,10 @@ async def test_metrics_count_calls_outcomes_aborts_kills_and_rejections(tmp_path
     async with run_node(args) as node, node.client() as client:
         await client.start_function("echo", {"value": 1}, timeout=10)
         await client.start_function("fail", {"message": "x"}, timeout=10)
-        stubborn = await client.start_function("ignore_sigterm", {"seconds": 30}, timeout=0)
+        stubborn = await start_ignoring_sigterm(client, tmp_path / "ready", seconds=30)
         await client.start_function("sleep", {"seconds": 30}, timeout=0)
         with pytest.raises(NodeBusy):
             await client.start_function("echo", {"value": 2}, timeout=0)
-        await asyncio.sleep(0.3)
         await client.abort_function(stubborn.fnc_id)
         status, _, _ = await put(node, "/Identify", raw=b"{" + b" " * 2000 + b"}")
         assert status == 413

@@ -9,33 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
-from tests.helpers import alive, lasting_zombies, put, run_node, still_alive
+from tests.helpers import (
+    alive,
+    eventually,
+    lasting_zombies,
+    put,
+    run_node,
+    start_ignoring_sigterm,
+    start_with_grandchildren,
+    still_alive,
+)
 
 pytestmark = pytest.mark.both_spawners
-
-
-async def wait_for_file(path: Path, timeout_s: float = 15.0) -> str:
-    end = time.monotonic() + timeout_s
-    while not path.exists():
-        assert time.monotonic() < end, f"{path} never appeared"
-        await asyncio.sleep(0.05)
-    return path.read_text()
-
-
-async def start_with_grandchildren(
-    client: NodeClient, tmp_path: Path, *, ignore_term: bool = False
-) -> tuple[str, list[int]]:
-    pid_file = tmp_path / "kids"
-    state = await client.start_function(
-        "with_grandchildren",
-        {"count": 2, "pid_file": str(pid_file), "ignore_term": ignore_term},
-        timeout=0,
-    )
-    kids = [int(pid) for pid in (await wait_for_file(pid_file)).split()]
-    return state.fnc_id, kids
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -68,11 +56,10 @@ async def test_during_the_drain_new_calls_get_shutting_down_and_waits_get_the_ab
     tmp_path: Path,
 ) -> None:
     async with run_node(["--shutdown-grace", "2"]) as node, node.client() as client:
-        running = await client.start_function("ignore_sigterm", {"seconds": 60}, timeout=0)
+        running = await start_ignoring_sigterm(client, tmp_path / "ready")
         waiter = asyncio.create_task(client.wait_for_function(running.fnc_id, timeout=30))
-        await asyncio.sleep(0.3)  # the function has installed its SIG_IGN
         node.signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+        await eventually(lambda: "shutdown.terminate" in node.log_text())
         status, body, _ = await put(
             node, "/StartFunction", {"fn_name": "echo", "fn_args": {"value": 1}, "timeout": 1}
         )
@@ -88,5 +75,4 @@ async def test_no_zombie_is_left_while_running(node: LocalNode, client: NodeClie
     for _ in range(5):
         await client.start_function("exit_now", {"code": 0}, timeout=10)
         await client.start_function("echo", {"value": 0}, timeout=10)
-    await asyncio.sleep(0.2)
     assert await lasting_zombies(node.pid) == []

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from noded.launcher import LocalNode, free_port
+from masterd.local import LocalNode, free_port
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import (
     ConnectionLost,
@@ -54,12 +54,18 @@ async def test_a_silent_node_is_detected_by_the_clients_own_timeout() -> None:
         assert 0.9 <= time.monotonic() - began < 3  # the wait (0.5 s) plus the margin (0.5 s)
 
 
+def test_a_lost_connection_is_not_an_unreachable_node() -> None:
+    # one may have run the request (retried with its request_id), the other never sent it
+    assert not issubclass(ConnectionLost, NodeUnreachable)
+    assert not issubclass(NodeUnreachable, ConnectionLost)
+
+
 @pytest.mark.parametrize(
     ("behaviour", "error", "words"),
     [
         (speaks_garbage, ProtocolError, "Bad status line"),
         (answers_html, ProtocolError, "not JSON"),
-        (hangs_up, NodeUnreachable, "connection lost"),
+        (hangs_up, ConnectionLost, "connection lost"),
     ],
     ids=["garbage", "html", "hangs-up"],
 )

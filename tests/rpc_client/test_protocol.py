@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from rpc_client import errors
-from rpc_client.errors import BadRequest, NodeBusy, ProtocolError, remote_error_from_wire
+from rpc_client.errors import (
+    BadRequest,
+    NodeBusy,
+    ProtocolError,
+    remote_error_from_wire,
+)
 from rpc_client.protocol import (
     FNC_ID_RE,
     CallState,

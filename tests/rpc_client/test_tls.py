@@ -17,8 +17,8 @@ import pytest
 
 from masterd.call import call_function
 from masterd.cluster import Cluster
+from masterd.local import LocalNode
 from masterd.node import load_nodes
-from noded.launcher import LocalNode
 from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import ConnectionLost, Forbidden, TLSError
@@ -189,7 +189,7 @@ async def test_nodes_files_carry_tls(pki: Pki, tmp_path: Path) -> None:
 
 
 def test_certs_tooling_writes_safe_modes(tmp_path: Path) -> None:
-    run = [sys.executable, "-m", "rpc_client.cli", "certs"]
+    run = [sys.executable, "-m", "masterd.cli", "certs"]
     assert (
         subprocess.run(
             [*run, "init", str(tmp_path / "ca")], capture_output=True, timeout=60

@@ -1,4 +1,6 @@
-"""Calls on disk, so that a restart loses no computed result and leaks no process.
+"""The journal: calls on disk, so that a restart loses no computed result and leaks no
+process.  It reads and writes records only; what to do about them (kill a leftover
+group, keep a result) is the supervisor's.
 
 One append-only journal, ``<state-dir>/calls.journal`` (mode 0600), kept open: a line per
 event, each written with a single ``write``:
@@ -28,28 +30,36 @@ from typing import Any
 
 import orjson
 
-from noded.calls import FunctionCall
-from noded.logs import event
-from noded.process import kill_leftover_group
+from noded.calls.table import FunctionCall
+from rpc_client.logs import event
 
-log = logging.getLogger("noded.store")
+log = logging.getLogger("noded.journal")
 
 JOURNAL = "calls.journal"
 #: rewrite the journal once it has this many more lines than there are live calls
 _COMPACT_SLACK_LINES = 5000
 
 
+@dataclass(frozen=True)
+class Leftover:
+    """A call the daemon before this one started and never saw finish."""
+
+    fnc_id: str
+    pid: int
+    pid_birth: str | None
+
+
 @dataclass
-class Recovered:
-    """What a new daemon found of the one before it."""
+class Replayed:
+    """What the journal holds of the daemons before this one."""
 
+    #: calls started and never finished: their process groups may still run
+    unfinished: list[Leftover] = field(default_factory=list)
+    #: finished calls within the result TTL, oldest first
     finished: list[FunctionCall] = field(default_factory=list)
-    #: fnc_id -> why it is gone
-    lost: dict[str, str] = field(default_factory=dict)
-    killed_groups: int = 0
 
 
-class CallStore:
+class CallJournal:
     """The journal of one state directory."""
 
     def __init__(self, state_dir: Path) -> None:
@@ -85,16 +95,15 @@ class CallStore:
             os.close(self._fd)
             self._fd = -1
 
-    def recover(self, *, result_ttl_s: float, daemon_pid: int) -> Recovered:
-        """Kill what the last daemon left running; load the results still retained."""
+    def replay(self, *, result_ttl_s: float) -> Replayed:
+        """Read what the daemons before this one left, and rewrite the journal with the
+        finished calls still within ``result_ttl_s`` (the unfinished ones are the
+        caller's to deal with: they are not written again)."""
         running, finished = self._replay()
-        found = Recovered()
+        found = Replayed()
         for record in running.values():
-            if kill_leftover_group(record["pid"], record.get("pid_birth")):
-                found.killed_groups += 1
-            found.lost[record["fnc_id"]] = (
-                "it was still running when the ganeti-noded that started it stopped; "
-                f"ganeti-noded {daemon_pid} killed what was left of it at start-up"
+            found.unfinished.append(
+                Leftover(record["fnc_id"], int(record["pid"]), record.get("pid_birth"))
             )
         now = time.time()
         for record in finished.values():
@@ -141,7 +150,7 @@ class CallStore:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     # a line cut short by a crash, or damage: skip it, say so
-                    event(log, "store.bad_record", logging.WARNING, line=number)
+                    event(log, "journal.bad_record", logging.WARNING, line=number)
                     continue
                 if isinstance(record, dict) and isinstance(record.get("fnc_id"), str):
                     yield record

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from tests.helpers import run_node
 
 HEADERS = b"PUT /Identify HTTP/1.1\r\nHost: node\r\nContent-Length: 50\r\nX-Pad: " + b"a" * 200

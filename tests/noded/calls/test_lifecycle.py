@@ -12,8 +12,7 @@ import pytest
 from rpc_client.client import NodeClient
 from rpc_client.errors import UnknownFunctionCall
 from rpc_client.protocol import FncId
-from tests.helpers import run_node, still_alive
-from tests.noded.test_shutdown import start_with_grandchildren
+from tests.helpers import run_node, start_with_grandchildren, still_alive
 
 pytestmark = pytest.mark.both_spawners
 

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from noded.launcher import LocalNode, free_port
-from rpc_client.cli import parse_node
+from masterd.cli.main import parse_node
+from masterd.local import LocalNode, free_port
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ async def rpc_cli(node: LocalNode | str, *args: str) -> tuple[int, Any, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "rpc_client.cli",
+        "masterd.cli",
         "--node",
         address,
         *args,
@@ -120,12 +120,12 @@ async def test_list_identify_and_functions(node: LocalNode) -> None:
 
 async def test_list_shows_a_table(node: LocalNode) -> None:
     running = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rpc_client.cli", "--node", node.address,
+        sys.executable, "-m", "masterd.cli", "--node", node.address,
         "start", "sleep", '{"seconds": 3}', stdout=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert await asyncio.wait_for(running.wait(), 30) == 3
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rpc_client.cli", "--node", node.address, "list",
+        sys.executable, "-m", "masterd.cli", "--node", node.address, "list",
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 30)

@@ -22,15 +22,12 @@ import os
 import socket
 from collections.abc import Callable
 
-from noded import zygote
-from noded.logs import event
-from noded.process import (
-    DescriptorWatcher,
-    ExecSpawner,
-    FunctionProcess,
-    ProcessLimits,
-    ZygoteProcess,
-)
+from noded.process.child import zygote
+from noded.process.function import FunctionProcess, ProcessLimits
+from noded.process.spawners import ExecSpawner
+from noded.process.watcher import DescriptorWatcher
+from noded.process.zygote_process import ZygoteProcess
+from rpc_client.logs import event
 
 log = logging.getLogger("noded.forkserver")
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from noded.process import kill_leftover_group, process_birth
+from noded.process.leftovers import kill_leftover_group, process_birth
 from rpc_client.errors import UnknownFunctionCall
 from rpc_client.protocol import FncId
-from tests.helpers import alive, run_node, still_alive
-from tests.noded.test_shutdown import start_with_grandchildren
+from tests.helpers import alive, run_node, start_with_grandchildren, still_alive
 
 
 async def test_finished_results_survive_a_restart(tmp_path: Path) -> None:
@@ -90,28 +89,28 @@ async def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path: Path) -> None:
         journal.write(b'{"op": "finish", "fnc_id": "1:2:3.0000')  # a crash mid-write
     async with run_node(workdir=tmp_path) as second, second.client() as client:
         assert (await client.wait_for_function(kept.fnc_id, timeout=1)).result == "kept"
-        assert "store.bad_record" in second.log_text()
+        assert "journal.bad_record" in second.log_text()
 
 
 def test_the_journal_is_compacted_to_the_live_calls(tmp_path: Path) -> None:
-    from noded.calls import FunctionCall
-    from noded.store import CallStore
+    from noded.calls.journal import CallJournal
+    from noded.calls.table import FunctionCall
 
-    store = CallStore(tmp_path)
+    journal = CallJournal(tmp_path)
     calls = [
         FunctionCall(fnc_id=f"1:{n}:1.000000:0123456789abcdef", fn_name="echo", pid=n, started=1.0)
         for n in range(1, 101)
     ]
     for call in calls:
-        store.started(call)
+        journal.started(call)
         call.finish(call.pid, None)
-        store.finished(call)
+        journal.finished(call)
     for call in calls[:90]:
-        store.forget(call.fnc_id)
-    store.compact(calls[90:])
+        journal.forget(call.fnc_id)
+    journal.compact(calls[90:])
     lines = (tmp_path / "calls.journal").read_text().splitlines()
     assert len(lines) == 10 and all('"op":"finish"' in line for line in lines)
-    store.close()
+    journal.close()
 
 
 def test_a_recycled_pid_is_never_signalled() -> None:

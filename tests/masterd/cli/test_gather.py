@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from noded.launcher import free_port
+from masterd.local import free_port
 from tests.helpers import NodeFactory
 
 
@@ -16,7 +16,7 @@ async def gather_cli(nodes_file: Path, *args: str) -> tuple[int, list[str]]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "rpc_client.cli",
+        "masterd.cli",
         "--nodes",
         str(nodes_file),
         "gather",
@@ -73,7 +73,7 @@ async def test_gather_without_nodes_file_is_a_usage_error(tmp_path: Path) -> Non
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "rpc_client.cli",
+        "masterd.cli",
         "gather",
         "echo",
         stdout=asyncio.subprocess.PIPE,

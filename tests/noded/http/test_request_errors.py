@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from tests.helpers import put, run_node
 
 pytestmark = pytest.mark.both_spawners

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from noded.frames import InvalidFrame, decode_frame
-from noded.process import Outcome
+from noded.process.child.frames import InvalidFrame, decode_frame
+from noded.process.function import Outcome
+from rpc_client import protocol
 
 _PREVIEW_BYTES = 200
 
@@ -25,14 +26,14 @@ def call_result(
     if outcome.frame_too_large:
         return None, _error(
             outcome,
-            "ResultTooLarge",
+            protocol.RESULT_TOO_LARGE,
             f"result frame is over the limit of {max_frame_bytes} bytes; the process was killed",
             limit_bytes=max_frame_bytes,
         )
     if outcome.partial_stdout:
         return None, invalid_result(outcome, "no newline-terminated frame", outcome.partial_stdout)
     return None, _error(
-        outcome, "FunctionProcessDied", f"{_how_it_ended(outcome)} without a result"
+        outcome, protocol.FUNCTION_PROCESS_DIED, f"{_how_it_ended(outcome)} without a result"
     )
 
 
@@ -44,7 +45,7 @@ def aborted(outcome: Outcome, reason: str) -> dict[str, Any]:
     }
     return _error(
         outcome,
-        "FunctionAborted",
+        protocol.FUNCTION_ABORTED,
         f"function was killed because {words.get(reason, reason)}",
         reason=reason,
     )
@@ -54,7 +55,7 @@ def invalid_result(outcome: Outcome, why: str, written: bytes) -> dict[str, Any]
     preview = written[:_PREVIEW_BYTES].decode("utf-8", "replace")
     return _error(
         outcome,
-        "InvalidResult",
+        protocol.INVALID_RESULT,
         f"function process wrote an invalid result frame ({why}): {preview!r}",
     )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from noded.zygote import BIND_NOW_ADDED
+from noded.process.child.zygote import BIND_NOW_ADDED
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
 from tests.helpers import (

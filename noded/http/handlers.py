@@ -8,18 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from noded.config import NodedConfig
-from noded.identity import Identity
+from noded.http.keys import CONFIG, IDENTITY, REGISTRY, SUPERVISOR
 from noded.metrics import CONTENT_TYPE
-from noded.registry import Registry
-from noded.supervisor import Supervisor
 from rpc_client import protocol
 from rpc_client.errors import BadRequest, MethodNotAllowed, UnknownProcedure
-
-CONFIG = web.AppKey("config", NodedConfig)
-SUPERVISOR = web.AppKey("supervisor", Supervisor)
-IDENTITY = web.AppKey("identity", Identity)
-REGISTRY = web.AppKey("registry", Registry)
 
 Handler = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -38,7 +30,7 @@ async def wait_for_function(app: web.Application, body: dict[str, Any]) -> dict[
 
 async def abort_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     supervisor = app[SUPERVISOR]
-    call = supervisor.find(protocol.parse_fnc_id_field(body))
+    call = supervisor.find(protocol.AbortFunctionRequest.from_wire(body).fnc_id)
     return (await supervisor.abort(call, "aborted")).to_wire()
 
 

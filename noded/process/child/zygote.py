@@ -1,7 +1,7 @@
 """The fork server ("zygote"): imports the function modules once, forks a child per call.
 
-Started by the daemon as ``python -m noded.zygote CONTROL_FD MODULE...``; it imports
-nothing of aiohttp.  It speaks over a SOCK_SEQPACKET socket (one message per datagram):
+Started by the daemon as ``python -m noded.process.child.zygote CONTROL_FD MODULE...``;
+it imports nothing of aiohttp.  It speaks over a SOCK_SEQPACKET socket (one message per datagram):
 
 ====================  =========================================================
 daemon -> zygote      ``F``: fork a child
@@ -28,7 +28,7 @@ import struct
 import sys
 import time
 
-from noded import runner
+from noded.process.child import runner
 from noded.registry import load_modules
 
 READY = b"Y"
@@ -149,6 +149,6 @@ def _max_fd() -> int:
 
 
 if __name__ == "__main__":
-    from noded import zygote
+    from noded.process.child import zygote
 
     zygote.main(sys.argv[1:])

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.errors import REMOTE_ERRORS
 from tests.helpers import node_env
 

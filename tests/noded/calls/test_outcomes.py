@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from tests.helpers import lasting_zombies, run_node
 
@@ -28,7 +28,7 @@ async def test_a_raised_exception_gives_its_type_message_and_traceback(
     assert error["type"] == "RuntimeError"
     assert error["message"] == "disk on fire"
     assert "tests/functions.py" in error["traceback"]
-    assert "noded/runner.py" not in error["traceback"]
+    assert "noded/process/child/runner.py" not in error["traceback"]
     assert error["traceback"].rstrip().endswith("RuntimeError: disk on fire")
 
 

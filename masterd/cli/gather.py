@@ -13,13 +13,33 @@ from typing import Any
 
 import orjson
 
+from masterd.cli.common import (
+    EXIT_FAILED,
+    EXIT_NODE,
+    EXIT_OK,
+    add_function_args,
+    parse_fn_args,
+)
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult
 from masterd.node import load_nodes
-from rpc_client.cli import EXIT_FAILED, EXIT_NODE, EXIT_OK, parse_fn_args
 from rpc_client.tls import TLSConfig
 
 _DETAIL_CHARS = 120
+
+
+def add_gather_command(sub: Any) -> None:
+    gather = sub.add_parser("gather", help="call a function on every node of --nodes")
+    add_function_args(gather)
+    gather.add_argument(
+        "--timeout", type=float, default=60.0, help="overall deadline in seconds (default 60)"
+    )
+    gather.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
+    gather.add_argument(
+        "--concurrency", type=int, default=None, help="most nodes called at once (default: all)"
+    )
+    gather.add_argument("--only-failed", action="store_true", help="print only nodes not ok")
+    gather.add_argument("--json", action="store_true", help="JSON lines instead of text")
 
 
 async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:

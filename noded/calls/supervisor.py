@@ -15,22 +15,18 @@ from typing import Any
 import orjson
 import psutil
 
-from noded.calls import AbortReason, CallTable, FunctionCall, args_digest
+from noded.calls.journal import CallJournal
+from noded.calls.outcomes import call_result
+from noded.calls.table import AbortReason, CallTable, FunctionCall, args_digest
 from noded.config import NodedConfig
-from noded.frames import encode_request
-from noded.logs import event
 from noded.metrics import Metrics
-from noded.outcomes import call_result
-from noded.process import (
-    FunctionProcess,
-    Outcome,
-    ProcessSet,
-    Spawner,
-    is_resource_shortage,
-)
+from noded.process.child.frames import encode_request
+from noded.process.function import FunctionProcess, Outcome, ProcessSet
+from noded.process.leftovers import is_resource_shortage, kill_leftover_group
+from noded.process.spawners import Spawner
 from noded.registry import Registry
-from noded.store import CallStore
 from rpc_client.errors import BadRequest, NodeBusy, NodeShuttingDown, UnknownFunction
+from rpc_client.logs import event
 from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
 
 log = logging.getLogger("noded.calls")
@@ -47,20 +43,20 @@ class Supervisor:
         registry: Registry,
         spawner: Spawner,
         daemon_pid: int,
-        store: CallStore,
+        journal: CallJournal,
         metrics: Metrics,
     ) -> None:
         self._config = config
         self._registry = registry
         self._spawner = spawner
         self._daemon_pid = daemon_pid
-        self._store = store
+        self._journal = journal
         self.metrics = metrics
         self.calls = CallTable(
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
             max_retained=config.max_retained,
-            on_forget=store.forget,
+            on_forget=journal.forget,
         )
         metrics.count_gauges(lambda: len(self.calls.running), lambda: len(self.calls.retained))
         self._processes = ProcessSet()
@@ -70,20 +66,24 @@ class Supervisor:
 
     def recover(self) -> None:
         """Take over from the daemon before: kill its leftovers, keep its results."""
-        found = self._store.recover(
-            result_ttl_s=self._config.result_ttl_s, daemon_pid=self._daemon_pid
-        )
-        for fnc_id, why in found.lost.items():
-            self.calls.remember_lost(fnc_id, why)
+        found = self._journal.replay(result_ttl_s=self._config.result_ttl_s)
+        killed = 0
+        for leftover in found.unfinished:
+            killed += kill_leftover_group(leftover.pid, leftover.pid_birth)
+            self.calls.remember_lost(
+                leftover.fnc_id,
+                "it was still running when the ganeti-noded that started it stopped; "
+                f"ganeti-noded {self._daemon_pid} killed what was left of it at start-up",
+            )
         for call in found.finished:
             self.calls.restore(call)
-        if found.lost or found.finished:
+        if found.unfinished or found.finished:
             event(
                 log,
                 "daemon.recovered",
                 results=len(found.finished),
-                lost=len(found.lost),
-                killed_groups=found.killed_groups,
+                lost=len(found.unfinished),
+                killed_groups=killed,
             )
 
     # --- procedures -------------------------------------------------------------
@@ -173,7 +173,7 @@ class Supervisor:
             digest=args_digest(encoded) if request.request_id else b"",
         )
         call.pid_birth = proc.birth
-        self._store.started(call)
+        self._journal.started(call)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
@@ -222,7 +222,7 @@ class Supervisor:
         result, error = call_result(outcome, call.abort_reason, self._config.max_result_bytes)
         call.finish(result, error)
         # written before any waiter runs: none is woken until this callback returns
-        self._store.finished(call)
+        self._journal.finished(call)
         self.calls.retain(call)
         # the log line and the metrics wait for the loop's next turn, after the answer
         asyncio.get_running_loop().call_soon(self._record_finish, call)
@@ -267,8 +267,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval_s)
             self.calls.expire(time.time())
-            if self._store.needs_compaction(len(self.calls)):
-                self._store.compact(self.calls.all_calls())
+            if self._journal.needs_compaction(len(self.calls)):
+                self._journal.compact(self.calls.all_calls())
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""
@@ -293,7 +293,7 @@ class Supervisor:
                 pids=[proc.pid for proc in self._processes.live.values()],
             )
         await self._spawner.close()
-        self._store.close()
+        self._journal.close()
 
 
 def _encode(request: StartFunctionRequest) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from noded.launcher import LocalNode
+from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.errors import RequestIdConflict
 from rpc_client.protocol import FNC_ID_RE, FncId

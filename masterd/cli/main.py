@@ -16,36 +16,49 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from rpc_client.client import NodeClient
-from rpc_client.errors import (
-    FunctionFailed,
-    NodeBusy,
-    NodeShuttingDown,
-    RemoteError,
-    RPCError,
-    TransportError,
+from masterd.call import CallOptions, run_call
+from masterd.cli.certs import add_certs_commands, cmd_certs
+from masterd.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_function_args,
+    exit_status_of,
+    parse_fn_args,
+    parse_node,
+    print_json,
+    print_state,
+    tls_from_args,
 )
+from masterd.cli.gather import add_gather_command, run_gather
+from rpc_client.client import NodeClient
+from rpc_client.errors import RPCError
 from rpc_client.protocol import DEFAULT_PORT, CallState
-from rpc_client.tls import TLSConfig
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_NODE = 0, 1, 2, 3, 4
 NODE_ENV = "RPC_CLI_NODE"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rpc-cli", description="Call a ganeti-noded by hand.")
-    p.add_argument(
+    parser = argparse.ArgumentParser(prog="rpc-cli", description="Call a ganeti-noded by hand.")
+    parser.add_argument(
         "--node",
         default=os.environ.get(NODE_ENV, f"127.0.0.1:{DEFAULT_PORT}"),
         metavar="HOST[:PORT]",
         help=f"the node (default ${NODE_ENV} or 127.0.0.1:{DEFAULT_PORT})",
     )
-    p.add_argument(
+    parser.add_argument(
         "--nodes", default=None, metavar="NODES_TOML", help="the cluster's nodes file, for gather"
     )
-    tls = p.add_argument_group("mutual TLS (all three, or none)")
+    _add_tls_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_call_commands(sub)
+    _add_query_commands(sub)
+    add_certs_commands(sub)
+    add_gather_command(sub)
+    return parser
+
+
+def _add_tls_options(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group("mutual TLS (all three, or none)")
     tls.add_argument(
         "--tls-cert", type=Path, default=None, metavar="FILE", help="this master's certificate"
     )
@@ -62,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept any node certificate the CA signed (one shared certificate)",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def _add_call_commands(sub: Any) -> None:
     start = sub.add_parser("start", help="StartFunction: start a call, wait up to --timeout")
-    _add_function_args(start)
+    add_function_args(start)
     start.add_argument("--timeout", type=float, default=0.0, help="seconds to wait (default 0)")
     start.add_argument("--request-id", default=None, help="idempotency key")
     start.add_argument("--abort-after", type=float, default=None, metavar="S")
@@ -72,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("fnc_id")
     wait.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     call = sub.add_parser("call", help="start a call and wait in rounds until it finishes")
-    _add_function_args(call)
+    add_function_args(call)
     call.add_argument(
         "--timeout", type=float, default=None, help="overall deadline in seconds (default: none)"
     )
@@ -80,55 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--abort-after", type=float, default=None, metavar="S")
     abort = sub.add_parser("abort", help="AbortFunction: kill a call")
     abort.add_argument("fnc_id")
+
+
+def _add_query_commands(sub: Any) -> None:
     listing = sub.add_parser("list", help="ListFunctions: running and kept calls, as a table")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     sub.add_parser("identify", help="Identify: who the node is")
     sub.add_parser("functions", help="DescribeFunctions: what the node can run")
-    _add_certs_commands(sub)
-    gather = sub.add_parser("gather", help="call a function on every node of --nodes")
-    _add_function_args(gather)
-    gather.add_argument(
-        "--timeout", type=float, default=60.0, help="overall deadline in seconds (default 60)"
-    )
-    gather.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
-    gather.add_argument(
-        "--concurrency", type=int, default=None, help="most nodes called at once (default: all)"
-    )
-    gather.add_argument("--only-failed", action="store_true", help="print only nodes not ok")
-    gather.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    return p
-
-
-def _add_function_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("fn_name")
-    parser.add_argument(
-        "fn_args",
-        nargs="?",
-        default="{}",
-        metavar="ARGS_JSON",
-        help="named arguments as a JSON object, e.g. '{\"seconds\": 2}'",
-    )
-
-
-def parse_node(text: str) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, DEFAULT_PORT
-
-
-def parse_fn_args(text: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"ARGS_JSON is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValueError("ARGS_JSON must be a JSON object of named arguments")
-    return value
 
 
 # --- commands -------------------------------------------------------------------------
@@ -152,8 +125,6 @@ async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
-    from masterd.call import run_call  # the master's polling loop, not a second copy
-
     began = time.monotonic()
 
     def progress(state: CallState) -> None:
@@ -165,8 +136,7 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
         args.fn_name,
         parse_fn_args(args.fn_args),
         args.timeout,
-        wait_s=args.wait,
-        abort_after=args.abort_after,
+        CallOptions(wait_s=args.wait, abort_after=args.abort_after),
         on_progress=progress,
     )
     return print_state(state)
@@ -224,82 +194,8 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def print_json(value: Any) -> None:
-    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
-
-
-def print_state(state: CallState) -> int:
-    print_json(state.to_wire())
-    if not state.finished:
-        return EXIT_RUNNING
-    if state.error is not None:
-        failure = FunctionFailed(state.error, fnc_id=state.fnc_id)
-        print(f"rpc-cli: function failed: {failure}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-def exit_status_of(exc: RPCError) -> int:
-    """The exit status for an error that stopped the command."""
-    if isinstance(exc, TransportError | NodeBusy | NodeShuttingDown):
-        return EXIT_NODE
-    if isinstance(exc, RemoteError):
-        return EXIT_USAGE
-    return EXIT_FAILED
-
-
-def _add_certs_commands(sub: Any) -> None:
-    certs = sub.add_parser("certs", help="make a cluster CA and certificates")
-    certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
-    init = certs_sub.add_parser("init", help="create a cluster CA in DIR")
-    init.add_argument("dir", type=Path)
-    issue = certs_sub.add_parser("issue", help="issue DIR/NAME.crt and DIR/NAME.key")
-    issue.add_argument("dir", type=Path)
-    issue.add_argument("name")
-    role = issue.add_mutually_exclusive_group(required=True)
-    role.add_argument("--node", dest="role", action="store_const", const="node")
-    role.add_argument("--master", dest="role", action="store_const", const="master")
-    issue.add_argument(
-        "--address",
-        action="append",
-        default=[],
-        help="an address or other name of the node (repeatable)",
-    )
-    issue.add_argument("--days", type=int, default=825)
-
-
-def cmd_certs(args: argparse.Namespace) -> int:
-    from rpc_client import certs  # cryptography is only needed here
-
-    if args.certs_command == "init":
-        made = certs.init_ca(args.dir)
-    else:
-        made = certs.issue(
-            args.dir, args.name, args.role, addresses=tuple(args.address), days=args.days
-        )
-    print_json({"cert": str(made.cert), "key": str(made.key)})
-    return EXIT_OK
-
-
-def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
-    files = (args.tls_cert, args.tls_key, args.tls_ca)
-    if not any(files):
-        return None
-    if not all(files):
-        raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
-    return TLSConfig(
-        cert=args.tls_cert,
-        key=args.tls_key,
-        ca=args.tls_ca,
-        verify_name=not args.tls_no_verify_name,
-        server_name=args.tls_server_name,
-    )
-
-
 async def run(args: argparse.Namespace) -> int:
     if args.command == "gather":
-        from rpc_client.gather_cli import run_gather  # needs masterd; only loaded here
-
         return await run_gather(args, tls_from_args(args))
     host, port = parse_node(args.node)
     async with NodeClient(host, port, tls=tls_from_args(args)) as node:

@@ -7,10 +7,11 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from noded.handlers import CONFIG, SUPERVISOR, json_response
-from noded.logs import event
+from noded.http.handlers import json_response
+from noded.http.keys import CONFIG, SUPERVISOR
 from rpc_client import tls
 from rpc_client.errors import Forbidden, NodeBusy, RemoteError, RequestTooLarge
+from rpc_client.logs import event
 
 log = logging.getLogger("noded.http")
 

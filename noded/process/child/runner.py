@@ -1,8 +1,8 @@
 """The inside of a function process: read the call, run it, write one frame, leave.
 
-Run as ``python -m noded.runner [MODULE ...]``.  Before the function runs, the real
-stdout is moved to a private descriptor and fd 1 points at stderr, so whatever the
-function (or a program it starts) prints goes to stderr, never into the frame.
+Run as ``python -m noded.process.child.runner [MODULE ...]``.  Before the function runs,
+the real stdout is moved to a private descriptor and fd 1 points at stderr, so whatever
+the function (or a program it starts) prints goes to stderr, never into the frame.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from noded import frames
+from noded.process.child import frames
 from noded.registry import load_modules
 
 #: The descriptor that carries the result frame; set by :func:`main`.
@@ -106,6 +106,6 @@ def _flush_and_leave(frame: bytes) -> None:
 if __name__ == "__main__":
     # Run main() of the module as imported by name, so that functions which import
     # noded.runner see the same frame_fd.
-    from noded import runner
+    from noded.process.child import runner
 
     runner.main(sys.argv[1:])

@@ -1,0 +1,7 @@
+"""``python -m masterd.cli``: the same as ``rpc-cli``."""
+
+import sys
+
+from masterd.cli.main import main
+
+sys.exit(main())

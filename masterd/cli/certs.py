@@ -1,0 +1,42 @@
+"""``rpc-cli certs init|issue``: a cluster CA and the certificates it signs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from masterd.cli.common import EXIT_OK, print_json
+
+
+def add_certs_commands(sub: Any) -> None:
+    certs = sub.add_parser("certs", help="make a cluster CA and certificates")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
+    init = certs_sub.add_parser("init", help="create a cluster CA in DIR")
+    init.add_argument("dir", type=Path)
+    issue = certs_sub.add_parser("issue", help="issue DIR/NAME.crt and DIR/NAME.key")
+    issue.add_argument("dir", type=Path)
+    issue.add_argument("name")
+    role = issue.add_mutually_exclusive_group(required=True)
+    role.add_argument("--node", dest="role", action="store_const", const="node")
+    role.add_argument("--master", dest="role", action="store_const", const="master")
+    issue.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        help="an address or other name of the node (repeatable)",
+    )
+    issue.add_argument("--days", type=int, default=825)
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from rpc_client import certs  # cryptography is only needed here
+
+    if args.certs_command == "init":
+        made = certs.init_ca(args.dir)
+    else:
+        made = certs.issue(
+            args.dir, args.name, args.role, addresses=tuple(args.address), days=args.days
+        )
+    print_json({"cert": str(made.cert), "key": str(made.key)})
+    return EXIT_OK

@@ -1,0 +1,59 @@
+"""``create_app``: the aiohttp application of ganeti-noded.
+
+Building it touches nothing: the journal is replayed (and a crashed daemon's leftover
+process groups killed) when the application starts, in its ``cleanup_ctx``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from noded.calls.journal import CallJournal
+from noded.calls.supervisor import Supervisor
+from noded.config import NodedConfig
+from noded.http.handlers import dispatch, metrics_page
+from noded.http.keys import CONFIG, IDENTITY, REGISTRY, SUPERVISOR
+from noded.http.middleware import error_middleware
+from noded.identity import Identity
+from noded.metrics import Metrics
+from noded.process.spawners import Spawner
+from noded.registry import Registry
+
+
+def create_app(
+    config: NodedConfig,
+    *,
+    registry: Registry,
+    identity: Identity,
+    spawner: Spawner,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    """The application: every procedure on ``/{procedure}``, errors from one middleware."""
+    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[REGISTRY] = registry
+    app[IDENTITY] = identity
+    journal = CallJournal(config.state_dir)
+    app[SUPERVISOR] = Supervisor(
+        config, registry, spawner, identity.pid, journal, metrics or Metrics()
+    )
+    app.router.add_get("/metrics", metrics_page, allow_head=False)
+    app.router.add_route("*", "/{procedure:.*}", dispatch)
+    app.cleanup_ctx.append(_recover_then_expire_results)
+    return app
+
+
+async def _recover_then_expire_results(app: web.Application) -> AsyncIterator[None]:
+    """At start, before the first request: take over from the daemon before.  Then, while
+    the application runs, drop results past their time."""
+    supervisor = app[SUPERVISOR]
+    supervisor.recover()
+    task = asyncio.create_task(supervisor.expire_forever(), name="expire-results")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
