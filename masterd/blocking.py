@@ -11,14 +11,16 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 from masterd import cluster as async_cluster
+from masterd.follow import follow
 from masterd.gather import GatherSummary, NodeResult
 from masterd.node import Node
+from masterd.output import OutputEvent
 
 T = TypeVar("T")
 
@@ -98,28 +100,41 @@ class Cluster:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> Iterator[NodeResult]:
-        """Yield each node's :class:`NodeResult` as it arrives; leaving early cancels the rest."""
-        results: queue.Queue[Any] = queue.Queue()
-        pump = self._loop.submit(self._pump(results, fn_name, fn_args, timeout, kwargs))
+        """Yield each node's :class:`NodeResult` as it arrives; leaving early cancels the rest.
+
+        An ``on_output`` callback runs in the background loop's thread."""
+        yield from self._iterate(
+            lambda: self._cluster.call_many(fn_name, fn_args, timeout, **kwargs)
+        )
+
+    def follow(
+        self, node: Node | str, fnc_id: str, from_: int = 0, timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Iterator[OutputEvent]:  # fmt: skip
+        """Yield each :class:`OutputEvent` of a call already started, as it arrives, until
+        it finished and its output is read; see :func:`masterd.follow.follow`."""
+        yield from self._iterate(
+            lambda: follow(self._cluster.client(node), fnc_id, from_, timeout, **kwargs)
+        )
+
+    def _iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+        """The items of the async iterator ``make()`` runs in the loop, here as they come;
+        leaving early cancels it."""
+        items: queue.Queue[Any] = queue.Queue()
+        pump = self._loop.submit(self._pump(items, make))
         try:
-            while (item := self._next(results, pump)) is not _DONE:
+            while (item := self._next(items, pump)) is not _DONE:
                 yield item
         finally:
             pump.cancel()
 
-    async def _pump(
-        self,
-        results: queue.Queue[Any],
-        fn_name: str,
-        fn_args: dict[str, Any] | None,
-        timeout: float | None,
-        kwargs: dict[str, Any],
-    ) -> None:
+    @staticmethod
+    async def _pump(items: queue.Queue[Any], make: Callable[[], AsyncIterator[Any]]) -> None:
         try:
-            async for result in self._cluster.call_many(fn_name, fn_args, timeout, **kwargs):
-                results.put(result)
+            async for item in make():
+                items.put(item)
         finally:
-            results.put(_DONE)
+            items.put(_DONE)
 
     @staticmethod
     def _next(results: queue.Queue[Any], pump: concurrent.futures.Future[None]) -> Any:

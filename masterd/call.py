@@ -18,10 +18,11 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from masterd.output import OutputCallback, events_of
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,
@@ -130,6 +131,7 @@ async def call_function(
     request_id: str | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     abort_on_timeout: bool = False,
+    on_output: OutputCallback | None = None,
 ) -> Any:
     """Run ``fn_name`` on ``node`` and return its result.
 
@@ -141,9 +143,15 @@ async def call_function(
     With ``abort_on_timeout``, a call still running at the deadline is sent AbortFunction
     (without waiting more than :data:`ABORT_SEND_S` for the node to confirm) before
     CallTimeout is raised; ``CallTimeout.aborted`` says whether the node confirmed.
+
+    With ``on_output``, the call's output and progress are followed as they happen:
+    each :class:`OutputEvent` (tagged with the node's name) is passed to it, in order,
+    each once, before the result is returned.
     """
     options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
-    state = await run_call(node, fn_name, fn_args, timeout, options, request_id=request_id)
+    state = await run_call(
+        node, fn_name, fn_args, timeout, options, request_id=request_id, on_output=on_output
+    )
     try:
         return outcome_of(state, node.name, timeout)
     except CallTimeout as exc:
@@ -178,21 +186,24 @@ async def run_call(
     *,
     request_id: str | None = None,
     on_progress: Callable[[CallState], None] | None = None,
+    on_output: OutputCallback | None = None,
 ) -> CallState:
     """Start and poll a call until it finishes or ``timeout`` passes; its last state.
 
-    ``on_progress`` sees every state that is not finished yet.
+    ``on_progress`` sees every state that is not finished yet; ``on_output`` every event
+    of its output, as in :func:`call_function`.
     """
-    rounds = _Rounds(node, Deadline(timeout), options)
+    rounds = Rounds(node, Deadline(timeout), options)
     request_id = request_id or new_request_id()
+    # Following output, the start answers at once: its wait would end only at the result.
     state = await rounds.run(
         lambda wait, bound: node.start_function(
-            fn_name, fn_args, timeout=wait, abort_after=options.abort_after,
-            request_id=request_id, request_timeout_s=bound,
+            fn_name, fn_args, timeout=0 if on_output else wait,
+            abort_after=options.abort_after, request_id=request_id, request_timeout_s=bound,
         ),
         what=f"StartFunction {fn_name} request_id={request_id}",
     )  # fmt: skip
-    return await rounds.poll(state, on_progress)
+    return await rounds.poll(state, on_progress, on_output)
 
 
 async def wait_for_call(
@@ -207,7 +218,7 @@ async def wait_for_call(
 
     Returns its result or raises as :func:`call_function` does.
     """
-    rounds = _Rounds(node, Deadline(timeout), CallOptions(wait_s=wait_s, retry=retry))
+    rounds = Rounds(node, Deadline(timeout), CallOptions(wait_s=wait_s, retry=retry))
     state = await rounds.poll(await rounds.wait(fnc_id))
     return outcome_of(state, node.name, timeout)
 
@@ -228,7 +239,7 @@ def outcome_of(state: CallState, node: str, timeout: float | None) -> Any:
 Request = Callable[[float, float], Awaitable[CallState]]
 
 
-class _Rounds:
+class Rounds:
     """The requests of one call: waits cut to the deadline, safe retries."""
 
     def __init__(self, node: NodeClient, deadline: Deadline, options: CallOptions) -> None:
@@ -238,20 +249,48 @@ class _Rounds:
         self.retry = options.retry
 
     async def poll(
-        self, state: CallState, on_progress: Callable[[CallState], None] | None = None
+        self,
+        state: CallState,
+        on_progress: Callable[[CallState], None] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CallState:
-        """WaitForFunction rounds until the call finishes or the deadline passes."""
-        while not state.finished and not self.deadline.passed:
-            if on_progress is not None:
-                on_progress(state)
-            state = await self.wait(state.fnc_id)
-        return state
+        """WaitForFunction rounds until the call finishes or the deadline passes; with
+        ``on_output``, its output is followed from the start, every event passed on."""
+        if on_output is None:
+            while not state.finished and not self.deadline.passed:
+                if on_progress is not None:
+                    on_progress(state)
+                state = await self.wait(state.fnc_id)
+            return state
+        last = state
+        async for last in self.follow(state, 0):
+            if on_progress is not None and not last.finished:
+                on_progress(last)
+            for output_event in events_of(self.node.name, last.fnc_id, last.output or {}):
+                on_output(output_event)
+        return last
 
-    async def wait(self, fnc_id: str) -> CallState:
+    async def follow(self, state: CallState, position: int) -> AsyncIterator[CallState]:
+        """The states of WaitForFunction rounds that read the output from ``position``,
+        until the call finished and its output is read, or the deadline passed.  A
+        retried request asks again from the same position: nothing is seen twice."""
+        while not (state.finished and position >= state.output_next) and not (self.deadline.passed):
+            state = await self.wait(state.fnc_id, position)
+            output = state.output
+            if output is None:  # a node of protocol 1.0: no output to follow
+                yield state
+                return
+            stuck = output["next"] <= position and not output["events"] and state.finished
+            position = max(position, output["next"])
+            yield state
+            if stuck:  # finished, and the node has nothing more to give from here
+                return
+
+    async def wait(self, fnc_id: str, output_from: int | None = None) -> CallState:
         try:
             return await self.run(
                 lambda wait, bound: self.node.wait_for_function(
-                    fnc_id, timeout=wait, request_timeout_s=bound
+                    fnc_id, timeout=wait, output_from=output_from, request_timeout_s=bound
                 ),
                 what=f"WaitForFunction {fnc_id}",
             )

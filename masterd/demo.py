@@ -1,8 +1,9 @@
 """``make run``: a real ganeti-noded on 127.0.0.1 and a master calling it.
 
 Over mutual TLS with a throwaway CA (the default path is the secure one), shows a quick
-call, a long call polled to completion, a fire-and-forget call collected later, and a
-failure with its remote error; then stops the daemon with SIGTERM.
+call, a long call polled to completion, a fire-and-forget call collected later, a
+failure with its remote error, and a call whose output and progress stream live; then
+stops the daemon with SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from masterd.call import CallOptions, call_function, run_call
 from masterd.local import LocalNode
+from masterd.output import OutputEvent
 from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import FunctionFailed
@@ -64,6 +66,22 @@ async def failing_call(node: NodeClient) -> None:
         raise AssertionError("sleep(-1) should have failed")
 
 
+async def live_output(node: NodeClient) -> None:
+    say("5. live output     copy_disks(3): its stdout, stderr and progress as they happen:")
+    began = time.monotonic()
+
+    def show(event: OutputEvent) -> None:
+        if event.stream == "progress":
+            done = "   ?" if event.fraction is None else f"{event.fraction:4.0%}"
+            shown = f"progress {done}  {event.text}"
+        else:
+            shown = f"{event.stream:<8} {event.text.rstrip()}"
+        say(f"     {time.monotonic() - began:4.1f} s  {shown}")
+
+    result = await call_function(node, "copy_disks", {"disks": 3}, timeout=30, on_output=show)
+    say(f"     {time.monotonic() - began:4.1f} s  finished -> {result!r}")
+
+
 def make_certificates(directory: Path) -> tuple[list[str], TLSConfig]:
     """A throwaway cluster CA, a node certificate and a master certificate."""
     ca = directory / "ca"
@@ -71,6 +89,8 @@ def make_certificates(directory: Path) -> tuple[list[str], TLSConfig]:
     node = certs.issue(ca, "demo-node", "node", addresses=("127.0.0.1",))
     master = certs.issue(ca, "demo-master", "master")
     daemon_args = [
+        "--functions",
+        "noded.examples",
         "--tls-cert",
         str(node.cert),
         "--tls-key",
@@ -100,6 +120,7 @@ async def main() -> int:
                 await long_call(node)
                 await fire_and_forget(node)
                 await failing_call(node)
+                await live_output(node)
             say()
             say("stopping the daemon with SIGTERM ...")
             status = await daemon.stop()

@@ -23,6 +23,7 @@ from masterd.call import (
     outcome_of,
     run_call,
 )
+from masterd.output import OutputCallback
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,
@@ -98,8 +99,12 @@ async def call_many(
     concurrency: int | None = None,
     abort_after: float | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
+    on_output: OutputCallback | None = None,
 ) -> AsyncGenerator[NodeResult, None]:
     """Call ``fn_name`` on every node at once; yield each :class:`NodeResult` as it comes.
+
+    With ``on_output``, every node's output is followed: each :class:`OutputEvent`, its
+    ``node`` the node's name, is passed to it as it arrives.
 
     Leaving the loop early cancels the calls still running here (use
     ``contextlib.aclosing`` to have that happen at once rather than when the generator is
@@ -110,7 +115,7 @@ async def call_many(
         raise ValueError(f"concurrency must be >= 1 or None, got {concurrency}")
     deadline = Deadline(timeout)
     options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
-    run = _GatherRun(deadline, concurrency, fn_name, fn_args, options)
+    run = _GatherRun(deadline, concurrency, fn_name, fn_args, options, on_output)
     tasks = [asyncio.create_task(run.one(client), name=f"call {client.name}") for client in clients]
     try:
         pending = {client.name for client in clients}
@@ -150,7 +155,9 @@ class _GatherRun:
         fn_name: str,
         fn_args: dict[str, Any] | None,
         options: CallOptions,
+        on_output: OutputCallback | None = None,
     ) -> None:
+        self.on_output = on_output
         self.deadline = deadline
         self.concurrency = concurrency
         self.limit = asyncio.Semaphore(concurrency) if concurrency else None
@@ -172,6 +179,7 @@ class _GatherRun:
             state = await run_call(
                 client, self.fn_name, self.fn_args, self.deadline.left_s(), self.options,
                 on_progress=lambda s: self.fnc_ids.__setitem__(client.name, s.fnc_id),
+                on_output=self.on_output,
             )  # fmt: skip
         return outcome_of(state, client.name, self.deadline.timeout_s)
 

@@ -11,9 +11,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from noded import __version__
 from noded.config import NodedConfig
 from noded.server import Server
+from noded.version import __version__
 from rpc_client.logs import setup_logging
 
 

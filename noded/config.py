@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 MiB = 1024 * 1024
+#: two segments of the output log (noded.calls.output) of the smallest size
+MIN_OUTPUT_BYTES = 8 * 1024
 
 
 def flag(help: str, *, metavar: str | None = None) -> dict[str, Any]:
@@ -75,6 +77,13 @@ class NodedConfig:
     )
     max_result_bytes: int = field(
         default=64 * MiB, metadata=flag("largest result frame (default 64 MiB)")
+    )
+    max_output_bytes: int = field(
+        default=MiB,
+        metadata=flag(
+            "a call's output kept on disk, the newest; older output is dropped "
+            "(default 1 MiB, at least 8 KiB)"
+        ),
     )
     stderr_tail_bytes: int = field(
         default=64 * 1024,
@@ -168,6 +177,10 @@ class NodedConfig:
             raise ValueError("--tls-allowed-clients needs TLS (--tls-cert, --tls-key, --tls-ca)")
         if self.spawn not in ("fork", "exec"):
             raise ValueError(f"spawn must be 'fork' or 'exec', got {self.spawn!r}")
+        if self.max_output_bytes < MIN_OUTPUT_BYTES:
+            raise ValueError(
+                f"max_output_bytes must be at least {MIN_OUTPUT_BYTES}, got {self.max_output_bytes}"
+            )
         if self.spare_processes < 0:
             raise ValueError(f"spare_processes must be >= 0, got {self.spare_processes}")
         if self.log_format not in ("text", "json"):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from noded import __version__
+from noded.version import __version__
 
 _UUID_FILE = "node-uuid"
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

@@ -71,6 +71,13 @@ class Metrics:
             registry=r,
         )
         self.kills = Counter("noded_kills", "Process groups that needed SIGKILL", registry=r)
+        self.output_kept = Counter(
+            "noded_output_bytes_kept", "Bytes of call output written to the state directory",
+            registry=r)  # fmt: skip
+        self.output_dropped = Counter(
+            "noded_output_bytes_dropped",
+            "Bytes of call output dropped: over --max-output-bytes, or not writable",
+            registry=r)  # fmt: skip
         self.zygote_restarts = Counter(
             "noded_zygote_restarts", "Fork servers started again after one died", registry=r
         )

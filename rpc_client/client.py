@@ -123,12 +123,20 @@ class NodeClient:
         return self._call_state(answer)
 
     async def wait_for_function(
-        self, fnc_id: str, *, timeout: float, request_timeout_s: float | None = None
+        self,
+        fnc_id: str,
+        *,
+        timeout: float,
+        output_from: int | None = None,
+        request_timeout_s: float | None = None,
     ) -> CallState:
-        """WaitForFunction: wait up to ``timeout`` seconds for the call to finish.
+        """WaitForFunction: wait up to ``timeout`` seconds for the call to finish; with
+        ``output_from``, also until output past that position, which the state's
+        ``output`` then carries.
 
         A malformed ``fnc_id`` raises :class:`BadRequest` here, as the node would."""
-        body = protocol.WaitForFunctionRequest(FncId.parse(fnc_id), timeout).to_wire()
+        request = protocol.WaitForFunctionRequest(FncId.parse(fnc_id), timeout, output_from)
+        body = request.to_wire()
         answer = await self.call(
             protocol.WAIT_FOR_FUNCTION, body, self._wait_bound(timeout, request_timeout_s)
         )

@@ -92,15 +92,26 @@ class CallState:
     finished: bool
     result: Any = None
     error: dict[str, Any] | None = None
+    #: (1.1) the latest progress report ``{"fraction", "message", "at"}``, or None
+    progress: dict[str, Any] | None = None
+    #: (1.1) the position just past the call's output so far
+    output_next: int = 0
+    #: (1.1) with WaitForFunction's ``output_from``: ``{"from", "next", "skipped", "events"}``
+    output: dict[str, Any] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The state as the JSON object the contract names."""
-        return {
+        wire = {
             "fnc_id": self.fnc_id,
             "finished": self.finished,
             "result": self.result,
             "error": self.error,
+            "progress": self.progress,
+            "output_next": self.output_next,
         }
+        if self.output is not None:
+            wire["output"] = self.output
+        return wire
 
     @classmethod
     def from_wire(cls, body: Any) -> CallState:
@@ -112,12 +123,28 @@ class CallState:
             raise ValueError("call state lacks a string fnc_id or a boolean finished")
         if error is not None and not isinstance(error, dict):
             raise ValueError("call state error is neither null nor an object")
-        return cls(fnc_id, finished, body.get("result"), error)
+        progress, output = body.get("progress"), body.get("output")
+        output_next = body.get("output_next", 0)
+        if progress is not None and not isinstance(progress, dict):
+            raise ValueError("call state progress is neither null nor an object")
+        if output is not None and not _is_output(output):
+            raise ValueError("call state output is not an object with from, next and events")
+        if isinstance(output_next, bool) or not isinstance(output_next, int):
+            raise ValueError("call state output_next is not an integer")
+        return cls(fnc_id, finished, body.get("result"), error, progress, output_next, output)
 
     @property
     def ok(self) -> bool:
         """True once the call finished without error."""
         return self.finished and self.error is None
+
+
+def _is_output(output: Any) -> bool:
+    return (
+        isinstance(output, dict)
+        and all(isinstance(output.get(key), int) for key in ("from", "next", "skipped"))
+        and isinstance(output.get("events"), list)
+    )
 
 
 # --- requests ---------------------------------------------------------------
@@ -167,13 +194,22 @@ class WaitForFunctionRequest:
 
     fnc_id: FncId
     timeout: float
+    #: (1.1) also end the wait at output or progress past this position, and answer it
+    output_from: int | None = None
 
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> WaitForFunctionRequest:
-        return cls(fnc_id=parse_fnc_id_field(body), timeout=parse_timeout(body))
+        return cls(
+            fnc_id=parse_fnc_id_field(body),
+            timeout=parse_timeout(body),
+            output_from=_parse_position(body.get("output_from")),
+        )
 
     def to_wire(self) -> dict[str, Any]:
-        return {"fnc_id": str(self.fnc_id), "timeout": self.timeout}
+        wire: dict[str, Any] = {"fnc_id": str(self.fnc_id), "timeout": self.timeout}
+        if self.output_from is not None:
+            wire["output_from"] = self.output_from
+        return wire
 
 
 @dataclass(frozen=True)
@@ -214,6 +250,17 @@ def _parse_abort_after(value: Any) -> float | None:
     if seconds <= 0:
         raise BadRequest(f"field 'abort_after' must be > 0 seconds or null, got {value!r}")
     return seconds
+
+
+def _parse_position(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequest(
+            f"field 'output_from' must be an integer >= 0 (a position from an earlier "
+            f"answer, or 0 for the start) or null, got {shown(value)}"
+        )
+    return value
 
 
 def _parse_request_id(value: Any) -> str | None:

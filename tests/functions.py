@@ -184,3 +184,42 @@ def count_in_module() -> int:
     global _CALLS_IN_THIS_PROCESS
     _CALLS_IN_THIS_PROCESS += 1
     return _CALLS_IN_THIS_PROCESS
+
+
+@function
+def print_lines(count: int, delay_s: float = 0.0, stream: str = "stdout") -> int:
+    """Print ``count`` lines ``line N``, ``delay_s`` apart, to stdout or stderr."""
+    out = sys.stdout if stream == "stdout" else sys.stderr
+    for n in range(count):
+        print(f"line {n}", file=out)
+        time.sleep(delay_s)
+    return count
+
+
+@function
+def print_then_fail(text: str) -> None:
+    """Print ``text`` to stdout and to stderr, then raise."""
+    print(text)
+    print(text, file=sys.stderr)
+    raise RuntimeError("failed after printing")
+
+
+@function
+def flood(megabytes: float) -> int:
+    """Write ``megabytes`` MiB to stdout as fast as the pipe takes it, then return."""
+    chunk = (b"0123456789abcdef" * 4096)[: 1 << 16]
+    total = int(megabytes * (1 << 20))
+    written = 0
+    while written < total:
+        written += os.write(1, chunk[: total - written])
+    return written
+
+
+@function
+def report_progress(count: int) -> int:
+    """Report progress ``count`` times as fast as it can, the last at 1.0."""
+    from noded import progress
+
+    for n in range(1, count + 1):
+        progress(n / count, f"{n} of {count}")
+    return count

@@ -74,6 +74,25 @@ async def put(
         return response.status, decoded, dict(response.headers)
 
 
+async def get_text(node: LocalNode, path: str) -> tuple[int, str, dict[str, str]]:
+    """One GET (``/metrics``, ``/openapi.json``): (status, text, headers)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://{node.address}{path}", timeout=aiohttp.ClientTimeout(total=10)
+        ) as response,
+    ):
+        return response.status, await response.text(), dict(response.headers)
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line ``name{labels} value`` (0 if absent)."""
+    for line in text.splitlines():
+        if line.split(" ")[0] == name:
+            return float(line.split()[-1])
+    return 0.0
+
+
 def marked_processes() -> list[psutil.Process]:
     """Processes (other than this one) started under this test session's marker."""
     found = []

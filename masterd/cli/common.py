@@ -59,7 +59,10 @@ def print_json(value: Any) -> None:
 
 
 def print_state(state: CallState) -> int:
-    print_json(state.to_wire())
+    """Print a call's state (without the output already shown); its exit status."""
+    wire = state.to_wire()
+    wire.pop("output", None)
+    print_json(wire)
     if not state.finished:
         return EXIT_RUNNING
     if state.error is not None:

@@ -20,9 +20,10 @@ from masterd.cli.common import (
     add_function_args,
     parse_fn_args,
 )
+from masterd.cli.output import OutputPrinter
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult
-from masterd.node import load_nodes
+from masterd.node import Node, load_nodes
 from rpc_client.tls import TLSConfig
 
 _DETAIL_CHARS = 120
@@ -40,6 +41,11 @@ def add_gather_command(sub: Any) -> None:
     )
     gather.add_argument("--only-failed", action="store_true", help="print only nodes not ok")
     gather.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    gather.add_argument(
+        "--follow",
+        action="store_true",
+        help="print every node's output as it comes, each line prefixed with the node's name",
+    )
 
 
 async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:
@@ -49,25 +55,37 @@ async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:
     if tls is not None:  # the command line's TLS for the nodes the file gives none
         nodes = [node if node.tls else dataclasses.replace(node, tls=tls) for node in nodes]
     fn_args = parse_fn_args(args.fn_args)
+    printer = OutputPrinter(prefix_nodes=True) if args.follow else None
+    try:
+        summary = await _gather(nodes, args, fn_args, printer)
+    finally:
+        if printer is not None:
+            printer.close()
+    _print_summary(summary, args.json)
+    return _exit_status(summary)
+
+
+async def _gather(
+    nodes: list[Node], args: argparse.Namespace, fn_args: dict[str, Any],
+    printer: OutputPrinter | None,
+) -> GatherSummary:  # fmt: skip
     summary = GatherSummary()
     began = time.monotonic()
     async with Cluster(nodes) as cluster:
         width = max(len(node.name) for node in cluster.nodes)
         results = cluster.call_many(
-            args.fn_name, fn_args, args.timeout, wait_s=args.wait, concurrency=args.concurrency
-        )
+            args.fn_name, fn_args, args.timeout, wait_s=args.wait,
+            concurrency=args.concurrency, on_output=printer,
+        )  # fmt: skip
         async for result in results:
             summary.results[result.node] = result
             if not (args.only_failed and result.ok):
                 elapsed = time.monotonic() - began
-                print(
-                    _json_line(result, elapsed)
-                    if args.json
-                    else _text_line(result, elapsed, width),
-                    flush=True,
+                line = (
+                    _json_line(result, elapsed) if args.json else _text_line(result, elapsed, width)
                 )
-    _print_summary(summary, args.json)
-    return _exit_status(summary)
+                print(line, flush=True)
+    return summary
 
 
 def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:

@@ -29,7 +29,9 @@ from masterd.cli.common import (
     print_state,
     tls_from_args,
 )
+from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, run_gather
+from masterd.cli.output import OutputPrinter
 from rpc_client.client import NodeClient
 from rpc_client.errors import RPCError
 from rpc_client.protocol import DEFAULT_PORT, CallState
@@ -85,7 +87,21 @@ def _add_call_commands(sub: Any) -> None:
     start.add_argument("--abort-after", type=float, default=None, metavar="S")
     wait = sub.add_parser("wait", help="WaitForFunction: wait up to --timeout for a call")
     wait.add_argument("fnc_id")
-    wait.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    wait.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds (default 10; with --follow, the overall deadline, default none)",
+    )
+    wait.add_argument(
+        "--follow", action="store_true", help="print its output as it comes, then its state"
+    )
+    _add_output_options(wait)
+    output = sub.add_parser("output", help="print the output a node keeps of a call")
+    output.add_argument("fnc_id")
+    output.add_argument(
+        "--from", dest="from_", type=int, default=0, metavar="N", help="from position N"
+    )
     call = sub.add_parser("call", help="start a call and wait in rounds until it finishes")
     add_function_args(call)
     call.add_argument(
@@ -93,8 +109,27 @@ def _add_call_commands(sub: Any) -> None:
     )
     call.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
     call.add_argument("--abort-after", type=float, default=None, metavar="S")
+    call.add_argument(
+        "--follow",
+        action="store_true",
+        help="print its stdout to stdout, its stderr and progress to stderr, as they come",
+    )
     abort = sub.add_parser("abort", help="AbortFunction: kill a call")
     abort.add_argument("fnc_id")
+
+
+def _add_output_options(wait: argparse.ArgumentParser) -> None:
+    wait.add_argument(
+        "--from",
+        dest="from_",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --follow, from position N of its output (default 0: the start)",
+    )
+    wait.add_argument(
+        "--wait", type=float, default=10.0, help="with --follow, seconds per round (default 10)"
+    )
 
 
 def _add_query_commands(sub: Any) -> None:
@@ -121,7 +156,10 @@ async def cmd_start(node: NodeClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
-    return print_state(await node.wait_for_function(args.fnc_id, timeout=args.timeout))
+    if args.follow:
+        return await cmd_wait_follow(node, args)
+    timeout = 10.0 if args.timeout is None else args.timeout
+    return print_state(await node.wait_for_function(args.fnc_id, timeout=timeout))
 
 
 async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
@@ -131,14 +169,20 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - began
         print(f"rpc-cli: {state.fnc_id} running, {elapsed:.1f} s elapsed", file=sys.stderr)
 
-    state = await run_call(
-        node,
-        args.fn_name,
-        parse_fn_args(args.fn_args),
-        args.timeout,
-        CallOptions(wait_s=args.wait, abort_after=args.abort_after),
-        on_progress=progress,
-    )
+    printer = OutputPrinter() if args.follow else None
+    try:
+        state = await run_call(
+            node,
+            args.fn_name,
+            parse_fn_args(args.fn_args),
+            args.timeout,
+            CallOptions(wait_s=args.wait, abort_after=args.abort_after),
+            on_progress=None if printer else progress,
+            on_output=printer,
+        )
+    finally:
+        if printer is not None:
+            printer.close()
     return print_state(state)
 
 
@@ -188,6 +232,7 @@ COMMANDS: dict[str, Command] = {
     "wait": cmd_wait,
     "call": cmd_call,
     "abort": cmd_abort,
+    "output": cmd_output,
     "list": cmd_list,
     "identify": cmd_identify,
     "functions": cmd_functions,

@@ -172,7 +172,7 @@ def _finish_record(call: FunctionCall) -> dict[str, Any]:
         "op": "finish", "fnc_id": call.fnc_id, "fn_name": call.fn_name, "pid": call.pid,
         "started": call.started, "finished_at": call.finished_at,
         "request_id": call.request_id, "digest": call.digest.hex(),
-        "result": call.result, "error": call.error,
+        "result": call.result, "error": call.error, "progress": call.progress,
     }  # fmt: skip
 
 
@@ -186,5 +186,7 @@ def _call_from(record: dict[str, Any]) -> FunctionCall:
         digest=bytes.fromhex(record.get("digest") or ""),
     )
     call.finish(record.get("result"), record.get("error"))
+    progress = record.get("progress")
+    call.progress = progress if isinstance(progress, dict) else None
     call.finished_at = float(record["finished_at"])
     return call

@@ -30,8 +30,8 @@ def call_result(
             f"result frame is over the limit of {max_frame_bytes} bytes; the process was killed",
             limit_bytes=max_frame_bytes,
         )
-    if outcome.partial_stdout:
-        return None, invalid_result(outcome, "no newline-terminated frame", outcome.partial_stdout)
+    if outcome.partial_frame:
+        return None, invalid_result(outcome, "no newline-terminated frame", outcome.partial_frame)
     return None, _error(
         outcome, protocol.FUNCTION_PROCESS_DIED, f"{_how_it_ended(outcome)} without a result"
     )

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,12 +18,14 @@ import psutil
 
 from noded.calls.journal import CallJournal
 from noded.calls.outcomes import call_result
+from noded.calls.output import OUTPUT_DIR, STDERR, STDOUT, OutputLog, OutputPage, remove_all_but
 from noded.calls.table import AbortReason, CallTable, FunctionCall, args_digest
 from noded.config import NodedConfig
 from noded.metrics import Metrics
 from noded.process.child.frames import encode_request
-from noded.process.function import FunctionProcess, Outcome, ProcessSet
+from noded.process.function import FunctionProcess, Outcome
 from noded.process.leftovers import is_resource_shortage, kill_leftover_group
+from noded.process.process_set import ProcessSet
 from noded.process.spawners import Spawner
 from noded.registry import Registry
 from rpc_client.errors import BadRequest, NodeBusy, NodeShuttingDown, UnknownFunction
@@ -32,6 +35,9 @@ from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
 log = logging.getLogger("noded.calls")
 
 _BUSY_RETRY_AFTER_S = 1
+#: the events one WaitForFunction answer carries at most (the contract's "about 1 MiB")
+MAX_OUTPUT_ANSWER_BYTES = 1 << 20
+STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 
 
 class Supervisor:
@@ -52,11 +58,12 @@ class Supervisor:
         self._daemon_pid = daemon_pid
         self._journal = journal
         self.metrics = metrics
+        self._output_dir = config.state_dir / OUTPUT_DIR
         self.calls = CallTable(
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
             max_retained=config.max_retained,
-            on_forget=journal.forget,
+            on_forget=self._forget,
         )
         metrics.count_gauges(lambda: len(self.calls.running), lambda: len(self.calls.retained))
         self._processes = ProcessSet()
@@ -76,7 +83,11 @@ class Supervisor:
                 f"ganeti-noded {self._daemon_pid} killed what was left of it at start-up",
             )
         for call in found.finished:
+            call.output = OutputLog.reopen(
+                self._output_dir, call.fnc_id, self._config.max_output_bytes
+            )
             self.calls.restore(call)
+        remove_all_but(self._output_dir, [call.fnc_id for call in self.calls.all_calls()])
         if found.unfinished or found.finished:
             event(
                 log,
@@ -102,10 +113,21 @@ class Supervisor:
             call = await self._launch_once(request, encoded)
         return await self.wait(call, request.timeout)
 
-    async def wait(self, call: FunctionCall, timeout_s: float) -> CallState:
-        """Wait for a call up to ``timeout_s``, capped by max_wait; answer its state."""
-        await call.wait(min(timeout_s, self._config.max_wait_s))
-        return call.state()
+    async def wait(
+        self, call: FunctionCall, timeout_s: float, output_from: int | None = None
+    ) -> CallState:
+        """Wait for a call up to ``timeout_s``, capped by max_wait; answer its state.
+
+        With ``output_from``, the wait also ends at output or progress past that
+        position, and the answer carries the output from there."""
+        timeout_s = min(timeout_s, self._config.max_wait_s)
+        if output_from is None:
+            await call.wait(timeout_s)
+            return call.state()
+        await call.wait_for_output(output_from, timeout_s)
+        state = call.state()
+        state.output = self._read_output(call, output_from)
+        return state
 
     async def abort(self, call: FunctionCall, reason: AbortReason) -> CallState:
         """Kill a running call's process group; answer its state once the process ended."""
@@ -173,6 +195,8 @@ class Supervisor:
             digest=args_digest(encoded) if request.request_id else b"",
         )
         call.pid_birth = proc.birth
+        proc.on_output = lambda stream, data: self._on_output(call, stream, data)
+        proc.on_progress = lambda report: self._on_progress(call, report)
         self._journal.started(call)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
@@ -218,8 +242,46 @@ class Supervisor:
                 f"cannot start a function process now: {exc}", retry_after_s=_BUSY_RETRY_AFTER_S
             ) from exc
 
+    # --- output ---------------------------------------------------------------------
+
+    def _on_output(self, call: FunctionCall, stream: str, data: bytes) -> None:
+        self._keep_output(call, lambda log: log.write(STREAMS[stream], data), len(data))
+
+    def _on_progress(self, call: FunctionCall, report: dict[str, Any]) -> None:
+        call.progress = report
+        self._keep_output(call, lambda log: log.progress(report), 0)
+
+    def _keep_output(
+        self, call: FunctionCall, write: Callable[[OutputLog], None], size: int
+    ) -> None:
+        if call.output is None:  # the first output of this call: its log begins
+            call.output = OutputLog(
+                self._output_dir, call.fnc_id, self._config.max_output_bytes,
+                on_kept=self.metrics.output_kept.inc, on_dropped=self.metrics.output_dropped.inc,
+            )  # fmt: skip
+        try:
+            write(call.output)
+        except OSError as exc:  # disk full, I/O error: the call goes on without it
+            self.metrics.output_dropped.inc(size)
+            event(log, "output.write_failed", logging.WARNING, fnc_id=call.fnc_id, error=str(exc))
+        call.output_changed()
+
+    def _read_output(self, call: FunctionCall, position: int) -> dict[str, Any]:
+        try:
+            return call.read_output(position, MAX_OUTPUT_ANSWER_BYTES).to_wire()
+        except OSError as exc:
+            event(log, "output.read_failed", logging.WARNING, fnc_id=call.fnc_id, error=str(exc))
+            return OutputPage(start=position, next=position, skipped=0).to_wire()
+
+    def _forget(self, call: FunctionCall) -> None:
+        self._journal.forget(call.fnc_id)
+        if call.output is not None:
+            call.output.remove()
+
     def _on_decided(self, call: FunctionCall, outcome: Outcome) -> None:
         result, error = call_result(outcome, call.abort_reason, self._config.max_result_bytes)
+        if call.output is not None:
+            call.output.flush()
         call.finish(result, error)
         # written before any waiter runs: none is woken until this callback returns
         self._journal.finished(call)
@@ -257,6 +319,7 @@ class Supervisor:
             "pid": call.pid,
             "cpu_s": cpu_s,
             "rss_bytes": rss,
+            "progress": call.progress,
         }
 
     # --- background and shutdown ---------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from noded.calls.output import OutputLog, OutputPage
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import CallState, FncId
 
@@ -42,8 +43,14 @@ class FunctionCall:
     result: Any = None
     error: dict[str, Any] | None = None
     abort_reason: AbortReason | None = None
+    #: what its process wrote; None until it writes something
+    output: OutputLog | None = None
+    #: the latest progress report ``{"fraction", "message", "at"}``
+    progress: dict[str, Any] | None = None
     #: the requests waiting for this call's result, each woken once it is in
     _waiters: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
+    #: the requests waiting for its output (or its result), woken by either
+    _output_waiters: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -53,15 +60,31 @@ class FunctionCall:
     def elapsed_s(self) -> float:
         return (self.finished_at or time.time()) - self.started
 
+    @property
+    def output_next(self) -> int:
+        """The position just past its output so far (0: it printed nothing)."""
+        return self.output.next if self.output is not None else 0
+
     def state(self) -> CallState:
-        return CallState(self.fnc_id, self.finished, self.result, self.error)
+        return CallState(
+            self.fnc_id, self.finished, self.result, self.error, self.progress, self.output_next
+        )
+
+    def read_output(self, position: int, max_bytes: int) -> OutputPage:
+        """Its output from ``position`` on (see :meth:`OutputLog.read`)."""
+        if self.output is None:
+            return OutputPage(start=0, next=0, skipped=0)
+        return self.output.read(position, max_bytes)
 
     def finish(self, result: Any, error: dict[str, Any] | None) -> None:
         self.result, self.error = result, error
         self.finished_at = time.time()
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        _wake_all(self._waiters)
+        _wake_all(self._output_waiters)
+
+    def output_changed(self) -> None:
+        """Wake the requests waiting for output: some came."""
+        _wake_all(self._output_waiters)
 
     async def wait(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the result; returns early once it is in.
@@ -69,17 +92,34 @@ class FunctionCall:
         One future per waiting request, woken directly by :meth:`finish` (no task or
         event in between: the answer leaves in the loop turn after the result came in).
         """
-        if self.finished or timeout_s <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_later(timeout_s, _wake, waiter)
-        self._waiters.add(waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiters.discard(waiter)
+        if not self.finished:
+            await _wait_in(self._waiters, timeout_s)
+
+    async def wait_for_output(self, position: int, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for output or progress past ``position``, or the
+        result; returns at once if there is some already."""
+        if not self.finished and self.output_next <= position:
+            await _wait_in(self._output_waiters, timeout_s)
+
+
+async def _wait_in(waiters: set[asyncio.Future[None]], timeout_s: float) -> None:
+    if timeout_s <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_later(timeout_s, _wake, waiter)
+    waiters.add(waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        waiters.discard(waiter)
+
+
+def _wake_all(waiters: set[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -96,7 +136,7 @@ class CallTable:
         daemon_pid: int,
         result_ttl_s: float,
         max_retained: int,
-        on_forget: Callable[[str], None] | None = None,
+        on_forget: Callable[[FunctionCall], None] | None = None,
     ) -> None:
         self._daemon_pid = daemon_pid
         self._on_forget = on_forget
@@ -172,7 +212,7 @@ class CallTable:
             del self._by_request_id[call.request_id]
         self.remember_lost(call.fnc_id, why)
         if self._on_forget is not None:
-            self._on_forget(call.fnc_id)
+            self._on_forget(call)
 
     def _why_unknown(self, fnc_id: FncId) -> str:
         why = self._dropped.get(str(fnc_id))

@@ -25,7 +25,7 @@ async def wait_for_function(app: web.Application, body: dict[str, Any]) -> dict[
     request = protocol.WaitForFunctionRequest.from_wire(body)
     supervisor = app[SUPERVISOR]
     call = supervisor.find(request.fnc_id)
-    return (await supervisor.wait(call, request.timeout)).to_wire()
+    return (await supervisor.wait(call, request.timeout, request.output_from)).to_wire()
 
 
 async def abort_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ _READY_TIMEOUT_S = 30.0
 _FORK_TIMEOUT_S = 10.0
 _REAP_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
-_MAX_FDS = 3
+_MAX_FDS = 4
 _SEND_ATTEMPTS = 3
 _COALESCE_S = 0.002
 
@@ -259,10 +259,10 @@ class ForkSpawner:
     def _adopt(self, pid: int, fds: list[int]) -> None:
         """Watch a new child from now on, so that one dying in the pool is noticed."""
         try:
-            stdin, stdout, stderr = fds
-            proc = FunctionProcess(
-                pid, stdin, stdout, stderr, self._limits, self._watcher, self.reap
-            )
+            if len(fds) != _MAX_FDS:
+                raise OSError(errno.EMFILE, f"{len(fds)} of a child's {_MAX_FDS} pipes arrived")
+            pipes = (fds[0], fds[1], fds[2], fds[3])
+            proc = FunctionProcess(pid, pipes, self._limits, self._watcher, self.reap)
         except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
             _close_all(fds)
             self._ask(zygote.PID.pack(zygote.REAP, pid))  # it leaves at once: stdin is closed

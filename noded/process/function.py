@@ -1,8 +1,11 @@
 """One function process: its pipes, its exit, its process group.
 
-The daemon learns of a process's events without polling: the stdout, stderr and pidfd
-descriptors are watched by the event loop.
+The daemon learns of a process's events without polling: the frame channel, stdout,
+stderr and pidfd descriptors are watched by the event loop.
 
+* Progress reports and output are handed on as they arrive (``on_progress``,
+  ``on_output``); the output already written when the result frame comes is read first,
+  so a call's output is complete when it is seen to finish.
 * The result frame is taken as soon as its newline arrives (not at EOF).
 * The exit is seen through a pidfd, then reaped: with ``waitpid`` on that one pid when the
   process is the daemon's child, or by asking its parent (the fork server).  No other
@@ -22,13 +25,17 @@ import select
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from noded.process.leftovers import process_birth
-from noded.process.output import FrameReader, StderrTail
+from noded.process.output import OUTPUT_CHUNKS_PER_TURN, FrameReader, StderrTail, read_output
 from noded.process.watcher import DescriptorWatcher
 
 log = logging.getLogger("noded.process")
+
+#: output chunks read from each pipe when the result is in or the process has exited
+_DRAIN_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,8 @@ class Outcome:
     """What a function process produced by the time its result was decided."""
 
     frame: bytes | None = None
-    partial_stdout: bytes = b""
+    #: what the frame channel held without a frame's newline
+    partial_frame: bytes = b""
     frame_too_large: bool = False
     exit_code: int | None = None
     signal: int | None = None
@@ -64,14 +72,13 @@ class FunctionProcess:
     def __init__(
         self,
         pid: int,
-        stdin: int,
-        stdout: int,
-        stderr: int,
+        fds: tuple[int, int, int, int],
         limits: ProcessLimits,
         watcher: DescriptorWatcher,
         reaper: Reaper | None = None,
     ):
-        """Watch process ``pid`` through the parent's ends of its pipes.
+        """Watch process ``pid`` through the parent's ends of its pipes: its stdin,
+        stdout, stderr and frame channel (``fds``).
 
         Without ``reaper`` the process is this daemon's child and is reaped here; with
         one, its parent (the fork server) reaps it when asked.
@@ -88,10 +95,11 @@ class FunctionProcess:
         self._exited = False
         self._watcher = watcher
         self._writer_added = False
-        self._stdin: int | None = stdin
-        self._stdout: int | None = stdout
-        self._stderr: int | None = stderr
-        self._frame_reader = FrameReader(limits.max_frame_bytes)
+        self._stdin: int | None = fds[0]
+        self._stdout: int | None = fds[1]
+        self._stderr: int | None = fds[2]
+        self._frames: int | None = fds[3]
+        self._frame_reader = FrameReader(limits.max_frame_bytes, self._progress)
         self._stderr_tail = StderrTail(limits.stderr_tail_bytes)
         self._pending_input = memoryview(b"")
         self.outcome = Outcome()
@@ -103,6 +111,10 @@ class FunctionProcess:
         self.sigkilled = False
         #: called as soon as the outcome is decided, before ``decided`` is set
         self.on_decided: Callable[[Outcome], None] | None = None
+        #: called with ("stdout" or "stderr", bytes) as output arrives
+        self.on_output: Callable[[str, bytes], None] | None = None
+        #: called with each progress report (fraction, message, at)
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def spawn(
@@ -113,10 +125,17 @@ class FunctionProcess:
         limits: ProcessLimits,
         watcher: DescriptorWatcher,
     ) -> FunctionProcess:
-        """Start ``argv`` as a session leader with fresh stdio pipes and send it ``request``."""
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
-        child_ends = (pipes[0][0], pipes[1][1], pipes[2][1])
-        parent_ends = (pipes[0][1], pipes[1][0], pipes[2][0])
+        """Start ``argv`` as a session leader with fresh pipes (stdin, stdout, stderr and
+        the frame channel on fd 3) and send it ``request``."""
+        pipes: list[tuple[int, int]] = []
+        try:
+            for _ in range(4):
+                pipes.append(os.pipe2(os.O_CLOEXEC))
+        except BaseException:  # out of descriptors: give back the pipes already made
+            _close_all(*(fd for pipe in pipes for fd in pipe))
+            raise
+        child_ends = (pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1])
+        parent_ends = (pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0])
         try:
             pid = os.posix_spawn(
                 argv[0],
@@ -131,7 +150,7 @@ class FunctionProcess:
         finally:
             _close_all(*child_ends)
         try:
-            proc = cls(pid, *parent_ends, limits, watcher)
+            proc = cls(pid, parent_ends, limits, watcher)
         except BaseException:  # e.g. no descriptor left for the pidfd: undo the spawn
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
@@ -145,9 +164,10 @@ class FunctionProcess:
 
     def watch(self) -> None:
         """Watch its stdout, stderr and exit from now on (a spare is watched before its call)."""
-        for fd in (self._stdin, self._stdout, self._stderr):
+        for fd in (self._stdin, self._stdout, self._stderr, self._frames):
             os.set_blocking(fd, False)  # type: ignore[arg-type]
         for fd, callback in (
+            (self._frames, self._on_frames),
             (self._stdout, self._on_stdout),
             (self._stderr, self._on_stderr),
             (self._pidfd, self._on_exit),
@@ -239,27 +259,54 @@ class FunctionProcess:
             log.debug("stdin of pid %d closed early: %s", self.pid, exc)
         self._close_stdin()
 
-    def _on_stdout(self) -> None:
+    def _on_frames(self) -> None:
         # EOF without a frame decides nothing yet: the process may still run; its exit decides.
-        self._read_stdout()
+        self._read_frames()
         has_answer = self.outcome.frame is not None or self.outcome.frame_too_large
         if has_answer and not self.decided.done():
+            self._drain_output()  # written before the frame: part of the answer
             self._decide()
 
-    def _read_stdout(self) -> None:
-        assert self._stdout is not None
-        if not self._frame_reader.read(self._stdout):
+    def _read_frames(self) -> None:
+        assert self._frames is not None
+        if not self._frame_reader.read(self._frames):
             return
-        self._close_fd("_stdout")
+        self._close_fd("_frames")
         self.outcome.frame = self._frame_reader.frame
         if self._frame_reader.too_large:
             self.outcome.frame_too_large = True
             self.kill_group()  # a runaway writer: stop it rather than read more
 
-    def _on_stderr(self) -> None:
+    def _progress(self, report: dict[str, Any]) -> None:
+        if self.on_progress is not None:
+            self.on_progress(report)
+
+    def _on_stdout(self, turns: int = OUTPUT_CHUNKS_PER_TURN) -> None:
+        assert self._stdout is not None
+        if read_output(self._stdout, self._stdout_chunk, turns):
+            self._close_fd("_stdout")
+
+    def _on_stderr(self, turns: int = OUTPUT_CHUNKS_PER_TURN) -> None:
         assert self._stderr is not None
-        if self._stderr_tail.read(self._stderr):
+        if read_output(self._stderr, self._stderr_chunk, turns):
             self._close_fd("_stderr")
+
+    def _stdout_chunk(self, chunk: bytes) -> None:
+        if self.on_output is not None:
+            self.on_output("stdout", chunk)
+
+    def _stderr_chunk(self, chunk: bytes) -> None:
+        self._stderr_tail.keep(chunk)
+        if self.on_output is not None:
+            self.on_output("stderr", chunk)
+
+    def _drain_output(self) -> None:
+        """Read the output already in the pipes (a pipe holds 64 KiB; the bound is for a
+        grandchild that keeps writing)."""
+        if self._stdout is not None:
+            self._on_stdout(turns=_DRAIN_CHUNKS)
+        if self._stderr is not None:
+            self._on_stderr(turns=_DRAIN_CHUNKS)
 
     def _on_exit(self) -> None:
         assert self._pidfd is not None
@@ -282,10 +329,9 @@ class FunctionProcess:
     def _after_exit(self, status: int | None) -> None:
         if status is not None:
             self._record_exit(status)
-        if self._stdout is not None:
-            self._read_stdout()  # what it wrote before exiting is already in the pipe
-        if self._stderr is not None:
-            self._on_stderr()
+        if self._frames is not None:
+            self._read_frames()  # what it wrote before exiting is already in the pipe
+        self._drain_output()
         self._close_all_fds()
         if not self.decided.done():
             self._decide()
@@ -300,7 +346,7 @@ class FunctionProcess:
             self.outcome.exit_code = os.waitstatus_to_exitcode(status)
 
     def _decide(self) -> None:
-        self.outcome.partial_stdout = self._frame_reader.partial()
+        self.outcome.partial_frame = self._frame_reader.partial()
         self.outcome.stderr_tail = self._stderr_tail.tail()
         if self.on_decided is not None:
             self.on_decided(self.outcome)  # now, not a loop turn later as a done callback
@@ -335,7 +381,7 @@ class FunctionProcess:
 
     def _close_all_fds(self) -> None:
         self._close_stdin()
-        for name in ("_stdout", "_stderr", "_pidfd"):
+        for name in ("_frames", "_stdout", "_stderr", "_pidfd"):
             self._close_fd(name)
 
 
@@ -349,33 +395,3 @@ def _close_all(*fds: int) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-
-
-@dataclass
-class ProcessSet:
-    """The live function processes by call id, until each is reaped: for abort and shutdown."""
-
-    live: dict[str, FunctionProcess] = field(default_factory=dict)
-
-    def add(self, key: str, proc: FunctionProcess) -> None:
-        self.live[key] = proc
-        proc.reaped.add_done_callback(lambda _: self.live.pop(key, None))
-
-    def get(self, key: str) -> FunctionProcess | None:
-        return self.live.get(key)
-
-    async def terminate_all(self, grace_s: float) -> None:
-        """SIGTERM every group, wait up to ``grace_s``, SIGKILL the rest, wait for reaping."""
-        procs = list(self.live.values())
-        for proc in procs:
-            proc.terminate_group(kill_after_s=grace_s)
-        await _wait_all(procs, grace_s)
-        for proc in procs:
-            proc.kill_group()
-        await _wait_all(procs, 5.0)
-
-
-async def _wait_all(procs: list[FunctionProcess], timeout_s: float) -> None:
-    pending = [proc.reaped for proc in procs if not proc.reaped.done()]
-    if pending:
-        await asyncio.wait(pending, timeout=timeout_s)

@@ -1,26 +1,39 @@
-"""What a function process writes: its result frame on stdout, the tail of its stderr.
+"""What a function process writes: progress and its result frame on the frame channel,
+and its output on stdout and stderr.
 
-Both are read from non-blocking pipes whenever the event loop reports them readable, and
-both are bounded: the frame by a size limit (a larger one is an error, not a result), and
-stderr by keeping only its last bytes.
+All are read from non-blocking pipes whenever the event loop reports them readable, and
+all are bounded: a frame line by a size limit (a larger one is an error, not a result),
+the stderr tail kept for errors by its last bytes, and the output by how much one turn of
+the loop reads (the rest is read on the next turns, so that a flood does not starve the
+other calls; where it goes is the caller's).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Callable
+from typing import Any
+
+from noded.process.child.frames import decode_progress
 
 _READ_CHUNK = 1 << 16
+#: chunks of output read from one pipe in one turn of the event loop
+OUTPUT_CHUNKS_PER_TURN = 4
 
-#: how much of a stdout without a frame's end an error shows
-PARTIAL_STDOUT_BYTES = 4096
+#: how much of a frame channel without a frame's end an error shows
+PARTIAL_FRAME_BYTES = 4096
 
 
 class FrameReader:
-    """Reads stdout up to the frame's newline, never holding more than ``limit_bytes``."""
+    """Reads the frame channel: progress lines, handed to ``on_progress``, then the result
+    frame up to its newline; never holds more than ``limit_bytes`` of one line."""
 
-    def __init__(self, limit_bytes: int) -> None:
+    def __init__(
+        self, limit_bytes: int, on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self._limit_bytes = limit_bytes
+        self.on_progress = on_progress
         self._buffer = bytearray()
         #: the frame, without its newline, once it is complete
         self.frame: bytes | None = None
@@ -29,10 +42,17 @@ class FrameReader:
 
     def read(self, fd: int) -> bool:
         """Read what ``fd`` has; True once it has nothing more to give: a frame, an
-        overflow or EOF.  A chunk that would pass the limit ends the read."""
+        overflow or EOF.  A line that would pass the limit ends the read."""
         while (chunk := _read_chunk(fd)) is not None:
             if not chunk:
                 return True
+            if self._take(chunk):
+                return True
+        return False
+
+    def _take(self, chunk: bytes) -> bool:
+        """Take a chunk's lines; True once the frame is in or the limit passed."""
+        while chunk:
             end = chunk.find(b"\n")
             part = chunk if end < 0 else chunk[:end]
             if len(self._buffer) + len(part) > self._limit_bytes:
@@ -40,15 +60,22 @@ class FrameReader:
                 self._buffer.clear()
                 return True
             self._buffer += part
-            if end >= 0:
-                self.frame = bytes(self._buffer)
-                self._buffer.clear()
+            if end < 0:
+                return False
+            chunk = chunk[end + 1 :]
+            line = bytes(self._buffer)
+            self._buffer.clear()
+            report = decode_progress(line)
+            if report is None:
+                self.frame = line
                 return True
+            if self.on_progress is not None:
+                self.on_progress(report)
         return False
 
     def partial(self) -> bytes:
         """The start of what was written without a frame's end."""
-        return bytes(self._buffer[:PARTIAL_STDOUT_BYTES])
+        return bytes(self._buffer[:PARTIAL_FRAME_BYTES])
 
 
 class StderrTail:
@@ -59,15 +86,8 @@ class StderrTail:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._length = 0
 
-    def read(self, fd: int) -> bool:
-        """Read what ``fd`` has; True at EOF."""
-        while (chunk := _read_chunk(fd)) is not None:
-            if not chunk:
-                return True
-            self._keep(chunk)
-        return False
-
-    def _keep(self, chunk: bytes) -> None:
+    def keep(self, chunk: bytes) -> None:
+        """Add what the process wrote next; the oldest goes past the limit."""
         self._chunks.append(chunk)
         self._length += len(chunk)
         while self._length - len(self._chunks[0]) >= self._limit_bytes:
@@ -76,6 +96,20 @@ class StderrTail:
     def tail(self) -> bytes:
         """The last bytes written (at most the limit)."""
         return b"".join(self._chunks)[-self._limit_bytes :]
+
+
+def read_output(fd: int, on_chunk: Callable[[bytes], None], turns: int) -> bool:
+    """Hand ``on_chunk`` what ``fd`` has, at most ``turns`` chunks; True at EOF."""
+    count = 0
+    while count < turns:
+        chunk = _read_chunk(fd)
+        if chunk is None:
+            return False
+        if not chunk:
+            return True
+        on_chunk(chunk)
+        count += 1
+    return False
 
 
 def _read_chunk(fd: int) -> bytes | None:

@@ -13,12 +13,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from masterd.local import LocalNode
 from rpc_client.errors import NodeBusy
-from tests.helpers import ROOT, eventually, node_env, put, run_node, start_ignoring_sigterm
+from tests.helpers import (
+    ROOT,
+    eventually,
+    get_text,
+    metric,
+    node_env,
+    put,
+    run_node,
+    start_ignoring_sigterm,
+)
 
 UNIT = ROOT / "doc" / "examples" / "systemd" / "ganeti-noded.service"
 
@@ -151,14 +158,6 @@ async def test_sighup_reopens_the_log_file(tmp_path: Path) -> None:
         assert state.fnc_id not in (tmp_path / "noded.log.1").read_text()
 
 
-def metric(text: str, name: str) -> float:
-    """The value of one sample line ``name{labels} value`` (0 if absent)."""
-    for line in text.splitlines():
-        if line.split(" ")[0] == name:
-            return float(line.split()[-1])
-    return 0.0
-
-
 async def test_metrics_count_calls_outcomes_aborts_kills_and_rejections(tmp_path: Path) -> None:
     args = ["--max-functions", "2", "--kill-grace", "0.3", "--max-request-bytes", "1000"]
     async with run_node(args) as node, node.client() as client:
@@ -182,13 +181,3 @@ async def test_metrics_count_calls_outcomes_aborts_kills_and_rejections(tmp_path
     assert metric(text, 'noded_limit_rejections_total{limit="max_request_bytes"}') == 1
     assert metric(text, "noded_functions_running") == 1
     assert metric(text, 'noded_call_duration_seconds_count{fn_name="echo"}') == 1
-
-
-async def get_text(node: LocalNode, path: str) -> tuple[int, str, dict[str, str]]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(
-            f"http://{node.address}{path}", timeout=aiohttp.ClientTimeout(total=10)
-        ) as response,
-    ):
-        return response.status, await response.text(), dict(response.headers)

@@ -1,20 +1,25 @@
-"""The stdio contract between the daemon and a function process.
+"""The contract between the daemon and a function process.
 
 stdin: one JSON object ``{"fn_name": ..., "fn_args": {...}}``, a newline, then EOF.
-stdout: one result frame, a JSON object ending in a newline:
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type", "message", ...}}``.
+fd 3, the *frame channel*: progress lines ``{"progress": {"fraction", "message", "at"}}``,
+then one result frame, a JSON object ending in a newline: ``{"ok": true, "result": ...}``
+or ``{"ok": false, "error": {"type", "message", ...}}``.
+stdout and stderr: the call's output, whatever the function and its children write.
 The daemon reads the frame at its newline, not at EOF, so a function that leaves a
-child holding stdout does not delay its answer.
+child holding the channel open does not delay its answer.
 """
 
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any
 
 import orjson
 
 FRAME_END = b"\n"
+#: the frame channel's descriptor in a function process
+FRAME_FD = 3
 
 
 class InvalidFrame(ValueError):
@@ -52,6 +57,34 @@ def encode_exception(exc: BaseException) -> bytes:
         "traceback": "".join(traceback.format_exception(exc)),
     }
     return orjson.dumps({"ok": False, "error": error}) + FRAME_END
+
+
+def encode_progress(fraction: float | None, message: str) -> bytes:
+    """A progress line of the frame channel, stamped now."""
+    report = {"fraction": fraction, "message": message, "at": time.time()}
+    return orjson.dumps({"progress": report}) + FRAME_END
+
+
+def decode_progress(line: bytes) -> dict[str, Any] | None:
+    """The report of a progress line (``fraction``, ``message``, ``at``), or None if the
+    line is not one (then it is the result frame)."""
+    if not line.startswith(b'{"progress"'):
+        return None
+    try:
+        report = orjson.loads(line).get("progress")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    fraction, at = report.get("fraction"), report.get("at")
+    number = (int, float)
+    if isinstance(fraction, bool) or not (isinstance(fraction, number) and 0 <= fraction <= 1):
+        fraction = None
+    return {
+        "fraction": fraction,
+        "message": str(report.get("message", ""))[:1000],
+        "at": at if isinstance(at, number) and not isinstance(at, bool) else time.time(),
+    }
 
 
 def decode_frame(line: bytes) -> tuple[Any, dict[str, Any] | None]:

@@ -1,8 +1,9 @@
 """The inside of a function process: read the call, run it, write one frame, leave.
 
-Run as ``python -m noded.process.child.runner [MODULE ...]``.  Before the function runs,
-the real stdout is moved to a private descriptor and fd 1 points at stderr, so whatever
-the function (or a program it starts) prints goes to stderr, never into the frame.
+Run as ``python -m noded.process.child.runner [MODULE ...]``, with the frame channel on
+fd 3 (see :mod:`noded.process.child.frames`).  What the function prints, logs, or a
+program it starts writes goes to stdout and stderr: the call's output, which the daemon
+keeps.  stdout is line-buffered, so a line printed is a line the caller can see.
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from noded.process.child import frames
+from noded.process.child import frames, progress
 from noded.registry import load_modules
 
-#: The descriptor that carries the result frame; set by :func:`main`.
-frame_fd = -1
+#: The descriptor that carries the result frame and progress reports.
+frame_fd = frames.FRAME_FD
 
 
 def main(modules: list[str]) -> None:
-    global frame_fd
-    frame_fd = os.dup(1)
-    os.dup2(2, 1)
+    os.set_inheritable(frame_fd, False)  # a program the function runs does not get it
+    progress.channel_fd = frame_fd
+    with contextlib.suppress(AttributeError, ValueError):
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if not select.select([0], [], [], 0)[0]:  # a call already waiting goes first
         rehearse(modules)
     request = _read_request(0)
@@ -89,9 +91,10 @@ def _read_request(fd: int) -> bytes:
 
 
 def _flush_and_leave(frame: bytes) -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+    for stream in (sys.stdout, sys.stderr):  # output before the result: the daemon reads
+        with contextlib.suppress(OSError, ValueError):  # it all before it answers
             stream.flush()
+    progress.flush()
     view = memoryview(frame)
     while view:
         view = view[os.write(frame_fd, view) :]

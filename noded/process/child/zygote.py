@@ -8,6 +8,7 @@ daemon -> zygote      ``F``: fork a child
                       ``R`` pid: reap that child (the daemon saw it exit), report
 zygote -> daemon      ``Y``: ready, the modules are imported
                       ``C`` pid, with SCM_RIGHTS: the child's stdin, stdout, stderr
+                                      and frame channel
                       ``S`` pid status: the child's wait status
                       ``X`` errno: a fork failed (no descriptors, no processes)
 ====================  =========================================================
@@ -108,7 +109,7 @@ def _reap(pid: int) -> int:
 def _fork_child(control: socket.socket, modules: list[str], max_fd: int) -> None:
     made: list[int] = []
     try:
-        for _ in range(3):
+        for _ in range(4):
             made.extend(os.pipe())
         pid = os.fork()
     except OSError as exc:  # out of descriptors or processes: say so, and stay up
@@ -116,11 +117,13 @@ def _fork_child(control: socket.socket, modules: list[str], max_fd: int) -> None
             os.close(fd)
         control.send(PID.pack(FAILED, exc.errno or 0))
         return
-    stdin, stdout, stderr = (made[0], made[1]), (made[2], made[3]), (made[4], made[5])
+    # stdin, stdout, stderr, the frame channel: (read end, write end) each
+    pipes = [(made[n], made[n + 1]) for n in range(0, 8, 2)]
+    child_ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1]]
     if pid == 0:
-        _become_function_process(control, (stdin[0], stdout[1], stderr[1]), modules, max_fd)
-    parent_ends = [stdin[1], stdout[0], stderr[0]]
-    for fd in (stdin[0], stdout[1], stderr[1]):
+        _become_function_process(control, child_ends, modules, max_fd)
+    parent_ends = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0]]
+    for fd in child_ends:
         os.close(fd)
     socket.send_fds(control, [PID.pack(CHILD, pid)], parent_ends)
     for fd in parent_ends:
@@ -128,14 +131,14 @@ def _fork_child(control: socket.socket, modules: list[str], max_fd: int) -> None
 
 
 def _become_function_process(
-    control: socket.socket, stdio: tuple[int, int, int], modules: list[str], max_fd: int
+    control: socket.socket, ends: list[int], modules: list[str], max_fd: int
 ) -> None:
     try:
         os.setsid()  # leader of its own session and process group
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
         control.detach()  # closed below; the object must never close a reused number
-        os.closerange(3, max_fd)  # the control socket and every other pipe end
+        for target, fd in enumerate(ends):  # every end is above 3: none is overwritten
+            os.dup2(fd, target)
+        os.closerange(len(ends), max_fd)  # the control socket's copies, every other end
         runner.main(modules)  # leaves with os._exit
     finally:
         os._exit(70)

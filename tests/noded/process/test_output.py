@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from noded.process.output import PARTIAL_STDOUT_BYTES, FrameReader, StderrTail
+from noded.process.output import PARTIAL_FRAME_BYTES, FrameReader, StderrTail, read_output
 
 
 @pytest.fixture
@@ -49,11 +49,11 @@ def test_eof_without_a_newline_leaves_the_start_of_what_was_written(
 ) -> None:
     read_end, write_end = pipe
     reader = FrameReader(limit_bytes=1 << 20)
-    os.write(write_end, b"y" * (PARTIAL_STDOUT_BYTES + 10))
+    os.write(write_end, b"y" * (PARTIAL_FRAME_BYTES + 10))
     os.close(write_end)
     assert reader.read(read_end) is True
     assert reader.frame is None and not reader.too_large
-    assert reader.partial() == b"y" * PARTIAL_STDOUT_BYTES
+    assert reader.partial() == b"y" * PARTIAL_FRAME_BYTES
 
 
 def test_the_stderr_tail_keeps_the_last_bytes_up_to_its_limit(pipe: tuple[int, int]) -> None:
@@ -61,7 +61,7 @@ def test_the_stderr_tail_keeps_the_last_bytes_up_to_its_limit(pipe: tuple[int, i
     tail = StderrTail(limit_bytes=1000)
     for n in range(50):
         os.write(write_end, f"{n:04d}".encode() * 25)  # 100 bytes a write
-        assert tail.read(read_end) is False
+        assert read_output(read_end, tail.keep, 1000) is False
     os.close(write_end)
-    assert tail.read(read_end) is True
+    assert read_output(read_end, tail.keep, 1000) is True
     assert tail.tail() == b"".join(f"{n:04d}".encode() * 25 for n in range(40, 50))

@@ -1,0 +1,38 @@
+"""The live function processes of the daemon, for abort and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from noded.process.function import FunctionProcess
+
+
+@dataclass
+class ProcessSet:
+    """The live function processes by call id, until each is reaped: for abort and shutdown."""
+
+    live: dict[str, FunctionProcess] = field(default_factory=dict)
+
+    def add(self, key: str, proc: FunctionProcess) -> None:
+        self.live[key] = proc
+        proc.reaped.add_done_callback(lambda _: self.live.pop(key, None))
+
+    def get(self, key: str) -> FunctionProcess | None:
+        return self.live.get(key)
+
+    async def terminate_all(self, grace_s: float) -> None:
+        """SIGTERM every group, wait up to ``grace_s``, SIGKILL the rest, wait for reaping."""
+        procs = list(self.live.values())
+        for proc in procs:
+            proc.terminate_group(kill_after_s=grace_s)
+        await _wait_all(procs, grace_s)
+        for proc in procs:
+            proc.kill_group()
+        await _wait_all(procs, 5.0)
+
+
+async def _wait_all(procs: list[FunctionProcess], timeout_s: float) -> None:
+    pending = [proc.reaped for proc in procs if not proc.reaped.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout_s)
