@@ -223,3 +223,12 @@ def report_progress(count: int) -> int:
     for n in range(1, count + 1):
         progress(n / count, f"{n} of {count}")
     return count
+
+
+@function
+def child_sees_fd3() -> str:
+    """What a program the function starts (keeping its descriptors) has as fd 3."""
+    done = subprocess.run(
+        ["sh", "-c", "readlink /proc/$$/fd/3 || true"], close_fds=False, capture_output=True
+    )
+    return done.stdout.decode().strip()

@@ -45,6 +45,7 @@ import orjson
 import psutil
 
 from masterd.local import LocalNode, free_port
+from tests.bench import output
 from tests.helpers import lasting_zombies, node_env
 
 ECHO = orjson.dumps({"fn_name": "echo", "fn_args": {"value": "x"}, "timeout": 10})
@@ -314,6 +315,11 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
             targets = {"noded": fork, "exec": exec_, "floor": floor}
             report.update(await measure_in_turns(targets, calls, seconds, rounds))
             report["wake_up"] = await wake_ups_in_turns(fork, floor, 300, rounds)
+            step("output: latency of a line printed every 10 ms, and a 100 MiB print flood")
+            report["output"] = {
+                "latency": summary(await output.output_latency(fork.url)),
+                "flood": await output.flood(fork.url, fork.pid),
+            }
         async with noded("fork", workdir / "memory") as fork:  # fresh: idle means idle
             step("memory")
             report["memory"] = await memory(fork, 500)
@@ -385,6 +391,7 @@ def table(report: dict[str, Any]) -> str:
         f"wake-up p50 / p99: {w['noded']['p50_ms']:.3f} / {w['noded']['p99_ms']:.3f} ms; "
         f"its floor (aiohttp, a helper process, a pipe): {w['floor']['p50_ms']:.3f} / "
         f"{w['floor']['p99_ms']:.3f} ms",
+        *_output_rows(report["output"], w["floor"]),
         f"daemon RSS idle {m['idle_rss_mib']:.1f} MiB, with 500 running "
         f"{m['rss_500_running_mib']:.1f} MiB; one function process USS "
         f"{m['function_uss_mib']:.2f} MiB",
@@ -397,6 +404,18 @@ def table(report: dict[str, Any]) -> str:
         f"machine: {report['machine']}",
     ]
     return "\n".join(rows)
+
+
+def _output_rows(out: dict[str, Any], floor: dict[str, float]) -> list[str]:
+    lag, flood = out["latency"], out["flood"]
+    return [
+        f"output latency (a line every 10 ms) p50 / p99: {lag['p50_ms']:.3f} / "
+        f"{lag['p99_ms']:.3f} ms; the wake-up floor: {floor['p50_ms']:.3f} / "
+        f"{floor['p99_ms']:.3f} ms",
+        f"print flood: {flood['mib']} MiB in {flood['wall_s']:.2f} s, "
+        f"{flood['mib_per_s']:.0f} MiB/s through the daemon, daemon CPU "
+        f"{flood['daemon_cpu_ms_per_mib']:.2f} ms per MiB, RSS after {flood['rss_mib']:.1f} MiB",
+    ]
 
 
 def _cpu_rows(*uses: dict[str, float | None]) -> list[str]:

@@ -10,19 +10,25 @@ function can be called directly in its own unit tests.
 
 from __future__ import annotations
 
+import _thread
 import math
 import os
-import threading
 import time
+from typing import TYPE_CHECKING
 
 from noded.process.child import frames
+
+if TYPE_CHECKING:
+    import threading
 
 MIN_INTERVAL_S = 0.05
 MAX_MESSAGE_CHARS = 1000
 
 #: the frame channel's descriptor; set by the runner in a function process
 channel_fd = -1
-_lock = threading.Lock()
+#: not threading's: importing threading in the fork server costs every child its
+#: after-fork hooks (0.4 MiB of pages each); it is imported when a timer is needed
+_lock = _thread.allocate_lock()
 _last_sent = -math.inf
 _pending: bytes | None = None
 _timer: threading.Timer | None = None
@@ -42,6 +48,8 @@ def progress(fraction: float | None = None, message: str = "") -> None:
             return
         _pending = line
         if _timer is None:
+            import threading
+
             _timer = threading.Timer(max(wait_s, 0.0), _send_pending)
             _timer.daemon = True
             _timer.start()

@@ -57,6 +57,7 @@ def main(argv: list[str]) -> None:
     # than in every child, where each rewrite copies a page: 16-27 faults fewer a child.
     for _ in range(_WARM_UP_CALLS):
         runner.rehearse(modules)
+    runner.prepare()
     # Everything imported so far lives as long as the zygote: keep it out of the
     # collector's reach, so that a collection in a child does not touch (and so copy)
     # every page of it.  A child allocating 30,000 objects faulted 370 pages fewer.
@@ -137,9 +138,9 @@ def _become_function_process(
         os.setsid()  # leader of its own session and process group
         control.detach()  # closed below; the object must never close a reused number
         for target, fd in enumerate(ends):  # every end is above 3: none is overwritten
-            os.dup2(fd, target)
+            os.dup2(fd, target, inheritable=target != runner.frame_fd)
         os.closerange(len(ends), max_fd)  # the control socket's copies, every other end
-        runner.main(modules)  # leaves with os._exit
+        runner.main(modules, forked=True)  # leaves with os._exit
     finally:
         os._exit(70)
 

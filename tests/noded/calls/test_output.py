@@ -173,3 +173,10 @@ def test_the_call_state_reads_the_new_fields() -> None:
     state = CallState.from_wire(wire)
     assert (state.progress, state.output_next, state.output) == (wire["progress"], 7, None)
     assert CallState.from_wire({"fnc_id": "a", "finished": True}).output_next == 0  # a 1.0 node
+
+
+async def test_programs_the_function_runs_do_not_get_the_frame_channel(
+    client: NodeClient,
+) -> None:
+    state = await client.start_function("child_sees_fd3", timeout=10)
+    assert state.error is None and not state.result.startswith("pipe:")
