@@ -22,6 +22,7 @@ from noded import systemd
 from noded.config import NodedConfig
 from noded.http.app import create_app
 from noded.http.keys import SUPERVISOR
+from noded.http.protocol import NodedRunner
 from noded.identity import load_identity
 from noded.metrics import Metrics
 from noded.process.forkserver import ForkServerError, ForkSpawner
@@ -45,7 +46,7 @@ class Server:
     def __init__(self, config: NodedConfig) -> None:
         self.config = config
         self._stop = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._runner: NodedRunner | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ssl: ssl.SSLContext | None = None
 
@@ -78,7 +79,7 @@ class Server:
             spawner=self._spawner,
             metrics=metrics,
         )
-        self._runner = web.AppRunner(
+        self._runner = NodedRunner(
             app,
             access_log=None,
             keepalive_timeout=config.idle_timeout_s,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -74,8 +75,19 @@ def issue(
     addresses: tuple[str, ...] = (),
     days: int = CERT_DAYS,
     not_before: datetime.datetime | None = None,
+    force: bool = False,
 ) -> Issued:
-    """Issue ``NAME.crt``/``NAME.key`` signed by the CA in ``directory``."""
+    """Issue ``NAME.crt``/``NAME.key`` signed by the CA in ``directory``.
+
+    Refuses (``ValueError``) a name that is not a plain host name or is ``ca``, ``days``
+    below 1, and a NAME whose certificate or key exists, unless ``force``: the old pair is
+    then kept as ``NAME.crt.old``/``NAME.key.old``.
+    """
+    _check_name(name)
+    if days < 1:
+        raise ValueError(f"--days must be at least 1, got {days}")
+    issued = Issued(directory / f"{name}.crt", directory / f"{name}.key")
+    _make_room(issued, force)
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or _now() - datetime.timedelta(minutes=5)
@@ -92,10 +104,36 @@ def issue(
     if role == "node":
         builder = builder.add_extension(_alt_names(name, addresses), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-    issued = Issued(directory / f"{name}.crt", directory / f"{name}.key")
     _write_key(issued.key, key)
     _write_cert(issued.cert, cert)
     return issued
+
+
+#: a host name: dot-separated labels of letters, digits, hyphens (and underscores)
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*")
+
+
+def _check_name(name: str) -> None:
+    if name.lower() == "ca":
+        raise ValueError("the name 'ca' is the cluster CA's: give the node or master its own")
+    if len(name) > 253 or not _HOST_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a plain host name (letters, digits, '-', '_' and dots; no '/' "
+            "and no '..'): it names the files NAME.crt and NAME.key"
+        )
+
+
+def _make_room(issued: Issued, force: bool) -> None:
+    existing = [path for path in (issued.cert, issued.key) if path.exists()]
+    if not existing:
+        return
+    if not force:
+        raise ValueError(
+            f"{existing[0]} already exists; give --force to replace it (the old pair is "
+            "then kept as NAME.crt.old and NAME.key.old)"
+        )
+    for path in existing:
+        os.replace(path, path.with_name(path.name + ".old"))
 
 
 def _alt_names(name: str, addresses: tuple[str, ...]) -> x509.SubjectAlternativeName:

@@ -8,6 +8,7 @@ finished call's error may carry, the fnc_id format, and the JSON codec.  See
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -35,8 +36,27 @@ FUNCTION_PROCESS_DIED: Final = "FunctionProcessDied"
 RESULT_TOO_LARGE: Final = "ResultTooLarge"
 INVALID_RESULT: Final = "InvalidResult"
 
-FNC_ID_RE: Final = re.compile(r"^[1-9][0-9]*:[1-9][0-9]*:[0-9]+\.[0-9]{6}:[0-9a-f]{16}$")
-REQUEST_ID_RE: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: the contract's pattern, with the numbers bounded to what a pid and a time can be (a
+#: ppid of thousands of digits is malformed, not a number to convert); used with fullmatch
+FNC_ID_RE: Final = re.compile(
+    r"[1-9][0-9]{0,18}:[1-9][0-9]{0,18}:[0-9]{1,18}\.[0-9]{6}:[0-9a-f]{16}"
+)
+REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+#: a run of digits as long as the longest 64-bit integer
+_LONG_NUMBER: Final = re.compile(rb"[0-9]{19}")
+_INT_RANGE: Final = range(-(2**63), 2**64)
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if value not in _INT_RANGE:
+        raise BadRequest(
+            f"the integer {text[:30]}{'...' if len(text) > 30 else ''} is beyond 64 bits; "
+            "send a number that large as a string"
+        )
+    return value
 
 
 def dumps(value: Any) -> bytes:
@@ -69,7 +89,7 @@ class FncId:
     @classmethod
     def parse(cls, text: str) -> FncId:
         """Parse an fnc_id; raises :class:`BadRequest` if it does not match the format."""
-        if not isinstance(text, str) or not FNC_ID_RE.match(text):
+        if not isinstance(text, str) or not FNC_ID_RE.fullmatch(text):
             raise BadRequest(
                 f"malformed fnc_id {shown(text)}: expected <ppid>:<cpid>:<time with 6 decimals>:"
                 "<16 lowercase hex digits>"
@@ -266,7 +286,7 @@ def _parse_position(value: Any) -> int | None:
 def _parse_request_id(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not REQUEST_ID_RE.match(value):
+    if not isinstance(value, str) or not REQUEST_ID_RE.fullmatch(value):
         raise BadRequest(
             f"malformed request_id {shown(value)}: 1 to 128 characters of [A-Za-z0-9._:-]"
         )
@@ -299,13 +319,17 @@ def shown(value: Any, limit: int = 60) -> str:
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
-    """Decode a request body: one JSON object, UTF-8; an empty body means ``{}``."""
+    """Decode a request body: one JSON object, UTF-8; an empty body means ``{}``.
+
+    An integer beyond 64 bits is refused rather than read as an inexact float."""
     if not raw.strip():
         return {}
     try:
         body = loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid UTF-8 JSON: {exc}") from exc
+    if _LONG_NUMBER.search(raw):  # only then can an integer be too large: look closer
+        json.loads(raw, parse_int=_int64)
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
     return body

@@ -26,7 +26,12 @@ def add_certs_commands(sub: Any) -> None:
         default=[],
         help="an address or other name of the node (repeatable)",
     )
-    issue.add_argument("--days", type=int, default=825)
+    issue.add_argument("--days", type=int, default=825, help="valid this long (default 825)")
+    issue.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing NAME.crt/NAME.key, kept as NAME.crt.old/NAME.key.old",
+    )
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -36,7 +41,8 @@ def cmd_certs(args: argparse.Namespace) -> int:
         made = certs.init_ca(args.dir)
     else:
         made = certs.issue(
-            args.dir, args.name, args.role, addresses=tuple(args.address), days=args.days
-        )
+            args.dir, args.name, args.role, addresses=tuple(args.address), days=args.days,
+            force=args.force,
+        )  # fmt: skip
     print_json({"cert": str(made.cert), "key": str(made.key)})
     return EXIT_OK

@@ -76,12 +76,9 @@ class Supervisor:
         found = self._journal.replay(result_ttl_s=self._config.result_ttl_s)
         killed = 0
         for leftover in found.unfinished:
-            killed += kill_leftover_group(leftover.pid, leftover.pid_birth)
-            self.calls.remember_lost(
-                leftover.fnc_id,
-                "it was still running when the ganeti-noded that started it stopped; "
-                f"ganeti-noded {self._daemon_pid} killed what was left of it at start-up",
-            )
+            was_running = kill_leftover_group(leftover.pid, leftover.pid_birth)
+            killed += was_running
+            self.calls.remember_lost(leftover.fnc_id, _lost_because(was_running, self._daemon_pid))
         for call in found.finished:
             call.output = OutputLog.reopen(
                 self._output_dir, call.fnc_id, self._config.max_output_bytes
@@ -108,7 +105,7 @@ class Supervisor:
             )
         spec.check_args(request.fn_args)
         encoded = _encode(request)
-        call = self._existing_call(request, encoded)
+        call = self._existing_call(request)
         if call is None:
             call = await self._launch_once(request, encoded)
         return await self.wait(call, request.timeout)
@@ -149,10 +146,10 @@ class Supervisor:
 
     # --- starting -----------------------------------------------------------------
 
-    def _existing_call(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall | None:
+    def _existing_call(self, request: StartFunctionRequest) -> FunctionCall | None:
         if request.request_id is None:
             return None
-        digest = args_digest(encoded)
+        digest = args_digest(request.fn_name, request.fn_args)
         return self.calls.by_request_id(request.request_id, digest)
 
     async def _launch_once(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
@@ -163,7 +160,7 @@ class Supervisor:
         launching = self._launching.get(key)
         if launching is not None:  # its twin is waiting for a process: share its call
             await asyncio.shield(launching)
-            existing = self._existing_call(request, encoded)
+            existing = self._existing_call(request)
             assert existing is not None
             return existing
         self._launching[key] = launching = asyncio.get_running_loop().create_future()
@@ -192,7 +189,7 @@ class Supervisor:
             pid=proc.pid,
             started=started,
             request_id=request.request_id,
-            digest=args_digest(encoded) if request.request_id else b"",
+            digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
         )
         call.pid_birth = proc.birth
         proc.on_output = lambda stream, data: self._on_output(call, stream, data)
@@ -225,8 +222,9 @@ class Supervisor:
                 log, "limit.max_functions", level=logging.WARNING, running=len(self.calls.running)
             )
             raise NodeBusy(
-                f"{len(self.calls.running)} functions are running, the limit "
-                f"(--max-functions) is {self._config.max_functions}; retry later",
+                f"{len(self.calls.running)} functions are running and {self._starting} "
+                f"starting, the limit (--max-functions) is {self._config.max_functions}; "
+                "retry later",
                 retry_after_s=_BUSY_RETRY_AFTER_S,
             )
 
@@ -357,6 +355,19 @@ class Supervisor:
             )
         await self._spawner.close()
         self._journal.close()
+
+
+def _lost_because(was_running: bool, daemon_pid: int) -> str:
+    """Why a call the daemon before this one never saw finish is gone."""
+    if was_running:
+        return (
+            "it was still running when the ganeti-noded that started it stopped; "
+            f"ganeti-noded {daemon_pid} killed what was left of it at start-up"
+        )
+    return (
+        "the ganeti-noded that started it stopped before it finished, and it had ended "
+        f"by the time ganeti-noded {daemon_pid} started: its result was lost"
+    )
 
 
 def _encode(request: StartFunctionRequest) -> bytes:

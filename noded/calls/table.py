@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from noded.calls.output import OutputLog, OutputPage
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import CallState, FncId
@@ -22,9 +24,26 @@ from rpc_client.protocol import CallState, FncId
 AbortReason = Literal["abort_after", "aborted", "shutdown"]
 
 
-def args_digest(encoded_request: bytes) -> bytes:
-    """A digest of a call's canonical encoding, for request_id conflict checks."""
-    return hashlib.sha256(encoded_request).digest()
+def args_digest(fn_name: str, fn_args: dict[str, Any]) -> bytes:
+    """A digest of a call, for request_id conflict checks: equal for calls whose name and
+    arguments are equal as JSON values (key order aside, ``1`` and ``1.0`` alike)."""
+    canonical = {"fn_name": fn_name, "fn_args": _as_json_values(fn_args)}
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _as_json_values(value: Any) -> Any:
+    """``value`` with every whole float that is exactly an integer written as one."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOATS:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _as_json_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_json_values(item) for item in value]
+    return value
+
+
+#: the integers a float holds exactly
+_EXACT_FLOATS = 2**53
 
 
 @dataclass(eq=False)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from noded.http.keys import CONFIG, IDENTITY, REGISTRY, SUPERVISOR
 from noded.metrics import CONTENT_TYPE
@@ -80,6 +83,9 @@ async def read_body(request: web.Request) -> bytes:
         if request.transport is not None:
             request.transport.close()
         raise BadRequest(f"request body not received within {limit_s:g} s") from None
+    except (HttpProcessingError, RequestPayloadError, zlib.error) as exc:  # say, not gzip
+        reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:200]
+        raise BadRequest(f"request body could not be decoded: {reason}") from None
 
 
 async def metrics_page(request: web.Request) -> web.Response:

@@ -26,7 +26,7 @@ from rpc_client.protocol import (
 def test_new_fnc_ids_match_the_format_and_round_trip() -> None:
     fnc_id = FncId.new(4242, 4250, 1763800000.1234567)
     text = str(fnc_id)
-    assert FNC_ID_RE.match(text)
+    assert FNC_ID_RE.fullmatch(text)
     assert text.startswith("4242:4250:1763800000.123457:")
     assert FncId.parse(text) == fnc_id
     assert FncId.new(1, 2, 3.0).random != FncId.new(1, 2, 3.0).random

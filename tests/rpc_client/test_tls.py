@@ -44,11 +44,13 @@ class Pki:
     other_ca: Path
 
     def master(self, name: str = "master", **kwargs: object) -> TLSConfig:
+        kwargs.setdefault("force", True)  # tests issue the same names again
         made = certs.issue(self.ca, name, "master", **kwargs)  # type: ignore[arg-type]
         return TLSConfig(cert=made.cert, key=made.key, ca=self.ca / "ca.crt")
 
     def node_args(self, name: str = "node1") -> list[str]:
-        return tls_args(certs.issue(self.ca, name, "node", addresses=("127.0.0.1",)), self.ca)
+        made = certs.issue(self.ca, name, "node", addresses=("127.0.0.1",), force=True)
+        return tls_args(made, self.ca)
 
 
 @pytest.fixture
@@ -155,7 +157,7 @@ async def test_sighup_reloads_the_certificate_while_a_long_call_runs(pki: Pki) -
         )
         await asyncio.sleep(0.3)
         old_serial = await served_certificate(node)
-        certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",))  # rotated in place
+        certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",), force=True)  # rotated
         node.signal(signal.SIGHUP)
         await asyncio.sleep(0.5)
         assert await served_certificate(node) != old_serial

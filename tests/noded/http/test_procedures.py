@@ -37,7 +37,7 @@ async def test_fnc_id_names_the_daemon_the_process_and_the_start_time(
 ) -> None:
     before = time.time()
     state = await client.start_function("whoami", timeout=10)
-    assert FNC_ID_RE.match(state.fnc_id)
+    assert FNC_ID_RE.fullmatch(state.fnc_id)
     fnc_id = FncId.parse(state.fnc_id)
     assert fnc_id.ppid == node.pid
     assert fnc_id.cpid == state.result["pid"]

@@ -1,0 +1,97 @@
+"""What aiohttp's HTTP parser refuses (a bad chunk size, a duplicate Content-Length, a
+header over 8 KiB, ...) is answered with the contract's error body and logged as one
+WARNING line, rate-limited: anyone who can connect could otherwise flood the log with a
+ten-line traceback per request.
+
+aiohttp answers those in ``RequestHandler.handle_error``, before any middleware runs; the
+runner below makes its connections use a handler that answers them our way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+
+from noded.http.middleware import error_response
+from rpc_client.errors import BadRequest
+from rpc_client.logs import event
+
+log = logging.getLogger("noded.http")
+
+#: at most one log line per this many seconds for malformed HTTP; the rest are counted
+_LOG_EVERY_S = 1.0
+
+
+class _RateLimit:
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._last = -self._every_s
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        return True
+
+
+_bad_messages = _RateLimit(_LOG_EVERY_S)
+
+
+class _ContractRequestHandler(RequestHandler):
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, RequestPayloadError | HttpProcessingError):
+            # a body that is not what its headers say (not gzip, cut short): the client's
+            # mistake, already answered; aiohttp meets it again draining the body
+            _log_bad_message(None, " ".join(str(exc).split())[:200])
+            return
+        super().log_exception(*args, **kwargs)
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status != 400 or not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        reason = " ".join((message or str(exc)).split())[:200]
+        _log_bad_message(request.remote, reason)
+        response = error_response(BadRequest(f"malformed HTTP request: {reason}"))
+        response.force_close()
+        return response
+
+
+def _log_bad_message(peer: str | None, reason: str) -> None:
+    if _bad_messages.allow():
+        suppressed, _bad_messages.suppressed = _bad_messages.suppressed, 0
+        event(log, "http.bad_message", logging.WARNING, peer=peer, error=reason,
+              suppressed=suppressed)  # fmt: skip
+
+
+class _ContractServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ContractRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class NodedRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer malformed HTTP with the contract's body."""
+
+    async def _make_server(self) -> web.Server:
+        made = await super()._make_server()
+        return _ContractServer(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
