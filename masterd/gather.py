@@ -27,6 +27,7 @@ from masterd.output import OutputCallback
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,
+    InsufficientStorage,
     NodeBusy,
     NodeShuttingDown,
     NodeTimeout,
@@ -56,7 +57,10 @@ class NodeResult:
             return "ok"
         if isinstance(self.error, CallTimeout | NodeTimeout):
             return "timed_out"
-        if isinstance(self.error, TransportError | WrongNode | NodeBusy | NodeShuttingDown):
+        if isinstance(
+            self.error,
+            TransportError | WrongNode | NodeBusy | NodeShuttingDown | InsufficientStorage,
+        ):
             return "unreachable"
         return "failed"
 

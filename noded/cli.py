@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hints = typing.get_type_hints(NodedConfig)
     for setting in dataclasses.fields(NodedConfig):
-        parser.add_argument(flag_of(setting.name), **argument_of(setting, hints[setting.name]))
+        parser.add_argument(flag_of(setting), **argument_of(setting, hints[setting.name]))
     parser.add_argument(
         "--config",
         type=Path,
@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def flag_of(field_name: str) -> str:
-    """The flag of a setting: units are in the field's name, not in the flag's."""
-    return "--" + field_name.removesuffix("_s").replace("_", "-")
+def flag_of(setting: dataclasses.Field[Any]) -> str:
+    """The flag of a setting: units are in the field's name, not in the flag's (unless its
+    metadata names the flag)."""
+    named = setting.metadata.get("flag")
+    return named or "--" + setting.name.removesuffix("_s").replace("_", "-")
 
 
 def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:

@@ -11,10 +11,10 @@ MiB = 1024 * 1024
 MIN_OUTPUT_BYTES = 8 * 1024
 
 
-def flag(help: str, *, metavar: str | None = None) -> dict[str, Any]:
-    """A setting's metadata: its ``--help`` text (``%(default)s`` is the default) and
-    metavar.  ``noded.cli`` makes one flag of each field, named after it."""
-    return {"help": help, "metavar": metavar}
+def flag(help: str, *, metavar: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """A setting's metadata: its ``--help`` text (``%(default)s`` is the default), metavar,
+    and flag ``name`` where it is not the field's.  ``noded.cli`` makes one flag a field."""
+    return {"help": help, "metavar": metavar, "flag": name}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +78,13 @@ class NodedConfig:
     max_result_bytes: int = field(
         default=64 * MiB, metadata=flag("largest result frame (default 64 MiB)")
     )
+    journal_slack_lines: int = field(
+        default=5000,
+        metadata=flag(
+            "rewrite the journal once it has this many lines more than live calls "
+            "(default %(default)s)"
+        ),
+    )
     max_output_bytes: int = field(
         default=MiB,
         metadata=flag(
@@ -115,6 +122,18 @@ class NodedConfig:
             metavar="N",
         ),
     )
+    limit_memory_mb: int | None = field(
+        default=None,
+        metadata=flag("default memory limit of a call (address space, MiB; default none)"),
+    )
+    limit_cpu_s: float | None = field(
+        default=None,
+        metadata=flag("default CPU time limit of a call (default none)", metavar="S",
+                      name="--limit-cpu-s"),
+    )  # fmt: skip
+    limit_open_files: int | None = field(
+        default=None, metadata=flag("default open files limit of a call (default none)")
+    )
     insecure: bool = field(
         default=False, metadata=flag("allow listening on a non-loopback address without TLS")
     )
@@ -147,6 +166,16 @@ class NodedConfig:
     )
 
     @property
+    def default_limits(self) -> dict[str, float]:
+        """The resource limits of a call whose function sets none of its own."""
+        limits = {
+            "memory_mb": self.limit_memory_mb,
+            "cpu_s": self.limit_cpu_s,
+            "open_files": self.limit_open_files,
+        }
+        return {name: value for name, value in limits.items() if value is not None}
+
+    @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 
@@ -159,6 +188,7 @@ class NodedConfig:
             "max_request_bytes": self.max_request_bytes,
             "max_result_bytes": self.max_result_bytes,
             "stderr_tail_bytes": self.stderr_tail_bytes,
+            "journal_slack_lines": self.journal_slack_lines,
             "idle_timeout_s": self.idle_timeout_s,
         }
         for field_name, value in positive.items():
@@ -177,6 +207,9 @@ class NodedConfig:
             raise ValueError("--tls-allowed-clients needs TLS (--tls-cert, --tls-key, --tls-ca)")
         if self.spawn not in ("fork", "exec"):
             raise ValueError(f"spawn must be 'fork' or 'exec', got {self.spawn!r}")
+        for name, value in self.default_limits.items():
+            if value <= 0:
+                raise ValueError(f"the {name} limit must be > 0, got {value}")
         if self.max_output_bytes < MIN_OUTPUT_BYTES:
             raise ValueError(
                 f"max_output_bytes must be at least {MIN_OUTPUT_BYTES}, got {self.max_output_bytes}"

@@ -78,6 +78,9 @@ class Metrics:
             "noded_output_bytes_dropped",
             "Bytes of call output dropped: over --max-output-bytes, or not writable",
             registry=r)  # fmt: skip
+        self.journal_failures = Counter(
+            "noded_journal_write_failures", "Journal records or rewrites that failed",
+            ["record"], registry=r)  # fmt: skip
         self.zygote_restarts = Counter(
             "noded_zygote_restarts", "Fork servers started again after one died", registry=r
         )

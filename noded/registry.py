@@ -7,12 +7,13 @@ function processes import it too.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from rpc_client.errors import InvalidArguments
@@ -50,6 +51,12 @@ class FunctionSpec:
     doc: str
     params: tuple[Param, ...]
     takes_any_keyword: bool
+    #: its own resource limits (LIMIT_NAMES), over the daemon's defaults
+    limits: dict[str, float] = field(default_factory=dict)
+
+    def limits_over(self, defaults: dict[str, float]) -> dict[str, float]:
+        """The limits a call of it runs under: its own, else the daemon's."""
+        return {**defaults, **self.limits}
 
     def schema(self) -> dict[str, Any]:
         """The JSON Schema of ``fn_args``."""
@@ -60,9 +67,10 @@ class FunctionSpec:
             "additionalProperties": self.takes_any_keyword,
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, default_limits: dict[str, float] | None = None) -> dict[str, Any]:
         """This function's entry in DescribeFunctions."""
-        return {"doc": self.doc, "params": self.schema()}
+        limits = self.limits_over(default_limits or {})
+        return {"doc": self.doc, "params": self.schema(), "limits": limits}
 
     def check_args(self, fn_args: dict[str, Any]) -> None:
         """Raise :class:`InvalidArguments` unless ``fn_args`` fit the parameters."""
@@ -102,8 +110,8 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._functions)
 
-    def describe(self) -> dict[str, Any]:
-        return {name: self._functions[name].describe() for name in self.names()}
+    def describe(self, default_limits: dict[str, float] | None = None) -> dict[str, Any]:
+        return {name: self._functions[name].describe(default_limits) for name in self.names()}
 
 
 REGISTRY = Registry()
@@ -112,17 +120,42 @@ REGISTRY = Registry()
 @overload
 def function(func: F, /) -> F: ...
 @overload
-def function(*, name: str | None = None) -> Callable[[F], F]: ...
+def function(
+    *, name: str | None = None, limits: dict[str, float] | None = None
+) -> Callable[[F], F]: ...
 
 
-def function(func: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:
-    """Register a function that the daemon may run: ``@function`` or ``@function(name=...)``."""
+def function(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    limits: dict[str, float] | None = None,
+) -> F | Callable[[F], F]:
+    """Register a function that the daemon may run: ``@function``, or
+    ``@function(name=..., limits={"memory_mb": 512, "cpu_s": 60, "open_files": 256})``."""
+    checked = check_limits(limits or {}, "@function limits")
 
     def register(f: F) -> F:
-        REGISTRY.add(spec_of(f, name or f.__name__))
+        spec = spec_of(f, name or f.__name__)
+        REGISTRY.add(dataclasses.replace(spec, limits=checked))
         return f
 
     return register(func) if func is not None else register
+
+
+LIMIT_NAMES = ("memory_mb", "cpu_s", "open_files")
+
+
+def check_limits(limits: dict[str, Any], where: str) -> dict[str, float]:
+    """Resource limits, checked: known names, positive numbers; raises ``ValueError``."""
+    unknown = sorted(set(limits) - set(LIMIT_NAMES))
+    if unknown:
+        raise ValueError(f"{where}: unknown limits {unknown}; known: {', '.join(LIMIT_NAMES)}")
+    for limit, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError(f"{where}: {limit} must be a number > 0, got {value!r}")
+    return dict(limits)
 
 
 def load_modules(modules: Iterable[str]) -> Registry:

@@ -22,6 +22,7 @@
     │   ├── RequestIdConflict       409
     │   ├── Forbidden               403 (the client may not do this)
     │   ├── RequestTooLarge         413
+    │   ├── InsufficientStorage     507 (the node cannot write its state: disk full, I/O error)
     │   ├── NodeBusy                503 "Busy"
     │   └── NodeShuttingDown        503 "ShuttingDown"
     ├── FunctionFailed              the call finished with an error (raised, died, aborted, ...)
@@ -156,6 +157,14 @@ class RequestTooLarge(RemoteError):
     status = 413
 
 
+class InsufficientStorage(RemoteError):
+    """Raised when the node cannot write its state directory (disk full, I/O error,
+    read-only): the call was refused and nothing runs."""
+
+    wire_type = "InsufficientStorage"
+    status = 507
+
+
 class NodeBusy(RemoteError):
     """Raised when the node runs its maximum of function processes; retry after a while."""
 
@@ -253,6 +262,7 @@ REMOTE_ERRORS: dict[str, type[RemoteError]] = {
         RequestIdConflict,
         Forbidden,
         RequestTooLarge,
+        InsufficientStorage,
         NodeBusy,
         NodeShuttingDown,
     )

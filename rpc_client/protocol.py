@@ -35,6 +35,8 @@ FUNCTION_ABORTED: Final = "FunctionAborted"
 FUNCTION_PROCESS_DIED: Final = "FunctionProcessDied"
 RESULT_TOO_LARGE: Final = "ResultTooLarge"
 INVALID_RESULT: Final = "InvalidResult"
+#: (1.1) stopped by one of its limits; ``limit`` is "memory", "cpu" or "open_files"
+RESOURCE_LIMIT_EXCEEDED: Final = "ResourceLimitExceeded"
 
 #: the contract's pattern, with the numbers bounded to what a pid and a time can be (a
 #: ppid of thousands of digits is malformed, not a number to convert); used with fullmatch

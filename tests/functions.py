@@ -232,3 +232,39 @@ def child_sees_fd3() -> str:
         ["sh", "-c", "readlink /proc/$$/fd/3 || true"], close_fds=False, capture_output=True
     )
     return done.stdout.decode().strip()
+
+
+@function(limits={"memory_mb": 256})
+def allocate(megabytes: int) -> int:
+    """Allocate ``megabytes`` MiB (its own limit: 256 MiB)."""
+    return len(bytearray(megabytes * 1024 * 1024))
+
+
+@function
+def spin(seconds: float) -> int:
+    """Keep a CPU busy for ``seconds`` of wall time; the loops made."""
+    end, loops = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        loops += 1
+    return loops
+
+
+@function
+def open_many(count: int) -> int:
+    """Open /dev/null ``count`` times."""
+    files = [open(os.devnull) for _ in range(count)]  # noqa: SIM115
+    return len(files)
+
+
+@function
+def escape(pid_file: str, seconds: float = 300) -> None:
+    """Start a grandchild in a session of its own and one in a process group of its own
+    (what a shell with job control does), note their pids, then sleep."""
+    kids = [
+        subprocess.Popen(["sleep", "300"], start_new_session=True),
+        subprocess.Popen(["sleep", "300"], process_group=0),
+    ]
+    with open(pid_file + ".tmp", "w") as out:
+        out.write(" ".join(str(kid.pid) for kid in kids))
+    os.rename(pid_file + ".tmp", pid_file)
+    time.sleep(seconds)

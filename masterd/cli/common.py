@@ -10,6 +10,7 @@ import orjson
 
 from rpc_client.errors import (
     FunctionFailed,
+    InsufficientStorage,
     NodeBusy,
     NodeShuttingDown,
     RemoteError,
@@ -74,7 +75,7 @@ def print_state(state: CallState) -> int:
 
 def exit_status_of(exc: RPCError) -> int:
     """The exit status for an error that stopped the command."""
-    if isinstance(exc, TransportError | NodeBusy | NodeShuttingDown):
+    if isinstance(exc, TransportError | NodeBusy | NodeShuttingDown | InsufficientStorage):
         return EXIT_NODE
     if isinstance(exc, RemoteError):
         return EXIT_USAGE

@@ -1,24 +1,28 @@
 """The journal: calls on disk, so that a restart loses no computed result and leaks no
-process.  It reads and writes records only; what to do about them (kill a leftover
-group, keep a result) is the supervisor's.
+process.  It reads and writes records (:mod:`noded.calls.records`) only; what to do about
+them (kill a leftover group, keep a result) is the supervisor's.
 
 One append-only journal, ``<state-dir>/calls.journal`` (mode 0600), kept open: a line per
-event, each written with a single ``write``:
+record, each written with a single ``write``.  A line cut short by a crash is ignored
+when the journal is read.  When the journal holds much more than the live calls, it is
+rewritten from them (a temporary file renamed into place), and at every start.  Nothing
+is fsynced: this guards against the daemon's death, not the machine's.  (One file kept
+open costs one ``write`` per record; a file per call cost an ``open``, a ``rename`` and a
+``close`` each, which measured as the largest part of a call's cost.)
 
-* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started}`` when a call starts;
-* ``{"op": "finish", ...the whole call state...}`` before its result is announced;
-* ``{"op": "forget", fnc_id}`` when a result expires or is dropped.
+When the state directory cannot be written (disk full, I/O error, read-only):
 
-A line cut short by a crash is ignored when the journal is read.  When the journal holds
-much more than the live calls, it is rewritten from them (a temporary file renamed into
-place), and at every start.  Nothing is fsynced: this guards against the daemon's death,
-not the machine's.  (One file kept open costs one ``write`` per event; a file per call
-cost an ``open``, a ``rename`` and a ``close`` each, which measured as the largest part of
-a call's cost.)
+* a start record raises ``OSError``: the caller refuses the call;
+* a finish or forget record waits in a backlog (bounded) and is written, in order, as
+  soon as a write succeeds again (or the journal is rewritten from the live calls);
+* a record cut short is cut off again (``ftruncate`` back), or, if even that fails, the
+  next record starts on a new line: it never swallows the next one;
+* a failed rewrite removes its temporary file and raises; the old journal stays.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -30,14 +34,21 @@ from typing import Any
 
 import orjson
 
+from noded.calls.records import (
+    call_from,
+    finish_record,
+    forget_record,
+    problem_of,
+    start_record,
+)
 from noded.calls.table import FunctionCall
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.journal")
 
 JOURNAL = "calls.journal"
-#: rewrite the journal once it has this many more lines than there are live calls
-_COMPACT_SLACK_LINES = 5000
+#: records kept in memory while the journal cannot be written, at most
+BACKLOG_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,33 +73,60 @@ class Replayed:
 class CallJournal:
     """The journal of one state directory."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, slack_lines: int = 5000) -> None:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._path = state_dir / JOURNAL
+        self._slack_lines = slack_lines
         self._fd = -1
         self._lines = 0
+        self._size = 0
+        #: a record was cut short and could not be cut off: start the next on a new line
+        self._torn = False
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog_bytes = 0
 
     def started(self, call: FunctionCall) -> None:
-        self._append(_start_record(call))
+        """Write a call's start; raises ``OSError`` if it cannot be written."""
+        self._flush_backlog()
+        self._write(_line(start_record(call)))
 
-    def finished(self, call: FunctionCall) -> None:
-        self._append(_finish_record(call))
+    def finished(self, call: FunctionCall) -> bool:
+        """Write a call's result; False if it waits in the backlog.  Raises
+        ``orjson.JSONEncodeError`` for a result that cannot be written as JSON."""
+        return self._write_or_defer(_line(finish_record(call)))
 
-    def forget(self, fnc_id: str) -> None:
-        self._append({"op": "forget", "fnc_id": fnc_id})
+    def forget(self, fnc_id: str) -> bool:
+        return self._write_or_defer(_line(forget_record(fnc_id)))
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting to be written."""
+        return len(self._backlog)
+
+    def retry(self) -> None:
+        """Write what waits in the backlog, if the disk takes it now."""
+        self._flush_backlog()
 
     def needs_compaction(self, live_calls: int) -> bool:
-        return self._lines > live_calls + _COMPACT_SLACK_LINES
+        return self._lines > live_calls + self._slack_lines
 
     def compact(self, calls: Iterable[FunctionCall]) -> None:
-        """Rewrite the journal with only these calls' records."""
-        records = [_finish_record(c) if c.finished else _start_record(c) for c in calls]
+        """Rewrite the journal with only these calls' records (and so with what waited in
+        the backlog); raises ``OSError``, leaving the old journal, if it cannot."""
+        lines = [_line(finish_record(c) if c.finished else start_record(c)) for c in calls]
         tmp = self._path.with_name(f".{JOURNAL}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.writelines(orjson.dumps(record) + b"\n" for record in records)
-        os.replace(tmp, self._path)
-        self._reopen(len(records))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.writelines(lines)
+            os.replace(tmp, self._path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._backlog.clear()
+        self._backlog_bytes = 0
+        self._reopen(len(lines))
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -102,91 +140,116 @@ class CallJournal:
         running, finished = self._replay()
         found = Replayed()
         for record in running.values():
-            found.unfinished.append(
-                Leftover(record["fnc_id"], int(record["pid"]), record.get("pid_birth"))
-            )
+            found.unfinished.append(Leftover(record["fnc_id"], record["pid"], record["pid_birth"]))
         now = time.time()
         for record in finished.values():
-            if now - float(record.get("finished_at") or 0) < result_ttl_s:
-                found.finished.append(_call_from(record))
+            if now - float(record["finished_at"]) < result_ttl_s:
+                found.finished.append(call_from(record))
         found.finished.sort(key=lambda call: call.finished_at or 0)
-        self.compact(found.finished)
+        try:
+            self.compact(found.finished)
+        except OSError as exc:  # serve anyway: the old journal is still right, only longer
+            event(log, "journal.compact_failed", logging.ERROR, error=str(exc))
         return found
 
     # --- the file -------------------------------------------------------------------------
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _write_or_defer(self, line: bytes) -> bool:
+        if not self._flush_backlog():
+            self._defer(line)
+            return False
+        try:
+            self._write(line)
+        except OSError as exc:
+            event(log, "journal.write_failed", logging.ERROR, error=str(exc), waiting=1)
+            self._defer(line)
+            return False
+        return True
+
+    def _defer(self, line: bytes) -> None:
+        self._backlog.append(line)
+        self._backlog_bytes += len(line)
+        dropped = 0
+        while self._backlog_bytes > BACKLOG_BYTES and len(self._backlog) > 1:
+            self._backlog_bytes -= len(self._backlog.popleft())
+            dropped += 1
+        if dropped:
+            event(log, "journal.backlog_dropped", logging.ERROR, records=dropped,
+                  limit_bytes=BACKLOG_BYTES)  # fmt: skip
+
+    def _flush_backlog(self) -> bool:
+        """Write the backlog out, in order; False if some of it is still waiting."""
+        while self._backlog:
+            try:
+                self._write(self._backlog[0])
+            except OSError:
+                return False
+            self._backlog_bytes -= len(self._backlog.popleft())
+            if not self._backlog:
+                event(log, "journal.backlog_written")
+        return True
+
+    def _write(self, line: bytes) -> None:
+        """Append one line whole, or leave the file as it was (raising ``OSError``)."""
         if self._fd < 0:
-            self._reopen(0)
-        view = memoryview(orjson.dumps(record) + b"\n")
-        while view:  # a write to a regular file takes it all; the loop is for a short write
-            view = view[os.write(self._fd, view) :]
+            self._reopen(self._lines)
+        if self._torn:
+            line = b"\n" + line
+        view = memoryview(line)
+        try:
+            while view:  # a write to a regular file takes it all, unless the disk is full
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            self._cut_back()
+            raise
+        self._size += len(line)
         self._lines += 1
+        self._torn = False
+
+    def _cut_back(self) -> None:
+        """Remove what a failed write left of its line."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            self._torn = True
 
     def _reopen(self, lines: int) -> None:
         self.close()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd = os.open(self._path, flags, 0o600)
+        self._size = os.fstat(self._fd).st_size
         self._lines = lines
 
     def _replay(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         running: dict[str, dict[str, Any]] = {}
         finished: dict[str, dict[str, Any]] = {}
         for record in self._records():
-            fnc_id, op = record["fnc_id"], record.get("op")
+            fnc_id, op = record["fnc_id"], record["op"]
             if op == "start":
                 running[fnc_id] = record
             elif op == "finish":
                 running.pop(fnc_id, None)
                 finished[fnc_id] = record
-            elif op == "forget":
+            else:
                 finished.pop(fnc_id, None)
         return running, finished
 
     def _records(self) -> Iterator[dict[str, Any]]:
+        """The records that can be taken; every other line is skipped and said so (a line
+        cut short by a crash, damage, a field missing or of the wrong type)."""
         with contextlib.suppress(FileNotFoundError), open(self._path, "rb") as journal:
             for number, line in enumerate(journal, 1):
                 try:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
-                    # a line cut short by a crash, or damage: skip it, say so
-                    event(log, "journal.bad_record", logging.WARNING, line=number)
-                    continue
-                if isinstance(record, dict) and isinstance(record.get("fnc_id"), str):
+                    problem: str | None = "not JSON"
+                else:
+                    problem = problem_of(record)
+                if problem is None:
                     yield record
+                elif line.strip():
+                    event(log, "journal.bad_record", logging.WARNING, line=number, why=problem)
 
 
-def _start_record(call: FunctionCall) -> dict[str, Any]:
-    return {
-        "op": "start",
-        "fnc_id": call.fnc_id,
-        "fn_name": call.fn_name,
-        "pid": call.pid,
-        "pid_birth": call.pid_birth,
-        "started": call.started,
-    }
-
-
-def _finish_record(call: FunctionCall) -> dict[str, Any]:
-    return {
-        "op": "finish", "fnc_id": call.fnc_id, "fn_name": call.fn_name, "pid": call.pid,
-        "started": call.started, "finished_at": call.finished_at,
-        "request_id": call.request_id, "digest": call.digest.hex(),
-        "result": call.result, "error": call.error, "progress": call.progress,
-    }  # fmt: skip
-
-
-def _call_from(record: dict[str, Any]) -> FunctionCall:
-    call = FunctionCall(
-        fnc_id=record["fnc_id"],
-        fn_name=str(record.get("fn_name", "")),
-        pid=int(record.get("pid", 0)),
-        started=float(record.get("started", 0)),
-        request_id=record.get("request_id"),
-        digest=bytes.fromhex(record.get("digest") or ""),
-    )
-    call.finish(record.get("result"), record.get("error"))
-    progress = record.get("progress")
-    call.progress = progress if isinstance(progress, dict) else None
-    call.finished_at = float(record["finished_at"])
-    return call
+def _line(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record) + b"\n"

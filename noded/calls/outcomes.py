@@ -30,11 +30,28 @@ def call_result(
             f"result frame is over the limit of {max_frame_bytes} bytes; the process was killed",
             limit_bytes=max_frame_bytes,
         )
+    if outcome.signal == signal.SIGXCPU:  # only a CPU time limit sends it
+        return None, _error(
+            outcome,
+            protocol.RESOURCE_LIMIT_EXCEEDED,
+            "function process was stopped by its CPU time limit (SIGXCPU)",
+            limit="cpu",
+        )
     if outcome.partial_frame:
         return None, invalid_result(outcome, "no newline-terminated frame", outcome.partial_frame)
     return None, _error(
         outcome, protocol.FUNCTION_PROCESS_DIED, f"{_how_it_ended(outcome)} without a result"
     )
+
+
+def unwritable_result(why: str) -> dict[str, Any]:
+    """The error of a call whose result was read but cannot be written as JSON again (say,
+    nested deeper than the 254 levels orjson writes)."""
+    return {
+        "type": protocol.INVALID_RESULT,
+        "message": f"the function's result cannot be written as JSON ({why})",
+        "traceback": None,
+    }
 
 
 def aborted(outcome: Outcome, reason: str) -> dict[str, Any]:

@@ -10,15 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 import psutil
 
 from noded.calls.journal import CallJournal
-from noded.calls.outcomes import call_result
-from noded.calls.output import OUTPUT_DIR, STDERR, STDOUT, OutputLog, OutputPage, remove_all_but
+from noded.calls.keeper import OutputKeeper
+from noded.calls.outcomes import call_result, unwritable_result
 from noded.calls.table import AbortReason, CallTable, FunctionCall, args_digest
 from noded.config import NodedConfig
 from noded.metrics import Metrics
@@ -28,16 +27,19 @@ from noded.process.leftovers import is_resource_shortage, kill_leftover_group
 from noded.process.process_set import ProcessSet
 from noded.process.spawners import Spawner
 from noded.registry import Registry
-from rpc_client.errors import BadRequest, NodeBusy, NodeShuttingDown, UnknownFunction
+from rpc_client.errors import (
+    BadRequest,
+    InsufficientStorage,
+    NodeBusy,
+    NodeShuttingDown,
+    UnknownFunction,
+)
 from rpc_client.logs import event
 from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
 
 log = logging.getLogger("noded.calls")
 
 _BUSY_RETRY_AFTER_S = 1
-#: the events one WaitForFunction answer carries at most (the contract's "about 1 MiB")
-MAX_OUTPUT_ANSWER_BYTES = 1 << 20
-STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 
 
 class Supervisor:
@@ -58,7 +60,7 @@ class Supervisor:
         self._daemon_pid = daemon_pid
         self._journal = journal
         self.metrics = metrics
-        self._output_dir = config.state_dir / OUTPUT_DIR
+        self._outputs = OutputKeeper(config.state_dir, config.max_output_bytes, metrics)
         self.calls = CallTable(
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
@@ -80,11 +82,9 @@ class Supervisor:
             killed += was_running
             self.calls.remember_lost(leftover.fnc_id, _lost_because(was_running, self._daemon_pid))
         for call in found.finished:
-            call.output = OutputLog.reopen(
-                self._output_dir, call.fnc_id, self._config.max_output_bytes
-            )
+            self._outputs.reopen(call)
             self.calls.restore(call)
-        remove_all_but(self._output_dir, [call.fnc_id for call in self.calls.all_calls()])
+        self._outputs.keep_only(call.fnc_id for call in self.calls.all_calls())
         if found.unfinished or found.finished:
             event(
                 log,
@@ -104,7 +104,7 @@ class Supervisor:
                 f"no function named {shown(request.fn_name)} here; DescribeFunctions lists them"
             )
         spec.check_args(request.fn_args)
-        encoded = _encode(request)
+        encoded = _encode(request, spec.limits_over(self._config.default_limits))
         call = self._existing_call(request)
         if call is None:
             call = await self._launch_once(request, encoded)
@@ -123,7 +123,7 @@ class Supervisor:
             return call.state()
         await call.wait_for_output(output_from, timeout_s)
         state = call.state()
-        state.output = self._read_output(call, output_from)
+        state.output = self._outputs.read(call, output_from)
         return state
 
     async def abort(self, call: FunctionCall, reason: AbortReason) -> CallState:
@@ -192,9 +192,8 @@ class Supervisor:
             digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
         )
         call.pid_birth = proc.birth
-        proc.on_output = lambda stream, data: self._on_output(call, stream, data)
-        proc.on_progress = lambda report: self._on_progress(call, report)
-        self._journal.started(call)
+        self._outputs.attach(call, proc)
+        await self._journal_start(call, proc)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
@@ -240,52 +239,47 @@ class Supervisor:
                 f"cannot start a function process now: {exc}", retry_after_s=_BUSY_RETRY_AFTER_S
             ) from exc
 
-    # --- output ---------------------------------------------------------------------
-
-    def _on_output(self, call: FunctionCall, stream: str, data: bytes) -> None:
-        self._keep_output(call, lambda log: log.write(STREAMS[stream], data), len(data))
-
-    def _on_progress(self, call: FunctionCall, report: dict[str, Any]) -> None:
-        call.progress = report
-        self._keep_output(call, lambda log: log.progress(report), 0)
-
-    def _keep_output(
-        self, call: FunctionCall, write: Callable[[OutputLog], None], size: int
-    ) -> None:
-        if call.output is None:  # the first output of this call: its log begins
-            call.output = OutputLog(
-                self._output_dir, call.fnc_id, self._config.max_output_bytes,
-                on_kept=self.metrics.output_kept.inc, on_dropped=self.metrics.output_dropped.inc,
-            )  # fmt: skip
+    async def _journal_start(self, call: FunctionCall, proc: FunctionProcess) -> None:
+        """Write the call's start, or undo it: a call the journal does not know would
+        outlive a crash unseen, so none runs without its record."""
         try:
-            write(call.output)
-        except OSError as exc:  # disk full, I/O error: the call goes on without it
-            self.metrics.output_dropped.inc(size)
-            event(log, "output.write_failed", logging.WARNING, fnc_id=call.fnc_id, error=str(exc))
-        call.output_changed()
-
-    def _read_output(self, call: FunctionCall, position: int) -> dict[str, Any]:
-        try:
-            return call.read_output(position, MAX_OUTPUT_ANSWER_BYTES).to_wire()
+            self._journal.started(call)
         except OSError as exc:
-            event(log, "output.read_failed", logging.WARNING, fnc_id=call.fnc_id, error=str(exc))
-            return OutputPage(start=position, next=position, skipped=0).to_wire()
+            proc.kill_group()
+            await proc.wait_reaped(self._config.kill_grace_s + 5.0)
+            self.metrics.journal_failures.labels("start").inc()
+            event(log, "journal.start_failed", logging.ERROR, fn_name=call.fn_name,
+                  pid=proc.pid, error=str(exc))  # fmt: skip
+            raise InsufficientStorage(
+                f"the state directory {self._config.state_dir} cannot be written ({exc}); "
+                "no function was started"
+            ) from exc
 
     def _forget(self, call: FunctionCall) -> None:
-        self._journal.forget(call.fnc_id)
-        if call.output is not None:
-            call.output.remove()
+        if not self._journal.forget(call.fnc_id):
+            self.metrics.journal_failures.labels("forget").inc()
+        self._outputs.forget(call)
 
     def _on_decided(self, call: FunctionCall, outcome: Outcome) -> None:
         result, error = call_result(outcome, call.abort_reason, self._config.max_result_bytes)
-        if call.output is not None:
-            call.output.flush()
+        self._outputs.finish(call)
         call.finish(result, error)
         # written before any waiter runs: none is woken until this callback returns
-        self._journal.finished(call)
+        self._journal_finish(call)
         self.calls.retain(call)
         # the log line and the metrics wait for the loop's next turn, after the answer
         asyncio.get_running_loop().call_soon(self._record_finish, call)
+
+    def _journal_finish(self, call: FunctionCall) -> None:
+        """Write the call's result; if it cannot be written now it is later, and the call
+        finishes all the same (its slot is free, its waiters answered)."""
+        try:
+            written = self._journal.finished(call)
+        except orjson.JSONEncodeError as exc:  # decoded, but nested past what orjson writes
+            call.result, call.error = None, unwritable_result(str(exc))
+            written = self._journal.finished(call)
+        if not written:
+            self.metrics.journal_failures.labels("finish").inc()
 
     def _record_finish(self, call: FunctionCall) -> None:
         outcome = call.error["type"] if call.error else "ok"
@@ -323,13 +317,26 @@ class Supervisor:
     # --- background and shutdown ---------------------------------------------------
 
     async def expire_forever(self) -> None:
-        """Drop retained results past their TTL, checking about once a second."""
+        """Drop retained results past their TTL, checking about once a second; write what
+        the journal could not, and rewrite it when it grows (after a failure, again with
+        a backoff: 1 s doubling to a minute)."""
         interval_s = min(1.0, self._config.result_ttl_s / 4)
+        backoff_s, next_compaction = 1.0, 0.0
         while True:
             await asyncio.sleep(interval_s)
             self.calls.expire(time.time())
-            if self._journal.needs_compaction(len(self.calls)):
-                self._journal.compact(self.calls.all_calls())
+            self._journal.retry()
+            now = time.monotonic()
+            if now >= next_compaction and self._journal.needs_compaction(len(self.calls)):
+                try:
+                    self._journal.compact(self.calls.all_calls())
+                except OSError as exc:
+                    self.metrics.journal_failures.labels("compact").inc()
+                    event(log, "journal.compact_failed", logging.ERROR, error=str(exc),
+                          retry_in_s=backoff_s)  # fmt: skip
+                    next_compaction, backoff_s = now + backoff_s, min(backoff_s * 2, 60.0)
+                else:
+                    backoff_s = 1.0
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""
@@ -370,9 +377,9 @@ def _lost_because(was_running: bool, daemon_pid: int) -> str:
     )
 
 
-def _encode(request: StartFunctionRequest) -> bytes:
+def _encode(request: StartFunctionRequest, limits: dict[str, float]) -> bytes:
     try:
-        return encode_request(request.fn_name, request.fn_args)
+        return encode_request(request.fn_name, request.fn_args, limits)
     except orjson.JSONEncodeError as exc:
         raise BadRequest(f"fn_args cannot be passed to a function process: {exc}") from exc
 

@@ -37,7 +37,7 @@ def create_app(
     app[CONFIG] = config
     app[REGISTRY] = registry
     app[IDENTITY] = identity
-    journal = CallJournal(config.state_dir)
+    journal = CallJournal(config.state_dir, slack_lines=config.journal_slack_lines)
     app[SUPERVISOR] = Supervisor(
         config, registry, spawner, identity.pid, journal, metrics or Metrics()
     )

@@ -46,7 +46,7 @@ async def identify(app: web.Application, body: dict[str, Any]) -> dict[str, Any]
 
 
 async def describe_functions(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
-    return {"functions": app[REGISTRY].describe()}
+    return {"functions": app[REGISTRY].describe(app[CONFIG].default_limits)}
 
 
 PROCEDURES: dict[str, Handler] = {

@@ -38,6 +38,8 @@ _STOP_TIMEOUT_S = 5.0
 _MAX_FDS = 4
 _SEND_ATTEMPTS = 3
 _COALESCE_S = 0.002
+#: forks asked and none answered for this long: the zygote is stopped or hung
+_HUNG_S = 3.0
 
 
 class ForkServerError(RuntimeError):
@@ -73,6 +75,9 @@ class ForkSpawner:
         self._closing = False
         self._restart_task: asyncio.Task[None] | None = None
         self._watcher = DescriptorWatcher()
+        #: loop time of the zygote's last answer, or of the first fork asked since
+        self._last_answer = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     # --- the Spawner interface ------------------------------------------------------
 
@@ -113,6 +118,8 @@ class ForkSpawner:
         self._closing = True
         if self._restart_task is not None:
             self._restart_task.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self._discard_pool()
         self._fail_waiting(ConnectionError("ganeti-noded is stopping"))
         self._flush()  # the reaps asked for
@@ -150,6 +157,7 @@ class ForkSpawner:
         ours.setblocking(False)
         self._control = ours
         self._forks_asked = 0
+        self._outbox.clear()  # anything in it was meant for a zygote that is gone
         self._loop.add_reader(ours.fileno(), self._on_message)
         self._zygote.exited.add_done_callback(self._on_zygote_exit)
         event(log, "forkserver.ready", pid=self._zygote.pid, spares=self._spares_wanted)
@@ -160,19 +168,42 @@ class ForkSpawner:
     async def _fork_now(self) -> FunctionProcess:
         waiter: asyncio.Future[FunctionProcess] = self._loop.create_future()
         self._waiting.append(waiter)
-        self._ask(zygote.FORK, now=True)
-        self._forks_asked += 1
+        if self._control is not None:  # else the zygote restarts, and its refill serves us
+            self._ask_fork(now=True)
         try:
             return await asyncio.wait_for(waiter, _FORK_TIMEOUT_S)
         except TimeoutError:
             raise OSError(errno.EAGAIN, "the fork server did not answer in time") from None
 
     def _refill(self) -> None:
+        """Ask for the forks that make up the pool and serve every waiting spawn."""
         if self._control is None or self._closing:
             return
         while len(self._pool) + self._forks_asked - len(self._waiting) < self._spares_wanted:
-            self._ask(zygote.FORK)
-            self._forks_asked += 1
+            self._ask_fork()
+
+    def _ask_fork(self, *, now: bool = False) -> None:
+        if self._forks_asked == 0:  # the zygote owes nothing: its clock starts now
+            self._last_answer = self._loop.time()
+        self._forks_asked += 1
+        self._ask(zygote.FORK, now=now)
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_later(_HUNG_S, self._check_answering)
+
+    def _check_answering(self) -> None:
+        """A zygote that owes forks and has said nothing for _HUNG_S (stopped, a hung
+        import, a deadlock) is killed: its exit restarts it."""
+        self._watchdog = None
+        if self._control is None or self._closing or self._forks_asked <= 0:
+            return
+        silent_s = self._loop.time() - self._last_answer
+        if silent_s < _HUNG_S:
+            self._watchdog = self._loop.call_later(_HUNG_S - silent_s, self._check_answering)
+            return
+        assert self._zygote is not None
+        event(log, "forkserver.hung", logging.ERROR, pid=self._zygote.pid,
+              silent_s=round(silent_s, 3), forks_asked=self._forks_asked)  # fmt: skip
+        self._zygote.kill()
 
     async def reap(self, pid: int) -> int | None:
         """The wait status of an exited child, from the zygote; None if it was lost."""
@@ -235,17 +266,18 @@ class ForkSpawner:
             if not message:
                 self._lost_zygote()
                 return
+            self._last_answer = self._loop.time()
             self._handle(message, fds)
 
     def _handle(self, message: bytes, fds: list[int]) -> None:
         kind = message[:1]
         if kind == zygote.CHILD:
             _, pid = zygote.PID.unpack(message)
-            self._forks_asked -= 1
+            self._forks_asked = max(0, self._forks_asked - 1)
             self._adopt(pid, fds)
         elif kind == zygote.FAILED:
             _, number = zygote.PID.unpack(message)
-            self._forks_asked -= 1
+            self._forks_asked = max(0, self._forks_asked - 1)
             event(log, "spawn.failed", logging.WARNING, error=os.strerror(number))
             self._fail_one_waiter(
                 OSError(number, f"the fork server could not fork: {os.strerror(number)}")
@@ -335,10 +367,6 @@ class ForkSpawner:
             event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
             self._fallback = ExecSpawner(self._modules, self._limits, self._watcher)
             self._fail_waiting(OSError(errno.EAGAIN, "the fork server is gone"))
-            return
-        for _ in range(len(self._waiting)):  # what the dead zygote owed
-            self._ask(zygote.FORK, now=True)
-            self._forks_asked += 1
 
     def _fail_one_waiter(self, exc: BaseException) -> None:
         waiter = self._next_waiter()

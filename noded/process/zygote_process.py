@@ -55,6 +55,11 @@ class ZygoteProcess:
         os.close(self._pidfd)
         self.exited.set_result(status)
 
+    def kill(self) -> None:
+        """SIGKILL now (a stopped process dies too); its exit is seen as any other."""
+        if not self.exited.done():
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
     async def stop(self, timeout_s: float) -> None:
         """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``; reaped."""
         for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -108,6 +108,7 @@ def test_the_wire_types_are_the_contracts() -> None:
         "UnknownProcedure": 404,
         "MethodNotAllowed": 405,
         "RequestIdConflict": 409,
+        "InsufficientStorage": 507,
         "RequestTooLarge": 413,
         "Busy": 503,
         "ShuttingDown": 503,

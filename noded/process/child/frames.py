@@ -26,7 +26,9 @@ class InvalidFrame(ValueError):
     """Raised when what a function process wrote is not a result frame."""
 
 
-def encode_request(fn_name: str, fn_args: dict[str, Any]) -> bytes:
+def encode_request(
+    fn_name: str, fn_args: dict[str, Any], limits: dict[str, Any] | None = None
+) -> bytes:
     """The process's stdin; canonical (sorted keys), so equal calls encode equally.
 
     It ends in a newline (JSON text never holds a raw one), so the process has its call
@@ -35,13 +37,16 @@ def encode_request(fn_name: str, fn_args: dict[str, Any]) -> bytes:
     Raises ``orjson.JSONEncodeError`` for values orjson cannot write (nested more than
     254 levels deep, though it reads up to 1024).
     """
-    request = {"fn_name": fn_name, "fn_args": fn_args}
+    request: dict[str, Any] = {"fn_name": fn_name, "fn_args": fn_args}
+    if limits:
+        request["limits"] = limits
     return orjson.dumps(request, option=orjson.OPT_SORT_KEYS) + FRAME_END
 
 
-def decode_request(data: bytes) -> tuple[str, dict[str, Any]]:
+def decode_request(data: bytes) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(fn_name, fn_args, limits)`` of a call's request."""
     request = orjson.loads(data)
-    return request["fn_name"], request["fn_args"]
+    return request["fn_name"], request["fn_args"], request.get("limits") or {}
 
 
 def encode_result(result: Any) -> bytes:
@@ -49,13 +54,17 @@ def encode_result(result: Any) -> bytes:
     return orjson.dumps({"ok": True, "result": result}) + FRAME_END
 
 
-def encode_exception(exc: BaseException) -> bytes:
-    """The frame of a call whose function raised ``exc``."""
+def encode_exception(exc: BaseException, error: dict[str, Any] | None = None) -> bytes:
+    """The frame of a call whose function raised ``exc`` (described by ``error`` when the
+    runner knows better, as for a resource limit)."""
     error = {
         "type": type(exc).__name__,
         "message": str(exc),
+        **(error or {}),
         "traceback": "".join(traceback.format_exception(exc)),
     }
+    if isinstance(exc, OSError) and exc.errno is not None:
+        error.setdefault("errno", exc.errno)
     return orjson.dumps({"ok": False, "error": error}) + FRAME_END
 
 

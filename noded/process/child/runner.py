@@ -15,7 +15,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from noded.process.child import frames, progress
+from noded.process.child import frames, limits, progress
 from noded.registry import load_modules
 
 #: The descriptor that carries the result frame and progress reports.
@@ -41,16 +41,18 @@ def main(modules: list[str], *, forked: bool = False) -> None:
     request = _read_request(0)
     if not request:  # a spare process released without a call
         os._exit(0)
+    fn_name, fn_args, call_limits = frames.decode_request(request)
     try:
-        frame = frames.encode_result(_run(modules, request))
+        limits.apply(call_limits)
+        frame = frames.encode_result(_run(modules, fn_name, fn_args))
     except BaseException as exc:  # the function's failure, whatever it is, goes in the frame
-        frame = frames.encode_exception(exc.with_traceback(_without_runner_frames(exc)))
+        exc = exc.with_traceback(_without_runner_frames(exc))
+        frame = frames.encode_exception(exc, limits.exceeded(exc, call_limits))
     _flush_and_leave(frame)
 
 
-def _run(modules: list[str], request: bytes) -> Any:
+def _run(modules: list[str], fn_name: str, fn_args: dict[str, Any]) -> Any:
     registry = load_modules(modules)
-    fn_name, fn_args = frames.decode_request(request)
     spec = registry.get(fn_name)
     if spec is None:
         raise LookupError(f"function {fn_name!r} is not registered in this process")
@@ -84,7 +86,8 @@ def rehearse(modules: list[str]) -> None:
     that is already waiting skips it.
     """
     registry = load_modules(modules)
-    fn_name, fn_args = frames.decode_request(frames.encode_request("", {"value": [1, 2.5, "x"]}))
+    request = frames.encode_request("", {"value": [1, 2.5, "x"]})
+    fn_name, fn_args, _ = frames.decode_request(request)
     registry.get(fn_name)
     frames.encode_result(fn_args)
 

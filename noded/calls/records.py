@@ -1,0 +1,97 @@
+"""The journal's records: how a call is written, and how a record read back is checked.
+
+* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started}`` when a call starts;
+* ``{"op": "finish", ...the whole call state...}`` before its result is announced;
+* ``{"op": "forget", fnc_id}`` when a result expires or is dropped.
+
+A record read back is taken only if every field the daemon relies on is there with its
+type: a damaged but well-formed line (no ``pid``, ``finished_at: "soon"``, a digest that
+is not hex) is refused with a reason, like a line that is not JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noded.calls.table import FunctionCall
+from rpc_client.protocol import FNC_ID_RE
+
+_NUMBER = (int, float)
+
+
+def start_record(call: FunctionCall) -> dict[str, Any]:
+    return {
+        "op": "start",
+        "fnc_id": call.fnc_id,
+        "fn_name": call.fn_name,
+        "pid": call.pid,
+        "pid_birth": call.pid_birth,
+        "started": call.started,
+    }
+
+
+def finish_record(call: FunctionCall) -> dict[str, Any]:
+    return {
+        "op": "finish", "fnc_id": call.fnc_id, "fn_name": call.fn_name, "pid": call.pid,
+        "started": call.started, "finished_at": call.finished_at,
+        "request_id": call.request_id, "digest": call.digest.hex(),
+        "result": call.result, "error": call.error, "progress": call.progress,
+    }  # fmt: skip
+
+
+def forget_record(fnc_id: str) -> dict[str, Any]:
+    return {"op": "forget", "fnc_id": fnc_id}
+
+
+def problem_of(record: Any) -> str | None:
+    """Why a record read back cannot be taken, or None if it can."""
+    if not isinstance(record, dict):
+        return "not an object"
+    op, fnc_id = record.get("op"), record.get("fnc_id")
+    if op not in ("start", "finish", "forget"):
+        return f"unknown op {str(op)[:20]!r}"
+    if not isinstance(fnc_id, str) or not FNC_ID_RE.fullmatch(fnc_id):
+        return "no valid fnc_id"
+    if op == "forget":
+        return None
+    return _field_problem(record, _START_FIELDS if op == "start" else _FINISH_FIELDS)
+
+
+_START_FIELDS: dict[str, Any] = {
+    "pid": int, "started": _NUMBER, "pid_birth": (str, type(None)), "fn_name": str,
+}  # fmt: skip
+_FINISH_FIELDS: dict[str, Any] = {
+    "pid": int, "started": _NUMBER, "finished_at": _NUMBER, "fn_name": str,
+    "digest": str, "request_id": (str, type(None)), "error": (dict, type(None)),
+}  # fmt: skip
+
+
+def _field_problem(record: dict[str, Any], fields: dict[str, Any]) -> str | None:
+    for name, kind in fields.items():
+        value = record.get(name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return f"field {name!r} missing or of the wrong type"
+    digest = record.get("digest")
+    if isinstance(digest, str):
+        try:
+            bytes.fromhex(digest)
+        except ValueError:
+            return "field 'digest' is not hex"
+    return None
+
+
+def call_from(record: dict[str, Any]) -> FunctionCall:
+    """The finished call of a checked finish record."""
+    call = FunctionCall(
+        fnc_id=record["fnc_id"],
+        fn_name=record["fn_name"],
+        pid=record["pid"],
+        started=float(record["started"]),
+        request_id=record["request_id"],
+        digest=bytes.fromhex(record["digest"]),
+    )
+    call.finish(record.get("result"), record["error"])
+    progress = record.get("progress")
+    call.progress = progress if isinstance(progress, dict) else None
+    call.finished_at = float(record["finished_at"])
+    return call
