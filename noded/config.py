@@ -134,6 +134,15 @@ class NodedConfig:
     limit_open_files: int | None = field(
         default=None, metadata=flag("default open files limit of a call (default none)")
     )
+    cgroup_root: str = field(
+        default="auto",
+        metadata=flag(
+            "a cgroup v2 directory to make a cgroup per call in, so that abort and shutdown "
+            "take the whole process tree; 'auto': the daemon's own cgroup under systemd "
+            "with Delegate=yes; 'none': walk the process tree instead (default %(default)s)",
+            metavar="DIR|auto|none",
+        ),
+    )
     insecure: bool = field(
         default=False, metadata=flag("allow listening on a non-loopback address without TLS")
     )

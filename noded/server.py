@@ -25,6 +25,7 @@ from noded.http.keys import SUPERVISOR
 from noded.http.protocol import NodedRunner
 from noded.identity import load_identity
 from noded.metrics import Metrics
+from noded.process import tree
 from noded.process.forkserver import ForkServerError, ForkSpawner
 from noded.process.function import ProcessLimits
 from noded.process.spawners import ExecSpawner, Spawner
@@ -71,13 +72,15 @@ class Server:
             kill_grace_s=config.kill_grace_s,
         )
         metrics = Metrics()
-        self._spawner = await make_spawner(config, limits, metrics)
+        self._trees = tree.choose(config.cgroup_root, os.getpid())
+        self._spawner = await make_spawner(config, limits, metrics, self._trees)
         app = create_app(
             config,
             registry=registry,
             identity=load_identity(config.state_dir, config.name),
             spawner=self._spawner,
             metrics=metrics,
+            trees=self._trees,
         )
         self._runner = NodedRunner(
             app,
@@ -148,25 +151,29 @@ class Server:
         event(log, "daemon.stopping")
         systemd.notify("STOPPING=1", "STATUS=stopping: terminating function processes")
         await self._runner.app[SUPERVISOR].shutdown()
+        self._trees.close()
         await self._runner.cleanup()
         if self._watchdog is not None:
             self._watchdog.cancel()
         event(log, "daemon.stopped")
 
 
-async def make_spawner(config: NodedConfig, limits: ProcessLimits, metrics: Metrics) -> Spawner:
+async def make_spawner(
+    config: NodedConfig, limits: ProcessLimits, metrics: Metrics, trees: tree.CallTrees
+) -> Spawner:
     """The fork server, or an interpreter per call if asked for or if it cannot start."""
     modules = list(config.functions)
     if config.spawn == "exec":
-        return ExecSpawner(modules, limits)
+        return ExecSpawner(modules, limits, trees=trees)
     spawner = ForkSpawner(
-        modules, limits, spares=config.spare_processes, on_restart=metrics.zygote_restarts.inc
-    )
+        modules, limits, spares=config.spare_processes,
+        on_restart=metrics.zygote_restarts.inc, trees=trees,
+    )  # fmt: skip
     try:
         await spawner.start()
     except (ForkServerError, OSError) as exc:
         event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
-        return ExecSpawner(modules, limits)
+        return ExecSpawner(modules, limits, trees=trees)
     return spawner
 
 

@@ -58,6 +58,7 @@ class Leftover:
     fnc_id: str
     pid: int
     pid_birth: str | None
+    cgroup: str | None = None
 
 
 @dataclass
@@ -140,7 +141,11 @@ class CallJournal:
         running, finished = self._replay()
         found = Replayed()
         for record in running.values():
-            found.unfinished.append(Leftover(record["fnc_id"], record["pid"], record["pid_birth"]))
+            cgroup = record.get("cgroup")
+            found.unfinished.append(
+                Leftover(record["fnc_id"], record["pid"], record["pid_birth"],
+                         cgroup if isinstance(cgroup, str) else None)
+            )  # fmt: skip
         now = time.time()
         for record in finished.values():
             if now - float(record["finished_at"]) < result_ttl_s:

@@ -27,6 +27,7 @@ def start_record(call: FunctionCall) -> dict[str, Any]:
         "pid": call.pid,
         "pid_birth": call.pid_birth,
         "started": call.started,
+        "cgroup": call.cgroup,
     }
 
 

@@ -18,7 +18,13 @@ import psutil
 from noded.calls.journal import CallJournal
 from noded.calls.keeper import OutputKeeper
 from noded.calls.outcomes import call_result, unwritable_result
-from noded.calls.table import AbortReason, CallTable, FunctionCall, args_digest
+from noded.calls.table import (
+    AbortReason,
+    CallTable,
+    FunctionCall,
+    args_digest,
+    lost_in_a_crash,
+)
 from noded.config import NodedConfig
 from noded.metrics import Metrics
 from noded.process.child.frames import encode_request
@@ -26,6 +32,7 @@ from noded.process.function import FunctionProcess, Outcome
 from noded.process.leftovers import is_resource_shortage, kill_leftover_group
 from noded.process.process_set import ProcessSet
 from noded.process.spawners import Spawner
+from noded.process.tree import CallTrees, CgroupTree
 from noded.registry import Registry
 from rpc_client.errors import (
     BadRequest,
@@ -53,12 +60,14 @@ class Supervisor:
         daemon_pid: int,
         journal: CallJournal,
         metrics: Metrics,
+        trees: CallTrees,
     ) -> None:
         self._config = config
         self._registry = registry
         self._spawner = spawner
         self._daemon_pid = daemon_pid
         self._journal = journal
+        self._trees = trees
         self.metrics = metrics
         self._outputs = OutputKeeper(config.state_dir, config.max_output_bytes, metrics)
         self.calls = CallTable(
@@ -76,11 +85,17 @@ class Supervisor:
     def recover(self) -> None:
         """Take over from the daemon before: kill its leftovers, keep its results."""
         found = self._journal.replay(result_ttl_s=self._config.result_ttl_s)
+        trees_left = self._trees.kill_leftovers(
+            [(left.pid, left.pid_birth, left.cgroup) for left in found.unfinished]
+        )
         killed = 0
         for leftover in found.unfinished:
             was_running = kill_leftover_group(leftover.pid, leftover.pid_birth)
+            was_running = was_running or leftover.pid in trees_left
             killed += was_running
-            self.calls.remember_lost(leftover.fnc_id, _lost_because(was_running, self._daemon_pid))
+            self.calls.remember_lost(
+                leftover.fnc_id, lost_in_a_crash(was_running, self._daemon_pid)
+            )
         for call in found.finished:
             self._outputs.reopen(call)
             self.calls.restore(call)
@@ -192,6 +207,7 @@ class Supervisor:
             digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
         )
         call.pid_birth = proc.birth
+        call.cgroup = str(proc.tree.path) if isinstance(proc.tree, CgroupTree) else None
         self._outputs.attach(call, proc)
         await self._journal_start(call, proc)
         self.calls.add(call)
@@ -362,19 +378,6 @@ class Supervisor:
             )
         await self._spawner.close()
         self._journal.close()
-
-
-def _lost_because(was_running: bool, daemon_pid: int) -> str:
-    """Why a call the daemon before this one never saw finish is gone."""
-    if was_running:
-        return (
-            "it was still running when the ganeti-noded that started it stopped; "
-            f"ganeti-noded {daemon_pid} killed what was left of it at start-up"
-        )
-    return (
-        "the ganeti-noded that started it stopped before it finished, and it had ended "
-        f"by the time ganeti-noded {daemon_pid} started: its result was lost"
-    )
 
 
 def _encode(request: StartFunctionRequest, limits: dict[str, float]) -> bytes:

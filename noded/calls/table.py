@@ -58,6 +58,8 @@ class FunctionCall:
     digest: bytes = b""
     #: which incarnation of ``pid`` ran it (process_birth), to recognise it after a crash
     pid_birth: str | None = None
+    #: its cgroup (noded.process.tree), to kill what it left after a crash
+    cgroup: str | None = None
     finished_at: float | None = None
     result: Any = None
     error: dict[str, Any] | None = None
@@ -243,3 +245,16 @@ class CallTable:
                 f"(pid {fnc_id.ppid}; this one is {self._daemon_pid}): it was lost in a restart"
             )
         return f"call {fnc_id} was never started here, or its result expired long ago"
+
+
+def lost_in_a_crash(was_running: bool, daemon_pid: int) -> str:
+    """Why a call the daemon before this one never saw finish is gone."""
+    if was_running:
+        return (
+            "it was still running when the ganeti-noded that started it stopped; "
+            f"ganeti-noded {daemon_pid} killed what was left of it at start-up"
+        )
+    return (
+        "the ganeti-noded that started it stopped before it finished, and it had ended "
+        f"by the time ganeti-noded {daemon_pid} started: its result was lost"
+    )

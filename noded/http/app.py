@@ -21,6 +21,7 @@ from noded.http.middleware import error_middleware
 from noded.identity import Identity
 from noded.metrics import Metrics
 from noded.process.spawners import Spawner
+from noded.process.tree import CallTrees
 from noded.registry import Registry
 
 
@@ -31,6 +32,7 @@ def create_app(
     identity: Identity,
     spawner: Spawner,
     metrics: Metrics | None = None,
+    trees: CallTrees | None = None,
 ) -> web.Application:
     """The application: every procedure on ``/{procedure}``, errors from one middleware."""
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
@@ -39,8 +41,9 @@ def create_app(
     app[IDENTITY] = identity
     journal = CallJournal(config.state_dir, slack_lines=config.journal_slack_lines)
     app[SUPERVISOR] = Supervisor(
-        config, registry, spawner, identity.pid, journal, metrics or Metrics()
-    )
+        config, registry, spawner, identity.pid, journal, metrics or Metrics(),
+        trees or CallTrees(),
+    )  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_recover_then_expire_results)

@@ -24,7 +24,8 @@ from collections.abc import Callable
 
 from noded.process.child import zygote
 from noded.process.function import FunctionProcess, ProcessLimits
-from noded.process.spawners import ExecSpawner
+from noded.process.spawners import ExecSpawner, close_all
+from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from noded.process.zygote_process import ZygoteProcess
 from rpc_client.logs import event
@@ -56,11 +57,13 @@ class ForkSpawner:
         *,
         spares: int = 4,
         on_restart: Callable[[], None] | None = None,
+        trees: CallTrees | None = None,
     ) -> None:
         self._modules = modules
         self._limits = limits
         self._spares_wanted = spares
         self._on_restart = on_restart
+        self._trees = trees
         self._loop = asyncio.get_running_loop()
         self._pool: collections.deque[FunctionProcess] = collections.deque()
         self._waiting: collections.deque[asyncio.Future[FunctionProcess]] = collections.deque()
@@ -93,6 +96,8 @@ class ForkSpawner:
         for _ in range(_SEND_ATTEMPTS):
             proc = self._take_spare() or await self._fork_now()
             proc.on_decided = None
+            if self._trees is not None:
+                proc.tree = confine(self._trees, proc.pid, proc.birth)
             try:
                 proc.send(request)
             except BrokenPipeError:
@@ -296,7 +301,7 @@ class ForkSpawner:
             pipes = (fds[0], fds[1], fds[2], fds[3])
             proc = FunctionProcess(pid, pipes, self._limits, self._watcher, self.reap)
         except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
-            _close_all(fds)
+            close_all(*fds)
             self._ask(zygote.PID.pack(zygote.REAP, pid))  # it leaves at once: stdin is closed
             self._fail_one_waiter(exc)
             return
@@ -365,7 +370,7 @@ class ForkSpawner:
             await self.start()
         except (ForkServerError, OSError) as exc:
             event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
-            self._fallback = ExecSpawner(self._modules, self._limits, self._watcher)
+            self._fallback = ExecSpawner(self._modules, self._limits, self._watcher, self._trees)
             self._fail_waiting(OSError(errno.EAGAIN, "the fork server is gone"))
 
     def _fail_one_waiter(self, exc: BaseException) -> None:
@@ -376,9 +381,3 @@ class ForkSpawner:
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
             self._fail_one_waiter(exc)
-
-
-def _close_all(fds: list[int]) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)

@@ -30,6 +30,7 @@ from typing import Any
 
 from noded.process.leftovers import process_birth
 from noded.process.output import OUTPUT_CHUNKS_PER_TURN, FrameReader, StderrTail, read_output
+from noded.process.tree import Tree
 from noded.process.watcher import DescriptorWatcher
 
 log = logging.getLogger("noded.process")
@@ -115,50 +116,8 @@ class FunctionProcess:
         self.on_output: Callable[[str, bytes], None] | None = None
         #: called with each progress report (fraction, message, at)
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
-
-    @classmethod
-    def spawn(
-        cls,
-        argv: list[str],
-        env: dict[str, str],
-        request: bytes,
-        limits: ProcessLimits,
-        watcher: DescriptorWatcher,
-    ) -> FunctionProcess:
-        """Start ``argv`` as a session leader with fresh pipes (stdin, stdout, stderr and
-        the frame channel on fd 3) and send it ``request``."""
-        pipes: list[tuple[int, int]] = []
-        try:
-            for _ in range(4):
-                pipes.append(os.pipe2(os.O_CLOEXEC))
-        except BaseException:  # out of descriptors: give back the pipes already made
-            _close_all(*(fd for pipe in pipes for fd in pipe))
-            raise
-        child_ends = (pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1])
-        parent_ends = (pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0])
-        try:
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)],
-                setsid=True,
-            )
-        except BaseException:
-            _close_all(*child_ends, *parent_ends)
-            raise
-        finally:
-            _close_all(*child_ends)
-        try:
-            proc = cls(pid, parent_ends, limits, watcher)
-        except BaseException:  # e.g. no descriptor left for the pidfd: undo the spawn
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            _close_all(*parent_ends)
-            raise
-        proc.watch()
-        proc.send(request)
-        return proc
+        #: every process of its call, escaped grandchildren included (set before its call)
+        self.tree: Tree | None = None
 
     # --- its call ---------------------------------------------------------------
 
@@ -229,12 +188,14 @@ class FunctionProcess:
         self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: int) -> None:
-        # Safe only while the leader is unreaped: until then its pid (= the group id) cannot
-        # be given to another process.
+        # Safe only while the leader is unreaped: until then its pid (= the group id, and
+        # the mark its descendants carry) cannot be given to another process.
         if self.reaped.done():
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
+        if self.tree is not None:
+            self.tree.signal(sig)
 
     async def wait_reaped(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the process to have exited and been reaped."""
@@ -333,6 +294,8 @@ class FunctionProcess:
             self._read_frames()  # what it wrote before exiting is already in the pipe
         self._drain_output()
         self._close_all_fds()
+        if self.tree is not None:
+            self.tree.release()
         if not self.decided.done():
             self._decide()
         self.reaped.set_result(None)
@@ -389,9 +352,3 @@ def _readable(fd: int) -> bool:
     poller = select.poll()  # not select(), which stops at descriptor 1023
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def _close_all(*fds: int) -> None:
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)

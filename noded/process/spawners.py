@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from typing import Protocol
 
 from noded.process.function import FunctionProcess, ProcessLimits
+from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from noded.systemd import SYSTEMD_VARIABLES
 
@@ -24,20 +27,73 @@ class ExecSpawner:
     interpreter each)."""
 
     def __init__(
-        self, modules: list[str], limits: ProcessLimits, watcher: DescriptorWatcher | None = None
+        self,
+        modules: list[str],
+        limits: ProcessLimits,
+        watcher: DescriptorWatcher | None = None,
+        trees: CallTrees | None = None,
     ) -> None:
         self._argv = [sys.executable, "-P", "-m", "noded.process.child.runner", *modules]
         self._env = child_environment()
         self._limits = limits
         self._own_watcher = watcher is None
         self._watcher = watcher or DescriptorWatcher()
+        self._trees = trees
 
     async def spawn(self, request: bytes) -> FunctionProcess:
-        return FunctionProcess.spawn(self._argv, self._env, request, self._limits, self._watcher)
+        return start_process(
+            self._argv, self._env, request, self._limits, self._watcher, self._trees
+        )
 
     async def close(self) -> None:
         if self._own_watcher:
             self._watcher.close()
+
+
+def start_process(
+    argv: list[str],
+    env: dict[str, str],
+    request: bytes,
+    limits: ProcessLimits,
+    watcher: DescriptorWatcher,
+    trees: CallTrees | None = None,
+) -> FunctionProcess:
+    """Start ``argv`` as a session leader with fresh pipes (stdin, stdout, stderr and
+    the frame channel on fd 3) and send it ``request``."""
+    pipes: list[tuple[int, int]] = []
+    try:
+        for _ in range(4):
+            pipes.append(os.pipe2(os.O_CLOEXEC))
+    except BaseException:  # out of descriptors: give back the pipes already made
+        close_all(*(fd for pipe in pipes for fd in pipe))
+        raise
+    child_ends = (pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1])
+    parent_ends = (pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0])
+    try:
+        pid = os.posix_spawn(
+            argv[0],
+            argv,
+            env,
+            file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(child_ends)],
+            setsid=True,
+        )
+    except BaseException:
+        close_all(*child_ends, *parent_ends)
+        raise
+    finally:
+        close_all(*child_ends)
+    try:
+        proc = FunctionProcess(pid, parent_ends, limits, watcher)
+    except BaseException:  # e.g. no descriptor left for the pidfd: undo the spawn
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        close_all(*parent_ends)
+        raise
+    proc.watch()
+    if trees is not None:
+        proc.tree = confine(trees, pid, proc.birth)
+    proc.send(request)
+    return proc
 
 
 def child_environment() -> dict[str, str]:
@@ -46,3 +102,10 @@ def child_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
     return env
+
+
+def close_all(*fds: int) -> None:
+    """Close each of ``fds``, whatever happens to one."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -20,6 +20,22 @@ import orjson
 FRAME_END = b"\n"
 #: the frame channel's descriptor in a function process
 FRAME_FD = 3
+#: set in a function process's environment before the function runs, and so inherited
+#: by everything it starts (noded.process.tree finds them by it): its call_mark()
+CALL_MARK = "NODED_CALL"
+
+
+def call_mark(pid: int, start_ticks: int | str) -> str:
+    """The mark of the call led by process ``pid`` that started at ``start_ticks`` (field
+    22 of /proc/PID/stat): unique on this boot, unlike a pid alone."""
+    return f"{pid}:{start_ticks}"
+
+
+def own_start_ticks() -> str:
+    """This process's start time in clock ticks, from /proc/self/stat."""
+    with open("/proc/self/stat", "rb") as stat:
+        line = stat.read()
+    return line[line.rfind(b")") + 2 :].split()[19].decode()
 
 
 class InvalidFrame(ValueError):

@@ -1,0 +1,256 @@
+"""A call's whole process tree: what abort, ``abort_after``, shutdown and crash recovery
+must reach, including grandchildren that left the call's process group or session
+(``setsid``, ``setpgid``: what any shell with job control does).
+
+* With a cgroup v2 directory the daemon may write (``--cgroup-root DIR``; ``auto`` takes
+  the daemon's own cgroup under systemd with ``Delegate=yes``), each call's process is
+  moved into a cgroup of its own before it gets its call: everything it starts stays
+  there, and ``cgroup.kill`` takes the whole tree at once.
+* Without one, the process tree is walked: the leader's descendants, and every process
+  that carries the call's mark in its environment (``NODED_CALL``, the leader's pid and
+  start time, set by the runner before the function runs; descendants inherit it).  Not
+  caught then: a process that both left the leader's tree (a double fork, its parent
+  gone) and cleared its environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from noded.process.child.frames import CALL_MARK, call_mark
+from rpc_client.logs import event
+
+log = logging.getLogger("noded.process")
+
+_UNIFIED_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+
+
+class Tree(Protocol):
+    """The processes of one call."""
+
+    def signal(self, sig: int) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class CallTrees:
+    """Makes one :class:`Tree` per call; ``confine(pid)`` before the process gets its
+    call.  The fallback when no cgroup can be had."""
+
+    mode = "process-tree"
+
+    def confine(self, pid: int, birth: str | None) -> Tree:
+        return MarkedTree(pid, birth)
+
+    def kill_leftovers(self, leftovers: list[tuple[int, str | None, str | None]]) -> set[int]:
+        """SIGKILL what calls of a crashed daemon left: ``(pid, birth, cgroup)`` each;
+        the pids of those that had something left."""
+        marks = {mark_of(pid, birth): pid for pid, birth, _ in leftovers if birth}
+        marked = _marks(set(marks))
+        _kill_all(set(marked))
+        found = {marks[mark] for mark in marked.values()}
+        for pid, _, cgroup in leftovers:
+            if cgroup is not None and CgroupTree(Path(cgroup)).kill_and_remove():
+                found.add(pid)
+        return found
+
+    def sweep(self) -> None:
+        """Remove what finished calls left behind, where it can be removed."""
+
+    def close(self) -> None:
+        """The daemon stops: remove what can be removed."""
+
+
+class CgroupTrees(CallTrees):
+    """A cgroup per call under ``<root>/noded-<daemon pid>``."""
+
+    mode = "cgroup"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._pending: set[CgroupTree] = set()
+
+    def confine(self, pid: int, birth: str | None) -> Tree:
+        self.sweep()
+        tree = CgroupTree(self.root / f"call-{pid}")
+        tree.path.mkdir(mode=0o755)
+        (tree.path / "cgroup.procs").write_text(str(pid))
+        self._pending.add(tree)
+        return tree
+
+    def sweep(self) -> None:
+        for tree in list(self._pending):
+            if tree.remove():
+                self._pending.discard(tree)
+
+    def close(self) -> None:
+        self.sweep()
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
+
+
+class CgroupTree:
+    """One call's cgroup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def signal(self, sig: int) -> None:
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(OSError):
+                (self.path / "cgroup.kill").write_text("1")
+            return
+        _signal_all(self.members(), sig)
+
+    def members(self) -> list[int]:
+        try:
+            return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def release(self) -> None:
+        self.remove()
+
+    def remove(self) -> bool:
+        """Remove the cgroup once it is empty; True once it is gone."""
+        try:
+            self.path.rmdir()
+        except FileNotFoundError:
+            return True
+        except OSError:  # EBUSY: something of the call still runs there
+            return False
+        return True
+
+    def kill_and_remove(self) -> bool:
+        members = self.members()
+        self.signal(signal.SIGKILL)
+        self.remove()
+        return bool(members)
+
+
+class MarkedTree:
+    """One call's processes found by walking the tree and reading environments."""
+
+    def __init__(self, leader: int, birth: str | None) -> None:
+        self.leader = leader
+        self.mark = mark_of(leader, birth) if birth else None
+
+    def signal(self, sig: int) -> None:
+        marked = set(_marks({self.mark})) if self.mark else set()
+        _signal_all((descendants(self.leader) | marked) - {self.leader}, sig)
+
+    def release(self) -> None:
+        pass
+
+
+def descendants(pid: int) -> set[int]:
+    with contextlib.suppress(psutil.Error):
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    return set()
+
+
+def mark_of(pid: int, birth: str) -> str:
+    """The mark of the call led by ``pid`` of process birth ``birth`` ("boot:ticks")."""
+    return call_mark(pid, birth.rsplit(":", 1)[1])
+
+
+def _marks(wanted: set[str]) -> dict[int, str]:
+    """The processes carrying one of the ``wanted`` marks: pid -> mark (one scan)."""
+    found: dict[int, str] = {}
+    if not wanted:
+        return found
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            mark = proc.environ().get(CALL_MARK)
+            if mark in wanted:
+                found[proc.pid] = mark
+    return found
+
+
+def _signal_all(pids: set[int] | list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def _kill_all(pids: set[int]) -> bool:
+    _signal_all(pids, signal.SIGKILL)
+    return bool(pids)
+
+
+def confine(trees: CallTrees, pid: int, birth: str | None) -> Tree:
+    """``trees.confine(...)``; if the cgroup cannot be made, the process tree instead
+    (said in the log: the call runs all the same)."""
+    try:
+        return trees.confine(pid, birth)
+    except OSError as exc:
+        event(log, "process.confine_failed", logging.WARNING, pid=pid, error=str(exc))
+        return MarkedTree(pid, birth)
+
+
+def choose(setting: str, daemon_pid: int) -> CallTrees:
+    """The trees of this daemon: ``setting`` is a directory, ``auto`` or ``none``.  Says
+    once, in the log, which it is and why."""
+    root, why = _cgroup_root(setting)
+    if root is not None:
+        try:
+            trees: CallTrees = CgroupTrees(_make_own(root / f"noded-{daemon_pid}"))
+        except OSError as exc:
+            root, why = None, f"cannot make a cgroup under {root}: {exc.strerror}"
+    if root is None:
+        trees = CallTrees()
+        event(log, "process.isolation", logging.WARNING if setting != "none" else logging.INFO,
+              mode=trees.mode, why=why)  # fmt: skip
+    else:
+        event(log, "process.isolation", mode=trees.mode, root=str(trees.root))  # type: ignore[attr-defined]
+    return trees
+
+
+def _cgroup_root(setting: str) -> tuple[Path | None, str]:
+    if setting == "none":
+        return None, "--cgroup-root none"
+    if setting != "auto":
+        path = Path(setting)
+        if not (path / "cgroup.procs").exists():
+            return None, f"{path} is not a cgroup v2 directory"
+        return path, ""
+    if "INVOCATION_ID" not in os.environ:
+        return None, "not under systemd (give --cgroup-root to use a cgroup)"
+    own = _own_cgroup()
+    if own is None or not os.access(own, os.W_OK):
+        return None, "the daemon's cgroup is not delegated (Delegate=yes in the unit)"
+    return own, ""
+
+
+def _own_cgroup() -> Path | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    relative = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if relative is None:
+        return None
+    for mount in _UNIFIED_MOUNTS:
+        candidate = mount / relative.lstrip("/")
+        if (candidate / "cgroup.procs").exists() and (mount / "cgroup.controllers").exists():
+            return candidate
+    return None
+
+
+def _make_own(path: Path) -> Path:
+    try:
+        path.mkdir(mode=0o755)
+    except FileExistsError:  # a daemon of the same pid before: empty it is reusable
+        pass
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            raise
+    return path

@@ -1,0 +1,118 @@
+"""Every process of a call dies with it: a grandchild in a session or process group of
+its own is killed by abort, abort_after, shutdown and crash recovery, with a cgroup per
+call and without one."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from masterd.local import LocalNode
+from rpc_client.client import NodeClient
+from rpc_client.protocol import FncId
+from tests.helpers import eventually, run_node, still_alive, wait_for_file
+
+UNIFIED = Path("/sys/fs/cgroup/unified")
+
+
+@pytest.fixture(params=["cgroup", "process-tree"])
+def isolation(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """The daemon's flags for each way of finding a call's processes."""
+    if request.param == "process-tree":
+        yield ["--cgroup-root", "none"]
+        return
+    root = UNIFIED if (UNIFIED / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
+    test_root = root / f"noded-test-{uuid.uuid4().hex[:8]}"
+    try:
+        test_root.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot make a cgroup v2 directory here: {exc}")
+    if not (test_root / "cgroup.kill").exists():
+        test_root.rmdir()
+        pytest.skip("this kernel's cgroup v2 has no cgroup.kill")
+    try:
+        yield ["--cgroup-root", str(test_root)]
+    finally:
+        remove_cgroups(test_root)
+
+
+def remove_cgroups(path: Path) -> None:
+    for child in sorted(path.rglob("*"), reverse=True):
+        if child.is_dir():
+            with contextlib.suppress(OSError):
+                child.rmdir()
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+@contextlib.asynccontextmanager
+async def escaped(
+    node: LocalNode, client: NodeClient, tmp_path: Path, **start: object
+) -> AsyncIterator[tuple[str, list[int]]]:
+    """A call whose two grandchildren escaped its process group; (fnc_id, their pids)."""
+    pid_file = tmp_path / f"kids-{uuid.uuid4().hex[:6]}"
+    state = await client.start_function("escape", {"pid_file": str(pid_file)}, **start)
+    kids = [int(pid) for pid in (await wait_for_file(pid_file)).split()]
+    assert len(kids) == 2 and all(os.getpgid(kid) != FncId.parse(state.fnc_id).cpid
+                                  for kid in kids)  # fmt: skip
+    try:
+        yield state.fnc_id, kids
+    finally:
+        for kid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGKILL)
+
+
+async def test_abort_kills_grandchildren_that_escaped(isolation: list[str], tmp_path: Path) -> None:
+    async with run_node(isolation) as node, node.client() as client:
+        async with escaped(node, client, tmp_path, timeout=0) as (fnc_id, kids):
+            state = await client.abort_function(fnc_id)
+            assert state.error is not None and state.error["reason"] == "aborted"
+            assert await still_alive(kids) == []
+
+
+async def test_abort_after_kills_grandchildren_that_escaped(
+    isolation: list[str], tmp_path: Path
+) -> None:
+    async with run_node(isolation) as node, node.client() as client:
+        async with escaped(node, client, tmp_path, timeout=0, abort_after=1) as (fnc_id, kids):
+            state = await client.wait_for_function(fnc_id, timeout=20)
+            assert state.error is not None and state.error["reason"] == "abort_after"
+            assert await still_alive(kids) == []
+
+
+async def test_shutdown_kills_grandchildren_that_escaped(
+    isolation: list[str], tmp_path: Path
+) -> None:
+    async with run_node(isolation) as node, node.client() as client:
+        async with escaped(node, client, tmp_path, timeout=0) as (_, kids):
+            node.signal(signal.SIGTERM)
+            assert await node.wait_exit(30) == 0
+            assert await still_alive(kids) == []
+
+
+async def test_crash_recovery_kills_grandchildren_that_escaped(
+    isolation: list[str], tmp_path: Path
+) -> None:
+    async with run_node(isolation, workdir=tmp_path) as first, first.client() as client:
+        async with escaped(first, client, tmp_path, timeout=0) as (_, kids):
+            first.signal(signal.SIGKILL)  # a crash: nothing is cleaned up
+            await first.wait_exit(10)
+            async with run_node(isolation, workdir=tmp_path) as second:
+                await eventually(lambda: "daemon.recovered" in second.log_text())
+                assert await still_alive(kids) == []
+
+
+async def test_the_daemon_says_once_how_it_finds_a_calls_processes(
+    isolation: list[str],
+) -> None:
+    async with run_node(isolation) as node:
+        mode = "cgroup" if isolation[1] != "none" else "process-tree"
+        await eventually(lambda: f"process.isolation mode={mode}" in node.log_text())
+        assert node.log_text().count("process.isolation") == 1
