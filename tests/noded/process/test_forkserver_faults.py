@@ -72,8 +72,10 @@ async def test_a_stopped_zygote_is_noticed_killed_and_replaced() -> None:
 
 
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
-async def test_out_of_descriptors_every_refused_call_is_busy_never_500() -> None:
-    async with run_node(prefix=["prlimit", "--nofile=256:256"]) as node:
+@pytest.mark.parametrize("spawn", ["fork", "exec"])  # exec: pipes made before a pipe2 fails
+async def test_out_of_descriptors_every_refused_call_is_busy_never_500(spawn: str) -> None:
+    limited = ["prlimit", "--nofile=256:256"]
+    async with run_node(["--spawn", spawn], prefix=limited) as node:
         body = {"fn_name": "sleep", "fn_args": {"seconds": 1}, "timeout": 10}
         answers: list[Any] = await asyncio.gather(
             *(put(node, "/StartFunction", body) for _ in range(200)), return_exceptions=True
