@@ -11,6 +11,7 @@ child holding the channel open does not delay its answer.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from typing import Any
@@ -32,9 +33,13 @@ def call_mark(pid: int, start_ticks: int | str) -> str:
 
 
 def own_start_ticks() -> str:
-    """This process's start time in clock ticks, from /proc/self/stat."""
-    with open("/proc/self/stat", "rb") as stat:
-        line = stat.read()
+    """This process's start time in clock ticks, from /proc/self/stat (read with os.read:
+    a file object costs a function process pages of its own)."""
+    fd = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        line = os.read(fd, 1024)
+    finally:
+        os.close(fd)
     return line[line.rfind(b")") + 2 :].split()[19].decode()
 
 
