@@ -262,6 +262,8 @@ class Rounds:
                     on_progress(state)
                 state = await self.wait(state.fnc_id)
             return state
+        if on_progress is not None and not state.finished:
+            on_progress(state)
         last = state
         async for last in self.follow(state, 0):
             if on_progress is not None and not last.finished:

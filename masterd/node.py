@@ -39,7 +39,11 @@ def load_nodes(path: Path | str) -> list[Node]:
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read the nodes file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not TOML: {exc}") from exc
     entries = data.get("node")

@@ -33,6 +33,17 @@ from rpc_client.tls import TLSConfig
 _MAX_ANSWER_PREVIEW = 200
 
 
+def _tls_failure(exc: Exception) -> str:
+    """A failed handshake in words, with the likely mistake where one is known."""
+    text = str(exc)
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower():
+        return (
+            "TLS handshake failed: the node does not speak TLS on this port (started "
+            "without --tls-cert?); leave out --tls-cert, --tls-key and --tls-ca"
+        )
+    return f"TLS handshake failed: {text}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientTimeouts:
     """Client-side bounds of a request, in seconds."""
@@ -237,9 +248,9 @@ class NodeClient:
         if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError) or isinstance(
             exc.__cause__, ssl.SSLError
         ):  # a certificate did not verify, on either side
-            return TLSError(f"{procedure}: TLS handshake failed: {exc}", node=self.name)
+            return TLSError(f"{procedure}: {_tls_failure(exc)}", node=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unresolvable, no route
-            return NodeUnreachable(f"{procedure}: {exc}", node=self.name)
+            return NodeUnreachable(f"{procedure}: {self._unreachable(exc)}", node=self.name)
         if isinstance(exc, aiohttp.ClientConnectionError | OSError):  # reset, closed
             # With TLS 1.3 a node checks our certificate after our side of the handshake,
             # and its alert is usually lost to the reset that follows.
@@ -247,7 +258,8 @@ class NodeClient:
                 " (over TLS this is also how a node refuses a client certificate that its "
                 "--tls-ca did not sign, or that expired)"
                 if self._ssl is not None
-                else ""
+                else " (if the node speaks TLS, this is what plain HTTP to it looks like: "
+                "give --tls-cert, --tls-key and --tls-ca)"
             )
             return ConnectionLost(
                 f"{procedure}: connection lost after the request was sent: {exc}{hint}",
@@ -255,6 +267,16 @@ class NodeClient:
             )
         # malformed HTTP, broken payload
         return ProtocolError(f"{procedure}: {exc}", node=self.name)
+
+    def _unreachable(self, exc: aiohttp.ClientConnectorError) -> str:
+        where = f"{exc.host}:{exc.port}"
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return (
+                f"nothing listens at {where} (connection refused): check that ganeti-noded "
+                "runs there and on which port (--port, 1811 by default)"
+            )
+        reason = exc.os_error.strerror or str(exc.os_error)
+        return f"cannot reach {where}: {reason}"
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -49,11 +49,28 @@ class TLSConfig:
 
     def client_context(self) -> ssl.SSLContext:
         """For a master: present our certificate, verify the node's against the CA."""
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the CA {self.ca}: {_reason(exc)}") from exc
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.check_hostname = self.verify_name
-        context.load_cert_chain(str(self.cert), str(self.key))
+        try:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load the certificate {self.cert} with the key {self.key}: {_reason(exc)}"
+            ) from exc
         return context
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong loading TLS material, in words."""
+    if isinstance(exc, ssl.SSLError) and "KEY_VALUES_MISMATCH" in str(exc):
+        return "the key does not belong to the certificate"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    return str(getattr(exc, "reason", None) or exc)
 
 
 def server_context(cert: Path, key: Path, ca: Path) -> ssl.SSLContext:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import math
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
+from rpc_client.client import NodeClient
 from rpc_client.errors import (
     FunctionFailed,
     InsufficientStorage,
@@ -20,7 +25,12 @@ from rpc_client.errors import (
 from rpc_client.protocol import DEFAULT_PORT, CallState
 from rpc_client.tls import TLSConfig
 
+T = TypeVar("T")
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_NODE = 0, 1, 2, 3, 4
+#: Ctrl-C: 128 + SIGINT, as a shell reports it
+EXIT_INTERRUPTED = 130
+_ABORT_ON_INTERRUPT_S = 15.0
 
 
 def add_function_args(parser: argparse.ArgumentParser) -> None:
@@ -35,14 +45,48 @@ def add_function_args(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_node(text: str) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address."""
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address; ``ValueError``
+    saying what is wrong with anything else."""
+    if "://" in text or "/" in text:
+        raise ValueError(
+            f"--node {text!r}: give HOST or HOST:PORT, not a URL (TLS is chosen with "
+            "--tls-cert, --tls-key and --tls-ca)"
+        )
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
-    if text.count(":") == 1:
+        port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
         host, port = text.split(":")
-        return host, int(port)
-    return text, DEFAULT_PORT
+    else:
+        host, port = text, None
+    if not host:
+        raise ValueError(f"--node {text!r}: no host")
+    return host, DEFAULT_PORT if port is None else _port(text, port)
+
+
+def _port(text: str, port: str) -> int:
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--node {text!r}: the port must be a number from 1 to 65535")
+    return int(port)
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds >= 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, > 0."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0")
+    return value
 
 
 def parse_fn_args(text: str) -> dict[str, Any]:
@@ -88,6 +132,9 @@ def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
         return None
     if not all(files):
         raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+    for flag, path in zip(("--tls-cert", "--tls-key", "--tls-ca"), files, strict=True):
+        if not path.is_file():
+            raise ValueError(f"{flag} {path}: no such file")
     return TLSConfig(
         cert=args.tls_cert,
         key=args.tls_key,
@@ -95,3 +142,30 @@ def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
         verify_name=not args.tls_no_verify_name,
         server_name=args.tls_server_name,
     )
+
+
+async def on_interrupt(
+    node: NodeClient,
+    args: argparse.Namespace,
+    fnc_id: Callable[[], Awaitable[str | None]],
+    work: Awaitable[T],
+) -> T:
+    """Run ``work``; on Ctrl-C, abort the call (or with ``--detach`` leave it running and
+    say how to reattach), say so, and let the interrupt end the program (exit 130)."""
+    try:
+        return await work
+    except asyncio.CancelledError:  # asyncio.run's answer to SIGINT
+        which = None
+        with contextlib.suppress(RPCError, TimeoutError):
+            which = await asyncio.wait_for(fnc_id(), _ABORT_ON_INTERRUPT_S)
+        if which is None:
+            print("rpc-cli: interrupted; the node did not name the call", file=sys.stderr)
+        elif getattr(args, "detach", False):
+            reattach = f"rpc-cli --node {args.node} wait {which} --follow"
+            print(f"rpc-cli: detached; {which} runs on. Reattach with:\n  {reattach}",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            with contextlib.suppress(RPCError, TimeoutError):
+                await asyncio.wait_for(node.abort_function(which), _ABORT_ON_INTERRUPT_S)
+            print(f"aborted {which}", file=sys.stderr)
+        raise

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from masterd.call import CallOptions, run_call
+from masterd.call import CallOptions, Deadline, Rounds, new_request_id, run_call
 from masterd.cli.certs import add_certs_commands, cmd_certs
 from masterd.cli.common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_RUNNING,
     EXIT_USAGE,
     add_function_args,
     exit_status_of,
+    on_interrupt,
     parse_fn_args,
     parse_node,
+    positive_seconds,
     print_json,
     print_state,
+    seconds,
     tls_from_args,
 )
 from masterd.cli.follow import cmd_output, cmd_wait_follow
@@ -39,57 +45,82 @@ from rpc_client.protocol import DEFAULT_PORT, CallState
 NODE_ENV = "RPC_CLI_NODE"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, with where to read more (exit 2, as argparse's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"rpc-cli: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rpc-cli", description="Call a ganeti-noded by hand.")
-    parser.add_argument(
-        "--node",
-        default=os.environ.get(NODE_ENV, f"127.0.0.1:{DEFAULT_PORT}"),
-        metavar="HOST[:PORT]",
-        help=f"the node (default ${NODE_ENV} or 127.0.0.1:{DEFAULT_PORT})",
-    )
-    parser.add_argument(
-        "--nodes", default=None, metavar="NODES_TOML", help="the cluster's nodes file, for gather"
-    )
-    _add_tls_options(parser)
+    parser = _Parser(prog="rpc-cli", description="Call a ganeti-noded by hand.")
+    parser.add_argument("--version", action="version", version=f"rpc-cli {_version()}")
+    _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_call_commands(sub)
     _add_query_commands(sub)
     add_certs_commands(sub)
     add_gather_command(sub)
+    for name, command in sub.choices.items():  # accepted after the command too
+        if name != "certs":
+            _add_global_options(command, after_command=True)
     return parser
 
 
-def _add_tls_options(parser: argparse.ArgumentParser) -> None:
-    tls = parser.add_argument_group("mutual TLS (all three, or none)")
-    tls.add_argument(
-        "--tls-cert", type=Path, default=None, metavar="FILE", help="this master's certificate"
+def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool = False) -> None:
+    """The node and TLS options; after the command they override what stood before it."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if after_command else value
+
+    parser.add_argument(
+        "--node",
+        default=default(os.environ.get(NODE_ENV, f"127.0.0.1:{DEFAULT_PORT}")),
+        metavar="HOST[:PORT]",
+        help=f"the node (default ${NODE_ENV} or 127.0.0.1:{DEFAULT_PORT})",
     )
-    tls.add_argument("--tls-key", type=Path, default=None, metavar="FILE", help="its key")
-    tls.add_argument("--tls-ca", type=Path, default=None, metavar="FILE", help="the cluster CA")
+    parser.add_argument(
+        "--nodes", default=default(None), metavar="NODES_TOML",
+        help="the cluster's nodes file, for gather",
+    )  # fmt: skip
+    tls = parser.add_argument_group("mutual TLS (all three, or none)")
+    for flag, help_text in (
+        ("--tls-cert", "this master's certificate"), ("--tls-key", "its key"),
+        ("--tls-ca", "the cluster CA"),
+    ):  # fmt: skip
+        tls.add_argument(flag, type=Path, default=default(None), metavar="FILE", help=help_text)
     tls.add_argument(
         "--tls-server-name",
-        default=None,
+        default=default(None),
         metavar="NAME",
         help="the name the node's certificate must carry (default: the host)",
     )
     tls.add_argument(
         "--tls-no-verify-name",
         action="store_true",
+        default=default(False),
         help="accept any node certificate the CA signed (one shared certificate)",
     )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("noded")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _add_call_commands(sub: Any) -> None:
     start = sub.add_parser("start", help="StartFunction: start a call, wait up to --timeout")
     add_function_args(start)
-    start.add_argument("--timeout", type=float, default=0.0, help="seconds to wait (default 0)")
+    start.add_argument("--timeout", type=seconds, default=0.0, help="seconds to wait (default 0)")
     start.add_argument("--request-id", default=None, help="idempotency key")
-    start.add_argument("--abort-after", type=float, default=None, metavar="S")
+    start.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S")
     wait = sub.add_parser("wait", help="WaitForFunction: wait up to --timeout for a call")
     wait.add_argument("fnc_id")
     wait.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=None,
         help="seconds (default 10; with --follow, the overall deadline, default none)",
     )
@@ -105,10 +136,17 @@ def _add_call_commands(sub: Any) -> None:
     call = sub.add_parser("call", help="start a call and wait in rounds until it finishes")
     add_function_args(call)
     call.add_argument(
-        "--timeout", type=float, default=None, help="overall deadline in seconds (default: none)"
+        "--timeout", type=seconds, default=None, help="overall deadline in seconds (default: none)"
     )
-    call.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
-    call.add_argument("--abort-after", type=float, default=None, metavar="S")
+    call.add_argument(
+        "--wait", type=positive_seconds, default=10.0, help="seconds per round (default 10)"
+    )
+    call.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S")
+    call.add_argument(
+        "--detach",
+        action="store_true",
+        help="on Ctrl-C leave the call running (and say how to reattach) instead of aborting it",
+    )
     call.add_argument(
         "--follow",
         action="store_true",
@@ -128,7 +166,13 @@ def _add_output_options(wait: argparse.ArgumentParser) -> None:
         help="with --follow, from position N of its output (default 0: the start)",
     )
     wait.add_argument(
-        "--wait", type=float, default=10.0, help="with --follow, seconds per round (default 10)"
+        "--wait",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds per round on the node (default 10)",
+    )
+    wait.add_argument(
+        "--detach", action="store_true", help="with --follow, on Ctrl-C leave the call running"
     )
 
 
@@ -157,9 +201,16 @@ async def cmd_start(node: NodeClient, args: argparse.Namespace) -> int:
 
 async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
     if args.follow:
-        return await cmd_wait_follow(node, args)
+
+        async def named() -> str:
+            return str(args.fnc_id)
+
+        return await on_interrupt(node, args, named, cmd_wait_follow(node, args))
     timeout = 10.0 if args.timeout is None else args.timeout
-    return print_state(await node.wait_for_function(args.fnc_id, timeout=timeout))
+    # in rounds: a node's --max-wait shorter than the timeout asked is no early answer
+    rounds = Rounds(node, Deadline(timeout), CallOptions(wait_s=max(timeout, 0.001)))
+    state = await rounds.wait(args.fnc_id)
+    return print_state(await rounds.poll(state))
 
 
 async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
@@ -170,16 +221,37 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
         print(f"rpc-cli: {state.fnc_id} running, {elapsed:.1f} s elapsed", file=sys.stderr)
 
     printer = OutputPrinter() if args.follow else None
+    started: dict[str, str] = {}
+
+    def running(state: CallState) -> None:
+        started["fnc_id"] = state.fnc_id
+        if printer is None:
+            progress(state)
+
+    fn_args, request_id = parse_fn_args(args.fn_args), new_request_id()
+    call = run_call(
+        node,
+        args.fn_name,
+        fn_args,
+        args.timeout,
+        CallOptions(wait_s=args.wait, abort_after=args.abort_after),
+        request_id=request_id,
+        on_progress=running,
+        on_output=printer,
+    )
+
+    async def named() -> str:
+        """The call's fnc_id; before the node answered, asked again by its request_id
+        (idempotent: the call it started, not a second one)."""
+        if "fnc_id" not in started:
+            again = await node.start_function(
+                args.fn_name, fn_args, timeout=0, request_id=request_id
+            )
+            started["fnc_id"] = again.fnc_id
+        return started["fnc_id"]
+
     try:
-        state = await run_call(
-            node,
-            args.fn_name,
-            parse_fn_args(args.fn_args),
-            args.timeout,
-            CallOptions(wait_s=args.wait, abort_after=args.abort_after),
-            on_progress=None if printer else progress,
-            on_output=printer,
-        )
+        state = await on_interrupt(node, args, named, call)
     finally:
         if printer is not None:
             printer.close()
@@ -187,7 +259,10 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
 
 
 async def cmd_abort(node: NodeClient, args: argparse.Namespace) -> int:
-    return print_state(await node.abort_function(args.fnc_id))
+    """Exit 0 once the call has ended (aborted now, or finished before)."""
+    state = await node.abort_function(args.fnc_id)
+    print_state(state)
+    return EXIT_OK if state.finished else EXIT_RUNNING
 
 
 async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
@@ -254,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "certs":
             return cmd_certs(args)
         return asyncio.run(run(args))
+    except KeyboardInterrupt:  # Ctrl-C: what became of the call is said already
+        return EXIT_INTERRUPTED
     except RPCError as exc:
         print(f"rpc-cli: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exit_status_of(exc)

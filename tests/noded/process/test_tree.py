@@ -69,21 +69,18 @@ async def escaped(
                 os.kill(kid, signal.SIGKILL)
 
 
-async def test_abort_kills_grandchildren_that_escaped(isolation: list[str], tmp_path: Path) -> None:
-    async with run_node(isolation) as node, node.client() as client:
-        async with escaped(node, client, tmp_path, timeout=0) as (fnc_id, kids):
-            state = await client.abort_function(fnc_id)
-            assert state.error is not None and state.error["reason"] == "aborted"
-            assert await still_alive(kids) == []
-
-
-async def test_abort_after_kills_grandchildren_that_escaped(
-    isolation: list[str], tmp_path: Path
+@pytest.mark.parametrize("reason", ["aborted", "abort_after"])
+async def test_abort_and_abort_after_kill_grandchildren_that_escaped(
+    isolation: list[str], tmp_path: Path, reason: str
 ) -> None:
+    start = {"abort_after": 1.0} if reason == "abort_after" else {}
     async with run_node(isolation) as node, node.client() as client:
-        async with escaped(node, client, tmp_path, timeout=0, abort_after=1) as (fnc_id, kids):
-            state = await client.wait_for_function(fnc_id, timeout=20)
-            assert state.error is not None and state.error["reason"] == "abort_after"
+        async with escaped(node, client, tmp_path, timeout=0, **start) as (fnc_id, kids):
+            if reason == "aborted":
+                state = await client.abort_function(fnc_id)
+            else:
+                state = await client.wait_for_function(fnc_id, timeout=20)
+            assert state.error is not None and state.error["reason"] == reason
             assert await still_alive(kids) == []
 
 

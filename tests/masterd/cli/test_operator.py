@@ -1,0 +1,153 @@
+"""rpc-cli in an operator's first hour: an ordinary mistake is one line and exit 2 (never a
+traceback), a node that is not there says what to check, and Ctrl-C says what became of
+the call."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from masterd.local import LocalNode, free_port
+from rpc_client import certs
+from rpc_client.tls import TLSConfig
+from tests.helpers import run_node
+
+RPC_CLI = [sys.executable, "-m", "masterd.cli"]
+
+
+async def rpc_cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def one_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    return lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["call", "echo", "{}", "--timeout", "nan"], "finite number of seconds"),
+        (["call", "echo", "{}", "--timeout", "-1"], "finite number of seconds"),
+        (["start", "echo", "{}", "--timeout", "inf"], "finite number of seconds"),
+        (["wait", "1:2:3.000000:0123456789abcdef", "--timeout", "nan"], "finite number"),
+        (["call", "echo", "{}", "--wait", "nan"], "finite number of seconds"),
+        (["call", "echo", "{}", "--wait", "0"], "seconds > 0"),
+        (["--node", "http://h:1811", "identify"], "not a URL"),
+        (["--node", "h:99999", "identify"], "port must be a number from 1 to 65535"),
+        (["--node", "h:abc", "identify"], "port must be a number from 1 to 65535"),
+        (["--tls-cert", "/no/such.crt", "--tls-key", "/k", "--tls-ca", "/c", "identify"],
+         "--tls-cert /no/such.crt: no such file"),
+        (["--nodes", "/no/nodes.toml", "gather", "echo"], "cannot read the nodes file"),
+    ],
+)  # fmt: skip
+async def test_ordinary_mistakes_are_one_line_and_exit_2(args: list[str], says: str) -> None:
+    status, _, err = await rpc_cli(*args)
+    assert status == 2 and says in one_line(err)
+
+
+async def test_a_key_that_is_not_the_certificates_says_so(tmp_path: Path) -> None:
+    certs.init_ca(tmp_path)
+    master = certs.issue(tmp_path, "master", "master")
+    other = certs.issue(tmp_path, "other", "master")
+    tls = ["--tls-cert", str(master.cert), "--tls-key", str(other.key),
+           "--tls-ca", str(tmp_path / "ca.crt")]  # fmt: skip
+    status, _, err = await rpc_cli(*tls, "identify")
+    assert status == 2 and "the key does not belong to the certificate" in one_line(err)
+
+
+async def test_a_node_where_nothing_listens_says_what_to_check() -> None:
+    status, _, err = await rpc_cli("--node", f"127.0.0.1:{free_port()}", "identify")
+    assert status == 4
+    line = one_line(err)
+    assert "nothing listens at" in line and "ganeti-noded runs" in line and "ssl" not in line
+
+
+async def test_plain_http_to_a_tls_node_and_tls_to_a_plain_one_name_the_mismatch(
+    tmp_path: Path, shared_node: LocalNode
+) -> None:
+    certs.init_ca(tmp_path)
+    node = certs.issue(tmp_path, "node1", "node", addresses=("127.0.0.1",))
+    master = certs.issue(tmp_path, "master", "master")
+    ca = str(tmp_path / "ca.crt")
+    daemon_tls = ["--tls-cert", str(node.cert), "--tls-key", str(node.key), "--tls-ca", ca]
+    client_tls = ["--tls-cert", str(master.cert), "--tls-key", str(master.key), "--tls-ca", ca]
+    probe = TLSConfig(cert=master.cert, key=master.key, ca=tmp_path / "ca.crt",
+                      server_name="node1")  # fmt: skip
+    async with run_node(daemon_tls, client_tls=probe) as tls_node:
+        status, _, err = await rpc_cli("--node", tls_node.address, "identify")
+        assert status == 4 and "if the node speaks TLS" in one_line(err)
+    status, _, err = await rpc_cli("--node", shared_node.address, *client_tls, "identify")
+    assert status == 4 and "does not speak TLS on this port" in one_line(err)
+
+
+async def test_options_are_taken_after_the_command_too(shared_node: LocalNode) -> None:
+    status, out, _ = await rpc_cli("identify", "--node", shared_node.address)
+    assert status == 0 and f'"pid": {shared_node.pid}' in out
+
+
+async def test_version_and_a_successful_abort_exit_0(shared_node: LocalNode) -> None:
+    status, out, _ = await rpc_cli("--version")
+    assert status == 0 and out.startswith("rpc-cli ")
+    async with shared_node.client() as client:
+        state = await client.start_function("sleep", {"seconds": 30}, timeout=0)
+    status, out, _ = await rpc_cli("--node", shared_node.address, "abort", state.fnc_id)
+    assert status == 0 and '"FunctionAborted"' in out
+
+
+async def test_wait_keeps_waiting_past_the_nodes_max_wait() -> None:
+    async with run_node(["--max-wait", "0.5"]) as node, node.client() as client:
+        state = await client.start_function("sleep", {"seconds": 2}, timeout=0)
+        status, out, _ = await rpc_cli("--node", node.address, "wait", state.fnc_id,
+                                       "--timeout", "20")  # fmt: skip
+    assert status == 0 and '"result": 2' in out
+
+
+async def interrupt(args: list[str]) -> tuple[int, str]:
+    """Run rpc-cli, Ctrl-C it once the node runs the call, and return (status, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    await asyncio.sleep(1.5)  # the call runs: this stands for the operator's patience
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize("follow", [[], ["--follow"]])
+async def test_ctrl_c_aborts_the_call_and_says_so(
+    shared_node: LocalNode, follow: list[str]
+) -> None:
+    args = ["--node", shared_node.address, "call", "sleep", '{"seconds": 60}', *follow]
+    status, err = await interrupt(args)
+    assert status == 130
+    aborted = one_line(err)
+    assert aborted.startswith("aborted ")
+    async with shared_node.client() as client:
+        state = await client.wait_for_function(aborted.split()[1], timeout=10)
+    assert state.error is not None and state.error["reason"] == "aborted"
+
+
+async def test_ctrl_c_with_detach_leaves_the_call_and_says_how_to_reattach(
+    shared_node: LocalNode,
+) -> None:
+    args = ["--node", shared_node.address, "call", "sleep", '{"seconds": 60}', "--detach"]
+    status, err = await interrupt(args)
+    assert status == 130 and "runs on. Reattach with:" in err
+    reattach = one_line(err).split()
+    assert reattach[:4] == ["rpc-cli", "--node", shared_node.address, "wait"]
+    async with shared_node.client() as client:
+        state = await client.wait_for_function(reattach[4], timeout=0)
+        assert not state.finished
+        await client.abort_function(reattach[4])
