@@ -15,8 +15,6 @@ from rpc_client.client import NodeClient
 from rpc_client.protocol import CallState
 from tests.helpers import eventually, put, run_node
 
-pytestmark = pytest.mark.both_spawners
-
 MiB = 1 << 20
 
 
@@ -40,6 +38,7 @@ def output_dir(node: LocalNode) -> Path:
     return node.state_dir / "output"
 
 
+@pytest.mark.both_spawners  # the pipes differ: the fork server's and exec's
 async def test_output_is_followed_live_while_the_call_runs(client: NodeClient) -> None:
     began = time.monotonic()
     state = await client.start_function("print_lines", {"count": 5, "delay_s": 0.4}, timeout=0)
@@ -60,6 +59,7 @@ async def test_output_is_followed_live_while_the_call_runs(client: NodeClient) -
     assert again.output == {"from": position, "next": position, "skipped": 0, "events": []}
 
 
+@pytest.mark.both_spawners  # the pipes differ: the fork server's and exec's
 async def test_stderr_is_output_too_and_a_failed_call_keeps_it(client: NodeClient) -> None:
     state = await client.start_function("print_then_fail", {"text": "about to fail"}, timeout=10)
     assert state.finished and state.error is not None
@@ -175,6 +175,7 @@ def test_the_call_state_reads_the_new_fields() -> None:
     assert CallState.from_wire({"fnc_id": "a", "finished": True}).output_next == 0  # a 1.0 node
 
 
+@pytest.mark.both_spawners  # the pipes differ: the fork server's and exec's
 async def test_programs_the_function_runs_do_not_get_the_frame_channel(
     client: NodeClient,
 ) -> None:
