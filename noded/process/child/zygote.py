@@ -21,6 +21,7 @@ once it has reaped the children that leave with the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -69,14 +70,20 @@ def main(argv: list[str]) -> None:
     max_fd = _max_fd()
     sys.stdout.flush()
     control.send(READY)
+    with contextlib.suppress(ConnectionError):  # the daemon closed its end while we spoke
+        _serve(control, modules, max_fd)
+    _reap_leavers()
+    os._exit(0)
+
+
+def _serve(control: socket.socket, modules: list[str], max_fd: int) -> None:
+    """Answer the daemon until it closes its end."""
     while message := _receive(control):
         if message[:1] == FORK:
             _fork_child(control, modules, max_fd)
         elif message[:1] == REAP:
             _, pid = PID.unpack(message)
             control.send(PID_STATUS.pack(STATUS, pid, _reap(pid)))
-    _reap_leavers()
-    os._exit(0)
 
 
 def _reap_leavers() -> None:
@@ -126,9 +133,11 @@ def _fork_child(control: socket.socket, modules: list[str], max_fd: int) -> None
     parent_ends = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0]]
     for fd in child_ends:
         os.close(fd)
-    socket.send_fds(control, [PID.pack(CHILD, pid)], parent_ends)
-    for fd in parent_ends:
-        os.close(fd)
+    try:
+        socket.send_fds(control, [PID.pack(CHILD, pid)], parent_ends)
+    finally:  # sent or not (the daemon gone), ours are closed: the child reads EOF, leaves
+        for fd in parent_ends:
+            os.close(fd)
 
 
 def _become_function_process(
