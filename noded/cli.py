@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             "address could run functions as this user. Give --tls-cert, --tls-key and "
             "--tls-ca, bind to 127.0.0.1 or ::1, or pass --insecure if the network is trusted."
         )
+    for flag, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key),
+                       ("--tls-ca", config.tls_ca)):  # fmt: skip
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path}: no such file")
     setup_logging(config.log_format, config.log_file)
     try:
         return Server(config).run()

@@ -105,6 +105,8 @@ class Server:
             "daemon.ready",
             pid=os.getpid(),
             addresses=self._runner.addresses,
+            tls=config.tls,
+            tls_ca=str(config.tls_ca) if config.tls_ca else None,
             functions=registry.names(),
         )
         # the port is open: only now may systemd start what depends on this daemon

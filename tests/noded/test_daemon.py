@@ -83,3 +83,20 @@ async def test_json_logs() -> None:
     finish = [e for e in entries if e["event"] == "call.finish"]
     assert finish[0]["fnc_id"] == state.fnc_id
     assert finish[0]["fn_name"] == "echo" and finish[0]["outcome"] == "ok"
+
+
+def test_a_missing_certificate_file_is_named_at_start(tmp_path: Path) -> None:
+    files = ["--tls-cert", str(tmp_path / "node.crt"), "--tls-key", str(tmp_path / "node.key"),
+             "--tls-ca", str(tmp_path / "ca.crt")]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "noded", *files], capture_output=True, text=True, timeout=60,
+        env=node_env(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert f"--tls-cert {tmp_path / 'node.crt'}: no such file" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_ready_says_whether_tls_is_on() -> None:
+    async with run_node() as node:
+        assert "daemon.ready" in node.log_text() and " tls=false tls_ca=null " in node.log_text()
