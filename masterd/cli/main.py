@@ -38,11 +38,13 @@ from masterd.cli.common import (
 from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, run_gather
 from masterd.cli.output import OutputPrinter
+from masterd.node import load_nodes
 from rpc_client.client import NodeClient
 from rpc_client.errors import RPCError
 from rpc_client.protocol import DEFAULT_PORT, CallState
 
 NODE_ENV = "RPC_CLI_NODE"
+NODES_ENV = "NODED_NODES"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,19 +78,24 @@ def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool 
     parser.add_argument(
         "--node",
         default=default(os.environ.get(NODE_ENV, f"127.0.0.1:{DEFAULT_PORT}")),
-        metavar="HOST[:PORT]",
-        help=f"the node (default ${NODE_ENV} or 127.0.0.1:{DEFAULT_PORT})",
+        metavar="NAME|HOST[:PORT]",
+        help=f"the node: a name from the nodes file, or an address (default ${NODE_ENV} "
+        f"or 127.0.0.1:{DEFAULT_PORT})",
     )
     parser.add_argument(
-        "--nodes", default=default(None), metavar="NODES_TOML",
-        help="the cluster's nodes file, for gather",
+        "--nodes", default=default(os.environ.get(NODES_ENV)), metavar="NODES_TOML",
+        help=f"the cluster's nodes file, for gather and --node NAME (default ${NODES_ENV})",
     )  # fmt: skip
     tls = parser.add_argument_group("mutual TLS (all three, or none)")
-    for flag, help_text in (
-        ("--tls-cert", "this master's certificate"), ("--tls-key", "its key"),
-        ("--tls-ca", "the cluster CA"),
-    ):  # fmt: skip
-        tls.add_argument(flag, type=Path, default=default(None), metavar="FILE", help=help_text)
+    for flag, variable, help_text in (
+        ("--tls-cert", "NODED_TLS_CERT", "this master's certificate"),
+        ("--tls-key", "NODED_TLS_KEY", "its key"),
+        ("--tls-ca", "NODED_TLS_CA", "the cluster CA"),
+    ):
+        tls.add_argument(
+            flag, type=Path, default=default(os.environ.get(variable)), metavar="FILE",
+            help=f"{help_text} (default ${variable})",
+        )  # fmt: skip
     tls.add_argument(
         "--tls-server-name",
         default=default(None),
@@ -317,9 +324,21 @@ COMMANDS: dict[str, Command] = {
 async def run(args: argparse.Namespace) -> int:
     if args.command == "gather":
         return await run_gather(args, tls_from_args(args))
-    host, port = parse_node(args.node)
-    async with NodeClient(host, port, tls=tls_from_args(args)) as node:
+    async with client_of(args) as node:
         return await COMMANDS[args.command](node, args)
+
+
+def client_of(args: argparse.Namespace) -> NodeClient:
+    """The node of ``--node``: by its name in the nodes file if it has one, else by its
+    address.  Its TLS: the flags, else the environment, else the nodes file's."""
+    tls = tls_from_args(args)
+    if args.nodes is not None:
+        named = next((n for n in load_nodes(args.nodes) if n.name == args.node), None)
+        if named is not None:
+            return NodeClient(named.address, named.port, name=named.name,
+                              expected_uuid=named.uuid, tls=tls or named.tls)  # fmt: skip
+    host, port = parse_node(args.node)
+    return NodeClient(host, port, tls=tls)
 
 
 def main(argv: list[str] | None = None) -> int:

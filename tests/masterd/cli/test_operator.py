@@ -5,6 +5,7 @@ the call."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,10 +20,11 @@ from tests.helpers import run_node
 RPC_CLI = [sys.executable, "-m", "masterd.cli"]
 
 
-async def rpc_cli(*args: str) -> tuple[int, str, str]:
+async def rpc_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -151,3 +153,24 @@ async def test_ctrl_c_with_detach_leaves_the_call_and_says_how_to_reattach(
         state = await client.wait_for_function(reattach[4], timeout=0)
         assert not state.finished
         await client.abort_function(reattach[4])
+
+
+async def test_tls_from_the_environment_and_a_node_by_its_name_in_the_nodes_file(
+    tmp_path: Path,
+) -> None:
+    certs.init_ca(tmp_path)
+    node = certs.issue(tmp_path, "node1", "node", addresses=("127.0.0.1",))
+    master = certs.issue(tmp_path, "master", "master")
+    ca = tmp_path / "ca.crt"
+    probe = TLSConfig(cert=master.cert, key=master.key, ca=ca, server_name="node1")
+    daemon_tls = ["--tls-cert", str(node.cert), "--tls-key", str(node.key), "--tls-ca", str(ca)]
+    async with run_node(daemon_tls, client_tls=probe) as daemon:
+        nodes = tmp_path / "nodes.toml"
+        nodes.write_text(f'[[node]]\nname = "node1"\naddress = "127.0.0.1"\nport = {daemon.port}\n')
+        env = {"NODED_TLS_CERT": str(master.cert), "NODED_TLS_KEY": str(master.key),
+               "NODED_TLS_CA": str(ca), "NODED_NODES": str(nodes)}  # fmt: skip
+        status, out, err = await rpc_cli("--node", "node1", "identify", env=env)
+        assert status == 0 and f'"pid": {daemon.pid}' in out, err
+        status, _, err = await rpc_cli("--node", "node1", "--tls-cert", "/no/such.crt",
+                                       "identify", env=env)  # fmt: skip
+        assert status == 2 and "--tls-cert /no/such.crt" in one_line(err)  # the flag wins
