@@ -103,15 +103,28 @@ def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def print_state(state: CallState) -> int:
-    """Print a call's state (without the output already shown); its exit status."""
+def print_state(state: CallState, *, raw: bool = False) -> int:
+    """Print a call's state (without the output already shown), or with ``raw`` only its
+    result as JSON (for scripts); its exit status.  On a terminal a failure's traceback is
+    printed as text, not inside a JSON string."""
     wire = state.to_wire()
     wire.pop("output", None)
-    print_json(wire)
+    shown = wire
+    if state.error is not None and sys.stdout.isatty() and state.error.get("traceback"):
+        shown = {**wire, "error": {**state.error, "traceback": "(below)"}}
+    if raw:
+        if state.finished and state.error is None:
+            sys.stdout.write(orjson.dumps(state.result).decode() + "\n")
+    else:
+        print_json(shown)
     if not state.finished:
+        if raw:
+            print(f"rpc-cli: {state.fnc_id} is still running", file=sys.stderr)
         return EXIT_RUNNING
     if state.error is not None:
         failure = FunctionFailed(state.error, fnc_id=state.fnc_id)
+        if shown is not wire or raw:
+            print(str(state.error.get("traceback") or "").rstrip(), file=sys.stderr)
         print(f"rpc-cli: function failed: {failure}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

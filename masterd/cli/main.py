@@ -150,6 +150,11 @@ def _add_call_commands(sub: Any) -> None:
     )
     call.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S")
     call.add_argument(
+        "--raw",
+        action="store_true",
+        help="print only the result, as JSON (for scripts and jq); a failure on stderr",
+    )
+    call.add_argument(
         "--detach",
         action="store_true",
         help="on Ctrl-C leave the call running (and say how to reattach) instead of aborting it",
@@ -262,7 +267,7 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
     finally:
         if printer is not None:
             printer.close()
-    return print_state(state)
+    return print_state(state, raw=args.raw)
 
 
 async def cmd_abort(node: NodeClient, args: argparse.Namespace) -> int:

@@ -5,8 +5,11 @@ the call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import pty
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -174,3 +177,28 @@ async def test_tls_from_the_environment_and_a_node_by_its_name_in_the_nodes_file
         status, _, err = await rpc_cli("--node", "node1", "--tls-cert", "/no/such.crt",
                                        "identify", env=env)  # fmt: skip
         assert status == 2 and "--tls-cert /no/such.crt" in one_line(err)  # the flag wins
+
+
+async def test_raw_prints_only_the_result_for_scripts(shared_node: LocalNode) -> None:
+    status, out, _ = await rpc_cli("--node", shared_node.address, "call", "echo",
+                                   '{"value": {"a": [1, 2]}}', "--raw")  # fmt: skip
+    assert status == 0 and out == '{"a":[1,2]}\n'
+    status, out, err = await rpc_cli("--node", shared_node.address, "call", "fail",
+                                     '{"message": "boom"}', "--raw")  # fmt: skip
+    assert status == 1 and out == "" and "RuntimeError: boom" in err
+
+
+def test_on_a_terminal_a_failures_traceback_is_text(shared_node: LocalNode) -> None:
+    main_end, terminal = pty.openpty()
+    args = ["--node", shared_node.address, "call", "fail", '{"message": "boom"}']
+    done = subprocess.run([*RPC_CLI, *args], stdout=terminal, stderr=subprocess.PIPE,
+                          timeout=60, text=True)  # fmt: skip
+    os.close(terminal)
+    shown = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(main_end, 65536):
+            shown += chunk
+    os.close(main_end)
+    assert done.returncode == 1
+    assert b'"traceback": "(below)"' in shown
+    assert "Traceback (most recent call last):\n" in done.stderr  # lines, not "\\n" in JSON
