@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import resource
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import orjson
 import pytest
 
 from masterd.local import LocalNodeError
-from tests.helpers import node_env, run_node
+from tests.helpers import ROOT, node_env, run_node
 
 
 def soft_nofile(pid: int) -> tuple[int, int]:
@@ -100,3 +101,22 @@ def test_a_missing_certificate_file_is_named_at_start(tmp_path: Path) -> None:
 async def test_ready_says_whether_tls_is_on() -> None:
     async with run_node() as node:
         assert "daemon.ready" in node.log_text() and " tls=false tls_ca=null " in node.log_text()
+
+
+def test_every_flag_of_the_help_is_in_the_operations_flag_table() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "noded", "--help"], capture_output=True, text=True, timeout=60,
+        env=node_env(),
+    ).stdout  # fmt: skip
+    flags = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
+    doc = (ROOT / "doc" / "operations.md").read_text()
+    table = doc[doc.index("## Flags") :]
+    assert len(flags) > 30
+    assert sorted(flag for flag in flags if f"| `{flag}" not in table) == []
+
+
+def test_the_example_config_is_a_valid_tls_node() -> None:
+    from noded.cli import parse_config
+
+    _, config = parse_config(["--config", str(ROOT / "doc" / "examples" / "noded.toml")])
+    assert config.tls and config.bind == "0.0.0.0" and config.max_output_bytes == 1 << 20
