@@ -59,6 +59,9 @@ def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
         kwargs["action"] = "store_true"
     elif typing.get_origin(hint) is typing.Literal:
         kwargs["choices"] = options
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (Path,):
+        # a tuple of paths: the flag repeats
+        kwargs.update(action="append", type=Path, default=[])
     elif typing.get_origin(hint) is tuple:
         kwargs["default"] = ""  # a comma-separated list, split by config_from_args
     else:
@@ -78,6 +81,7 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
     if isinstance(functions, str):
         functions = functions.split(",")
     values["functions"] = tuple(m.strip() for m in functions if m.strip())
+    values["functions_path"] = tuple(Path(path) for path in args.functions_path)
     allowed = args.tls_allowed_clients
     if isinstance(allowed, str):
         allowed = allowed.split(",")
@@ -107,7 +111,9 @@ def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
         action = by_flag.get(key.replace("_", "-"))
         if action is None or action.dest in ("config", "help", "version"):
             raise ValueError(f"{path}: unknown setting {key!r}")
-        defaults[action.dest] = Path(value) if action.type is Path else value
+        if action.type is Path:
+            value = [Path(v) for v in value] if isinstance(value, list) else Path(value)
+        defaults[action.dest] = value
     parser.set_defaults(**defaults)
 
 

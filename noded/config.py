@@ -38,6 +38,15 @@ class NodedConfig:
             "comma-separated importable modules with @function definitions", metavar="MODS"
         ),
     )
+    functions_path: tuple[Path, ...] = field(
+        default=(),
+        metadata=flag(
+            "a directory to import the function modules from (repeatable; before the "
+            "daemon's working directory, which is searched last)",
+            metavar="DIR",
+            name="--functions-path",
+        ),
+    )
     name: str | None = field(
         default=None,
         metadata=flag("node name in Identify (default: the host name)", metavar="NAME"),

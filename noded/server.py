@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import ssl
+import sys
 from pathlib import Path
 
 import uvloop
@@ -29,7 +30,7 @@ from noded.process import tree
 from noded.process.forkserver import ForkServerError, ForkSpawner
 from noded.process.function import ProcessLimits
 from noded.process.spawners import ExecSpawner, Spawner
-from noded.registry import load_modules
+from noded.registry import Registry, load_modules
 from rpc_client import tls
 from rpc_client.logs import event, reopen_log_files
 
@@ -65,7 +66,7 @@ class Server:
     async def startup(self) -> None:
         raise_open_files_limit()
         config = self.config
-        registry = load_modules(config.functions)
+        registry = import_functions(config.functions, config.functions_path)
         limits = ProcessLimits(
             max_frame_bytes=config.max_result_bytes,
             stderr_tail_bytes=config.stderr_tail_bytes,
@@ -177,6 +178,25 @@ async def make_spawner(
         event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
         return ExecSpawner(modules, limits, trees=trees)
     return spawner
+
+
+def import_functions(modules: tuple[str, ...], paths: tuple[Path, ...]) -> Registry:
+    """Import the function modules from ``paths``, then the usual path, then the working
+    directory (function processes get the same path); say where it looked if one is not
+    there."""
+    for path in reversed(paths):
+        sys.path.insert(0, str(path.resolve()))
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        return load_modules(modules)
+    except ModuleNotFoundError as exc:
+        places = list(dict.fromkeys(place for place in sys.path if place))[:6]
+        raise ImportError(
+            f"cannot import function module {exc.name!r}: not found in {', '.join(places)}"
+            f"{', ...' if len(sys.path) > 6 else ''}; give its directory with "
+            "--functions-path DIR"
+        ) from exc
 
 
 def raise_open_files_limit() -> None:

@@ -37,7 +37,7 @@ async def test_startup_raises_the_open_files_limit_to_the_hard_limit() -> None:
 
 
 async def test_a_functions_module_that_does_not_import_stops_the_start() -> None:
-    with pytest.raises(LocalNodeError, match="cannot start: No module named 'no_such_mod'"):
+    with pytest.raises(LocalNodeError, match="cannot start: cannot import function module 'no_such_mod': not found in"):
         async with run_node(["--functions", "no_such_mod"]):
             pass
 
@@ -120,3 +120,41 @@ def test_the_example_config_is_a_valid_tls_node() -> None:
 
     _, config = parse_config(["--config", str(ROOT / "doc" / "examples" / "noded.toml")])
     assert config.tls and config.bind == "0.0.0.0" and config.max_output_bytes == 1 << 20
+
+
+def write_site(root: Path) -> Path:
+    (root / "mysite").mkdir(parents=True)
+    (root / "mysite" / "__init__.py").write_text("")
+    (root / "mysite" / "functions.py").write_text(
+        "from noded import function\n\n\n@function\ndef hello(who: str) -> str:\n"
+        "    return f'hello, {who}'\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_function_modules_load_from_the_functions_path(tmp_path: Path, spawn: str) -> None:
+    site = write_site(tmp_path / "site")
+    args = ["--functions", "mysite.functions", "--functions-path", str(site), "--spawn", spawn]
+    async with run_node(args) as node, node.client() as client:
+        state = await client.start_function("hello", {"who": "operator"}, timeout=10)
+    assert state.result == "hello, operator"
+
+
+async def test_the_functions_path_in_the_config_file(tmp_path: Path) -> None:
+    site = write_site(tmp_path / "site")
+    config = tmp_path / "noded.toml"
+    config.write_text(f'functions-path = ["{site}"]\n')
+    args = ["--config", str(config), "--functions", "mysite.functions"]
+    async with run_node(args) as node, node.client() as client:
+        assert "hello" in await client.describe_functions()
+
+
+def test_a_function_module_not_found_says_where_it_looked() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "noded", "--functions", "no_such_site.functions"],
+        capture_output=True, text=True, timeout=60, env=node_env(),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "cannot import function module 'no_such_site': not found in" in done.stderr
+    assert "--functions-path DIR" in done.stderr and "Traceback" not in done.stderr
