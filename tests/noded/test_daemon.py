@@ -37,7 +37,8 @@ async def test_startup_raises_the_open_files_limit_to_the_hard_limit() -> None:
 
 
 async def test_a_functions_module_that_does_not_import_stops_the_start() -> None:
-    with pytest.raises(LocalNodeError, match="cannot start: cannot import function module 'no_such_mod': not found in"):
+    refused = "cannot start: cannot import function module 'no_such_mod': not found in"
+    with pytest.raises(LocalNodeError, match=refused):
         async with run_node(["--functions", "no_such_mod"]):
             pass
 
