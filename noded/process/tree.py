@@ -16,7 +16,6 @@ must reach, including grandchildren that left the call's process group or sessio
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import signal
@@ -246,11 +245,5 @@ def _own_cgroup() -> Path | None:
 
 
 def _make_own(path: Path) -> Path:
-    try:
-        path.mkdir(mode=0o755)
-    except FileExistsError:  # a daemon of the same pid before: empty it is reusable
-        pass
-    except OSError as exc:
-        if exc.errno != errno.EEXIST:
-            raise
+    path.mkdir(mode=0o755, exist_ok=True)  # left by a daemon of the same pid: reusable
     return path
