@@ -122,7 +122,13 @@ def _add_call_commands(sub: Any) -> None:
     add_function_args(start)
     start.add_argument("--timeout", type=seconds, default=0.0, help="seconds to wait (default 0)")
     start.add_argument("--request-id", default=None, help="idempotency key")
-    start.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S")
+    start.add_argument(
+        "--abort-after",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="the node kills the function this long after it started (FunctionAborted)",
+    )
     wait = sub.add_parser("wait", help="WaitForFunction: wait up to --timeout for a call")
     wait.add_argument("fnc_id")
     wait.add_argument(
@@ -148,7 +154,13 @@ def _add_call_commands(sub: Any) -> None:
     call.add_argument(
         "--wait", type=positive_seconds, default=10.0, help="seconds per round (default 10)"
     )
-    call.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S")
+    call.add_argument(
+        "--abort-after",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="the node kills the function this long after it started (FunctionAborted)",
+    )
     call.add_argument(
         "--raw",
         action="store_true",
