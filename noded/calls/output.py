@@ -78,6 +78,8 @@ class OutputLog:
         self._fd = -1
         self._held = {STDOUT: b"", STDERR: b""}  # an incomplete UTF-8 character
         self._known_starts: list[int] = [0]
+        #: a failed write left part of a record that could not be cut off
+        self._torn = False
         self._on_kept = on_kept
         self._on_dropped = on_dropped
         #: the position just past the last record
@@ -127,23 +129,37 @@ class OutputLog:
 
     def _write_record(self, record: bytes) -> None:
         current = self._segments[-1] if self._segments else None
-        if current is None or current.size + len(record) > self._segment_bytes:
+        if current is None or self._torn or current.size + len(record) > self._segment_bytes:
             current = self._new_segment()
         elif self._fd < 0:  # closed by flush(): more came
             self._fd = os.open(current.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         view = memoryview(record)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:  # a full disk may take part of it, then fail
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            self._cut_back(current)
+            raise
         current.size += len(record)
         self.next += len(record)
         if self._on_kept is not None:
             self._on_kept(len(record))
 
+    def _cut_back(self, segment: _Segment) -> None:
+        """Remove what a failed write left of its record, as the journal does; if even
+        that fails, the next record starts a segment of its own, so that positions stay
+        true (a reader stops at the torn end)."""
+        try:
+            os.ftruncate(self._fd, segment.size)
+        except OSError:
+            self._torn = True
+
     def _new_segment(self) -> _Segment:
+        self._torn = False
         self.close()
         self._directory.mkdir(mode=0o700, exist_ok=True)
         segment = _Segment(self.next, self._directory / f"{self._fnc_id}.{self.next}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         self._fd = os.open(segment.path, flags, 0o600)
         self._segments.append(segment)
         while len(self._segments) > 2:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import resource
+import signal
 from pathlib import Path
+
+import pytest
 
 from noded.calls.output import (
     MIN_SEGMENT_BYTES,
@@ -123,3 +127,22 @@ def test_utf8_cuts() -> None:
     assert char_boundary(b"a" + snowman + b"b", 2) == 1
     assert char_boundary(b"abc", 2) == 2
     assert char_boundary(b"abc", 10) == 3
+
+
+def test_a_record_cut_short_by_a_failed_write_is_cut_off_again(tmp_path: Path) -> None:
+    # RLIMIT_FSIZE makes a write cross the limit short (a full disk does the same), and
+    # the next one fail: what the short write left must not shift the records after it.
+    log = OutputLog(tmp_path, FNC_ID, 1 << 20)
+    log.write(STDOUT, b"a" * 100)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (150, hard))
+        with pytest.raises(OSError):
+            log.write(STDOUT, b"b" * 100)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    log.write(STDOUT, b"after")
+    assert texts(log) == ["a" * 100, "after"]
+    assert sum(path.stat().st_size for path in tmp_path.iterdir()) == log.next
