@@ -7,6 +7,8 @@ import functools
 import os
 import signal
 
+from noded.process.child.frames import start_ticks
+
 
 def process_birth(pid: int) -> str | None:
     """Which incarnation of ``pid`` this is: ``"<boot id>:<start time in clock ticks>"``.
@@ -16,21 +18,8 @@ def process_birth(pid: int) -> str | None:
     for every call.
     """
     try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        line = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    # "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split after
-    # its last ')'; the start time is field 22 of the line, the 20th after comm.
-    fields = line[line.rfind(b")") + 2 :].split()
-    try:
-        return f"{_boot_id()}:{int(fields[19])}"
-    except (IndexError, ValueError):
+        return f"{_boot_id()}:{start_ticks(pid)}"
+    except (OSError, ValueError):
         return None
 
 

@@ -32,15 +32,22 @@ def call_mark(pid: int, start_ticks: int | str) -> str:
     return f"{pid}:{start_ticks}"
 
 
-def own_start_ticks() -> str:
-    """This process's start time in clock ticks, from /proc/self/stat (read with os.read:
-    a file object costs a function process pages of its own)."""
-    fd = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
+def start_ticks(pid: int | str = "self") -> int:
+    """A process's start time in clock ticks since boot, from /proc/PID/stat: one small
+    read, no file object (a function process pays pages for one, and the daemon reads it
+    for every call).  Raises ``OSError`` if the process is gone, ``ValueError`` if the
+    line is not what Linux writes."""
+    fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        line = os.read(fd, 1024)
+        line = os.read(fd, 4096)
     finally:
         os.close(fd)
-    return line[line.rfind(b")") + 2 :].split()[19].decode()
+    # "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split after
+    # its last ')'; the start time is field 22 of the line, the 20th after comm.
+    fields = line[line.rfind(b")") + 2 :].split()
+    if len(fields) < 20:
+        raise ValueError(f"/proc/{pid}/stat has no start time")
+    return int(fields[19])
 
 
 class InvalidFrame(ValueError):

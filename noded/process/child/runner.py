@@ -43,7 +43,7 @@ def main(modules: list[str], *, forked: bool = False) -> None:
         os._exit(0)
     fn_name, fn_args, call_limits = frames.decode_request(request)
     # the C environment, which programs it starts inherit (os.environ's dict copies pages)
-    os.putenv(frames.CALL_MARK, frames.call_mark(os.getpid(), frames.own_start_ticks()))
+    os.putenv(frames.CALL_MARK, frames.call_mark(os.getpid(), frames.start_ticks()))
     try:
         limits.apply(call_limits)
         frame = frames.encode_result(_run(modules, fn_name, fn_args))
