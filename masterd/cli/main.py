@@ -122,13 +122,7 @@ def _add_call_commands(sub: Any) -> None:
     add_function_args(start)
     start.add_argument("--timeout", type=seconds, default=0.0, help="seconds to wait (default 0)")
     start.add_argument("--request-id", default=None, help="idempotency key")
-    start.add_argument(
-        "--abort-after",
-        type=positive_seconds,
-        default=None,
-        metavar="S",
-        help="the node kills the function this long after it started (FunctionAborted)",
-    )
+    _add_abort_after(start)
     wait = sub.add_parser("wait", help="WaitForFunction: wait up to --timeout for a call")
     wait.add_argument("fnc_id")
     wait.add_argument(
@@ -146,6 +140,10 @@ def _add_call_commands(sub: Any) -> None:
     output.add_argument(
         "--from", dest="from_", type=int, default=0, metavar="N", help="from position N"
     )
+    _add_call_command(sub)
+
+
+def _add_call_command(sub: Any) -> None:
     call = sub.add_parser("call", help="start a call and wait in rounds until it finishes")
     add_function_args(call)
     call.add_argument(
@@ -154,13 +152,7 @@ def _add_call_commands(sub: Any) -> None:
     call.add_argument(
         "--wait", type=positive_seconds, default=10.0, help="seconds per round (default 10)"
     )
-    call.add_argument(
-        "--abort-after",
-        type=positive_seconds,
-        default=None,
-        metavar="S",
-        help="the node kills the function this long after it started (FunctionAborted)",
-    )
+    _add_abort_after(call)
     call.add_argument(
         "--raw",
         action="store_true",
@@ -178,6 +170,16 @@ def _add_call_commands(sub: Any) -> None:
     )
     abort = sub.add_parser("abort", help="AbortFunction: kill a call")
     abort.add_argument("fnc_id")
+
+
+def _add_abort_after(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--abort-after",
+        type=positive_seconds,
+        default=None,
+        metavar="S",
+        help="the node kills the function this long after it started (FunctionAborted)",
+    )
 
 
 def _add_output_options(wait: argparse.ArgumentParser) -> None:
