@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -75,14 +76,14 @@ class CgroupTrees(CallTrees):
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: cgroups of finished calls that still held a process when released
         self._pending: set[CgroupTree] = set()
 
     def confine(self, pid: int, birth: str | None) -> Tree:
         self.sweep()
-        tree = CgroupTree(self.root / f"call-{pid}")
+        tree = CgroupTree(self.root / f"call-{pid}", on_busy=self._pending.add)
         tree.path.mkdir(mode=0o755)
         (tree.path / "cgroup.procs").write_text(str(pid))
-        self._pending.add(tree)
         return tree
 
     def sweep(self) -> None:
@@ -97,10 +98,11 @@ class CgroupTrees(CallTrees):
 
 
 class CgroupTree:
-    """One call's cgroup."""
+    """One call's cgroup; ``on_busy`` takes it if it cannot be removed when released."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_busy: Callable[[CgroupTree], None] | None = None) -> None:
         self.path = path
+        self._on_busy = on_busy
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL:
@@ -116,7 +118,8 @@ class CgroupTree:
             return []
 
     def release(self) -> None:
-        self.remove()
+        if not self.remove() and self._on_busy is not None:
+            self._on_busy(self)  # a process of the call lives on: removed once it ends
 
     def remove(self) -> bool:
         """Remove the cgroup once it is empty; True once it is gone."""

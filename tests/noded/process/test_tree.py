@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from masterd.local import LocalNode
+from noded.process.tree import CgroupTree, CgroupTrees
 from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
 from tests.helpers import eventually, run_node, still_alive, wait_for_file
@@ -113,3 +115,27 @@ async def test_the_daemon_says_once_how_it_finds_a_calls_processes(
         mode = "cgroup" if isolation[1] != "none" else "process-tree"
         await eventually(lambda: f"process.isolation mode={mode}" in node.log_text())
         assert node.log_text().count("process.isolation") == 1
+
+
+def test_a_cgroup_still_in_use_at_release_is_removed_once_empty(tmp_path: Path) -> None:
+    root = UNIFIED / f"noded-test-{uuid.uuid4().hex[:8]}"
+    try:
+        root.mkdir()
+    except OSError as exc:
+        pytest.skip(f"cannot make a cgroup v2 directory here: {exc}")
+    trees = CgroupTrees(root)
+    detached = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        tree = trees.confine(detached.pid, None)
+        assert isinstance(tree, CgroupTree)
+        tree.release()  # the call finished, a process it left lives on: kept for later
+        assert tree.path.exists()
+        detached.kill()
+        detached.wait(10)
+        trees.sweep()
+        assert not tree.path.exists()
+        trees.close()
+        assert not root.exists()
+    finally:
+        detached.kill()
+        remove_cgroups(root)
