@@ -109,22 +109,26 @@ def print_state(state: CallState, *, raw: bool = False) -> int:
     printed as text, not inside a JSON string."""
     wire = state.to_wire()
     wire.pop("output", None)
-    shown = wire
-    if state.error is not None and sys.stdout.isatty() and state.error.get("traceback"):
-        shown = {**wire, "error": {**state.error, "traceback": "(below)"}}
+    traceback_as_text = (
+        state.error is not None
+        and bool(state.error.get("traceback"))
+        and (raw or sys.stdout.isatty())
+    )
     if raw:
         if state.finished and state.error is None:
             sys.stdout.write(orjson.dumps(state.result).decode() + "\n")
+    elif traceback_as_text:
+        print_json({**wire, "error": {**(state.error or {}), "traceback": "(below)"}})
     else:
-        print_json(shown)
+        print_json(wire)
     if not state.finished:
         if raw:
             print(f"rpc-cli: {state.fnc_id} is still running", file=sys.stderr)
         return EXIT_RUNNING
     if state.error is not None:
         failure = FunctionFailed(state.error, fnc_id=state.fnc_id)
-        if shown is not wire or raw:
-            print(str(state.error.get("traceback") or "").rstrip(), file=sys.stderr)
+        if traceback_as_text:
+            print(str(state.error.get("traceback")).rstrip(), file=sys.stderr)
         print(f"rpc-cli: function failed: {failure}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
