@@ -11,6 +11,7 @@ import pytest
 from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from tests.helpers import NodeFactory, marked_processes, node_args, node_env, run_node
+from tests.pki import Pki, make_pki
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -65,6 +66,12 @@ async def make_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
             )
 
         yield start
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A cluster CA (``pki.master(name)``, ``pki.node_args()``) and a foreign one."""
+    return make_pki(tmp_path)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,7 +10,6 @@ import ssl
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,40 +23,7 @@ from rpc_client.client import NodeClient
 from rpc_client.errors import ConnectionLost, Forbidden, TLSError
 from rpc_client.tls import TLSConfig, fingerprint
 from tests.helpers import node_env, run_node
-
-
-def tls_args(made: certs.Issued, ca_dir: Path) -> list[str]:
-    """The daemon's flags for a node certificate and the CA in ``ca_dir``."""
-    return [
-        "--tls-cert",
-        str(made.cert),
-        "--tls-key",
-        str(made.key),
-        "--tls-ca",
-        str(ca_dir / "ca.crt"),
-    ]
-
-
-@dataclass
-class Pki:
-    ca: Path
-    other_ca: Path
-
-    def master(self, name: str = "master", **kwargs: object) -> TLSConfig:
-        kwargs.setdefault("force", True)  # tests issue the same names again
-        made = certs.issue(self.ca, name, "master", **kwargs)  # type: ignore[arg-type]
-        return TLSConfig(cert=made.cert, key=made.key, ca=self.ca / "ca.crt")
-
-    def node_args(self, name: str = "node1") -> list[str]:
-        made = certs.issue(self.ca, name, "node", addresses=("127.0.0.1",), force=True)
-        return tls_args(made, self.ca)
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    certs.init_ca(tmp_path / "ca")
-    certs.init_ca(tmp_path / "other", name="someone else's CA")
-    return Pki(tmp_path / "ca", tmp_path / "other")
+from tests.pki import Pki, tls_args
 
 
 async def test_a_master_with_the_right_certificate_is_served(pki: Pki) -> None:
