@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             "--tls-ca, bind to 127.0.0.1 or ::1, or pass --insecure if the network is trusted."
         )
     for flag, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key),
-                       ("--tls-ca", config.tls_ca)):  # fmt: skip
+                       ("--tls-ca", config.tls_ca), ("--policy", config.policy)):  # fmt: skip
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path}: no such file")
     setup_logging(config.log_format, config.log_file)

@@ -175,6 +175,26 @@ class NodedConfig:
             metavar="LIST",
         ),
     )
+    policy: Path | None = field(
+        default=None,
+        metadata=flag(
+            "who may run what: a TOML file of [[allow]] rules; everything else is 403 "
+            "Forbidden (doc/security.md); SIGHUP reloads it",
+            metavar="FILE",
+        ),
+    )
+    audit_log: Path | None = field(
+        default=None,
+        metadata=flag(
+            "append a hash-chained record of every start, deny, abort and end to this "
+            "file, on disk before a call runs; SIGHUP reopens it",
+            metavar="FILE",
+        ),
+    )
+    audit_args: bool = field(
+        default=False,
+        metadata=flag("write the calls' arguments in the audit log, not only their SHA-256"),
+    )
     log_format: Literal["text", "json"] = field(
         default="text", metadata=flag("log lines as key=value text or JSON")
     )
@@ -221,8 +241,15 @@ class NodedConfig:
         tls = (self.tls_cert, self.tls_key, self.tls_ca)
         if any(tls) and not all(tls):
             raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
+        if self.tls_allowed_clients and self.policy is not None:
+            raise ValueError(
+                "give --policy or --tls-allowed-clients, not both: --tls-allowed-clients is "
+                "a policy of one rule (doc/security.md); write its clients into the policy"
+            )
         if self.tls_allowed_clients and not self.tls:
             raise ValueError("--tls-allowed-clients needs TLS (--tls-cert, --tls-key, --tls-ca)")
+        if self.audit_args and self.audit_log is None:
+            raise ValueError("--audit-args needs --audit-log FILE")
         if self.spawn not in ("fork", "exec"):
             raise ValueError(f"spawn must be 'fork' or 'exec', got {self.spawn!r}")
         for name, value in self.default_limits.items():

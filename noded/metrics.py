@@ -81,6 +81,15 @@ class Metrics:
         self.journal_failures = Counter(
             "noded_journal_write_failures", "Journal records or rewrites that failed",
             ["record"], registry=r)  # fmt: skip
+        self.denials = Counter(
+            "noded_policy_denials", "Requests refused by the policy (403)",
+            ["procedure"], registry=r)  # fmt: skip
+        self.audit_failures = Counter(
+            "noded_audit_write_failures", "Audit records or fsyncs that failed",
+            ["record"], registry=r)  # fmt: skip
+        self.audit_fsyncs = Counter(
+            "noded_audit_fsyncs", "fsyncs of the audit log (one for starts that come together)",
+            registry=r)  # fmt: skip
         self.zygote_restarts = Counter(
             "noded_zygote_restarts", "Fork servers started again after one died", registry=r
         )

@@ -20,12 +20,15 @@ import uvloop
 from aiohttp import web
 
 from noded import systemd
+from noded.calls.audit import AuditLog
 from noded.config import NodedConfig
 from noded.http.app import create_app
-from noded.http.keys import SUPERVISOR
+from noded.http.guard import Guard
+from noded.http.keys import GUARD, REGISTRY, SUPERVISOR
 from noded.http.protocol import NodedRunner
 from noded.identity import load_identity
 from noded.metrics import Metrics
+from noded.policy import Policy, PolicyError, load_policy
 from noded.process import tree
 from noded.process.forkserver import ForkServerError, ForkSpawner
 from noded.process.function import ProcessLimits
@@ -73,6 +76,7 @@ class Server:
             kill_grace_s=config.kill_grace_s,
         )
         metrics = Metrics()
+        policy = load_startup_policy(config.policy, registry)
         self._trees = tree.choose(config.cgroup_root, os.getpid())
         self._spawner = await make_spawner(config, limits, metrics, self._trees)
         app = create_app(
@@ -82,6 +86,8 @@ class Server:
             spawner=self._spawner,
             metrics=metrics,
             trees=self._trees,
+            policy=policy,
+            audit=open_audit_log(config, metrics),
         )
         self._runner = NodedRunner(
             app,
@@ -129,6 +135,12 @@ class Server:
         event(log, "daemon.reload", log_file=str(self.config.log_file or "stderr"))
         if self._ssl is not None:
             self._reload_tls(self._ssl)
+        if self._runner is not None:
+            guard = self._runner.app[GUARD]
+            if guard.audit is not None:
+                guard.audit.reopen()
+            if self.config.policy is not None:
+                reload_policy(guard, self.config.policy, self._runner.app[REGISTRY])
 
     def _reload_tls(self, context: ssl.SSLContext) -> None:
         """New connections get the new certificate; running calls are not touched."""
@@ -197,6 +209,40 @@ def import_functions(modules: tuple[str, ...], paths: tuple[Path, ...]) -> Regis
             f"{', ...' if len(sys.path) > 6 else ''}; give its directory with "
             "--functions-path DIR"
         ) from exc
+
+
+def load_startup_policy(path: Path | None, registry: Registry) -> Policy | None:
+    """The policy file, checked (a daemon whose policy cannot be read does not start)."""
+    if path is None:
+        return None
+    policy = load_policy(path, registry)
+    for warning in policy.warnings:
+        event(log, "policy.warning", logging.WARNING, policy=str(path), warning=warning)
+    event(log, "policy.loaded", policy=str(path), rules=len(policy.rules), sha256=policy.sha256)
+    return policy
+
+
+def open_audit_log(config: NodedConfig, metrics: Metrics) -> AuditLog | None:
+    if config.audit_log is None:
+        return None
+    return AuditLog(config.audit_log, config.state_dir, metrics, record_args=config.audit_args)
+
+
+def reload_policy(guard: Guard, path: Path, registry: Registry) -> None:
+    """Read the policy again; if it cannot be used, the one in force stays (a reload
+    never opens the door) and the log and the audit log say why."""
+    try:
+        policy = load_startup_policy(path, registry)
+    except PolicyError as exc:
+        event(log, "policy.reload_failed", logging.ERROR, policy=str(path), error=str(exc))
+        outcome, reason = "failed", f"{exc}; the policy in force stays"
+    else:
+        guard.policy = policy
+        outcome, reason = "ok", f"{path} sha256:{policy.sha256 if policy else ''}"
+    if guard.audit is not None:
+        guard.audit.try_append(
+            "policy_reload", guard.audit.fields(None, None, outcome=outcome, reason=reason)
+        )
 
 
 def raise_open_files_limit() -> None:

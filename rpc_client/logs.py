@@ -26,6 +26,29 @@ def event(
     logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
 
 
+class RateLimit:
+    """At most one log line per ``every_s``; :attr:`suppressed` counts the lines left out
+    since the last one (a client that floods us must not flood the log)."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._last = -every_s
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self._every_s:
+            self.suppressed += 1
+            return False
+        self._last = now
+        return True
+
+    def take_suppressed(self) -> int:
+        """How many were left out since the last line, counting afresh from now."""
+        suppressed, self.suppressed = self.suppressed, 0
+        return suppressed
+
+
 class TextFormatter(logging.Formatter):
     """``2026-11-22T10:00:00.123Z INFO call.finished fnc_id=... outcome=ok``."""
 

@@ -268,3 +268,11 @@ def escape(pid_file: str, seconds: float = 300) -> None:
         out.write(" ".join(str(kid.pid) for kid in kids))
     os.rename(pid_file + ".tmp", pid_file)
     time.sleep(seconds)
+
+
+@function
+def service_restart(name: str, path: str) -> str:
+    """Append ``name`` to path (counting executions), as a restart of it would be."""
+    with open(path, "a") as out:
+        out.write(f"{name}\n")
+    return f"restarted {name}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from masterd.call import CallOptions, Deadline, Rounds, new_request_id, run_call
+from masterd.cli.audit import add_audit_commands, cmd_audit
 from masterd.cli.certs import add_certs_commands, cmd_certs
 from masterd.cli.common import (
     EXIT_INTERRUPTED,
@@ -62,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_call_commands(sub)
     _add_query_commands(sub)
     add_certs_commands(sub)
+    add_audit_commands(sub)
     add_gather_command(sub)
     for name, command in sub.choices.items():  # accepted after the command too
-        if name != "certs":
+        if name not in LOCAL_COMMANDS:
             _add_global_options(command, after_command=True)
     return parser
 
@@ -340,6 +342,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+#: the commands that ask no node
+LOCAL_COMMANDS = {"certs": cmd_certs, "audit": cmd_audit}
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.command == "gather":
         return await run_gather(args, tls_from_args(args))
@@ -364,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "certs":
-            return cmd_certs(args)
+        if args.command in LOCAL_COMMANDS:
+            return LOCAL_COMMANDS[args.command](args)
         return asyncio.run(run(args))
     except KeyboardInterrupt:  # Ctrl-C: what became of the call is said already
         return EXIT_INTERRUPTED

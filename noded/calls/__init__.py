@@ -1,7 +1,11 @@
-"""Calls: starting, waiting for, aborting and keeping function calls, and their journal.
+"""Calls: starting, waiting for, aborting and keeping function calls, and their records.
 
 - :mod:`noded.calls.supervisor`: every call from start to expiry (what handlers talk to);
 - :mod:`noded.calls.table`: running and retained calls, by fnc_id and request_id;
+- :mod:`noded.calls.recorder`: what is written of each call, in the journal and the
+  audit log, and when;
 - :mod:`noded.calls.journal`: the calls on disk (records only; it starts and kills nothing);
-- :mod:`noded.calls.outcomes`: what a process did -> the call's result or error.
+- :mod:`noded.calls.audit`: the audit log, a hash chain made durable by group commit;
+- :mod:`noded.calls.outcomes`: what a process did -> the call's result or error;
+- :mod:`noded.calls.listing`: a call as ListFunctions shows it.
 """

@@ -1,6 +1,7 @@
 """The journal's records: how a call is written, and how a record read back is checked.
 
-* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started}`` when a call starts;
+* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started, cgroup, owner}`` when a
+  call starts;
 * ``{"op": "finish", ...the whole call state...}`` before its result is announced;
 * ``{"op": "forget", fnc_id}`` when a result expires or is dropped.
 
@@ -28,6 +29,7 @@ def start_record(call: FunctionCall) -> dict[str, Any]:
         "pid_birth": call.pid_birth,
         "started": call.started,
         "cgroup": call.cgroup,
+        "owner": call.owner,
     }
 
 
@@ -37,6 +39,7 @@ def finish_record(call: FunctionCall) -> dict[str, Any]:
         "started": call.started, "finished_at": call.finished_at,
         "request_id": call.request_id, "digest": call.digest.hex(),
         "result": call.result, "error": call.error, "progress": call.progress,
+        "owner": call.owner,
     }  # fmt: skip
 
 
@@ -91,6 +94,8 @@ def call_from(record: dict[str, Any]) -> FunctionCall:
         request_id=record["request_id"],
         digest=bytes.fromhex(record["digest"]),
     )
+    owner = record.get("owner")
+    call.owner = owner if isinstance(owner, str) else None
     call.finish(record.get("result"), record["error"])
     progress = record.get("progress")
     call.progress = progress if isinstance(progress, dict) else None

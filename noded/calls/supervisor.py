@@ -7,33 +7,34 @@ make processes, and the call table to keep results.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 import orjson
-import psutil
 
-from noded.calls.journal import CallJournal
 from noded.calls.keeper import OutputKeeper
-from noded.calls.outcomes import call_result, unwritable_result
+from noded.calls.listing import listing_entry
+from noded.calls.outcomes import call_result
+from noded.calls.recorder import CallRecorder
 from noded.calls.table import (
     AbortReason,
     CallTable,
     FunctionCall,
     args_digest,
     lost_in_a_crash,
+    request_key,
 )
 from noded.config import NodedConfig
 from noded.metrics import Metrics
+from noded.policy import Caller
 from noded.process.child.frames import encode_request
 from noded.process.function import FunctionProcess, Outcome
 from noded.process.leftovers import is_resource_shortage, kill_leftover_group
 from noded.process.process_set import ProcessSet
-from noded.process.spawners import Spawner
+from noded.process.spawners import BeforeSend, Spawner
 from noded.process.tree import CallTrees, CgroupTree
-from noded.registry import Registry
+from noded.registry import FunctionSpec, Registry
 from rpc_client.errors import (
     BadRequest,
     InsufficientStorage,
@@ -58,16 +59,20 @@ class Supervisor:
         registry: Registry,
         spawner: Spawner,
         daemon_pid: int,
-        journal: CallJournal,
+        recorder: CallRecorder,
         metrics: Metrics,
         trees: CallTrees,
+        *,
+        per_owner: bool = False,
     ) -> None:
         self._config = config
         self._registry = registry
         self._spawner = spawner
         self._daemon_pid = daemon_pid
-        self._journal = journal
+        self.recorder = recorder
         self._trees = trees
+        #: calls have owners (a policy is in force): request_ids are per owner
+        self._per_owner = per_owner
         self.metrics = metrics
         self._outputs = OutputKeeper(config.state_dir, config.max_output_bytes, metrics)
         self.calls = CallTable(
@@ -84,7 +89,7 @@ class Supervisor:
 
     def recover(self) -> None:
         """Take over from the daemon before: kill its leftovers, keep its results."""
-        found = self._journal.replay(result_ttl_s=self._config.result_ttl_s)
+        found = self.recorder.journal.replay(result_ttl_s=self._config.result_ttl_s)
         trees_left = self._trees.kill_leftovers(
             [(left.pid, left.pid_birth, left.cgroup) for left in found.unfinished]
         )
@@ -97,6 +102,7 @@ class Supervisor:
                 leftover.fnc_id, lost_in_a_crash(was_running, self._daemon_pid)
             )
         for call in found.finished:
+            call.request_key = self._request_key(call.request_id, call.owner)
             self._outputs.reopen(call)
             self.calls.restore(call)
         self._outputs.keep_only(call.fnc_id for call in self.calls.all_calls())
@@ -111,18 +117,30 @@ class Supervisor:
 
     # --- procedures -------------------------------------------------------------
 
-    async def start(self, request: StartFunctionRequest) -> CallState:
-        """StartFunction: check, spawn (unless the request_id is known), then wait."""
+    def checked(self, request: StartFunctionRequest) -> FunctionSpec:
+        """The function a StartFunction asks for, its arguments checked (404, 400)."""
         spec = self._registry.get(request.fn_name)
         if spec is None:
             raise UnknownFunction(
                 f"no function named {shown(request.fn_name)} here; DescribeFunctions lists them"
             )
         spec.check_args(request.fn_args)
+        return spec
+
+    async def start(
+        self,
+        request: StartFunctionRequest,
+        caller: Caller | None = None,
+        spec: FunctionSpec | None = None,
+    ) -> CallState:
+        """StartFunction: check (unless ``spec`` is the checked function), spawn (unless
+        the request_id is known), then wait.  ``caller`` owns the call."""
+        spec = spec or self.checked(request)
         encoded = _encode(request, spec.limits_over(self._config.default_limits))
-        call = self._existing_call(request)
+        owner = caller.name if caller is not None else None
+        call = self._existing_call(request, owner)
         if call is None:
-            call = await self._launch_once(request, encoded)
+            call = await self._launch_once(request, encoded, caller)
         return await self.wait(call, request.timeout)
 
     async def wait(
@@ -141,8 +159,13 @@ class Supervisor:
         state.output = self._outputs.read(call, output_from)
         return state
 
-    async def abort(self, call: FunctionCall, reason: AbortReason) -> CallState:
-        """Kill a running call's process group; answer its state once the process ended."""
+    async def abort(
+        self, call: FunctionCall, reason: AbortReason, caller: Caller | None = None
+    ) -> CallState:
+        """Kill a running call's process group; answer its state once the process ended.
+        ``caller``: who asked (an AbortFunction, audited), None for the daemon itself."""
+        if reason == "aborted":
+            self.recorder.aborted(call, caller, "AbortFunction")
         proc = self._processes.get(call.fnc_id)
         if proc is not None and not call.finished:
             call.abort_reason = call.abort_reason or reason
@@ -155,32 +178,42 @@ class Supervisor:
     def find(self, fnc_id: FncId) -> FunctionCall:
         return self.calls.get(fnc_id)
 
-    def listing(self) -> list[dict[str, Any]]:
-        """ListFunctions: running and retained calls, with cpu and rss for running ones."""
-        return [self._describe(call) for call in self.calls.all_calls()]
+    def listing(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """ListFunctions: running and retained calls (``owner``'s only, if given), with
+        cpu and rss for running ones."""
+        calls = self.calls.all_calls()
+        return [listing_entry(call) for call in calls if owner in (None, call.owner)]
 
     # --- starting -----------------------------------------------------------------
 
-    def _existing_call(self, request: StartFunctionRequest) -> FunctionCall | None:
-        if request.request_id is None:
-            return None
-        digest = args_digest(request.fn_name, request.fn_args)
-        return self.calls.by_request_id(request.request_id, digest)
+    def _request_key(self, request_id: str | None, owner: str | None) -> str | None:
+        return request_key(request_id, owner if self._per_owner else None)
 
-    async def _launch_once(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
-        """Launch, unless a request with the same request_id is launching right now."""
-        key = request.request_id
+    def _existing_call(
+        self, request: StartFunctionRequest, owner: str | None
+    ) -> FunctionCall | None:
+        key = self._request_key(request.request_id, owner)
         if key is None:
-            return await self._launch(request, encoded)
+            return None
+        return self.calls.by_request_id(key, args_digest(request.fn_name, request.fn_args))
+
+    async def _launch_once(
+        self, request: StartFunctionRequest, encoded: bytes, caller: Caller | None
+    ) -> FunctionCall:
+        """Launch, unless a request with the same request_id is launching right now."""
+        owner = caller.name if caller is not None else None
+        key = self._request_key(request.request_id, owner)
+        if key is None:
+            return await self._launch(request, encoded, caller)
         launching = self._launching.get(key)
         if launching is not None:  # its twin is waiting for a process: share its call
             await asyncio.shield(launching)
-            existing = self._existing_call(request)
+            existing = self._existing_call(request, owner)
             assert existing is not None
             return existing
         self._launching[key] = launching = asyncio.get_running_loop().create_future()
         try:
-            call = await self._launch(request, encoded)
+            call = await self._launch(request, encoded, caller)
             launching.set_result(call)
             return call
         except BaseException as exc:
@@ -190,14 +223,42 @@ class Supervisor:
         finally:
             del self._launching[key]
 
-    async def _launch(self, request: StartFunctionRequest, encoded: bytes) -> FunctionCall:
+    async def _launch(
+        self, request: StartFunctionRequest, encoded: bytes, caller: Caller | None
+    ) -> FunctionCall:
         self._admit()
         self._starting += 1  # counted against the limit while the process is made
+        made: list[FunctionCall] = []
         try:
             started = time.time()
-            proc = await self._spawn(encoded)
+
+            async def record(proc: FunctionProcess) -> None:
+                made.append(await self._record_start(request, caller, proc, started))
+
+            proc = await self._spawn(encoded, record)
         finally:
             self._starting -= 1
+        call = made[0]
+        if request.abort_after is not None:
+            timer = asyncio.get_running_loop().call_later(
+                request.abort_after, self._abort_soon, call, "abort_after"
+            )
+            proc.decided.add_done_callback(lambda _: timer.cancel())
+        event(log, "call.start", fnc_id=call.fnc_id, fn_name=call.fn_name, pid=call.pid)
+        self.metrics.call_started(call.fn_name)
+        return call
+
+    async def _record_start(
+        self,
+        request: StartFunctionRequest,
+        caller: Caller | None,
+        proc: FunctionProcess,
+        started: float,
+    ) -> FunctionCall:
+        """Before ``proc`` gets its call: write the call's start, or undo it (a call the
+        journal does not know would outlive a crash unseen, one the audit log does not
+        know would run unaudited), then take the call in."""
+        owner = caller.name if caller is not None else None
         call = FunctionCall(
             fnc_id=str(FncId.new(self._daemon_pid, proc.pid, started)),
             fn_name=request.fn_name,
@@ -205,22 +266,22 @@ class Supervisor:
             started=started,
             request_id=request.request_id,
             digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
+            owner=owner,
+            request_key=self._request_key(request.request_id, owner),
         )
         call.pid_birth = proc.birth
         call.cgroup = str(proc.tree.path) if isinstance(proc.tree, CgroupTree) else None
+        try:
+            await self.recorder.started(call, caller, request.fn_args)
+        except InsufficientStorage:
+            proc.kill_group()
+            await proc.wait_reaped(self._config.kill_grace_s + 5.0)
+            raise
         self._outputs.attach(call, proc)
-        await self._journal_start(call, proc)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
         proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
-        if request.abort_after is not None:
-            timer = asyncio.get_running_loop().call_later(
-                request.abort_after, self._abort_soon, call, "abort_after"
-            )
-            proc.decided.add_done_callback(lambda _: timer.cancel())
-        event(log, "call.start", fnc_id=call.fnc_id, fn_name=call.fn_name, pid=proc.pid)
-        self.metrics.call_started(call.fn_name)
         return call
 
     def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
@@ -243,9 +304,9 @@ class Supervisor:
                 retry_after_s=_BUSY_RETRY_AFTER_S,
             )
 
-    async def _spawn(self, request: bytes) -> FunctionProcess:
+    async def _spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
         try:
-            return await self._spawner.spawn(request)
+            return await self._spawner.spawn(request, before_send)
         except OSError as exc:
             if not is_resource_shortage(exc):
                 raise
@@ -255,25 +316,8 @@ class Supervisor:
                 f"cannot start a function process now: {exc}", retry_after_s=_BUSY_RETRY_AFTER_S
             ) from exc
 
-    async def _journal_start(self, call: FunctionCall, proc: FunctionProcess) -> None:
-        """Write the call's start, or undo it: a call the journal does not know would
-        outlive a crash unseen, so none runs without its record."""
-        try:
-            self._journal.started(call)
-        except OSError as exc:
-            proc.kill_group()
-            await proc.wait_reaped(self._config.kill_grace_s + 5.0)
-            self.metrics.journal_failures.labels("start").inc()
-            event(log, "journal.start_failed", logging.ERROR, fn_name=call.fn_name,
-                  pid=proc.pid, error=str(exc))  # fmt: skip
-            raise InsufficientStorage(
-                f"the state directory {self._config.state_dir} cannot be written ({exc}); "
-                "no function was started"
-            ) from exc
-
     def _forget(self, call: FunctionCall) -> None:
-        if not self._journal.forget(call.fnc_id):
-            self.metrics.journal_failures.labels("forget").inc()
+        self.recorder.forgotten(call)
         self._outputs.forget(call)
 
     def _on_decided(self, call: FunctionCall, outcome: Outcome) -> None:
@@ -281,21 +325,10 @@ class Supervisor:
         self._outputs.finish(call)
         call.finish(result, error)
         # written before any waiter runs: none is woken until this callback returns
-        self._journal_finish(call)
+        self.recorder.finished(call)
         self.calls.retain(call)
         # the log line and the metrics wait for the loop's next turn, after the answer
         asyncio.get_running_loop().call_soon(self._record_finish, call)
-
-    def _journal_finish(self, call: FunctionCall) -> None:
-        """Write the call's result; if it cannot be written now it is later, and the call
-        finishes all the same (its slot is free, its waiters answered)."""
-        try:
-            written = self._journal.finished(call)
-        except orjson.JSONEncodeError as exc:  # decoded, but nested past what orjson writes
-            call.result, call.error = None, unwritable_result(str(exc))
-            written = self._journal.finished(call)
-        if not written:
-            self.metrics.journal_failures.labels("finish").inc()
 
     def _record_finish(self, call: FunctionCall) -> None:
         outcome = call.error["type"] if call.error else "ok"
@@ -314,45 +347,16 @@ class Supervisor:
         if not call.finished:
             asyncio.get_running_loop().create_task(self.abort(call, reason))
 
-    def _describe(self, call: FunctionCall) -> dict[str, Any]:
-        cpu_s, rss = None, None
-        if not call.finished:
-            cpu_s, rss = _usage(call.pid)
-        return {
-            "fnc_id": call.fnc_id,
-            "fn_name": call.fn_name,
-            "finished": call.finished,
-            "started": call.started,
-            "elapsed_s": round(call.elapsed_s, 6),
-            "pid": call.pid,
-            "cpu_s": cpu_s,
-            "rss_bytes": rss,
-            "progress": call.progress,
-        }
-
     # --- background and shutdown ---------------------------------------------------
 
     async def expire_forever(self) -> None:
-        """Drop retained results past their TTL, checking about once a second; write what
-        the journal could not, and rewrite it when it grows (after a failure, again with
-        a backoff: 1 s doubling to a minute)."""
+        """Drop retained results past their TTL, checking about once a second; keep the
+        journal written and compact (:meth:`CallRecorder.maintain`)."""
         interval_s = min(1.0, self._config.result_ttl_s / 4)
-        backoff_s, next_compaction = 1.0, 0.0
         while True:
             await asyncio.sleep(interval_s)
             self.calls.expire(time.time())
-            self._journal.retry()
-            now = time.monotonic()
-            if now >= next_compaction and self._journal.needs_compaction(len(self.calls)):
-                try:
-                    self._journal.compact(self.calls.all_calls())
-                except OSError as exc:
-                    self.metrics.journal_failures.labels("compact").inc()
-                    event(log, "journal.compact_failed", logging.ERROR, error=str(exc),
-                          retry_in_s=backoff_s)  # fmt: skip
-                    next_compaction, backoff_s = now + backoff_s, min(backoff_s * 2, 60.0)
-                else:
-                    backoff_s = 1.0
+            self.recorder.maintain(self.calls.all_calls(), len(self.calls))
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""
@@ -377,7 +381,7 @@ class Supervisor:
                 pids=[proc.pid for proc in self._processes.live.values()],
             )
         await self._spawner.close()
-        self._journal.close()
+        await self.recorder.close()
 
 
 def _encode(request: StartFunctionRequest, limits: dict[str, float]) -> bytes:
@@ -385,12 +389,3 @@ def _encode(request: StartFunctionRequest, limits: dict[str, float]) -> bytes:
         return encode_request(request.fn_name, request.fn_args, limits)
     except orjson.JSONEncodeError as exc:
         raise BadRequest(f"fn_args cannot be passed to a function process: {exc}") from exc
-
-
-def _usage(pid: int) -> tuple[float | None, int | None]:
-    with contextlib.suppress(psutil.Error):
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            cpu = proc.cpu_times()
-            return round(cpu.user + cpu.system, 3), proc.memory_info().rss
-    return None, None

@@ -46,6 +46,14 @@ def _as_json_values(value: Any) -> Any:
 _EXACT_FLOATS = 2**53
 
 
+def request_key(request_id: str | None, owner: str | None) -> str | None:
+    """How the table keys a request_id: with its owner's name when calls have owners
+    (under a policy), so that one client's key never finds another's call."""
+    if request_id is None or owner is None:
+        return request_id
+    return f"{owner}\0{request_id}"
+
+
 @dataclass(eq=False)
 class FunctionCall:
     """One call: who runs it, and its result once decided."""
@@ -56,6 +64,10 @@ class FunctionCall:
     started: float
     request_id: str | None = None
     digest: bytes = b""
+    #: who started it (Caller.name), when the daemon knows (a policy or an audit log)
+    owner: str | None = None
+    #: its request_id as the table keys it: per owner under a policy (see request_key)
+    request_key: str | None = None
     #: which incarnation of ``pid`` ran it (process_birth), to recognise it after a crash
     pid_birth: str | None = None
     #: its cgroup (noded.process.tree), to kill what it left after a crash
@@ -176,8 +188,8 @@ class CallTable:
 
     def add(self, call: FunctionCall) -> None:
         self.running[call.fnc_id] = call
-        if call.request_id is not None:
-            self._by_request_id[call.request_id] = call
+        if call.request_key is not None:
+            self._by_request_id[call.request_key] = call
 
     def get(self, fnc_id: FncId) -> FunctionCall:
         """The call, or :class:`UnknownFunctionCall` saying why it is not known."""
@@ -187,12 +199,13 @@ class CallTable:
             return call
         raise UnknownFunctionCall(self._why_unknown(fnc_id))
 
-    def by_request_id(self, request_id: str, digest: bytes) -> FunctionCall | None:
-        """The call already made with this key, if any; 409 if it was another call."""
-        call = self._by_request_id.get(request_id)
+    def by_request_id(self, request_key: str, digest: bytes) -> FunctionCall | None:
+        """The call already made with this key (:func:`request_key`), if any; 409 if it
+        was another call."""
+        call = self._by_request_id.get(request_key)
         if call is not None and call.digest != digest:
             raise RequestIdConflict(
-                f"request_id {request_id!r} was used by call {call.fnc_id} "
+                f"request_id {call.request_id!r} was used by call {call.fnc_id} "
                 f"({call.fn_name}) with other arguments"
             )
         return call
@@ -229,8 +242,8 @@ class CallTable:
             self._dropped.popitem(last=False)
 
     def _forget(self, call: FunctionCall, why: str) -> None:
-        if call.request_id is not None and self._by_request_id.get(call.request_id) is call:
-            del self._by_request_id[call.request_id]
+        if call.request_key is not None and self._by_request_id.get(call.request_key) is call:
+            del self._by_request_id[call.request_key]
         self.remember_lost(call.fnc_id, why)
         if self._on_forget is not None:
             self._on_forget(call)

@@ -12,14 +12,18 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from noded.calls.audit import AuditLog
 from noded.calls.journal import CallJournal
+from noded.calls.recorder import CallRecorder
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
+from noded.http.guard import Guard
 from noded.http.handlers import dispatch, metrics_page
-from noded.http.keys import CONFIG, IDENTITY, REGISTRY, SUPERVISOR
+from noded.http.keys import CONFIG, GUARD, IDENTITY, REGISTRY, SUPERVISOR
 from noded.http.middleware import error_middleware
 from noded.identity import Identity
 from noded.metrics import Metrics
+from noded.policy import Policy
 from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees
 from noded.registry import Registry
@@ -33,16 +37,26 @@ def create_app(
     spawner: Spawner,
     metrics: Metrics | None = None,
     trees: CallTrees | None = None,
+    policy: Policy | None = None,
+    audit: AuditLog | None = None,
 ) -> web.Application:
-    """The application: every procedure on ``/{procedure}``, errors from one middleware."""
+    """The application: every procedure on ``/{procedure}``, errors from one middleware.
+
+    ``policy``: who may do what (None: everyone everything, unless the config has
+    --tls-allowed-clients, a policy of one rule); ``audit``: the audit log, if any."""
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
     app[REGISTRY] = registry
     app[IDENTITY] = identity
+    metrics = metrics or Metrics()
+    if policy is None and config.tls_allowed_clients:
+        policy = Policy.allow_clients(config.tls_allowed_clients)
+    app[GUARD] = Guard(policy, audit, metrics)
     journal = CallJournal(config.state_dir, slack_lines=config.journal_slack_lines)
+    recorder = CallRecorder(journal, audit, metrics, config.state_dir)
     app[SUPERVISOR] = Supervisor(
-        config, registry, spawner, identity.pid, journal, metrics or Metrics(),
-        trees or CallTrees(),
+        config, registry, spawner, identity.pid, recorder, metrics, trees or CallTrees(),
+        per_owner=policy is not None,
     )  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)

@@ -11,42 +11,62 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from noded.http.keys import CONFIG, IDENTITY, REGISTRY, SUPERVISOR
+from noded.http.keys import CONFIG, GUARD, IDENTITY, REGISTRY, SUPERVISOR
 from noded.metrics import CONTENT_TYPE
+from noded.policy import Caller
 from rpc_client import protocol
 from rpc_client.errors import BadRequest, MethodNotAllowed, UnknownProcedure
 
-Handler = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Application, dict[str, Any], Caller | None], Awaitable[dict[str, Any]]]
 
 
-async def start_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def start_function(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
     request = protocol.StartFunctionRequest.from_wire(body)
-    return (await app[SUPERVISOR].start(request)).to_wire()
+    guard, supervisor = app[GUARD], app[SUPERVISOR]
+    guard.check_function(caller, request)
+    spec = supervisor.checked(request)
+    guard.check_args(caller, request, spec)
+    return (await supervisor.start(request, caller, spec)).to_wire()
 
 
-async def wait_for_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def wait_for_function(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
     request = protocol.WaitForFunctionRequest.from_wire(body)
     supervisor = app[SUPERVISOR]
     call = supervisor.find(request.fnc_id)
+    app[GUARD].check_call(caller, call, protocol.WAIT_FOR_FUNCTION)
     return (await supervisor.wait(call, request.timeout, request.output_from)).to_wire()
 
 
-async def abort_function(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def abort_function(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
     supervisor = app[SUPERVISOR]
     call = supervisor.find(protocol.AbortFunctionRequest.from_wire(body).fnc_id)
-    return (await supervisor.abort(call, "aborted")).to_wire()
+    app[GUARD].check_call(caller, call, protocol.ABORT_FUNCTION)
+    return (await supervisor.abort(call, "aborted", caller)).to_wire()
 
 
-async def list_functions(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
-    return {"functions": app[SUPERVISOR].listing()}
+async def list_functions(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
+    return {"functions": app[SUPERVISOR].listing(app[GUARD].owner_filter(caller))}
 
 
-async def identify(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def identify(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
     return app[IDENTITY].to_wire()
 
 
-async def describe_functions(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
-    return {"functions": app[REGISTRY].describe(app[CONFIG].default_limits)}
+async def describe_functions(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
+    functions = app[REGISTRY].describe(app[CONFIG].default_limits)
+    return {"functions": app[GUARD].callable_functions(caller, functions)}
 
 
 PROCEDURES: dict[str, Handler] = {
@@ -69,8 +89,11 @@ async def dispatch(request: web.Request) -> web.Response:
         )
     if request.method != "PUT":
         raise MethodNotAllowed(f"{name} must be called with PUT, not {request.method}")
+    guard = request.app[GUARD]
+    caller = guard.caller(request)
+    guard.check_procedure(caller, name)
     body = protocol.parse_body(await read_body(request))
-    return json_response(await handler(request.app, body))
+    return json_response(await handler(request.app, body, caller))
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -90,6 +113,8 @@ async def read_body(request: web.Request) -> bytes:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """``GET /metrics``: the Prometheus text format."""
+    guard = request.app[GUARD]
+    guard.check_procedure(guard.caller(request), "GET /metrics")
     body = request.app[SUPERVISOR].metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE

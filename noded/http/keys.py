@@ -6,6 +6,7 @@ from aiohttp import web
 
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
+from noded.http.guard import Guard
 from noded.identity import Identity
 from noded.registry import Registry
 
@@ -13,3 +14,4 @@ CONFIG = web.AppKey("config", NodedConfig)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 IDENTITY = web.AppKey("identity", Identity)
 REGISTRY = web.AppKey("registry", Registry)
+GUARD = web.AppKey("guard", Guard)

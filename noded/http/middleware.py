@@ -9,8 +9,7 @@ from aiohttp.typedefs import Handler
 
 from noded.http.handlers import json_response
 from noded.http.keys import CONFIG, SUPERVISOR
-from rpc_client import tls
-from rpc_client.errors import Forbidden, NodeBusy, RemoteError, RequestTooLarge
+from rpc_client.errors import NodeBusy, RemoteError, RequestTooLarge
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.http")
@@ -19,7 +18,6 @@ log = logging.getLogger("noded.http")
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        check_client_certificate(request)
         return await handler(request)
     except RemoteError as exc:
         return error_response(exc)
@@ -41,25 +39,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             {"error": {"type": "InternalError", "message": "internal error; see the daemon log"}},
             status=500,
         )
-
-
-def check_client_certificate(request: web.Request) -> None:
-    """With --tls-allowed-clients, only the masters it names are served."""
-    allowed = request.app[CONFIG].tls_allowed_clients
-    if not allowed:
-        return
-    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not tls.peer_allowed(der, frozenset(allowed)):
-        who = tls.common_name(der) if der else None
-        event(
-            log,
-            "tls.client_refused",
-            logging.WARNING,
-            common_name=who,
-            fingerprint=tls.fingerprint(der) if der else None,
-        )
-        raise Forbidden(f"this client certificate ({who}) is not in --tls-allowed-clients")
 
 
 def error_response(exc: RemoteError) -> web.Response:

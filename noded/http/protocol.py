@@ -10,7 +10,6 @@ runner below makes its connections use a handler that answers them our way.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from noded.http.middleware import error_response
 from rpc_client.errors import BadRequest
-from rpc_client.logs import event
+from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.http")
 
@@ -27,22 +26,7 @@ log = logging.getLogger("noded.http")
 _LOG_EVERY_S = 1.0
 
 
-class _RateLimit:
-    def __init__(self, every_s: float) -> None:
-        self._every_s = every_s
-        self._last = -self._every_s
-        self.suppressed = 0
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        if now - self._last < self._every_s:
-            self.suppressed += 1
-            return False
-        self._last = now
-        return True
-
-
-_bad_messages = _RateLimit(_LOG_EVERY_S)
+_bad_messages = RateLimit(_LOG_EVERY_S)
 
 
 class _ContractRequestHandler(RequestHandler):

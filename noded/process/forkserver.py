@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from noded.process.child import zygote
 from noded.process.function import FunctionProcess, ProcessLimits
-from noded.process.spawners import ExecSpawner, close_all
+from noded.process.spawners import BeforeSend, ExecSpawner, close_all, send_after
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from noded.process.zygote_process import ZygoteProcess
@@ -84,25 +84,28 @@ class ForkSpawner:
 
     # --- the Spawner interface ------------------------------------------------------
 
-    async def spawn(self, request: bytes) -> FunctionProcess:
-        """A spare (or a child forked now) given ``request``.
+    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
+        """A spare (or a child forked now) given ``request`` once ``before_send`` ran.
 
-        A spare that left before its call never saw it, so the call goes to the next.
-        The pool is refilled once this call's result is in, off the request's path
-        (at once if it ran empty).
+        A spare that left before it was taken never saw its call, so the call goes to
+        the next.  The pool is refilled once this call's result is in, off the request's
+        path (at once if it ran empty, or if the call was not sent).
         """
         if self._fallback is not None:
-            return await self._fallback.spawn(request)
+            return await self._fallback.spawn(request, before_send)
         for _ in range(_SEND_ATTEMPTS):
             proc = self._take_spare() or await self._fork_now()
             proc.on_decided = None
+            if not proc.waiting_for_call:  # forked now, and gone at once
+                event(log, "spare.gone", logging.WARNING, pid=proc.pid)
+                continue
             if self._trees is not None:
                 proc.tree = confine(self._trees, proc.pid, proc.birth)
             try:
-                proc.send(request)
-            except BrokenPipeError:
-                event(log, "spare.gone", logging.WARNING, pid=proc.pid)
-                continue
+                await send_after(proc, request, before_send)
+            except BaseException:
+                self._refill()
+                raise
             if self._pool:
                 proc.decided.add_done_callback(lambda _: self._refill())
             else:

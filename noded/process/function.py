@@ -141,8 +141,11 @@ class FunctionProcess:
 
     @property
     def waiting_for_call(self) -> bool:
-        """True while it has been sent no call and has not been seen to exit."""
-        return not self._sent and not self._exited
+        """True while it has been sent no call and has not exited (its exit event may
+        still be on its way: the pidfd is asked too)."""
+        if self._sent or self._exited:
+            return False
+        return self._pidfd is None or not _readable(self._pidfd)
 
     def send(self, request: bytes) -> None:
         """Give the process its call, on stdin, which is then closed.

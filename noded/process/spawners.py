@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from noded.process.function import FunctionProcess, ProcessLimits
@@ -13,11 +14,15 @@ from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from noded.systemd import SYSTEMD_VARIABLES
 
+#: what runs once a call's process exists and before it is sent its call (the daemon
+#: writes the call's records then); if it raises, the process is killed unsent
+BeforeSend = Callable[[FunctionProcess], Awaitable[None]]
+
 
 class Spawner(Protocol):
     """Makes one function process per call."""
 
-    async def spawn(self, request: bytes) -> FunctionProcess: ...
+    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess: ...
 
     async def close(self) -> None: ...
 
@@ -40,10 +45,10 @@ class ExecSpawner:
         self._watcher = watcher or DescriptorWatcher()
         self._trees = trees
 
-    async def spawn(self, request: bytes) -> FunctionProcess:
-        return start_process(
-            self._argv, self._env, request, self._limits, self._watcher, self._trees
-        )
+    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
+        proc = start_process(self._argv, self._env, self._limits, self._watcher, self._trees)
+        await send_after(proc, request, before_send)
+        return proc
 
     async def close(self) -> None:
         if self._own_watcher:
@@ -53,13 +58,12 @@ class ExecSpawner:
 def start_process(
     argv: list[str],
     env: dict[str, str],
-    request: bytes,
     limits: ProcessLimits,
     watcher: DescriptorWatcher,
     trees: CallTrees | None = None,
 ) -> FunctionProcess:
     """Start ``argv`` as a session leader with fresh pipes (stdin, stdout, stderr and
-    the frame channel on fd 3) and send it ``request``."""
+    the frame channel on fd 3); it waits on stdin for its call."""
     pipes: list[tuple[int, int]] = []
     try:
         for _ in range(4):
@@ -92,8 +96,21 @@ def start_process(
     proc.watch()
     if trees is not None:
         proc.tree = confine(trees, pid, proc.birth)
-    proc.send(request)
     return proc
+
+
+async def send_after(proc: FunctionProcess, request: bytes, before_send: BeforeSend) -> None:
+    """Run ``before_send``, then send the call; kill the process unsent if it raises.
+
+    A process that left while ``before_send`` ran is not replaced (its call is recorded
+    by then): its exit decides the call (FunctionProcessDied)."""
+    try:
+        await before_send(proc)
+    except BaseException:
+        proc.kill_group()
+        raise
+    with contextlib.suppress(BrokenPipeError):
+        proc.send(request)
 
 
 def child_environment() -> dict[str, str]:

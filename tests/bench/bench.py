@@ -17,7 +17,10 @@ measured then.
    and its floor: aiohttp answering a pending request when a helper process writes the
    time to a pipe (the same two wake-ups, nothing else).
 5. Memory: daemon RSS idle and with 500 functions running; USS of one function process.
-6. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently; twice
+6. The audit log's cost: echo with and without ``--audit-log`` (on the disk, not a tmpfs:
+   an fsync per start, or per group of starts that come together), in turns: p50
+   latency, throughput at 32 callers, and fsyncs per start.
+7. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently; twice
    in the same daemon, since on a VM the first run may be the first to touch some of the
    guest's memory, which costs a host fault per page (see doc/performance.md).
 """
@@ -31,6 +34,7 @@ import glob
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -320,6 +324,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
                 "latency": summary(await output.output_latency(fork.url)),
                 "flood": await output.flood(fork.url, fork.pid),
             }
+        report["audit"] = await audit_cost(workdir, calls, seconds, rounds)
         async with noded("fork", workdir / "memory") as fork:  # fresh: idle means idle
             step("memory")
             report["memory"] = await memory(fork, 500)
@@ -329,6 +334,44 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
                 step(f"scale: 1,000 sleep(5), {turn} run")
                 report["scale"].append(await scale(fork, 1000, 5.0))
     return report
+
+
+async def audit_cost(workdir: Path, calls: int, seconds: float, rounds: int) -> dict[str, Any]:
+    """Echo with and without the audit log, in turns; the log on a real disk."""
+    disk = Path(tempfile.mkdtemp(prefix="noded-bench-audit-", dir="/var/tmp"))
+    try:
+        async with (
+            noded("fork", workdir / "plain") as plain,
+            noded("fork", workdir / "audited", "--audit-log", str(disk / "audit.log")) as audited,
+        ):
+            targets = {"without": plain, "with": audited}
+            latency: dict[str, list[float]] = {name: [] for name in targets}
+            rates: dict[str, list[float]] = {name: [] for name in targets}
+            for turn in range(rounds):
+                step(f"audit log cost, round {turn + 1} of {rounds}")
+                for name, target in targets.items():
+                    latency[name] += (await sequential_latency(target, calls // rounds))[0]
+                    rates[name].append(await throughput(target, 32, seconds / rounds))
+            fsyncs_per_start = await _fsyncs_per_start(audited)
+    finally:
+        shutil.rmtree(disk, ignore_errors=True)
+    return {
+        **{f"{name}_p50_ms": summary(latency[name])["p50_ms"] for name in targets},
+        **{f"{name}_32_callers": statistics.median(rates[name]) for name in targets},
+        "fsyncs_per_start": fsyncs_per_start,
+    }
+
+
+async def _fsyncs_per_start(target: Target) -> float:
+    async with aiohttp.ClientSession() as session, session.get(target.url + "/metrics") as got:
+        text = await got.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            sample, _, value = line.rpartition(" ")
+            name = sample.split("{")[0]
+            values[name] = values.get(name, 0.0) + float(value)
+    return values["noded_audit_fsyncs_total"] / max(1.0, values["noded_calls_started_total"])
 
 
 def step(what: str) -> None:
@@ -392,6 +435,7 @@ def table(report: dict[str, Any]) -> str:
         f"its floor (aiohttp, a helper process, a pipe): {w['floor']['p50_ms']:.3f} / "
         f"{w['floor']['p99_ms']:.3f} ms",
         *_output_rows(report["output"], w["floor"]),
+        _audit_row(report["audit"]),
         f"daemon RSS idle {m['idle_rss_mib']:.1f} MiB, with 500 running "
         f"{m['rss_500_running_mib']:.1f} MiB; one function process USS "
         f"{m['function_uss_mib']:.2f} MiB",
@@ -416,6 +460,17 @@ def _output_rows(out: dict[str, Any], floor: dict[str, float]) -> list[str]:
         f"{flood['mib_per_s']:.0f} MiB/s through the daemon, daemon CPU "
         f"{flood['daemon_cpu_ms_per_mib']:.2f} ms per MiB, RSS after {flood['rss_mib']:.1f} MiB",
     ]
+
+
+def _audit_row(audit: dict[str, Any]) -> str:
+    with_, without = audit["with_p50_ms"], audit["without_p50_ms"]
+    return (
+        f"audit log: echo p50 {with_:.3f} ms with, {without:.3f} ms without "
+        f"(+{with_ - without:.3f} ms a start); calls/s at 32 callers "
+        f"{audit['with_32_callers']:.0f} with, {audit['without_32_callers']:.0f} without "
+        f"({audit['with_32_callers'] / audit['without_32_callers']:.2f}x); "
+        f"{audit['fsyncs_per_start']:.2f} fsyncs a start"
+    )
 
 
 def _cpu_rows(*uses: dict[str, float | None]) -> list[str]:

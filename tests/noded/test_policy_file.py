@@ -1,0 +1,116 @@
+"""Reading a policy file: every mistake is said at load, and a daemon whose policy
+cannot be used does not start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from noded.policy import ANONYMOUS, LOCAL, Caller, Policy, PolicyError, load_policy
+from noded.registry import load_modules
+from tests.helpers import ROOT, node_env
+
+REGISTRY = load_modules(["tests.functions"])
+MASTER = Caller("master", "10.0.0.1:5000", "ab" * 32)
+
+
+def policy_of(tmp_path: Path, text: str) -> Policy:
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    return load_policy(path, REGISTRY)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[[allow]]\nclients = ["a"]\nfunctoins = ["*"]', r"rule 1: unknown keys \['functoins'\]"),
+        ("[[allow]]\nclients = []", "rule 1: clients is empty"),
+        ('[[allow]]\nfunctions = ["echo"]', "rule 1: clients must be a list"),
+        ('[[allow]]\nclients = ["a"]\nprocedures = ["Start"]', r"unknown procedures \['Start'\]"),
+        ('[[allow]]\nclients = ["a"]\nargs = { x = { type = 5 } }', "args.x is not a JSON Schema"),
+        ('[[allow]]\nclients = ["a"]\nothers_calls = "yes"', "others_calls must be true or false"),
+        (f'[[allow]]\nclients = ["{"ab" * 32}"]', "as sha256:<hex>"),
+        ('[[allow]]\nclients = ["sha256:abc"]', "is not sha256: and 64 lowercase hex"),
+        ('[[deny]]\nclients = ["a"]', r"unknown keys \['deny'\]"),
+        ("[[allow]\n", "policy .*policy.toml: "),
+    ],
+)
+def test_a_policy_with_a_mistake_is_refused_saying_where(
+    tmp_path: Path, text: str, error: str
+) -> None:
+    with pytest.raises(PolicyError, match=error):
+        policy_of(tmp_path, text)
+
+
+def test_patterns_that_match_no_function_are_warned_about(tmp_path: Path) -> None:
+    policy = policy_of(
+        tmp_path,
+        '[[allow]]\nclients = ["a"]\nfunctions = ["ech*", "no_such_*"]\n'
+        "args = { value = { type = 'integer' }, colour = { enum = ['red'] } }\n",
+    )
+    assert policy.warnings == [
+        "rule 1: functions pattern 'no_such_*' matches no function",
+        "rule 1: args.colour is no parameter of the functions it names",
+    ]
+    assert policy_of(tmp_path, "").warnings == ["the policy has no rule: every request is denied"]
+
+
+def test_who_a_rule_names(tmp_path: Path) -> None:
+    fingerprint = "cd" * 32
+    policy = policy_of(
+        tmp_path,
+        f'[[allow]]\nclients = ["*"]\nprocedures = ["Identify"]\n'
+        f'[[allow]]\nclients = ["sha256:{fingerprint}", "local"]\nprocedures = ["ListFunctions"]\n',
+    )
+    assert policy.allows_procedure(MASTER, "Identify")
+    assert not policy.allows_procedure(MASTER, "ListFunctions")
+    by_fingerprint = Caller("anyone", "10.0.0.2:1", fingerprint)
+    assert policy.allows_procedure(by_fingerprint, "ListFunctions")
+    assert policy.allows_procedure(Caller(LOCAL, "127.0.0.1:1"), "ListFunctions")
+    # "*" is any certified client: not a plain-HTTP one, nor one that calls itself local
+    assert not policy.allows_procedure(Caller(LOCAL, "127.0.0.1:1"), "Identify")
+    assert not policy.allows_procedure(Caller(ANONYMOUS, "10.0.0.3:1"), "Identify")
+    assert not policy.allows_procedure(Caller(LOCAL, "10.0.0.2:1", "ef" * 32), "ListFunctions")
+
+
+def test_an_argument_rule_checks_the_default_of_an_argument_not_given(tmp_path: Path) -> None:
+    policy = policy_of(
+        tmp_path,
+        '[[allow]]\nclients = ["master"]\nfunctions = ["sleep_then"]\n'
+        "args = { value = { type = 'integer' }, seconds = { maximum = 5 } }\n",
+    )
+    assert policy.args_problem(MASTER, "sleep_then", {"seconds": 1, "value": 3}, {}) is None
+    assert "'x' is not of type 'integer'" in str(
+        policy.args_problem(MASTER, "sleep_then", {"seconds": 1, "value": "x"}, {})
+    )
+    assert policy.args_problem(MASTER, "sleep_then", {"seconds": 1}, {"value": 2}) is None
+    assert "argument 'value' must be given" in str(
+        policy.args_problem(MASTER, "sleep_then", {"seconds": 1}, {})
+    )
+
+
+def test_tls_allowed_clients_is_a_policy_of_one_rule() -> None:
+    fingerprint = "ab" * 32
+    policy = Policy.allow_clients(["master1", fingerprint])
+    assert policy.allows_procedure(Caller("master1", "x:1", "00" * 32), "StartFunction")
+    assert policy.allows_procedure(Caller("other", "x:1", fingerprint), "AbortFunction")
+    assert policy.others_calls(Caller("master1", "x:1", "00" * 32))
+    assert not policy.allows_procedure(Caller("master2", "x:1", "11" * 32), "Identify")
+
+
+def test_a_daemon_whose_policy_cannot_be_used_does_not_start(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[allow]]\nclients = ["master"]\nfunctoins = ["*"]\n')
+    argv = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "state"),
+            "--functions", "tests.functions", "--policy", str(policy), "--port", "0"]  # fmt: skip
+    env = {**node_env(), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert done.returncode == 1
+    assert "cannot start: policy" in done.stderr and "unknown keys ['functoins']" in done.stderr
+    done = subprocess.run([*argv, "--tls-allowed-clients", "m"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=env)  # fmt: skip
+    assert done.returncode == 2
+    assert "give --policy or --tls-allowed-clients, not both" in done.stderr
