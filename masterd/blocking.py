@@ -107,6 +107,14 @@ class Cluster:
             lambda: self._cluster.call_many(fn_name, fn_args, timeout, **kwargs)
         )
 
+    def resume(self, batch_file: Path | str, **kwargs: Any) -> Iterator[NodeResult]:
+        """Go on with a fan-out whose master died; see :func:`masterd.gather.resume`."""
+        yield from self._iterate(lambda: self._cluster.resume(batch_file, **kwargs))
+
+    def select(self, *labels: str) -> list[Node]:
+        """The nodes carrying every one of ``labels``; see :meth:`Cluster.select`."""
+        return self._cluster.select(*labels)
+
     def follow(
         self, node: Node | str, fnc_id: str, from_: int = 0, timeout: float | None = None,
         **kwargs: Any,

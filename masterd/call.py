@@ -206,6 +206,20 @@ async def run_call(
     return await rounds.poll(state, on_progress, on_output)
 
 
+async def resume_call(
+    node: NodeClient,
+    fnc_id: str,
+    timeout: float | None,
+    options: CallOptions = DEFAULT_OPTIONS,
+    *,
+    on_output: OutputCallback | None = None,
+) -> CallState:
+    """Wait for a call started earlier (by a master that died, say) until it finishes or
+    ``timeout`` passes; its last state.  With ``on_output``, its output from the start."""
+    rounds = Rounds(node, Deadline(timeout), options)
+    return await rounds.poll(await rounds.wait(fnc_id), None, on_output)
+
+
 async def wait_for_call(
     node: NodeClient,
     fnc_id: str,

@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from masterd.call import call_function
-from masterd.gather import GatherSummary, NodeResult, call_many, gather
+from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
 from masterd.node import Node, load_nodes
 from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
 from rpc_client.errors import UnknownNode
@@ -38,6 +38,12 @@ class Cluster:
         if node is None:
             raise UnknownNode(f"no node named {name_or_uuid!r} (nor with that uuid) here")
         return node
+
+    def select(self, *labels: str) -> list[Node]:
+        """The nodes that carry every one of ``labels`` (all of them if none is given), in
+        the order of the nodes file."""
+        wanted = set(labels)
+        return [node for node in self.nodes if wanted <= set(node.labels)]
 
     def client(self, node: Node | str) -> NodeClient:
         """The pooled client of a node (made on first use)."""
@@ -75,6 +81,10 @@ class Cluster:
     ) -> GatherSummary:  # fmt: skip
         """:func:`masterd.gather.gather` on these nodes (default: all of them)."""
         return await gather(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
+
+    def resume(self, batch_file: Path | str, **kwargs: Any) -> AsyncGenerator[NodeResult, None]:
+        """:func:`masterd.gather.resume`: go on with a fan-out whose master died."""
+        return resume(batch_file, [self.client(node) for node in self.nodes], **kwargs)
 
     def _clients_of(self, nodes: Iterable[Node | str] | None) -> list[NodeClient]:
         return [self.client(node) for node in (self.nodes if nodes is None else nodes)]

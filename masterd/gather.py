@@ -1,18 +1,24 @@
 """``call_many``: one function on many nodes, each node's result as it arrives.
 
-Every node is named exactly once: a success, a remote failure, a transport failure, or,
-for a node still outstanding when the deadline has passed, a :class:`CallTimeout` (with the
-fnc_id if the call started) or a :class:`NodeTimeout`.  None is dropped silently.
+Every node is named exactly once: a success, a remote failure, a transport failure, a
+node never started (:class:`Skipped`, see :mod:`masterd.rollout`), or, for a node still
+outstanding when the deadline has passed, a :class:`CallTimeout` (with the fnc_id if the
+call started) or a :class:`NodeTimeout`.  None is dropped silently.
+
+With ``batch_file``, what is asked of each node is written down first, so that a master
+that dies can be replaced by :func:`resume` without running anything twice
+(:mod:`masterd.batch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, Iterable
+from pathlib import Path
+from typing import Any
 
+from masterd.batch import BatchFile, Progress
 from masterd.call import (
     DEFAULT_RETRY,
     DEFAULT_WAIT_S,
@@ -20,77 +26,23 @@ from masterd.call import (
     CallOptions,
     Deadline,
     RetryPolicy,
+    new_request_id,
     outcome_of,
+    resume_call,
     run_call,
 )
 from masterd.output import OutputCallback
+from masterd.results import GatherSummary, NodeResult
+from masterd.rollout import Launcher, Rollout
 from rpc_client.client import NodeClient
-from rpc_client.errors import (
-    CallTimeout,
-    InsufficientStorage,
-    NodeBusy,
-    NodeShuttingDown,
-    NodeTimeout,
-    TransportError,
-    WrongNode,
-)
+from rpc_client.errors import CallTimeout, NodeTimeout
+from rpc_client.protocol import CallState
+
+__all__ = ["GatherSummary", "NodeResult", "call_many", "gather", "resume"]
 
 #: how long past the call deadline (itself within LATE_S) the gather waits for stragglers
 _GUARD_S = LATE_S + 0.25
 _CANCEL_WAIT_S = 5.0
-
-Outcome = Literal["ok", "failed", "timed_out", "unreachable"]
-
-
-@dataclass(frozen=True)
-class NodeResult:
-    """One node's answer: ``value`` if ``ok``, else the exception in ``error``."""
-
-    node: str
-    ok: bool
-    value: Any = None
-    error: BaseException | None = None
-
-    @property
-    def outcome(self) -> Outcome:
-        if self.ok:
-            return "ok"
-        if isinstance(self.error, CallTimeout | NodeTimeout):
-            return "timed_out"
-        if isinstance(
-            self.error,
-            TransportError | WrongNode | NodeBusy | NodeShuttingDown | InsufficientStorage,
-        ):
-            return "unreachable"
-        return "failed"
-
-
-@dataclass
-class GatherSummary:
-    """Every node's result, and the node names by outcome."""
-
-    results: dict[str, NodeResult] = field(default_factory=dict)
-
-    def names(self, outcome: Outcome) -> list[str]:
-        return sorted(name for name, r in self.results.items() if r.outcome == outcome)
-
-    @property
-    def all_ok(self) -> bool:
-        return all(r.ok for r in self.results.values())
-
-    def line(self) -> str:
-        """``4 nodes: 2 ok, 1 failed (n3), 0 timed out, 1 unreachable (n4)``."""
-        parts = []
-        for outcome, words in (
-            ("ok", "ok"),
-            ("failed", "failed"),
-            ("timed_out", "timed out"),
-            ("unreachable", "unreachable"),
-        ):
-            names = self.names(outcome)  # type: ignore[arg-type]
-            shown = f" ({', '.join(names)})" if names and outcome != "ok" else ""
-            parts.append(f"{len(names)} {words}{shown}")
-        return f"{len(self.results)} nodes: " + ", ".join(parts)
 
 
 async def call_many(
@@ -100,41 +52,67 @@ async def call_many(
     timeout: float | None = None,
     *,
     wait_s: float = DEFAULT_WAIT_S,
+    window: int | None = None,
+    canary: int = 0,
+    max_failures: int | None = None,
     concurrency: int | None = None,
     abort_after: float | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
     on_output: OutputCallback | None = None,
+    batch_file: Path | str | None = None,
 ) -> AsyncGenerator[NodeResult, None]:
-    """Call ``fn_name`` on every node at once; yield each :class:`NodeResult` as it comes.
+    """Call ``fn_name`` on the nodes; yield each :class:`NodeResult` as it comes.
 
-    With ``on_output``, every node's output is followed: each :class:`OutputEvent`, its
-    ``node`` the node's name, is passed to it as it arrives.
+    ``window``, ``canary`` and ``max_failures`` roll the call out (:mod:`masterd.rollout`;
+    ``concurrency`` is the old name of ``window``).  With ``on_output``, every node's
+    output is followed: each :class:`OutputEvent`, its ``node`` the node's name, is passed
+    to it as it arrives.  With ``batch_file``, the fan-out can be resumed after the master
+    died (:func:`resume`).
 
     Leaving the loop early cancels the calls still running here (use
     ``contextlib.aclosing`` to have that happen at once rather than when the generator is
     collected); the functions already started on the nodes are not aborted.
     """
     clients = _unique(nodes)
-    if concurrency is not None and concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1 or None, got {concurrency}")
-    deadline = Deadline(timeout)
+    window = window if window is not None else concurrency
+    rollout = Rollout(window=window, canary=canary, max_failures=max_failures)
     options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
-    run = _GatherRun(deadline, concurrency, fn_name, fn_args, options, on_output)
-    tasks = [asyncio.create_task(run.one(client), name=f"call {client.name}") for client in clients]
-    try:
-        pending = {client.name for client in clients}
-        while pending:
-            result = await run.next_result(deadline)
-            if result is None:
-                break
-            pending.discard(result.node)
+    batch = None
+    if batch_file is not None:
+        header = _header(fn_name, fn_args, timeout, options, rollout, clients)
+        batch = BatchFile.create(Path(batch_file), header)
+    run = _GatherRun(Deadline(timeout), fn_name, fn_args, options, on_output, batch)
+    async with contextlib.aclosing(run.all(clients, rollout)) as results:
+        async for result in results:
             yield result
-        for name in sorted(pending):
-            yield run.outstanding(name, timeout)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait(tasks, timeout=_CANCEL_WAIT_S)
+
+
+async def resume(
+    batch_file: Path | str,
+    nodes: Iterable[NodeClient],
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+    on_output: OutputCallback | None = None,
+) -> AsyncGenerator[NodeResult, None]:
+    """Go on with the fan-out of ``batch_file`` after the master that ran it died: the
+    same function, arguments and options (the deadline counted afresh), every node named
+    once, nothing run twice.  ``nodes`` must include every node of the fan-out."""
+    batch, progress = BatchFile.reopen(Path(batch_file))
+    header = progress.header
+    by_name = {client.name: client for client in nodes}
+    missing = [name for name in header["nodes"] if name not in by_name]
+    if missing:
+        batch.close()
+        raise ValueError(f"the batch file names nodes not given: {', '.join(missing)}")
+    options = CallOptions(wait_s=header["wait_s"], abort_after=header["abort_after"], retry=retry)
+    rollout = Rollout(window=header["window"], canary=header["canary"],
+                      max_failures=header["max_failures"])  # fmt: skip
+    run = _GatherRun(Deadline(header["timeout"]), header["fn_name"], header["fn_args"], options,
+                     on_output, batch, progress)  # fmt: skip
+    clients = [by_name[name] for name in header["nodes"]]
+    async with contextlib.aclosing(run.all(clients, rollout)) as results:
+        async for result in results:
+            yield result
 
 
 async def gather(
@@ -150,64 +128,90 @@ async def gather(
 
 
 class _GatherRun:
-    """The shared state of one call_many: its results queue and what each node started."""
+    """One fan-out: its results queue, what each node started, its batch file."""
 
     def __init__(
         self,
         deadline: Deadline,
-        concurrency: int | None,
         fn_name: str,
         fn_args: dict[str, Any] | None,
         options: CallOptions,
         on_output: OutputCallback | None = None,
+        batch: BatchFile | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.on_output = on_output
         self.deadline = deadline
-        self.concurrency = concurrency
-        self.limit = asyncio.Semaphore(concurrency) if concurrency else None
         self.fn_name, self.fn_args = fn_name, fn_args
         self.options = options
+        self.batch = batch
+        self.progress = progress or Progress(header={})
         self.results: asyncio.Queue[NodeResult] = asyncio.Queue()
-        self.fnc_ids: dict[str, str] = {}
+        self.fnc_ids: dict[str, str] = dict(self.progress.fnc_ids)
 
-    async def one(self, client: NodeClient) -> None:
+    async def all(
+        self, clients: list[NodeClient], rollout: Rollout
+    ) -> AsyncGenerator[NodeResult, None]:
+        launcher = Launcher(rollout, self.deadline, self.one, self.results.put_nowait)
+        for finished in self.progress.finished.values():
+            launcher.count(finished)
+        launching = asyncio.create_task(launcher.run(clients), name="launch nodes")
         try:
-            value = await self._call(client)
-        except Exception as exc:  # whatever one node raised is that node's result
-            self.results.put_nowait(NodeResult(client.name, False, error=exc))
-        else:
-            self.results.put_nowait(NodeResult(client.name, True, value))
+            pending = {client.name for client in clients}
+            while pending:
+                result = await self.next_result()
+                if result is None:
+                    break
+                pending.discard(result.node)
+                yield result
+            for name in sorted(pending):
+                yield self.outstanding(name)
+        finally:
+            tasks = [launching, *launcher.tasks]
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=_CANCEL_WAIT_S)
+            if self.batch is not None:
+                self.batch.close()
+
+    async def one(self, client: NodeClient) -> NodeResult:
+        """Call one node: whatever it raised is its result."""
+        done = self.progress.finished.get(client.name)
+        if done is not None:  # finished before the master died
+            return done
+        try:
+            result = NodeResult(client.name, True, await self._call(client))
+        except Exception as exc:
+            result = NodeResult(client.name, False, error=exc)
+        if self.batch is not None:
+            self.batch.finished(result)
+        return result
 
     async def _call(self, client: NodeClient) -> Any:
-        async with self._slot(client):
+        fnc_id = self.fnc_ids.get(client.name)
+        if fnc_id is not None:  # started before the master died: wait for it
+            state = await resume_call(client, fnc_id, self.deadline.left_s(), self.options,
+                                      on_output=self.on_output)  # fmt: skip
+        else:
+            request_id = self.progress.request_ids.get(client.name) or new_request_id()
+            if self.batch is not None:
+                self.batch.asked(client.name, request_id)
             state = await run_call(
                 client, self.fn_name, self.fn_args, self.deadline.left_s(), self.options,
-                on_progress=lambda s: self.fnc_ids.__setitem__(client.name, s.fnc_id),
+                request_id=request_id, on_progress=lambda s: self._started(client, s),
                 on_output=self.on_output,
             )  # fmt: skip
+            self._started(client, state)
         return outcome_of(state, client.name, self.deadline.timeout_s)
 
-    @contextlib.asynccontextmanager
-    async def _slot(self, client: NodeClient) -> AsyncIterator[None]:
-        if self.limit is None:
-            yield
-            return
-        try:
-            await asyncio.wait_for(self.limit.acquire(), self.deadline.left_s())
-        except TimeoutError:
-            raise CallTimeout(
-                "not started before the deadline: other nodes held all "
-                f"{self.concurrency} concurrent calls",
-                fnc_id=None,
-                node=client.name,
-            ) from None
-        try:
-            yield
-        finally:
-            self.limit.release()
+    def _started(self, client: NodeClient, state: CallState) -> None:
+        if client.name not in self.fnc_ids:
+            self.fnc_ids[client.name] = state.fnc_id
+            if self.batch is not None:
+                self.batch.started(client.name, state.fnc_id)
 
-    async def next_result(self, deadline: Deadline) -> NodeResult | None:
-        left = deadline.left_s()
+    async def next_result(self) -> NodeResult | None:
+        left = self.deadline.left_s()
         try:
             return await asyncio.wait_for(
                 self.results.get(), None if left is None else left + _GUARD_S
@@ -215,8 +219,8 @@ class _GatherRun:
         except TimeoutError:
             return None
 
-    def outstanding(self, name: str, timeout: float | None) -> NodeResult:
-        fnc_id = self.fnc_ids.get(name)
+    def outstanding(self, name: str) -> NodeResult:
+        fnc_id, timeout = self.fnc_ids.get(name), self.deadline.timeout_s
         error: Exception = (
             CallTimeout(f"call {fnc_id} still running after the deadline of {timeout} s",
                         fnc_id=fnc_id, node=name)
@@ -224,6 +228,18 @@ class _GatherRun:
             else NodeTimeout(f"no answer by the deadline of {timeout} s", node=name)
         )  # fmt: skip
         return NodeResult(name, False, error=error)
+
+
+def _header(
+    fn_name: str, fn_args: dict[str, Any] | None, timeout: float | None, options: CallOptions,
+    rollout: Rollout, clients: list[NodeClient],
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "fn_name": fn_name, "fn_args": fn_args or {}, "timeout": timeout,
+        "wait_s": options.wait_s, "abort_after": options.abort_after,
+        "window": rollout.window, "canary": rollout.canary,
+        "max_failures": rollout.max_failures, "nodes": [client.name for client in clients],
+    }  # fmt: skip
 
 
 def _unique(nodes: Iterable[NodeClient]) -> list[NodeClient]:

@@ -21,6 +21,8 @@ class Node:
     uuid: str | None = None
     #: the master's certificate, key and the cluster CA, for mutual TLS
     tls: TLSConfig | None = None
+    #: what an operator picks nodes by (``rack1``, ``db``): Cluster.select, --labels
+    labels: tuple[str, ...] = ()
 
 
 def load_nodes(path: Path | str) -> list[Node]:
@@ -32,6 +34,7 @@ def load_nodes(path: Path | str) -> list[Node]:
         port = 1811          # optional
         uuid = "..."         # optional: checked against the node's Identify
         tls = { cert = "...", key = "...", ca = "..." }   # optional, per node
+        labels = ["rack1", "db"]                          # optional
 
     A top-level ``[tls]`` table (cert, key, ca, verify_name, server_name) applies to
     every node without its own.  Relative paths are relative to the file.  Raises
@@ -72,7 +75,7 @@ def _tls_from(value: Any, path: Path, where: str) -> TLSConfig | None:
 def _node_from(entry: Any, where: str, path: Path, default_tls: TLSConfig | None) -> Node:
     if not isinstance(entry, dict):
         raise ValueError(f"{where} is not a table")
-    unknown = set(entry) - {"name", "address", "port", "uuid", "tls"}
+    unknown = set(entry) - {"name", "address", "port", "uuid", "tls", "labels"}
     if unknown:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     name, address = entry.get("name"), entry.get("address")
@@ -83,8 +86,11 @@ def _node_from(entry: Any, where: str, path: Path, default_tls: TLSConfig | None
         raise ValueError(f"{where} ({name}): 'port' must be 1..65535")
     if uuid is not None and not isinstance(uuid, str):
         raise ValueError(f"{where} ({name}): 'uuid' must be a string")
+    labels = entry.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(v, str) and v for v in labels):
+        raise ValueError(f"{where} ({name}): 'labels' must be a list of non-empty strings")
     tls = _tls_from(entry.get("tls"), path, f"{where} ({name}): tls") or default_tls
-    return Node(name=name, address=address, port=port, uuid=uuid, tls=tls)
+    return Node(name=name, address=address, port=port, uuid=uuid, tls=tls, labels=tuple(labels))
 
 
 def _check_unique(nodes: list[Node], path: Path) -> None:

@@ -27,7 +27,8 @@
     │   └── NodeShuttingDown        503 "ShuttingDown"
     ├── FunctionFailed              the call finished with an error (raised, died, aborted, ...)
     │   (or a class registered for the remote type, see register_function_error)
-    └── CallTimeout                 the caller's deadline passed while the function still ran
+    ├── CallTimeout                 the caller's deadline passed while the function still ran
+    └── Skipped                     a fan-out never started this node (canary, failure budget)
 
 The daemon raises the ``RemoteError`` classes itself; one middleware turns them into the
 wire's ``{"error": {"type", "message"}}`` body with the class's status.  The client turns
@@ -214,6 +215,11 @@ class CallTimeout(RPCError):
         self.fnc_id = fnc_id
         #: with abort_on_timeout: True once the node confirmed the abort
         self.aborted = False
+
+
+class Skipped(RPCError):
+    """A node of a fan-out that was never started: its canary failed, or more nodes
+    failed than the fan-out's failure budget allows (``max_failures``)."""
 
 
 _FUNCTION_ERRORS: dict[str, type[Exception]] = {}

@@ -276,3 +276,17 @@ def service_restart(name: str, path: str) -> str:
     with open(path, "a") as out:
         out.write(f"{name}\n")
     return f"restarted {name}"
+
+
+@function
+def count_concurrent(directory: str, seconds: float) -> int:
+    """Mark this call running in ``directory`` for ``seconds``; return how many calls
+    (this one too) were running when it started."""
+    mark = os.path.join(directory, str(os.getpid()))
+    open(mark, "w").close()
+    try:
+        running = len(os.listdir(directory))
+        time.sleep(seconds)
+    finally:
+        os.unlink(mark)
+    return running

@@ -1,7 +1,8 @@
-"""``rpc-cli --nodes nodes.toml gather FN [ARGS_JSON]``: one line per node as it finishes.
+"""``rpc-cli --nodes nodes.toml gather FN [ARGS_JSON]``: one line per node as it finishes;
+``rpc-cli --nodes nodes.toml nodes``: the nodes file, with labels.
 
-Exit status: 0 if every node succeeded, 1 if some function failed (and every node
-answered), 4 if some node was unreachable or timed out.
+Exit status: 0 if every node succeeded, 1 if some function failed or some node was
+skipped (and every node answered), 4 if some node was unreachable or timed out.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,13 +19,13 @@ from masterd.cli.common import (
     EXIT_FAILED,
     EXIT_NODE,
     EXIT_OK,
-    add_function_args,
     parse_fn_args,
 )
 from masterd.cli.output import OutputPrinter
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult
 from masterd.node import Node, load_nodes
+from masterd.results import OUTCOMES
 from rpc_client.tls import TLSConfig
 
 _DETAIL_CHARS = 120
@@ -31,14 +33,23 @@ _DETAIL_CHARS = 120
 
 def add_gather_command(sub: Any) -> None:
     gather = sub.add_parser("gather", help="call a function on every node of --nodes")
-    add_function_args(gather)
+    gather.add_argument("fn_name", nargs="?", help="the function (not with --resume)")
+    gather.add_argument(
+        "fn_args", nargs="?", default="{}", metavar="ARGS_JSON",
+        help="named arguments as a JSON object, e.g. '{\"seconds\": 2}'",
+    )  # fmt: skip
     gather.add_argument(
         "--timeout", type=float, default=60.0, help="overall deadline in seconds (default 60)"
     )
     gather.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
-    gather.add_argument(
-        "--concurrency", type=int, default=None, help="most nodes called at once (default: all)"
-    )
+    _add_rollout_options(gather)
+    gather.add_argument("--labels", type=_labels, default=(), metavar="L1,L2",
+                        help="only the nodes that carry every one of these labels")  # fmt: skip
+    gather.add_argument("--batch-file", type=Path, metavar="FILE",
+                        help="write what is asked of each node to FILE, for --resume")  # fmt: skip
+    gather.add_argument("--resume", type=Path, metavar="FILE",
+                        help="go on with the fan-out of a --batch-file whose master died: "
+                        "nothing runs twice")  # fmt: skip
     gather.add_argument("--only-failed", action="store_true", help="print only nodes not ok")
     gather.add_argument("--json", action="store_true", help="JSON lines instead of text")
     gather.add_argument(
@@ -48,12 +59,62 @@ def add_gather_command(sub: Any) -> None:
     )
 
 
+def _add_rollout_options(gather: argparse.ArgumentParser) -> None:
+    gather.add_argument("--window", "--concurrency", type=_positive_int, default=None,
+                        metavar="N", help="most nodes called at once; the next starts as soon "
+                        "as one finishes (default: all)")  # fmt: skip
+    gather.add_argument("--canary", type=_count, default=0, metavar="K",
+                        help="the first K nodes run first, alone; the rest only if all K "
+                        "succeeded")  # fmt: skip
+    gather.add_argument("--max-failures", type=_count, default=None, metavar="M",
+                        help="once more than M nodes failed, start no more (they are "
+                        "SKIPPED)")  # fmt: skip
+
+
+def add_nodes_command(sub: Any) -> None:
+    sub.add_parser("nodes", help="list the nodes of --nodes, with their labels")
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    if args.nodes is None:
+        raise ValueError("nodes needs --nodes NODES_TOML")
+    nodes = load_nodes(args.nodes)
+    width = max(len(node.name) for node in nodes)
+    for node in nodes:
+        print(f"{node.name:<{width}}  {node.address}:{node.port}  {','.join(node.labels)}")
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    return tuple(label.strip() for label in text.split(",") if label.strip())
+
+
 async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:
     if args.nodes is None:
         raise ValueError("gather needs --nodes NODES_TOML")
+    if (args.fn_name is None) == (args.resume is None):
+        raise ValueError("gather needs a function, or --resume FILE (not both)")
     nodes = load_nodes(args.nodes)
     if tls is not None:  # the command line's TLS for the nodes the file gives none
         nodes = [node if node.tls else dataclasses.replace(node, tls=tls) for node in nodes]
+    if args.labels and args.resume is None:
+        nodes = [node for node in nodes if set(args.labels) <= set(node.labels)]
+        if not nodes:
+            raise ValueError(f"no node of {args.nodes} carries all of {','.join(args.labels)}")
     fn_args = parse_fn_args(args.fn_args)
     printer = OutputPrinter(prefix_nodes=True) if args.follow else None
     try:
@@ -73,10 +134,14 @@ async def _gather(
     began = time.monotonic()
     async with Cluster(nodes) as cluster:
         width = max(len(node.name) for node in cluster.nodes)
-        results = cluster.call_many(
-            args.fn_name, fn_args, args.timeout, wait_s=args.wait,
-            concurrency=args.concurrency, on_output=printer,
-        )  # fmt: skip
+        if args.resume is not None:
+            results = cluster.resume(args.resume, on_output=printer)
+        else:
+            results = cluster.call_many(
+                args.fn_name, fn_args, args.timeout, wait_s=args.wait, window=args.window,
+                canary=args.canary, max_failures=args.max_failures, on_output=printer,
+                batch_file=args.batch_file,
+            )  # fmt: skip
         async for result in results:
             summary.results[result.node] = result
             if not (args.only_failed and result.ok):
@@ -119,7 +184,7 @@ def _json_line(result: NodeResult, elapsed_s: float) -> str:
 
 def _print_summary(summary: GatherSummary, as_json: bool) -> None:
     if as_json:
-        counts = {o: summary.names(o) for o in ("ok", "failed", "timed_out", "unreachable")}
+        counts = {o: summary.names(o) for o in OUTCOMES}
         print(orjson.dumps({"summary": counts}).decode())
     else:
         print(summary.line())

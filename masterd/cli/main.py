@@ -37,7 +37,7 @@ from masterd.cli.common import (
     tls_from_args,
 )
 from masterd.cli.follow import cmd_output, cmd_wait_follow
-from masterd.cli.gather import add_gather_command, run_gather
+from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
 from masterd.cli.output import OutputPrinter
 from masterd.node import load_nodes
 from rpc_client.client import NodeClient
@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_certs_commands(sub)
     add_audit_commands(sub)
     add_gather_command(sub)
+    add_nodes_command(sub)
     for name, command in sub.choices.items():  # accepted after the command too
-        if name not in LOCAL_COMMANDS:
+        if name not in ("certs", "audit"):  # they take no node
             _add_global_options(command, after_command=True)
     return parser
 
@@ -343,7 +344,7 @@ COMMANDS: dict[str, Command] = {
 
 
 #: the commands that ask no node
-LOCAL_COMMANDS = {"certs": cmd_certs, "audit": cmd_audit}
+LOCAL_COMMANDS = {"certs": cmd_certs, "audit": cmd_audit, "nodes": cmd_nodes}
 
 
 async def run(args: argparse.Namespace) -> int:
