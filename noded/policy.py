@@ -28,7 +28,7 @@ from rpc_client import protocol
 PROCEDURES = (
     protocol.START_FUNCTION, protocol.WAIT_FOR_FUNCTION, protocol.ABORT_FUNCTION,
     protocol.LIST_FUNCTIONS, protocol.IDENTIFY, protocol.DESCRIBE_FUNCTIONS,
-    "ReloadFunctions", "GET /metrics", "GET /openapi.json",
+    protocol.RELOAD_FUNCTIONS, "GET /metrics", "GET /openapi.json",
 )  # fmt: skip
 ANY_CERTIFIED = "*"
 LOCAL = "local"

@@ -13,7 +13,6 @@ import os
 import resource
 import signal
 import ssl
-import sys
 from pathlib import Path
 
 import uvloop
@@ -24,16 +23,15 @@ from noded.calls.audit import AuditLog
 from noded.config import NodedConfig
 from noded.http.app import create_app
 from noded.http.guard import Guard
-from noded.http.keys import GUARD, REGISTRY, SUPERVISOR
+from noded.http.keys import GUARD, SUPERVISOR
 from noded.http.protocol import NodedRunner
 from noded.identity import load_identity
 from noded.metrics import Metrics
 from noded.policy import Policy, PolicyError, load_policy
 from noded.process import tree
-from noded.process.forkserver import ForkServerError, ForkSpawner
 from noded.process.function import ProcessLimits
-from noded.process.spawners import ExecSpawner, Spawner
-from noded.registry import Registry, load_modules
+from noded.registry import Registry
+from noded.reload import FunctionReloader, Reloaded, import_functions, make_spawner
 from rpc_client import tls
 from rpc_client.logs import event, reopen_log_files
 
@@ -54,6 +52,7 @@ class Server:
         self._runner: NodedRunner | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ssl: ssl.SSLContext | None = None
+        self._reloading: set[asyncio.Task[Reloaded]] = set()
 
     def run(self) -> int:
         uvloop.run(self.serve())
@@ -78,17 +77,19 @@ class Server:
         metrics = Metrics()
         policy = load_startup_policy(config.policy, registry)
         self._trees = tree.choose(config.cgroup_root, os.getpid())
-        self._spawner = await make_spawner(config, limits, metrics, self._trees)
+        self._reloader = FunctionReloader(config, limits, metrics, self._trees)
         app = create_app(
             config,
             registry=registry,
             identity=load_identity(config.state_dir, config.name),
-            spawner=self._spawner,
+            spawner=await make_spawner(config, limits, metrics, self._trees),
             metrics=metrics,
             trees=self._trees,
             policy=policy,
             audit=open_audit_log(config, metrics),
+            reload=self._reloader.reload,
         )
+        self._reloader.supervisor = app[SUPERVISOR]
         self._runner = NodedRunner(
             app,
             access_log=None,
@@ -140,7 +141,10 @@ class Server:
             if guard.audit is not None:
                 guard.audit.reopen()
             if self.config.policy is not None:
-                reload_policy(guard, self.config.policy, self._runner.app[REGISTRY])
+                reload_policy(guard, self.config.policy, self._runner.app[SUPERVISOR].registry)
+            task = asyncio.create_task(self._reloader.reload(), name="reload functions")
+            self._reloading.add(task)
+            task.add_done_callback(self._reloading.discard)
 
     def _reload_tls(self, context: ssl.SSLContext) -> None:
         """New connections get the new certificate; running calls are not touched."""
@@ -164,6 +168,8 @@ class Server:
         if self._runner is None:
             return
         event(log, "daemon.stopping")
+        for task in self._reloading:
+            task.cancel()
         systemd.notify("STOPPING=1", "STATUS=stopping: terminating function processes")
         await self._runner.app[SUPERVISOR].shutdown()
         self._trees.close()
@@ -171,44 +177,6 @@ class Server:
         if self._watchdog is not None:
             self._watchdog.cancel()
         event(log, "daemon.stopped")
-
-
-async def make_spawner(
-    config: NodedConfig, limits: ProcessLimits, metrics: Metrics, trees: tree.CallTrees
-) -> Spawner:
-    """The fork server, or an interpreter per call if asked for or if it cannot start."""
-    modules = list(config.functions)
-    if config.spawn == "exec":
-        return ExecSpawner(modules, limits, trees=trees)
-    spawner = ForkSpawner(
-        modules, limits, spares=config.spare_processes,
-        on_restart=metrics.zygote_restarts.inc, trees=trees,
-    )  # fmt: skip
-    try:
-        await spawner.start()
-    except (ForkServerError, OSError) as exc:
-        event(log, "spawn.fallback", logging.ERROR, method="exec", error=str(exc))
-        return ExecSpawner(modules, limits, trees=trees)
-    return spawner
-
-
-def import_functions(modules: tuple[str, ...], paths: tuple[Path, ...]) -> Registry:
-    """Import the function modules from ``paths``, then the usual path, then the working
-    directory (function processes get the same path); say where it looked if one is not
-    there."""
-    for path in reversed(paths):
-        sys.path.insert(0, str(path.resolve()))
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    try:
-        return load_modules(modules)
-    except ModuleNotFoundError as exc:
-        places = list(dict.fromkeys(place for place in sys.path if place))[:6]
-        raise ImportError(
-            f"cannot import function module {exc.name!r}: not found in {', '.join(places)}"
-            f"{', ...' if len(sys.path) > 6 else ''}; give its directory with "
-            "--functions-path DIR"
-        ) from exc
 
 
 def load_startup_policy(path: Path | None, registry: Registry) -> Policy | None:

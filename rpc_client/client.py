@@ -173,6 +173,11 @@ class NodeClient:
         answer = await self.call(protocol.DESCRIBE_FUNCTIONS, {}, self.timeouts.quick_s)
         return self._field(answer, "functions", dict)
 
+    async def reload_functions(self) -> dict[str, Any]:
+        """ReloadFunctions (1.1): the node re-imports its function modules; answers
+        ``{"reloaded", "error", "functions"}``."""
+        return await self.call(protocol.RELOAD_FUNCTIONS, {}, self.timeouts.abort_s)
+
     # --- the wire -----------------------------------------------------------------
 
     async def call(

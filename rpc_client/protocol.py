@@ -28,6 +28,8 @@ ABORT_FUNCTION: Final = "AbortFunction"
 LIST_FUNCTIONS: Final = "ListFunctions"
 IDENTIFY: Final = "Identify"
 DESCRIBE_FUNCTIONS: Final = "DescribeFunctions"
+#: (1.1) re-import the function modules
+RELOAD_FUNCTIONS: Final = "ReloadFunctions"
 
 #: the failure types the daemon itself gives a finished call's ``error.type`` (a function
 #: that raised gives its exception's class name instead)

@@ -31,7 +31,6 @@ from masterd.cli.common import (
     parse_fn_args,
     parse_node,
     positive_seconds,
-    print_json,
     print_state,
     seconds,
     tls_from_args,
@@ -39,6 +38,7 @@ from masterd.cli.common import (
 from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
 from masterd.cli.output import OutputPrinter
+from masterd.cli.query import QUERY_COMMANDS, add_query_commands
 from masterd.node import load_nodes
 from rpc_client.client import NodeClient
 from rpc_client.errors import RPCError
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_call_commands(sub)
-    _add_query_commands(sub)
+    add_query_commands(sub)
     add_certs_commands(sub)
     add_audit_commands(sub)
     add_gather_command(sub)
@@ -205,13 +205,6 @@ def _add_output_options(wait: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_query_commands(sub: Any) -> None:
-    listing = sub.add_parser("list", help="ListFunctions: running and kept calls, as a table")
-    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
-    sub.add_parser("identify", help="Identify: who the node is")
-    sub.add_parser("functions", help="DescribeFunctions: what the node can run")
-
-
 # --- commands -------------------------------------------------------------------------
 
 Command = Callable[[NodeClient, argparse.Namespace], Awaitable[int]]
@@ -294,52 +287,13 @@ async def cmd_abort(node: NodeClient, args: argparse.Namespace) -> int:
     return EXIT_OK if state.finished else EXIT_RUNNING
 
 
-async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
-    calls = await node.list_functions()
-    if args.json:
-        print_json({"functions": calls})
-    else:
-        print(format_table(calls))
-    return EXIT_OK
-
-
-def format_table(calls: list[dict[str, Any]]) -> str:
-    """Running calls first, then finished ones, newest first; cpu and rss of running ones."""
-    rows = [("FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS")]
-    ordered = sorted(calls, key=lambda c: (bool(c.get("finished")), -float(c.get("started", 0))))
-    for call in ordered:
-        rows.append((
-            str(call.get("fnc_id")), str(call.get("fn_name")),
-            "finished" if call.get("finished") else "running",
-            f"{float(call.get('elapsed_s') or 0):.1f}s", str(call.get("pid")),
-            "-" if call.get("cpu_s") is None else f"{call['cpu_s']:.2f}s",
-            "-" if call.get("rss_bytes") is None else f"{call['rss_bytes'] / 2**20:.1f}M",
-        ))  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-             for row in rows]  # fmt: skip
-    return "\n".join(line.rstrip() for line in lines) + f"\n{len(calls)} calls"
-
-
-async def cmd_identify(node: NodeClient, args: argparse.Namespace) -> int:
-    print_json(await node.identify())
-    return EXIT_OK
-
-
-async def cmd_functions(node: NodeClient, args: argparse.Namespace) -> int:
-    print_json({"functions": await node.describe_functions()})
-    return EXIT_OK
-
-
 COMMANDS: dict[str, Command] = {
     "start": cmd_start,
     "wait": cmd_wait,
     "call": cmd_call,
     "abort": cmd_abort,
     "output": cmd_output,
-    "list": cmd_list,
-    "identify": cmd_identify,
-    "functions": cmd_functions,
+    **QUERY_COMMANDS,
 }
 
 

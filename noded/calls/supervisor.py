@@ -17,12 +17,13 @@ from noded.calls.keeper import OutputKeeper
 from noded.calls.listing import listing_entry
 from noded.calls.outcomes import call_result
 from noded.calls.recorder import CallRecorder
+from noded.calls.recovery import kill_leftovers
+from noded.calls.spawning import Spawners
 from noded.calls.table import (
     AbortReason,
     CallTable,
     FunctionCall,
     args_digest,
-    lost_in_a_crash,
     request_key,
 )
 from noded.config import NodedConfig
@@ -30,7 +31,7 @@ from noded.metrics import Metrics
 from noded.policy import Caller
 from noded.process.child.frames import encode_request
 from noded.process.function import FunctionProcess, Outcome
-from noded.process.leftovers import is_resource_shortage, kill_leftover_group
+from noded.process.leftovers import is_resource_shortage
 from noded.process.process_set import ProcessSet
 from noded.process.spawners import BeforeSend, Spawner
 from noded.process.tree import CallTrees, CgroupTree
@@ -67,7 +68,7 @@ class Supervisor:
     ) -> None:
         self._config = config
         self._registry = registry
-        self._spawner = spawner
+        self.spawners = Spawners(spawner)
         self._daemon_pid = daemon_pid
         self.recorder = recorder
         self._trees = trees
@@ -90,30 +91,15 @@ class Supervisor:
     def recover(self) -> None:
         """Take over from the daemon before: kill its leftovers, keep its results."""
         found = self.recorder.journal.replay(result_ttl_s=self._config.result_ttl_s)
-        trees_left = self._trees.kill_leftovers(
-            [(left.pid, left.pid_birth, left.cgroup) for left in found.unfinished]
-        )
-        killed = 0
-        for leftover in found.unfinished:
-            was_running = kill_leftover_group(leftover.pid, leftover.pid_birth)
-            was_running = was_running or leftover.pid in trees_left
-            killed += was_running
-            self.calls.remember_lost(
-                leftover.fnc_id, lost_in_a_crash(was_running, self._daemon_pid)
-            )
+        killed = kill_leftovers(found.unfinished, self._trees, self.calls, self._daemon_pid)
         for call in found.finished:
             call.request_key = self._request_key(call.request_id, call.owner)
             self._outputs.reopen(call)
             self.calls.restore(call)
         self._outputs.keep_only(call.fnc_id for call in self.calls.all_calls())
         if found.unfinished or found.finished:
-            event(
-                log,
-                "daemon.recovered",
-                results=len(found.finished),
-                lost=len(found.unfinished),
-                killed_groups=killed,
-            )
+            event(log, "daemon.recovered", results=len(found.finished),
+                  lost=len(found.unfinished), killed_groups=killed)  # fmt: skip
 
     # --- procedures -------------------------------------------------------------
 
@@ -175,6 +161,17 @@ class Supervisor:
             await proc.wait_reaped(self._config.kill_grace_s + 5.0)
         return call.state()
 
+    @property
+    def registry(self) -> Registry:
+        """The functions new calls may run (replaced by a reload)."""
+        return self._registry
+
+    def replace_functions(self, registry: Registry, spawner: Spawner) -> None:
+        """ReloadFunctions: new calls are checked against ``registry`` and run by
+        ``spawner``; running calls go on with the old ones."""
+        self._registry = registry
+        self.spawners.replace(spawner)
+
     def find(self, fnc_id: FncId) -> FunctionCall:
         return self.calls.get(fnc_id)
 
@@ -232,10 +229,12 @@ class Supervisor:
         try:
             started = time.time()
 
-            async def record(proc: FunctionProcess) -> None:
-                made.append(await self._record_start(request, caller, proc, started))
+            spawner = self.spawners.current
 
-            proc = await self._spawn(encoded, record)
+            async def record(proc: FunctionProcess) -> None:
+                made.append(await self._record_start(request, caller, proc, started, spawner))
+
+            proc = await self._spawn(spawner, encoded, record)
         finally:
             self._starting -= 1
         call = made[0]
@@ -254,6 +253,7 @@ class Supervisor:
         caller: Caller | None,
         proc: FunctionProcess,
         started: float,
+        spawner: Spawner,
     ) -> FunctionCall:
         """Before ``proc`` gets its call: write the call's start, or undo it (a call the
         journal does not know would outlive a crash unseen, one the audit log does not
@@ -278,6 +278,7 @@ class Supervisor:
             await proc.wait_reaped(self._config.kill_grace_s + 5.0)
             raise
         self._outputs.attach(call, proc)
+        self.spawners.made(call.fnc_id, spawner)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
@@ -285,6 +286,7 @@ class Supervisor:
         return call
 
     def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
+        self.spawners.reaped(call.fnc_id)
         if proc.sigkilled:
             self.metrics.kills.inc()
             event(log, "call.killed", logging.WARNING, fnc_id=call.fnc_id, fn_name=call.fn_name)
@@ -304,9 +306,11 @@ class Supervisor:
                 retry_after_s=_BUSY_RETRY_AFTER_S,
             )
 
-    async def _spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
+    async def _spawn(
+        self, spawner: Spawner, request: bytes, before_send: BeforeSend
+    ) -> FunctionProcess:
         try:
-            return await self._spawner.spawn(request, before_send)
+            return await spawner.spawn(request, before_send)
         except OSError as exc:
             if not is_resource_shortage(exc):
                 raise
@@ -380,7 +384,7 @@ class Supervisor:
                 level=logging.ERROR,
                 pids=[proc.pid for proc in self._processes.live.values()],
             )
-        await self._spawner.close()
+        await self.spawners.close()
         await self.recorder.close()
 
 

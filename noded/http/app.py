@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -19,7 +20,7 @@ from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
 from noded.http.guard import Guard
 from noded.http.handlers import dispatch, metrics_page
-from noded.http.keys import CONFIG, GUARD, IDENTITY, REGISTRY, SUPERVISOR
+from noded.http.keys import CONFIG, GUARD, IDENTITY, RELOAD, SUPERVISOR, Reload
 from noded.http.middleware import error_middleware
 from noded.identity import Identity
 from noded.metrics import Metrics
@@ -27,6 +28,7 @@ from noded.policy import Policy
 from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees
 from noded.registry import Registry
+from rpc_client.errors import UnknownProcedure
 
 
 def create_app(
@@ -39,6 +41,7 @@ def create_app(
     trees: CallTrees | None = None,
     policy: Policy | None = None,
     audit: AuditLog | None = None,
+    reload: Reload | None = None,
 ) -> web.Application:
     """The application: every procedure on ``/{procedure}``, errors from one middleware.
 
@@ -46,7 +49,7 @@ def create_app(
     --tls-allowed-clients, a policy of one rule); ``audit``: the audit log, if any."""
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
     app[CONFIG] = config
-    app[REGISTRY] = registry
+    app[RELOAD] = reload or _cannot_reload
     app[IDENTITY] = identity
     metrics = metrics or Metrics()
     if policy is None and config.tls_allowed_clients:
@@ -62,6 +65,10 @@ def create_app(
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_recover_then_expire_results)
     return app
+
+
+async def _cannot_reload() -> Any:
+    raise UnknownProcedure("this application was built without a way to reload its functions")
 
 
 async def _recover_then_expire_results(app: web.Application) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from noded.http.keys import CONFIG, GUARD, IDENTITY, REGISTRY, SUPERVISOR
+from noded.http.keys import CONFIG, GUARD, IDENTITY, RELOAD, SUPERVISOR
 from noded.metrics import CONTENT_TYPE
 from noded.policy import Caller
 from rpc_client import protocol
@@ -65,8 +65,24 @@ async def identify(
 async def describe_functions(
     app: web.Application, body: dict[str, Any], caller: Caller | None
 ) -> dict[str, Any]:
-    functions = app[REGISTRY].describe(app[CONFIG].default_limits)
-    return {"functions": app[GUARD].callable_functions(caller, functions)}
+    return {"functions": _described(app, caller)}
+
+
+async def reload_functions(
+    app: web.Application, body: dict[str, Any], caller: Caller | None
+) -> dict[str, Any]:
+    outcome = await app[RELOAD]()
+    return {
+        "reloaded": outcome.reloaded,
+        "error": outcome.error,
+        "functions": _described(app, caller),
+    }
+
+
+def _described(app: web.Application, caller: Caller | None) -> dict[str, Any]:
+    """DescribeFunctions' functions: those the client may run."""
+    functions = app[SUPERVISOR].registry.describe(app[CONFIG].default_limits)
+    return app[GUARD].callable_functions(caller, functions)
 
 
 PROCEDURES: dict[str, Handler] = {
@@ -76,6 +92,7 @@ PROCEDURES: dict[str, Handler] = {
     protocol.LIST_FUNCTIONS: list_functions,
     protocol.IDENTIFY: identify,
     protocol.DESCRIBE_FUNCTIONS: describe_functions,
+    protocol.RELOAD_FUNCTIONS: reload_functions,
 }
 
 

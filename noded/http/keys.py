@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
 from noded.http.guard import Guard
 from noded.identity import Identity
-from noded.registry import Registry
+
+#: ReloadFunctions: re-import the function modules; (reloaded, error)
+Reload = Callable[[], Awaitable[Any]]
 
 CONFIG = web.AppKey("config", NodedConfig)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 IDENTITY = web.AppKey("identity", Identity)
-REGISTRY = web.AppKey("registry", Registry)
 GUARD = web.AppKey("guard", Guard)
+RELOAD: web.AppKey[Reload] = web.AppKey("reload")

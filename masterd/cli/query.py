@@ -1,0 +1,74 @@
+"""The commands that ask a node about itself: ``list``, ``identify``, ``functions``,
+``reload``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from masterd.cli.common import EXIT_FAILED, EXIT_OK, print_json
+from rpc_client.client import NodeClient
+
+
+def add_query_commands(sub: Any) -> None:
+    listing = sub.add_parser("list", help="ListFunctions: running and kept calls, as a table")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    sub.add_parser("identify", help="Identify: who the node is")
+    sub.add_parser("functions", help="DescribeFunctions: what the node can run")
+    sub.add_parser("reload", help="ReloadFunctions: the node imports its function modules again")
+
+
+async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
+    calls = await node.list_functions()
+    if args.json:
+        print_json({"functions": calls})
+    else:
+        print(format_table(calls))
+    return EXIT_OK
+
+
+def format_table(calls: list[dict[str, Any]]) -> str:
+    """Running calls first, then finished ones, newest first; cpu and rss of running ones."""
+    rows = [("FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS")]
+    ordered = sorted(calls, key=lambda c: (bool(c.get("finished")), -float(c.get("started", 0))))
+    for call in ordered:
+        rows.append((
+            str(call.get("fnc_id")), str(call.get("fn_name")),
+            "finished" if call.get("finished") else "running",
+            f"{float(call.get('elapsed_s') or 0):.1f}s", str(call.get("pid")),
+            "-" if call.get("cpu_s") is None else f"{call['cpu_s']:.2f}s",
+            "-" if call.get("rss_bytes") is None else f"{call['rss_bytes'] / 2**20:.1f}M",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows]  # fmt: skip
+    return "\n".join(line.rstrip() for line in lines) + f"\n{len(calls)} calls"
+
+
+async def cmd_identify(node: NodeClient, args: argparse.Namespace) -> int:
+    print_json(await node.identify())
+    return EXIT_OK
+
+
+async def cmd_reload(node: NodeClient, args: argparse.Namespace) -> int:
+    """Exit 0 if the node runs the new code now, 1 (the old code serving) if not."""
+    answer = await node.reload_functions()
+    if not answer.get("reloaded"):
+        print(f"rpc-cli: reload failed: {answer.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    print_json({"reloaded": True, "functions": sorted(answer.get("functions") or {})})
+    return EXIT_OK
+
+
+async def cmd_functions(node: NodeClient, args: argparse.Namespace) -> int:
+    print_json({"functions": await node.describe_functions()})
+    return EXIT_OK
+
+
+QUERY_COMMANDS = {
+    "list": cmd_list,
+    "identify": cmd_identify,
+    "functions": cmd_functions,
+    "reload": cmd_reload,
+}
