@@ -42,10 +42,26 @@ RESOURCE_LIMIT_EXCEEDED: Final = "ResourceLimitExceeded"
 
 #: the contract's pattern, with the numbers bounded to what a pid and a time can be (a
 #: ppid of thousands of digits is malformed, not a number to convert); used with fullmatch
-FNC_ID_RE: Final = re.compile(
-    r"[1-9][0-9]{0,18}:[1-9][0-9]{0,18}:[0-9]{1,18}\.[0-9]{6}:[0-9a-f]{16}"
-)
-REQUEST_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+FNC_ID_PATTERN: Final = r"[1-9][0-9]{0,18}:[1-9][0-9]{0,18}:[0-9]{1,18}\.[0-9]{6}:[0-9a-f]{16}"
+FNC_ID_RE: Final = re.compile(FNC_ID_PATTERN)
+REQUEST_ID_PATTERN: Final = r"[A-Za-z0-9._:-]{1,128}"
+REQUEST_ID_RE: Final = re.compile(REQUEST_ID_PATTERN)
+
+#: Every request field as a JSON Schema: what its parser below accepts (keep the two
+#: together; ``GET /openapi.json`` is made from this table, and from :data:`REQUESTS`)
+FIELD_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    "fn_name": {"type": "string", "minLength": 1},
+    "fn_args": {"type": ["object", "null"], "description": "named arguments (null: none)"},
+    "timeout": {"type": "number", "minimum": 0,
+                "description": "seconds to wait for the result; 0: answer at once"},
+    "abort_after": {"type": ["number", "null"], "exclusiveMinimum": 0,
+                    "description": "seconds after which the daemon kills the function"},
+    "request_id": {"type": ["string", "null"], "pattern": f"^{REQUEST_ID_PATTERN}$",
+                   "description": "an idempotency key"},
+    "fnc_id": {"type": "string", "pattern": f"^{FNC_ID_PATTERN}$"},
+    "output_from": {"type": ["integer", "null"], "minimum": 0,
+                    "description": "(1.1) also answer output past this position"},
+}  # fmt: skip
 
 
 #: a run of digits as long as the longest 64-bit integer
@@ -71,6 +87,29 @@ def dumps(value: Any) -> bytes:
 def loads(data: bytes | str) -> Any:
     """Decode JSON; raises ``orjson.JSONDecodeError`` (a ``ValueError``) on bad input."""
     return orjson.loads(data)
+
+
+#: each procedure's request: its fields, and those that are required
+REQUESTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    START_FUNCTION: (("fn_name", "fn_args", "timeout", "abort_after", "request_id"),
+                     ("fn_name", "timeout")),
+    WAIT_FOR_FUNCTION: (("fnc_id", "timeout", "output_from"), ("fnc_id", "timeout")),
+    ABORT_FUNCTION: (("fnc_id",), ("fnc_id",)),
+    LIST_FUNCTIONS: ((), ()),
+    IDENTIFY: ((), ()),
+    DESCRIBE_FUNCTIONS: ((), ()),
+    RELOAD_FUNCTIONS: ((), ()),
+}  # fmt: skip
+
+
+def request_schema(procedure: str) -> dict[str, Any]:
+    """The JSON Schema of a procedure's request body (fields not named are ignored)."""
+    fields, required = REQUESTS[procedure]
+    return {
+        "type": "object",
+        "properties": {name: FIELD_SCHEMAS[name] for name in fields},
+        "required": list(required),
+    }
 
 
 # --- fnc_id -----------------------------------------------------------------
@@ -279,6 +318,8 @@ def _parse_abort_after(value: Any) -> float | None:
 def _parse_position(value: Any) -> int | None:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is an integer to JSON Schema, and so here
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadRequest(
             f"field 'output_from' must be an integer >= 0 (a position from an earlier "

@@ -19,7 +19,7 @@ from noded.calls.recorder import CallRecorder
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
 from noded.http.guard import Guard
-from noded.http.handlers import dispatch, metrics_page
+from noded.http.handlers import dispatch, metrics_page, openapi_page
 from noded.http.keys import CONFIG, GUARD, IDENTITY, RELOAD, SUPERVISOR, Reload
 from noded.http.middleware import error_middleware
 from noded.identity import Identity
@@ -62,6 +62,7 @@ def create_app(
         per_owner=policy is not None,
     )  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)
+    app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_recover_then_expire_results)
     return app

@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from noded.http.keys import CONFIG, GUARD, IDENTITY, RELOAD, SUPERVISOR
+from noded.http.openapi import openapi_document
 from noded.metrics import CONTENT_TYPE
 from noded.policy import Caller
 from rpc_client import protocol
@@ -136,6 +137,14 @@ async def metrics_page(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
+
+
+async def openapi_page(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the OpenAPI document, with the functions the client may run."""
+    guard = request.app[GUARD]
+    caller = guard.caller(request)
+    guard.check_procedure(caller, "GET /openapi.json")
+    return json_response(openapi_document(_described(request.app, caller)))
 
 
 def json_response(answer: dict[str, Any], status: int = 200) -> web.Response:

@@ -76,11 +76,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
 
 
 async def https_get(secured: Secured, who: str, path: str) -> int:
+    return (await https_get_body(secured, who, path))[0]
+
+
+async def https_get_body(secured: Secured, who: str, path: str) -> tuple[int, bytes]:
     context = secured.pki.tls(who).client_context()
     context.check_hostname = False
     url = f"https://127.0.0.1:{secured.node.port}{path}"
     async with aiohttp.ClientSession() as session, session.get(url, ssl=context) as response:
-        return response.status
+        return response.status, await response.read()
 
 
 async def test_each_identity_may_call_only_the_procedures_its_rules_name(secured: Secured) -> None:
@@ -148,6 +152,14 @@ async def test_describe_functions_shows_only_what_the_client_may_run(secured: Se
         assert await monitor.describe_functions() == {}
     async with secured.client("master") as master:
         assert "echo" in await master.describe_functions()
+    status, body = await https_get_body(secured, "deployer", "/openapi.json")
+    start = orjson.loads(body)["paths"]["/StartFunction"]["put"]["requestBody"]
+    branches = start["content"]["application/json"]["schema"]["oneOf"]
+    assert status == 200
+    assert [b["properties"]["fn_name"]["const"] for b in branches] == [
+        "service_restart", "sleep_then",
+    ]  # fmt: skip
+    assert await https_get(secured, "monitor", "/openapi.json") == 403
 
 
 async def test_calls_belong_to_who_started_them(secured: Secured) -> None:
