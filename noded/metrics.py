@@ -90,6 +90,9 @@ class Metrics:
         self.audit_fsyncs = Counter(
             "noded_audit_fsyncs", "fsyncs of the audit log (one for starts that come together)",
             registry=r)  # fmt: skip
+        self.tls_failures = Counter(
+            "noded_tls_handshake_failures", "TLS handshakes refused or broken, by reason",
+            ["reason"], registry=r)  # fmt: skip
         self.zygote_restarts = Counter(
             "noded_zygote_restarts", "Fork servers started again after one died", registry=r
         )

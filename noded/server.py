@@ -25,6 +25,7 @@ from noded.http.app import create_app
 from noded.http.guard import Guard
 from noded.http.keys import GUARD, SUPERVISOR
 from noded.http.protocol import NodedRunner
+from noded.http.tls_site import TLSSite
 from noded.identity import load_identity
 from noded.metrics import Metrics
 from noded.policy import Policy, PolicyError, load_policy
@@ -97,16 +98,7 @@ class Server:
             shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S,
         )
         await self._runner.setup()
-        self._ssl = tls.server_context(*self._tls_files()) if config.tls else None
-        site = web.TCPSite(
-            self._runner,
-            config.bind,
-            config.port,
-            reuse_address=True,
-            ssl_context=self._ssl,
-            backlog=_LISTEN_BACKLOG,
-        )
-        await site.start()
+        await self._site(config, metrics).start()
         self._install_signal_handlers()
         event(
             log,
@@ -124,6 +116,18 @@ class Server:
         interval = systemd.watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+
+    def _site(self, config: NodedConfig, metrics: Metrics) -> web.TCPSite:
+        """The listening site; with TLS, one that logs refused handshakes."""
+        assert self._runner is not None
+        if not config.tls:
+            return web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
+                               backlog=_LISTEN_BACKLOG)  # fmt: skip
+        self._ssl = tls.server_context(*self._tls_files())
+        return TLSSite(
+            self._runner, config.bind, config.port, reuse_address=True, ssl_context=self._ssl,
+            backlog=_LISTEN_BACKLOG, handshake_timeout_s=config.idle_timeout_s, metrics=metrics,
+        )  # fmt: skip
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

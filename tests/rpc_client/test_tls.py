@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import re
 import signal
 import ssl
 import stat
@@ -22,7 +23,7 @@ from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import ConnectionLost, Forbidden, TLSError
 from rpc_client.tls import TLSConfig, fingerprint
-from tests.helpers import node_env, run_node
+from tests.helpers import eventually, node_env, run_node
 from tests.pki import Pki, tls_args
 
 
@@ -54,6 +55,19 @@ async def test_a_client_without_a_certificate_never_reaches_a_handler(pki: Pki) 
         context = ssl.create_default_context(cafile=str(pki.ca / "ca.crt"))
         assert await raw_handshake(node, context) == b""
         assert "Identify" not in node.log_text() and "http." not in node.log_text()
+        # the node says so, with the peer and the reason
+        await eventually(lambda: "tls.handshake_failed" in node.log_text())
+        assert re.search(r"tls.handshake_failed .*peer=127\.0\.0\.1:\d+ .*no certificate",
+                         node.log_text())  # fmt: skip
+
+
+async def test_plain_http_to_the_tls_port_is_logged_as_such(pki: Pki) -> None:
+    async with run_node(pki.node_args(), client_tls=pki.master()) as node:
+        async with NodeClient("127.0.0.1", node.port, name="node1") as client:
+            with pytest.raises(ConnectionLost):
+                await client.identify()
+        await eventually(lambda: "tls.handshake_failed" in node.log_text())
+        assert "plain HTTP: the client spoke HTTP to this TLS port" in node.log_text()
 
 
 @pytest.mark.parametrize("which", ["other CA", "expired"])
@@ -75,6 +89,9 @@ async def test_bad_client_certificates_are_refused(pki: Pki, which: str) -> None
             with pytest.raises((TLSError, ConnectionLost), match="certificate"):
                 await client.identify()
         assert await raw_handshake(node, bad.client_context()) == b""
+        await eventually(lambda: "tls.handshake_failed" in node.log_text())
+        words = "unknown CA" if which == "other CA" else "expired"
+        assert re.search(f"tls.handshake_failed .*peer=127.0.0.1:.*{words}", node.log_text())
 
 
 async def test_the_client_refuses_a_node_whose_certificate_does_not_verify(pki: Pki) -> None:
