@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import aiohttp
+
 from masterd.call import call_function
 from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
 from masterd.node import Node, load_nodes
-from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
+from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient, new_session
 from rpc_client.errors import UnknownNode
+from rpc_client.tls import TLSConfig
 
 
 class Cluster:
@@ -26,6 +31,9 @@ class Cluster:
                 if key is not None and self._by_key.setdefault(key, node) is not node:
                     raise ValueError(f"two nodes are known as {key!r}")
         self._clients: dict[str, NodeClient] = {}
+        #: one connection pool for every node, and one TLS context per TLS setting
+        self._session: aiohttp.ClientSession | None = None
+        self._contexts: dict[TLSConfig, ssl.SSLContext] = {}
 
     @classmethod
     def from_file(cls, path: Path | str, **kwargs: Any) -> Cluster:
@@ -57,9 +65,32 @@ class Cluster:
                 timeouts=self._timeouts,
                 expected_uuid=node.uuid,
                 tls=node.tls,
+                session=self._shared_session(),
+                ssl_context=self._context(node.tls),
             )
             self._clients[node.name] = client
         return client
+
+    def _shared_session(self) -> aiohttp.ClientSession | None:
+        """The cluster's connection pool (made in the running loop; without one, each
+        client makes its own when it first asks)."""
+        if self._session is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return None
+            self._session = new_session()
+        return self._session
+
+    def _context(self, tls: TLSConfig | None) -> ssl.SSLContext | None:
+        """One TLS context per TLS setting: making one reads the files and costs about a
+        millisecond, too much to pay per node of a thousand."""
+        if tls is None:
+            return None
+        context = self._contexts.get(tls)
+        if context is None:
+            context = self._contexts[tls] = tls.client_context()
+        return context
 
     async def call_function(
         self, node: Node | str, fn_name: str, fn_args: dict[str, Any] | None = None,
@@ -94,6 +125,9 @@ class Cluster:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     async def __aenter__(self) -> Cluster:
         return self

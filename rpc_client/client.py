@@ -7,6 +7,7 @@ a margin, so a node that never answers is detected here, not by TCP.
 from __future__ import annotations
 
 import contextlib
+import math
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +61,16 @@ class ClientTimeouts:
 DEFAULT_TIMEOUTS = ClientTimeouts()
 
 
+def new_session() -> aiohttp.ClientSession:
+    """A connection pool for one node or many.  Timeouts are kept to the millisecond:
+    aiohttp by default rounds one of 5 s or more up to a whole second of the loop's
+    clock, which made a 10 s deadline end up to a second late."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=math.inf),
+        raise_for_status=False,
+    )
+
+
 class NodeClient:
     """An async client of one ganeti-noded; use it as an async context manager.
 
@@ -77,19 +88,24 @@ class NodeClient:
         timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
         expected_uuid: str | None = None,
         tls: TLSConfig | None = None,
+        session: aiohttp.ClientSession | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``session``: a session shared with other clients (a Cluster's), not closed
+        here; ``ssl_context``: ``tls``'s context, made once for many clients."""
         host = f"[{address}]" if ":" in address else address
         self.base_url = f"{'https' if tls else 'http'}://{host}:{port}"
         self.name = name or f"{host}:{port}"
         self.timeouts = timeouts
         self.expected_uuid = expected_uuid
-        self._ssl = tls.client_context() if tls else None
+        self._ssl = (ssl_context or tls.client_context()) if tls else None
         # one certificate per node: it must carry the node's name (or the name given)
         self._server_name = (
             (tls.server_name or name or address) if tls and tls.verify_name else None
         )
         self._verified = False
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = session
+        self._own_session = session is None
 
     async def __aenter__(self) -> NodeClient:
         return self
@@ -103,8 +119,8 @@ class NodeClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connections to the node."""
-        if self._session is not None:
+        """Close the connections to the node (a shared session is its owner's to close)."""
+        if self._session is not None and self._own_session:
             await self._session.close()
             self._session = None
 
@@ -202,7 +218,9 @@ class NodeClient:
         self, procedure: str, body: dict[str, Any], request_timeout_s: float
     ) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(
-            total=request_timeout_s, connect=min(self.timeouts.connect_s, request_timeout_s)
+            total=request_timeout_s,
+            connect=min(self.timeouts.connect_s, request_timeout_s),
+            ceil_threshold=math.inf,  # to the millisecond: see new_session
         )
         with self._mapped_errors(procedure, request_timeout_s):
             async with self._open_session().put(
@@ -285,10 +303,7 @@ class NodeClient:
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0),
-                raise_for_status=False,
-            )
+            self._session = new_session()
         return self._session
 
     def _wait_bound(self, wait_s: float, override_s: float | None) -> float:

@@ -20,7 +20,10 @@ measured then.
 6. The audit log's cost: echo with and without ``--audit-log`` (on the disk, not a tmpfs:
    an fsync per start, or per group of starts that come together), in turns: p50
    latency, throughput at 32 callers, and fsyncs per start.
-7. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently; twice
+7. The master's fan-out (``tests/bench/fleet.py``): one gather to 1,000 fake nodes, 10
+   real daemons, 10 refused and 10 silent ports, and again over mutual TLS: the master's
+   CPU and memory per node, when the last good result came and the last node was named.
+8. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently; twice
    in the same daemon, since on a VM the first run may be the first to touch some of the
    guest's memory, which costs a host fault per page (see doc/performance.md).
 """
@@ -325,6 +328,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
                 "flood": await output.flood(fork.url, fork.pid),
             }
         report["audit"] = await audit_cost(workdir, calls, seconds, rounds)
+        report["fleet"] = [await fleet_run(*tls) for tls in ((), ("--tls",))]
         async with noded("fork", workdir / "memory") as fork:  # fresh: idle means idle
             step("memory")
             report["memory"] = await memory(fork, 500)
@@ -360,6 +364,17 @@ async def audit_cost(workdir: Path, calls: int, seconds: float, rounds: int) -> 
         **{f"{name}_32_callers": statistics.median(rates[name]) for name in targets},
         "fsyncs_per_start": fsyncs_per_start,
     }
+
+
+async def fleet_run(*extra: str) -> dict[str, Any]:
+    """The fan-out measurement, in a process of its own (its CPU is the master's)."""
+    step(f"fleet: one gather to about a thousand nodes {' '.join(extra)}")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.bench.fleet", *extra, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, **node_env()},
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 600)
+    return {"tls": "--tls" in extra, **json.loads(out.decode().strip().splitlines()[-1])}
 
 
 async def _fsyncs_per_start(target: Target) -> float:
@@ -436,6 +451,7 @@ def table(report: dict[str, Any]) -> str:
         f"{w['floor']['p99_ms']:.3f} ms",
         *_output_rows(report["output"], w["floor"]),
         _audit_row(report["audit"]),
+        *(_fleet_row(run) for run in report["fleet"]),
         f"daemon RSS idle {m['idle_rss_mib']:.1f} MiB, with 500 running "
         f"{m['rss_500_running_mib']:.1f} MiB; one function process USS "
         f"{m['function_uss_mib']:.2f} MiB",
@@ -460,6 +476,15 @@ def _output_rows(out: dict[str, Any], floor: dict[str, float]) -> list[str]:
         f"{flood['mib_per_s']:.0f} MiB/s through the daemon, daemon CPU "
         f"{flood['daemon_cpu_ms_per_mib']:.2f} ms per MiB, RSS after {flood['rss_mib']:.1f} MiB",
     ]
+
+
+def _fleet_row(run: dict[str, Any]) -> str:
+    return (
+        f"fleet{' (mTLS)' if run['tls'] else ''}: {run['named']}/{run['nodes']} nodes named "
+        f"({run['outcomes']}), master CPU {run['cpu_ms_per_node']:.3f} ms and "
+        f"{run['rss_kib_per_node']:.0f} KiB a node, last good result {run['last_ok_s']:.2f} s, "
+        f"last node named {run['last_named_s']:.2f} s (bound {run['bound_s']:.1f} s)"
+    )
 
 
 def _audit_row(audit: dict[str, Any]) -> str:

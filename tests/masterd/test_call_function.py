@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -57,6 +58,19 @@ async def test_a_silent_node_costs_no_more_than_the_deadline() -> None:
         with pytest.raises(NodeTimeout):
             await call_function(node, "echo", {"value": 1}, timeout=1.5)
         assert time.monotonic() - began < 1.5 + 1.0  # the promise: timeout + 1 s
+
+
+async def test_a_deadline_of_5_s_or_more_is_kept_to_the_millisecond_too() -> None:
+    """aiohttp rounds a timeout of 5 s or more up to a whole second of the loop's clock
+    unless told not to; started just past .30 of a second, a 5 s call ended at +5.95 s
+    instead of +5.75 (timeout + LATE_S)."""
+    loop = asyncio.get_running_loop()
+    async with fake_node(never_answers) as port, NodeClient("127.0.0.1", port) as node:
+        await asyncio.sleep((0.30 - loop.time() % 1) % 1)  # the worst case for the rounding
+        began = time.monotonic()
+        with pytest.raises(NodeTimeout):
+            await call_function(node, "echo", {"value": 1}, timeout=5.0)
+        assert time.monotonic() - began < 5.0 + LATE_S + 0.5
 
 
 async def test_an_unreachable_node_fails_at_once() -> None:

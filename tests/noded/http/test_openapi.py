@@ -22,7 +22,7 @@ from rpc_client.errors import BadRequest
 from tests.helpers import get_text
 
 #: how long the schemathesis run may take (longer: NODED_FUZZ_S=600 make test)
-FUZZ_S = int(os.environ.get("NODED_FUZZ_S", "20"))
+FUZZ_S = int(os.environ.get("NODED_FUZZ_S", "10"))
 
 
 async def document(node: LocalNode) -> dict[str, Any]:
