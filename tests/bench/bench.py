@@ -13,6 +13,10 @@ measured then.
    throughput at 1, 8, 32 and 128 concurrent callers.
 2. Reference A, "exec per call": noded --spawn exec, the same calls.
 3. Reference B, "HTTP floor": aiohttp+uvloop answering the same request with no process.
+   Reference C, "process floor" (``tests/bench/process_floor.py``): aiohttp+uvloop and a
+   minimal fork server with 4 children forked ahead, newline-framed pipes, nothing else:
+   what a process per call costs with nothing of noded's on top (issue 21's goals:
+   noded's p50 within 1.25x of it, its throughput at 32 callers at least 0.8x).
 4. Wake-up latency: from the function writing its result to WaitForFunction's answer;
    and its floor: aiohttp answering a pending request when a helper process writes the
    time to a pipe (the same two wake-ups, nothing else).
@@ -253,17 +257,18 @@ async def noded(spawn: str, workdir: Path, *extra: str) -> AsyncIterator[Target]
 
 
 @contextlib.asynccontextmanager
-async def http_floor() -> AsyncIterator[Target]:
+async def http_floor(module: str = "tests.bench.floor") -> AsyncIterator[Target]:
+    """A reference server of ``module`` (the HTTP floor, or the process floor)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.floor", str(port)],
+        [sys.executable, "-m", module, str(port)],
         stdout=subprocess.PIPE,
         env={**os.environ, **node_env()},
     )
     try:
         assert proc.stdout is not None
         await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
-        yield Target("HTTP floor", port, proc.pid)
+        yield Target(module, port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -318,8 +323,9 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
             noded("fork", workdir) as fork,
             noded("exec", workdir) as exec_,
             http_floor() as floor,
+            http_floor("tests.bench.process_floor") as process_floor,
         ):
-            targets = {"noded": fork, "exec": exec_, "floor": floor}
+            targets = {"noded": fork, "exec": exec_, "floor": floor, "process": process_floor}
             report.update(await measure_in_turns(targets, calls, seconds, rounds))
             report["wake_up"] = await wake_ups_in_turns(fork, floor, 300, rounds)
             step("output: latency of a line printed every 10 ms, and a 100 MiB print flood")
@@ -444,6 +450,7 @@ def table(report: dict[str, Any]) -> str:
             f"{f'calls/s, {callers} callers':24}{x:14.0f}{y:14.0f}{z:16.0f}"
             f"{x / y:10.1f}{x / z:10.2f}"
         )
+    rows += _process_floor_rows(n, report["process"])
     w, m = report["wake_up"], report["memory"]
     rows += [
         f"wake-up p50 / p99: {w['noded']['p50_ms']:.3f} / {w['noded']['p99_ms']:.3f} ms; "
@@ -475,6 +482,16 @@ def _output_rows(out: dict[str, Any], floor: dict[str, float]) -> list[str]:
         f"print flood: {flood['mib']} MiB in {flood['wall_s']:.2f} s, "
         f"{flood['mib_per_s']:.0f} MiB/s through the daemon, daemon CPU "
         f"{flood['daemon_cpu_ms_per_mib']:.2f} ms per MiB, RSS after {flood['rss_mib']:.1f} MiB",
+    ]
+
+
+def _process_floor_rows(noded: dict[str, Any], floor: dict[str, Any]) -> list[str]:
+    p50, floor_p50 = noded["latency"]["p50_ms"], floor["latency"]["p50_ms"]
+    rate, floor_rate = noded["throughput"][32], floor["throughput"][32]
+    return [
+        f"process floor (C): echo p50 {floor_p50:.3f} ms, {floor_rate:.0f} calls/s at 32 "
+        f"callers; noded/C: p50 {p50 / floor_p50:.2f}x (goal <= 1.25), calls/s at 32 "
+        f"{rate / floor_rate:.2f}x (goal >= 0.8)"
     ]
 
 

@@ -1,0 +1,125 @@
+"""Reference C, the process floor: the simplest daemon that does noded's job.
+
+``python -m tests.bench.process_floor PORT``: aiohttp on uvloop; ``PUT /StartFunction``
+runs ``echo`` in a process of its own, taken from a few children a minimal fork server
+keeps forked ahead, over newline-framed pipes, and answers the call state.  No journal,
+no validation, no metrics, no output capture, no limits: what a process per call costs
+with nothing of noded's on top (issue 21).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import signal
+import socket
+import sys
+
+import orjson
+import uvloop
+from aiohttp import web
+
+SPARES = 4
+
+
+def fork_server(control: socket.socket) -> None:
+    """In the fork server: for each byte asked, fork a child with a fresh pair of pipes
+    and send their other ends back; children are reaped by the kernel."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while control.recv(1):
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        if os.fork() == 0:
+            control.close()
+            os.close(to_child_w)
+            os.close(from_child_r)
+            _child(to_child_r, from_child_w)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        socket.send_fds(control, [b"c"], [to_child_w, from_child_r])
+        os.close(to_child_w)
+        os.close(from_child_r)
+    os._exit(0)
+
+
+def _child(requests: int, answers: int) -> None:
+    with os.fdopen(requests, "rb") as stream:
+        line = stream.readline()
+    call = orjson.loads(line)
+    result = {"ok": True, "result": call["fn_args"].get("value")}
+    os.write(answers, orjson.dumps(result) + b"\n")
+    os._exit(0)
+
+
+class Spares:
+    """Children forked ahead: (write end, read end) of each one's pipes."""
+
+    def __init__(self, control: socket.socket) -> None:
+        self._control = control
+        self._ready: collections.deque[tuple[int, int]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[tuple[int, int]]] = collections.deque()
+        asyncio.get_running_loop().add_reader(control.fileno(), self._on_child)
+        self._ask(SPARES)
+
+    def _ask(self, count: int) -> None:
+        self._control.send(b"f" * count)
+
+    def _on_child(self) -> None:
+        _, fds, _, _ = socket.recv_fds(self._control, 1, 2)
+        pair = (fds[0], fds[1])
+        if self._waiting:
+            self._waiting.popleft().set_result(pair)
+        else:
+            self._ready.append(pair)
+
+    async def take(self) -> tuple[int, int]:
+        self._ask(1)  # its replacement
+        if self._ready:
+            return self._ready.popleft()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        return await waiter
+
+
+SPARES_KEY = web.AppKey("spares", Spares)
+
+
+async def start_function(request: web.Request) -> web.Response:
+    body = orjson.loads(await request.read())
+    to_child, from_child = await request.app[SPARES_KEY].take()
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[bytes] = loop.create_future()
+    loop.add_reader(from_child, lambda: answered.done() or answered.set_result(
+        os.read(from_child, 65536)))  # fmt: skip
+    try:
+        os.write(to_child, orjson.dumps(body) + b"\n")
+        os.close(to_child)
+        line = await asyncio.wait_for(answered, 30)
+    finally:
+        loop.remove_reader(from_child)
+        os.close(from_child)
+    frame = orjson.loads(line)
+    state = {"fnc_id": "1:2:1763800000.123456:0123456789abcdef", "finished": True,
+             "result": frame["result"], "error": None}  # fmt: skip
+    return web.Response(body=orjson.dumps(state), content_type="application/json")
+
+
+async def serve(port: int, control: socket.socket) -> None:
+    app = web.Application()
+    app[SPARES_KEY] = Spares(control)
+    app.router.add_put("/StartFunction", start_function)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if os.fork() == 0:  # the fork server, forked before any event loop exists
+        ours.close()
+        fork_server(theirs)
+    theirs.close()
+    uvloop.run(serve(int(sys.argv[1]), ours))
