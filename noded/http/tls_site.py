@@ -27,6 +27,7 @@ log = logging.getLogger("noded.tls")
 #: at most one tls.handshake_failed line per this many seconds; the rest are counted
 _LOG_EVERY_S = 1.0
 _failures = RateLimit(_LOG_EVERY_S)
+_accept_failures = RateLimit(_LOG_EVERY_S)
 #: handshakes under way at most; past it, accepting waits (a flood of half-open
 #: connections cannot take every descriptor)
 MAX_HANDSHAKES = 1024
@@ -76,7 +77,9 @@ class TLSSite(web.TCPSite):
                 sock, peer = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors, say: wait a little, go on
                 self._slots.release()
-                event(log, "tls.accept_failed", logging.WARNING, error=str(exc))
+                if _accept_failures.allow():
+                    event(log, "tls.accept_failed", logging.WARNING, error=str(exc),
+                          suppressed=_accept_failures.take_suppressed())  # fmt: skip
                 await asyncio.sleep(0.1)
                 continue
             task = loop.create_task(self._handshake(sock, _peer(peer)))
