@@ -114,6 +114,7 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
             "content_type_conformance,response_schema_conformance",
             "--max-time", str(FUZZ_S), "--request-timeout", "5", "--seed", "1",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=tmp_path,  # its cache (.schemathesis/) goes there, not into the tree
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), FUZZ_S + 120)
         report = out.decode(errors="replace")
