@@ -46,6 +46,8 @@ def fork_server(control: socket.socket) -> None:
 def _child(requests: int, answers: int) -> None:
     with os.fdopen(requests, "rb") as stream:
         line = stream.readline()
+    if not line:  # released unused: the server stopped
+        os._exit(0)
     call = orjson.loads(line)
     result = {"ok": True, "result": call["fn_args"].get("value")}
     os.write(answers, orjson.dumps(result) + b"\n")
