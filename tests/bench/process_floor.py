@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import signal
 import socket
+import subprocess
 import sys
 
 import orjson
@@ -21,37 +21,6 @@ import uvloop
 from aiohttp import web
 
 SPARES = 4
-
-
-def fork_server(control: socket.socket) -> None:
-    """In the fork server: for each byte asked, fork a child with a fresh pair of pipes
-    and send their other ends back; children are reaped by the kernel."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    while control.recv(1):
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        if os.fork() == 0:
-            control.close()
-            os.close(to_child_w)
-            os.close(from_child_r)
-            _child(to_child_r, from_child_w)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        socket.send_fds(control, [b"c"], [to_child_w, from_child_r])
-        os.close(to_child_w)
-        os.close(from_child_r)
-    os._exit(0)
-
-
-def _child(requests: int, answers: int) -> None:
-    with os.fdopen(requests, "rb") as stream:
-        line = stream.readline()
-    if not line:  # released unused: the server stopped
-        os._exit(0)
-    call = orjson.loads(line)
-    result = {"ok": True, "result": call["fn_args"].get("value")}
-    os.write(answers, orjson.dumps(result) + b"\n")
-    os._exit(0)
 
 
 class Spares:
@@ -118,10 +87,21 @@ async def serve(port: int, control: socket.socket) -> None:
     await asyncio.Event().wait()
 
 
-if __name__ == "__main__":
+def start_fork_server() -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """The fork server, a lean interpreter of its own (as noded's zygote is: forking a
+    process that imported aiohttp would copy its page tables at every fork)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    if os.fork() == 0:  # the fork server, forked before any event loop exists
-        ours.close()
-        fork_server(theirs)
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "tests.bench.floor_zygote", str(theirs.fileno())],
+        pass_fds=[theirs.fileno()],
+    )
     theirs.close()
-    uvloop.run(serve(int(sys.argv[1]), ours))
+    return ours, proc
+
+
+if __name__ == "__main__":
+    control, zygote = start_fork_server()
+    try:
+        uvloop.run(serve(int(sys.argv[1]), control))
+    finally:
+        zygote.terminate()
