@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import sys
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
-from noded.config import NodedConfig
+from noded.config import NodedConfig, is_loopback
 from noded.server import Server
 from noded.version import __version__
 from rpc_client.logs import setup_logging
@@ -147,15 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ImportError, OSError, TypeError, ValueError) as exc:
         print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
         return 1
-
-
-def is_loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 if __name__ == "__main__":

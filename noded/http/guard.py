@@ -8,7 +8,6 @@ audit log nobody is even asked their name (it costs a certificate parse per clie
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from noded.calls.audit import AuditLog
 from noded.calls.table import FunctionCall
+from noded.config import is_loopback
 from noded.metrics import Metrics
 from noded.policy import ANONYMOUS, LOCAL, Caller, Policy
 from noded.registry import FunctionSpec
@@ -140,14 +140,15 @@ def caller_of(request: web.Request) -> Caller:
     transport = request.transport
     if transport is None:  # the client has gone already
         return Caller(ANONYMOUS, "?")
-    peer = _peer(transport.get_extra_info("peername"))
+    peername = transport.get_extra_info("peername")
+    peer = peer_text(peername)
     ssl_object = transport.get_extra_info("ssl_object")
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     if der:
         name, fingerprint = certificate_identity(der)
         return Caller(name, peer, fingerprint)
-    host = (transport.get_extra_info("peername") or ("",))[0]
-    return Caller(LOCAL if _is_loopback(host) else ANONYMOUS, peer)
+    host = peername[0] if peername else ""
+    return Caller(LOCAL if is_loopback(host) else ANONYMOUS, peer)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -157,15 +158,9 @@ def certificate_identity(der: bytes) -> tuple[str, str]:
     return tls.common_name(der) or f"sha256:{fingerprint}", fingerprint
 
 
-def _peer(peername: Any) -> str:
+def peer_text(peername: Any) -> str:
+    """A socket's peer as ``address:port`` (``[v6]:port``), ``?`` if unknown."""
     if not peername:
         return "?"
     host, port = peername[0], peername[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

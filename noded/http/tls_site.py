@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from noded.http.guard import peer_text
 from noded.metrics import Metrics
 from rpc_client.logs import RateLimit, event
 
@@ -82,7 +83,7 @@ class TLSSite(web.TCPSite):
                           suppressed=_accept_failures.take_suppressed())  # fmt: skip
                 await asyncio.sleep(0.1)
                 continue
-            task = loop.create_task(self._handshake(sock, _peer(peer)))
+            task = loop.create_task(self._handshake(sock, peer_text(peer)))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
@@ -146,10 +147,3 @@ def handshake_failure(exc: BaseException) -> str:
     if isinstance(exc, ConnectionError | EOFError):
         return "closed: the client left during the handshake"
     return f"refused: {reason}"
-
-
-def _peer(peername: Any) -> str:
-    if not peername:
-        return "?"
-    host, port = peername[0], peername[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
