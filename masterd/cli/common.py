@@ -33,8 +33,12 @@ EXIT_INTERRUPTED = 130
 _ABORT_ON_INTERRUPT_S = 15.0
 
 
-def add_function_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("fn_name")
+def add_function_args(parser: argparse.ArgumentParser, *, optional: str | None = None) -> None:
+    """FN and ARGS_JSON; with ``optional``, FN may be left out (saying when, in its help)."""
+    if optional is None:
+        parser.add_argument("fn_name")
+    else:
+        parser.add_argument("fn_name", nargs="?", help=optional)
     parser.add_argument(
         "fn_args",
         nargs="?",

@@ -19,6 +19,7 @@ from masterd.cli.common import (
     EXIT_FAILED,
     EXIT_NODE,
     EXIT_OK,
+    add_function_args,
     parse_fn_args,
 )
 from masterd.cli.output import OutputPrinter
@@ -33,11 +34,7 @@ _DETAIL_CHARS = 120
 
 def add_gather_command(sub: Any) -> None:
     gather = sub.add_parser("gather", help="call a function on every node of --nodes")
-    gather.add_argument("fn_name", nargs="?", help="the function (not with --resume)")
-    gather.add_argument(
-        "fn_args", nargs="?", default="{}", metavar="ARGS_JSON",
-        help="named arguments as a JSON object, e.g. '{\"seconds\": 2}'",
-    )  # fmt: skip
+    add_function_args(gather, optional="the function (not with --resume)")
     gather.add_argument(
         "--timeout", type=float, default=60.0, help="overall deadline in seconds (default 60)"
     )
