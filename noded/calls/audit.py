@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from noded.calls.appending import append_whole
 from noded.metrics import Metrics
 from noded.policy import Caller
 from rpc_client.audit import GENESIS, args_sha256, line_hash
@@ -229,22 +230,8 @@ def _open(path: Path) -> int:
 
 
 def _write_line(fd: int, line: bytes) -> None:
-    """One record with a single write; one cut short is cut off again."""
-    data = line + b"\n"
-    size = os.fstat(fd).st_size
-    try:
-        written = os.write(fd, data)
-    except OSError:
-        _truncate(fd, size)
-        raise
-    if written != len(data):
-        _truncate(fd, size)
-        raise OSError(f"short write: {written} of {len(data)} bytes")
-
-
-def _truncate(fd: int, size: int) -> None:
-    with contextlib.suppress(OSError):
-        os.ftruncate(fd, size)
+    """One record, cut off again if a write fails (the chain is then unchanged)."""
+    append_whole(fd, line + b"\n", os.fstat(fd).st_size)
 
 
 def _sync(fds: list[int], head_path: Path, head: bytes) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from noded.calls.appending import TornRecord, append_whole
 from noded.calls.records import (
     call_from,
     finish_record,
@@ -200,23 +201,14 @@ class CallJournal:
             self._reopen(self._lines)
         if self._torn:
             line = b"\n" + line
-        view = memoryview(line)
         try:
-            while view:  # a write to a regular file takes it all, unless the disk is full
-                view = view[os.write(self._fd, view) :]
-        except OSError:
-            self._cut_back()
+            append_whole(self._fd, line, self._size)
+        except TornRecord:
+            self._torn = True
             raise
         self._size += len(line)
         self._lines += 1
         self._torn = False
-
-    def _cut_back(self) -> None:
-        """Remove what a failed write left of its line."""
-        try:
-            os.ftruncate(self._fd, self._size)
-        except OSError:
-            self._torn = True
 
     def _reopen(self, lines: int) -> None:
         self.close()

@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from noded.calls.appending import TornRecord, append_whole
+
 STDOUT, STDERR, PROGRESS = 0, 1, 2
 STREAM_NAMES = ("stdout", "stderr", "progress")
 _HEADER = struct.Struct("<BI")
@@ -133,26 +135,15 @@ class OutputLog:
             current = self._new_segment()
         elif self._fd < 0:  # closed by flush(): more came
             self._fd = os.open(current.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        view = memoryview(record)
         try:
-            while view:  # a full disk may take part of it, then fail
-                view = view[os.write(self._fd, view) :]
-        except OSError:
-            self._cut_back(current)
+            append_whole(self._fd, record, current.size)
+        except TornRecord:  # the next record starts a segment of its own, so that
+            self._torn = True  # positions stay true (a reader stops at the torn end)
             raise
         current.size += len(record)
         self.next += len(record)
         if self._on_kept is not None:
             self._on_kept(len(record))
-
-    def _cut_back(self, segment: _Segment) -> None:
-        """Remove what a failed write left of its record, as the journal does; if even
-        that fails, the next record starts a segment of its own, so that positions stay
-        true (a reader stops at the torn end)."""
-        try:
-            os.ftruncate(self._fd, segment.size)
-        except OSError:
-            self._torn = True
 
     def _new_segment(self) -> _Segment:
         self._torn = False
