@@ -10,29 +10,50 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from noded.process.spawners import Spawner
+from noded.metrics import Metrics
+from noded.process.function import FunctionProcess
+from noded.process.leftovers import is_resource_shortage
+from noded.process.spawners import BeforeSend, Spawner
+from rpc_client.errors import NodeBusy
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.calls")
 
 _CLOSE_TIMEOUT_S = 30.0
+#: Retry-After of a 503 Busy: processes, descriptors and slots free up within seconds
+BUSY_RETRY_AFTER_S = 1
 
 
 class Spawners:
     """The spawner in use, and the retired ones until their calls are done."""
 
-    def __init__(self, spawner: Spawner) -> None:
+    def __init__(self, spawner: Spawner, metrics: Metrics) -> None:
         self.current = spawner
-        #: fnc_id -> the spawner that made its process, while it is not reaped
-        self._made_by: dict[str, Spawner] = {}
+        self._metrics = metrics
+        #: pid -> the spawner that made the process, while it is not reaped
+        self._made_by: dict[int, Spawner] = {}
         self._retired: list[Spawner] = []
         self._closing: set[asyncio.Task[None]] = set()
 
-    def made(self, fnc_id: str, spawner: Spawner) -> None:
-        self._made_by[fnc_id] = spawner
+    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
+        """A process for a call, from the spawner in use; a shortage of processes or
+        descriptors is :class:`NodeBusy` (it passes with time)."""
+        spawner = self.current
+        try:
+            proc = await spawner.spawn(request, before_send)
+        except OSError as exc:
+            if not is_resource_shortage(exc):
+                raise
+            event(log, "spawn.failed", level=logging.WARNING, error=str(exc))
+            self._metrics.rejections.labels("process_resources").inc()
+            raise NodeBusy(
+                f"cannot start a function process now: {exc}", retry_after_s=BUSY_RETRY_AFTER_S
+            ) from exc
+        self._made_by[proc.pid] = spawner  # no turn of the loop since it was sent its call
+        return proc
 
-    def reaped(self, fnc_id: str) -> None:
-        self._made_by.pop(fnc_id, None)
+    def reaped(self, pid: int) -> None:
+        self._made_by.pop(pid, None)
         if self._retired:
             self._close_idle()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from noded.calls.listing import listing_entry
 from noded.calls.outcomes import call_result
 from noded.calls.recorder import CallRecorder
 from noded.calls.recovery import kill_leftovers
-from noded.calls.spawning import Spawners
+from noded.calls.spawning import BUSY_RETRY_AFTER_S, Spawners
 from noded.calls.table import (
     AbortReason,
     CallTable,
@@ -31,9 +32,8 @@ from noded.metrics import Metrics
 from noded.policy import Caller
 from noded.process.child.frames import encode_request
 from noded.process.function import FunctionProcess, Outcome
-from noded.process.leftovers import is_resource_shortage
 from noded.process.process_set import ProcessSet
-from noded.process.spawners import BeforeSend, Spawner
+from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees, CgroupTree
 from noded.registry import FunctionSpec, Registry
 from rpc_client.errors import (
@@ -48,7 +48,19 @@ from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
 
 log = logging.getLogger("noded.calls")
 
-_BUSY_RETRY_AFTER_S = 1
+
+@dataclass(frozen=True, kw_only=True)
+class _Start:
+    """A StartFunction on its way to a process, and what is derived from it, once."""
+
+    request: StartFunctionRequest
+    encoded: bytes
+    caller: Caller | None
+    owner: str | None
+    #: its request_id as the call table keys it (per owner under a policy)
+    key: str | None
+    #: of its fn_name and fn_args, for the request_id conflict check (with a key only)
+    digest: bytes
 
 
 class Supervisor:
@@ -68,7 +80,7 @@ class Supervisor:
     ) -> None:
         self._config = config
         self._registry = registry
-        self.spawners = Spawners(spawner)
+        self.spawners = Spawners(spawner, metrics)
         self._daemon_pid = daemon_pid
         self.recorder = recorder
         self._trees = trees
@@ -122,11 +134,10 @@ class Supervisor:
         """StartFunction: check (unless ``spec`` is the checked function), spawn (unless
         the request_id is known), then wait.  ``caller`` owns the call."""
         spec = spec or self.checked(request)
-        encoded = _encode(request, spec.limits_over(self._config.default_limits))
-        owner = caller.name if caller is not None else None
-        call = self._existing_call(request, owner)
+        start = self._start_of(request, spec, caller)
+        call = self._existing_call(start)
         if call is None:
-            call = await self._launch_once(request, encoded, caller)
+            call = await self._launch_once(start)
         return await self.wait(call, request.timeout)
 
     async def wait(
@@ -186,31 +197,37 @@ class Supervisor:
     def _request_key(self, request_id: str | None, owner: str | None) -> str | None:
         return request_key(request_id, owner if self._per_owner else None)
 
-    def _existing_call(
-        self, request: StartFunctionRequest, owner: str | None
-    ) -> FunctionCall | None:
-        key = self._request_key(request.request_id, owner)
-        if key is None:
-            return None
-        return self.calls.by_request_id(key, args_digest(request.fn_name, request.fn_args))
-
-    async def _launch_once(
-        self, request: StartFunctionRequest, encoded: bytes, caller: Caller | None
-    ) -> FunctionCall:
-        """Launch, unless a request with the same request_id is launching right now."""
+    def _start_of(
+        self, request: StartFunctionRequest, spec: FunctionSpec, caller: Caller | None
+    ) -> _Start:
         owner = caller.name if caller is not None else None
         key = self._request_key(request.request_id, owner)
+        return _Start(
+            request=request,
+            encoded=_encode(request, spec.limits_over(self._config.default_limits)),
+            caller=caller,
+            owner=owner,
+            key=key,
+            digest=args_digest(request.fn_name, request.fn_args) if key is not None else b"",
+        )
+
+    def _existing_call(self, start: _Start) -> FunctionCall | None:
+        return None if start.key is None else self.calls.by_request_id(start.key, start.digest)
+
+    async def _launch_once(self, start: _Start) -> FunctionCall:
+        """Launch, unless a request with the same request_id is launching right now."""
+        key = start.key
         if key is None:
-            return await self._launch(request, encoded, caller)
+            return await self._launch(start)
         launching = self._launching.get(key)
         if launching is not None:  # its twin is waiting for a process: share its call
             await asyncio.shield(launching)
-            existing = self._existing_call(request, owner)
+            existing = self._existing_call(start)
             assert existing is not None
             return existing
         self._launching[key] = launching = asyncio.get_running_loop().create_future()
         try:
-            call = await self._launch(request, encoded, caller)
+            call = await self._launch(start)
             launching.set_result(call)
             return call
         except BaseException as exc:
@@ -220,27 +237,23 @@ class Supervisor:
         finally:
             del self._launching[key]
 
-    async def _launch(
-        self, request: StartFunctionRequest, encoded: bytes, caller: Caller | None
-    ) -> FunctionCall:
+    async def _launch(self, start: _Start) -> FunctionCall:
         self._admit()
         self._starting += 1  # counted against the limit while the process is made
         made: list[FunctionCall] = []
         try:
             started = time.time()
 
-            spawner = self.spawners.current
-
             async def record(proc: FunctionProcess) -> None:
-                made.append(await self._record_start(request, caller, proc, started, spawner))
+                made.append(await self._record_start(start, proc, started))
 
-            proc = await self._spawn(spawner, encoded, record)
+            proc = await self.spawners.spawn(start.encoded, record)
         finally:
             self._starting -= 1
         call = made[0]
-        if request.abort_after is not None:
+        if start.request.abort_after is not None:
             timer = asyncio.get_running_loop().call_later(
-                request.abort_after, self._abort_soon, call, "abort_after"
+                start.request.abort_after, self._abort_soon, call, "abort_after"
             )
             proc.decided.add_done_callback(lambda _: timer.cancel())
         event(log, "call.start", fnc_id=call.fnc_id, fn_name=call.fn_name, pid=call.pid)
@@ -248,37 +261,31 @@ class Supervisor:
         return call
 
     async def _record_start(
-        self,
-        request: StartFunctionRequest,
-        caller: Caller | None,
-        proc: FunctionProcess,
-        started: float,
-        spawner: Spawner,
+        self, start: _Start, proc: FunctionProcess, started: float
     ) -> FunctionCall:
         """Before ``proc`` gets its call: write the call's start, or undo it (a call the
         journal does not know would outlive a crash unseen, one the audit log does not
         know would run unaudited), then take the call in."""
-        owner = caller.name if caller is not None else None
+        request = start.request
         call = FunctionCall(
             fnc_id=str(FncId.new(self._daemon_pid, proc.pid, started)),
             fn_name=request.fn_name,
             pid=proc.pid,
             started=started,
             request_id=request.request_id,
-            digest=args_digest(request.fn_name, request.fn_args) if request.request_id else b"",
-            owner=owner,
-            request_key=self._request_key(request.request_id, owner),
+            digest=start.digest,
+            owner=start.owner,
+            request_key=start.key,
         )
         call.pid_birth = proc.birth
         call.cgroup = str(proc.tree.path) if isinstance(proc.tree, CgroupTree) else None
         try:
-            await self.recorder.started(call, caller, request.fn_args)
+            await self.recorder.started(call, start.caller, request.fn_args)
         except InsufficientStorage:
             proc.kill_group()
             await proc.wait_reaped(self._config.kill_grace_s + 5.0)
             raise
         self._outputs.attach(call, proc)
-        self.spawners.made(call.fnc_id, spawner)
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
@@ -286,7 +293,7 @@ class Supervisor:
         return call
 
     def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
-        self.spawners.reaped(call.fnc_id)
+        self.spawners.reaped(proc.pid)
         if proc.sigkilled:
             self.metrics.kills.inc()
             event(log, "call.killed", logging.WARNING, fnc_id=call.fnc_id, fn_name=call.fn_name)
@@ -303,22 +310,8 @@ class Supervisor:
                 f"{len(self.calls.running)} functions are running and {self._starting} "
                 f"starting, the limit (--max-functions) is {self._config.max_functions}; "
                 "retry later",
-                retry_after_s=_BUSY_RETRY_AFTER_S,
+                retry_after_s=BUSY_RETRY_AFTER_S,
             )
-
-    async def _spawn(
-        self, spawner: Spawner, request: bytes, before_send: BeforeSend
-    ) -> FunctionProcess:
-        try:
-            return await spawner.spawn(request, before_send)
-        except OSError as exc:
-            if not is_resource_shortage(exc):
-                raise
-            event(log, "spawn.failed", level=logging.WARNING, error=str(exc))
-            self.metrics.rejections.labels("process_resources").inc()
-            raise NodeBusy(
-                f"cannot start a function process now: {exc}", retry_after_s=_BUSY_RETRY_AFTER_S
-            ) from exc
 
     def _forget(self, call: FunctionCall) -> None:
         self.recorder.forgotten(call)
