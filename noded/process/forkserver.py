@@ -94,11 +94,14 @@ class ForkSpawner:
         if self._fallback is not None:
             return await self._fallback.spawn(request, before_send)
         for _ in range(_SEND_ATTEMPTS):
-            proc = self._take_spare() or await self._fork_now()
+            proc = self._take_spare()  # one still waiting for a call (asked just now)
+            if proc is None:
+                proc = await self._fork_now()
+                if not proc.waiting_for_call:  # gone at once
+                    proc.on_decided = None
+                    event(log, "spare.gone", logging.WARNING, pid=proc.pid)
+                    continue
             proc.on_decided = None
-            if not proc.waiting_for_call:  # forked now, and gone at once
-                event(log, "spare.gone", logging.WARNING, pid=proc.pid)
-                continue
             if self._trees is not None:
                 proc.tree = confine(self._trees, proc.pid, proc.birth)
             try:
