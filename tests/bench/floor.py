@@ -91,6 +91,11 @@ async def serve(port: int, helper: Helper) -> None:
     app[HELPER] = helper
     app.router.add_put("/StartFunction", start_function)
     app.router.add_put("/Stamp", stamp)
+    await serve_app(app, port)
+
+
+async def serve_app(app: web.Application, port: int) -> None:
+    """Serve a reference's ``app`` on loopback ``port``, say ``ready``, run until killed."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -20,6 +20,8 @@ import orjson
 import uvloop
 from aiohttp import web
 
+from tests.bench.floor import serve_app
+
 SPARES = 4
 
 
@@ -80,11 +82,7 @@ async def serve(port: int, control: socket.socket) -> None:
     app = web.Application()
     app[SPARES_KEY] = Spares(control)
     app.router.add_put("/StartFunction", start_function)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print("ready", flush=True)
-    await asyncio.Event().wait()
+    await serve_app(app, port)
 
 
 def start_fork_server() -> tuple[socket.socket, subprocess.Popen[bytes]]:
