@@ -37,9 +37,6 @@ class Rollout:
             raise ValueError(f"max_failures must be >= 0 or None, got {self.max_failures}")
 
 
-ALL_AT_ONCE = Rollout()
-
-
 class Launcher:
     """Starts one task per node, in order, within a :class:`Rollout`; reports every
     node's result, those it never started included."""

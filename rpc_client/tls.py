@@ -2,7 +2,7 @@
 
 Both sides present a certificate signed by the cluster CA and accept only peers whose
 certificate that CA signed; TLS 1.2 is the oldest version spoken.  A node may further
-restrict which client certificates it takes (by SHA-256 fingerprint or common name).
+restrict which clients may do what by their certificates (noded.policy).
 """
 
 from __future__ import annotations
@@ -98,17 +98,8 @@ def fingerprint(der: bytes) -> str:
 
 def common_name(der: bytes) -> str | None:
     """The subject common name of a DER certificate, if it has one."""
-    from cryptography import x509  # only needed with --tls-allowed-clients
+    from cryptography import x509  # only needed under a policy or an audit log
     from cryptography.x509.oid import NameOID
 
     names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None
-
-
-def peer_allowed(der: bytes | None, allowed: frozenset[str]) -> bool:
-    """True if ``allowed`` is empty, or names the certificate's fingerprint or common name."""
-    if not allowed:
-        return True
-    if der is None:
-        return False
-    return fingerprint(der) in allowed or common_name(der) in allowed
