@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiohttp
-
 from masterd.call import call_function
 from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
 from masterd.node import Node, load_nodes
-from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient, new_session
+from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
 from rpc_client.errors import UnknownNode
 from rpc_client.tls import TLSConfig
+from rpc_client.transport import MAX_HANDSHAKES, Pool
 
 
 class Cluster:
     """Nodes by name and uuid; connections pooled per node until :meth:`close`."""
 
-    def __init__(self, nodes: Iterable[Node], *, timeouts: ClientTimeouts = DEFAULT_TIMEOUTS):
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        *,
+        timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
+        max_handshakes: int = MAX_HANDSHAKES,
+    ):
+        """``max_handshakes``: TLS handshakes in progress at once; a node's connect
+        timeout counts from its turn (see :data:`rpc_client.transport.MAX_HANDSHAKES`)."""
+        if max_handshakes < 1:
+            raise ValueError(f"max_handshakes must be at least 1, got {max_handshakes}")
         self.nodes: list[Node] = list(nodes)
         self._timeouts = timeouts
         self._by_key: dict[str, Node] = {}
@@ -32,7 +40,7 @@ class Cluster:
                     raise ValueError(f"two nodes are known as {key!r}")
         self._clients: dict[str, NodeClient] = {}
         #: one connection pool for every node, and one TLS context per TLS setting
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = Pool(max_handshakes=max_handshakes)
         self._contexts: dict[TLSConfig, ssl.SSLContext] = {}
 
     @classmethod
@@ -65,22 +73,16 @@ class Cluster:
                 timeouts=self._timeouts,
                 expected_uuid=node.uuid,
                 tls=node.tls,
-                session=self._shared_session(),
+                pool=self._pool,
                 ssl_context=self._context(node.tls),
             )
             self._clients[node.name] = client
         return client
 
-    def _shared_session(self) -> aiohttp.ClientSession | None:
-        """The cluster's connection pool (made in the running loop; without one, each
-        client makes its own when it first asks)."""
-        if self._session is None:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return None
-            self._session = new_session()
-        return self._session
+    @property
+    def open_connections(self) -> int:
+        """Connections to nodes open now (kept for the next call, or in use)."""
+        return self._pool.open_connections
 
     def _context(self, tls: TLSConfig | None) -> ssl.SSLContext | None:
         """One TLS context per TLS setting: making one reads the files and costs about a
@@ -125,9 +127,7 @@ class Cluster:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.close()
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        await self._pool.close()
 
     async def __aenter__(self) -> Cluster:
         return self

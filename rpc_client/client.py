@@ -1,4 +1,4 @@
-"""``NodeClient``: one node, one aiohttp session, every procedure of the contract.
+"""``NodeClient``: one node, its kept connection, every procedure of the contract.
 
 Each request carries its own client-side timeout: the wait the node was asked for plus
 a margin, so a node that never answers is detected here, not by TCP.
@@ -6,17 +6,12 @@ a margin, so a node that never answers is detected here, not by TCP.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import aiohttp
-
-from rpc_client import protocol
+from rpc_client import protocol, transport
 from rpc_client.errors import (
     ConnectionLost,
     NodeTimeout,
@@ -24,14 +19,16 @@ from rpc_client.errors import (
     ProtocolError,
     RPCError,
     TLSError,
-    TransportError,
     WrongNode,
     remote_error_from_wire,
 )
 from rpc_client.protocol import CallState, FncId
 from rpc_client.tls import TLSConfig
+from rpc_client.transport import Answer, CannotConnect, Endpoint, Pool
 
 _MAX_ANSWER_PREVIEW = 200
+#: what the transport raises besides RPCError (see rpc_client.transport)
+_LOWER_ERRORS = (TimeoutError, OSError, transport.MalformedAnswer, transport.AnswerTooLarge)
 
 
 def _tls_failure(exc: Exception) -> str:
@@ -61,16 +58,6 @@ class ClientTimeouts:
 DEFAULT_TIMEOUTS = ClientTimeouts()
 
 
-def new_session() -> aiohttp.ClientSession:
-    """A connection pool for one node or many.  Timeouts are kept to the millisecond:
-    aiohttp by default rounds one of 5 s or more up to a whole second of the loop's
-    clock, which made a 10 s deadline end up to a second late."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, timeout_ceil_threshold=math.inf),
-        raise_for_status=False,
-    )
-
-
 class NodeClient:
     """An async client of one ganeti-noded; use it as an async context manager.
 
@@ -88,10 +75,10 @@ class NodeClient:
         timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
         expected_uuid: str | None = None,
         tls: TLSConfig | None = None,
-        session: aiohttp.ClientSession | None = None,
+        pool: Pool | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        """``session``: a session shared with other clients (a Cluster's), not closed
+        """``pool``: connections shared with other clients (a Cluster's), not closed
         here; ``ssl_context``: ``tls``'s context, made once for many clients."""
         host = f"[{address}]" if ":" in address else address
         self.base_url = f"{'https' if tls else 'http'}://{host}:{port}"
@@ -100,12 +87,11 @@ class NodeClient:
         self.expected_uuid = expected_uuid
         self._ssl = (ssl_context or tls.client_context()) if tls else None
         # one certificate per node: it must carry the node's name (or the name given)
-        self._server_name = (
-            (tls.server_name or name or address) if tls and tls.verify_name else None
-        )
+        server_name = (tls.server_name or name or address) if tls and tls.verify_name else None
+        self._endpoint = Endpoint(address, port, self._ssl, server_name)
         self._verified = False
-        self._session: aiohttp.ClientSession | None = session
-        self._own_session = session is None
+        self._pool = pool or Pool()
+        self._own_pool = pool is None
 
     async def __aenter__(self) -> NodeClient:
         return self
@@ -119,10 +105,9 @@ class NodeClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connections to the node (a shared session is its owner's to close)."""
-        if self._session is not None and self._own_session:
-            await self._session.close()
-            self._session = None
+        """Close the connections to the node (a shared pool is its owner's to close)."""
+        if self._own_pool:
+            await self._pool.close()
 
     # --- procedures -------------------------------------------------------------
 
@@ -217,81 +202,77 @@ class NodeClient:
     async def _request(
         self, procedure: str, body: dict[str, Any], request_timeout_s: float
     ) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(
-            total=request_timeout_s,
-            connect=min(self.timeouts.connect_s, request_timeout_s),
-            ceil_threshold=math.inf,  # to the millisecond: see new_session
-        )
-        with self._mapped_errors(procedure, request_timeout_s):
-            async with self._open_session().put(
-                f"{self.base_url}/{procedure}",
-                data=protocol.dumps(body),
-                headers={"Content-Type": protocol.JSON_CONTENT_TYPE},
-                timeout=timeout,
-                ssl=self._ssl if self._ssl is not None else True,
-                server_hostname=self._server_name,
-            ) as response:
-                raw = await response.read()
-                return self._decode(response, raw)
-
-    def _decode(self, response: aiohttp.ClientResponse, raw: bytes) -> dict[str, Any]:
         try:
-            answer = protocol.loads(raw)
-        except ValueError:
-            preview = raw[:_MAX_ANSWER_PREVIEW]
-            raise ProtocolError(
-                f"HTTP {response.status} answer is not JSON: {preview!r}", node=self.name
-            ) from None
-        if response.status != 200:
-            raise remote_error_from_wire(
-                response.status,
-                answer,
-                node=self.name,
-                retry_after=response.headers.get("Retry-After"),
+            answer = await self._pool.request(
+                self._endpoint,
+                f"/{procedure}",
+                protocol.dumps(body),
+                timeout_s=request_timeout_s,
+                connect_s=self.timeouts.connect_s,
+                content_type=protocol.JSON_CONTENT_TYPE,
             )
-        if not isinstance(answer, dict):
-            raise ProtocolError("answer is not a JSON object", node=self.name)
-        return answer
+        except _LOWER_ERRORS as exc:
+            raise self.mapped_error(exc, procedure, request_timeout_s) from exc
+        return self._decode(answer)
 
-    @contextlib.contextmanager
-    def _mapped_errors(self, procedure: str, timeout_s: float) -> Iterator[None]:
-        """The one place where aiohttp's and the OS's errors become :class:`RPCError`."""
+    def _decode(self, answer: Answer) -> dict[str, Any]:
         try:
-            yield
-        except TransportError:
-            self._verified = False  # the next request may go over a new connection
-            raise
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            self._verified = False
-            raise self._transport_error(procedure, timeout_s, exc) from exc
+            decoded = protocol.loads(answer.body)
+        except ValueError:
+            preview = answer.body[:_MAX_ANSWER_PREVIEW]
+            raise ProtocolError(
+                f"HTTP {answer.status} answer is not JSON: {preview!r}", node=self.name
+            ) from None
+        if answer.status != 200:
+            raise remote_error_from_wire(
+                answer.status,
+                decoded,
+                node=self.name,
+                retry_after=answer.headers.get("retry-after"),
+            )
+        if not isinstance(decoded, dict):
+            raise ProtocolError("answer is not a JSON object", node=self.name)
+        return decoded
+
+    def mapped_error(self, exc: Exception, procedure: str, timeout_s: float) -> RPCError:
+        """The one place where the transport's and the OS's errors become
+        :class:`RPCError` (raise it from ``exc``)."""
+        self._verified = False  # the next request may go over a new connection
+        return self._transport_error(procedure, timeout_s, exc)
 
     def _transport_error(self, procedure: str, timeout_s: float, exc: Exception) -> RPCError:
-        if isinstance(exc, TimeoutError):  # also aiohttp.ServerTimeoutError
+        if isinstance(exc, transport.ConnectTimeout):
+            return NodeTimeout(f"{procedure}: {exc}", node=self.name)
+        if isinstance(exc, TimeoutError):
             return NodeTimeout(f"{procedure}: no answer within {timeout_s:g} s", node=self.name)
-        if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError) or isinstance(
-            exc.__cause__, ssl.SSLError
-        ):  # a certificate did not verify, on either side
+        if isinstance(exc, ssl.SSLError) or isinstance(exc.__cause__, ssl.SSLError):
+            # a certificate did not verify, on either side
             return TLSError(f"{procedure}: {_tls_failure(exc)}", node=self.name)
-        if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unresolvable, no route
+        if isinstance(exc, CannotConnect):  # refused, unresolvable, no route
             return NodeUnreachable(f"{procedure}: {self._unreachable(exc)}", node=self.name)
-        if isinstance(exc, aiohttp.ClientConnectionError | OSError):  # reset, closed
-            # With TLS 1.3 a node checks our certificate after our side of the handshake,
-            # and its alert is usually lost to the reset that follows.
-            hint = (
-                " (over TLS this is also how a node refuses a client certificate that its "
-                "--tls-ca did not sign, or that expired)"
-                if self._ssl is not None
-                else " (if the node speaks TLS, this is what plain HTTP to it looks like: "
-                "give --tls-cert, --tls-key and --tls-ca)"
-            )
+        if isinstance(exc, OSError):  # reset, closed
             return ConnectionLost(
-                f"{procedure}: connection lost after the request was sent: {exc}{hint}",
+                f"{procedure}: connection lost after the request was sent: {exc}"
+                f"{self._lost_hint()}",
                 node=self.name,
             )
-        # malformed HTTP, broken payload
+        # not HTTP, or too much of it
         return ProtocolError(f"{procedure}: {exc}", node=self.name)
 
-    def _unreachable(self, exc: aiohttp.ClientConnectorError) -> str:
+    def _lost_hint(self) -> str:
+        # With TLS 1.3 a node checks our certificate after our side of the handshake,
+        # and its alert is usually lost to the reset that follows.
+        if self._ssl is not None:
+            return (
+                " (over TLS this is also how a node refuses a client certificate that its "
+                "--tls-ca did not sign, or that expired)"
+            )
+        return (
+            " (if the node speaks TLS, this is what plain HTTP to it looks like: "
+            "give --tls-cert, --tls-key and --tls-ca)"
+        )
+
+    def _unreachable(self, exc: CannotConnect) -> str:
         where = f"{exc.host}:{exc.port}"
         if isinstance(exc.os_error, ConnectionRefusedError):
             return (
@@ -300,11 +281,6 @@ class NodeClient:
             )
         reason = exc.os_error.strerror or str(exc.os_error)
         return f"cannot reach {where}: {reason}"
-
-    def _open_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = new_session()
-        return self._session
 
     def _wait_bound(self, wait_s: float, override_s: float | None) -> float:
         return override_s if override_s is not None else wait_s + self.timeouts.margin_s

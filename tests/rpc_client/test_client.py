@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 
 import pytest
 
 from masterd.local import LocalNode, free_port
+from rpc_client import transport
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import (
     ConnectionLost,
@@ -14,6 +16,7 @@ from rpc_client.errors import (
     NodeUnreachable,
     ProtocolError,
     RPCError,
+    TLSError,
     UnknownFunction,
 )
 from tests.fakes import (
@@ -63,7 +66,7 @@ def test_a_lost_connection_is_not_an_unreachable_node() -> None:
 @pytest.mark.parametrize(
     ("behaviour", "error", "words"),
     [
-        (speaks_garbage, ProtocolError, "Bad status line"),
+        (speaks_garbage, ProtocolError, "not an HTTP answer"),
         (answers_html, ProtocolError, "not JSON"),
         (hangs_up, ConnectionLost, "connection lost"),
     ],
@@ -100,51 +103,25 @@ async def test_the_client_reuses_its_connection(node: LocalNode, client: NodeCli
     assert len(connections) == 1
 
 
-def _request_info() -> object:
-    from aiohttp.client_reqrep import RequestInfo
-    from multidict import CIMultiDict, CIMultiDictProxy
-    from yarl import URL
-
-    url = URL("http://node:1811/Identify")
-    return RequestInfo(url, "PUT", CIMultiDictProxy(CIMultiDict()), url)
-
-
-def _lower_errors() -> list[tuple[BaseException, type[RPCError]]]:
-    import aiohttp
-    from aiohttp.client_reqrep import ConnectionKey
-
-    key = ConnectionKey("node", 1811, False, True, None, None, None)
+def _lower_errors() -> list[tuple[Exception, type[RPCError]]]:
     return [
         (TimeoutError(), NodeTimeout),
-        (aiohttp.ServerTimeoutError("read"), NodeTimeout),
-        (aiohttp.ConnectionTimeoutError("connect"), NodeTimeout),
-        (
-            aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused")),
-            NodeUnreachable,
-        ),
-        (
-            aiohttp.ClientConnectorDNSError(key, OSError(-2, "Name or service not known")),
-            NodeUnreachable,
-        ),
-        (aiohttp.ServerDisconnectedError(), ConnectionLost),
-        (aiohttp.ClientOSError(104, "Connection reset by peer"), ConnectionLost),
+        (transport.ConnectTimeout("no connection within 5 s"), NodeTimeout),
+        (transport.CannotConnect("node", 1811, ConnectionRefusedError(111, "refused")),
+         NodeUnreachable),
+        (transport.CannotConnect("node", 1811, OSError(-2, "Name or service not known")),
+         NodeUnreachable),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), TLSError),
+        (transport.ConnectionClosed("closed", answered=False), ConnectionLost),
         (ConnectionResetError(104, "reset"), ConnectionLost),
-        (aiohttp.ClientPayloadError("truncated"), ProtocolError),
-        (
-            aiohttp.ClientResponseError(_request_info(), (), status=400, message="Bad status"),
-            ProtocolError,
-        ),
-        (aiohttp.ClientError("anything else"), ProtocolError),
-    ]
+        (transport.MalformedAnswer("not an HTTP answer"), ProtocolError),
+        (transport.AnswerTooLarge("over 256 MiB"), ProtocolError),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("lower", "mapped"), _lower_errors(), ids=lambda v: type(v).__name__)
-def test_every_lower_error_is_mapped_in_one_place(
-    lower: BaseException, mapped: type[RPCError]
-) -> None:
+def test_every_lower_error_is_mapped_in_one_place(lower: Exception, mapped: type[RPCError]) -> None:
     client = NodeClient("node", 1811)
-    with pytest.raises(mapped) as info, client._mapped_errors("Identify", 1.0):
-        raise lower
-    assert type(info.value) is mapped
-    assert info.value.__cause__ is lower
-    assert info.value.node == client.name
+    error = client.mapped_error(lower, "Identify", 1.0)
+    assert type(error) is mapped
+    assert error.node == client.name

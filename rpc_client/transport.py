@@ -1,0 +1,349 @@
+"""A lean HTTP/1.1 client for the wire: send one request, read its answer, keep the
+connection for the next request to the same node.
+
+Why not aiohttp's client: in a fan-out to a thousand nodes its per-request machinery
+(URL objects, header multidicts, request and response objects, traces, happy eyeballs,
+a timer per phase) was about two thirds of the master's CPU.  Here a request is one
+protocol object per connection, one future and one deadline.  Answers are parsed by
+httptools (llhttp, the parser of Node.js and of aiohttp itself), not by hand.
+
+What this raises, for :mod:`rpc_client.client` to map to the contract's errors:
+:class:`CannotConnect` (nothing was sent), :class:`ssl.SSLError` (the handshake failed),
+:class:`ConnectionClosed` (the node hung up before answering whole),
+:class:`MalformedAnswer`, :class:`AnswerTooLarge`, :class:`ConnectTimeout` and
+:class:`TimeoutError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import httptools
+
+#: the largest answer read; the daemon's result limit is 64 MiB, and an answer carries
+#: one result plus its frame
+MAX_ANSWER_BYTES = 256 * 2**20
+#: a kept connection unused this long is closed rather than reused (the node's own
+#: keep-alive is longer: noded's --idle-timeout, 75 s by default)
+IDLE_S = 30.0
+#: connections kept per node between requests; more in flight at once are closed after
+MAX_IDLE_PER_NODE = 8
+#: TLS handshakes at once per pool.  A handshake costs a few milliseconds of CPU on both
+#: sides; unbounded, a thousand of them all progress at once, each takes as long as all
+#: of them, and past a few thousand nodes every one misses its connect bound (Ganeti
+#: capped its fan-out for this).  Bounded, they finish in turn, and the connect bound
+#: counts from a node's own turn: waiting for one is bounded only by the request's.
+MAX_HANDSHAKES = 64
+
+USER_AGENT = "noded-rpc"
+
+
+class CannotConnect(ConnectionError):
+    """No connection to ``host:port``: refused, unresolvable, no route."""
+
+    def __init__(self, host: str, port: int, os_error: OSError) -> None:
+        super().__init__(f"cannot connect to {host}:{port}: {os_error}")
+        self.host, self.port, self.os_error = host, port, os_error
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection (and handshake) within the connect bound."""
+
+
+class ConnectionClosed(ConnectionError):
+    """The node closed the connection before its answer was whole."""
+
+    def __init__(self, message: str, *, answered: bool) -> None:
+        super().__init__(message)
+        #: whether any byte of the answer had arrived
+        self.answered = answered
+
+
+class MalformedAnswer(ValueError):
+    """What the node sent is not an HTTP answer."""
+
+
+class AnswerTooLarge(ValueError):
+    """The answer is over :data:`MAX_ANSWER_BYTES`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where requests go: a connection is kept and reused per endpoint."""
+
+    host: str
+    port: int
+    ssl: ssl.SSLContext | None = None
+    #: the name the node's certificate must carry (``None``: the host)
+    server_hostname: str | None = None
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer: its status, its headers (names in lower case) and its body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to a node: one request at a time, answers parsed as they arrive."""
+
+    def __init__(
+        self, endpoint: Endpoint, max_answer_bytes: int, on_closed: Callable[[_Connection], None]
+    ) -> None:
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self._on_closed = on_closed
+        self.closed = False
+        self.idle_since = 0.0
+        self._max_answer_bytes = max_answer_bytes
+        self._answer: asyncio.Future[Answer] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._received = 0
+        self._headers_done = False
+        self._keep = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            self.abort()  # nothing was asked: a node that talks out of turn is not reused
+            return
+        self._received += len(data)
+        if self._received > self._max_answer_bytes:
+            self._fail(AnswerTooLarge(f"the answer is over {self._max_answer_bytes} bytes"))
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(MalformedAnswer(f"not an HTTP answer ({exc}): {data[:60]!r}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._on_closed(self)
+        if self._answer is None or self._answer.done():
+            return
+        if self._headers_done and not self._delimited():  # an answer that ends at EOF
+            self._complete()
+            return
+        reason = f": {exc}" if exc is not None else ""
+        self._fail(ConnectionClosed(f"the node closed the connection{reason}",
+                                    answered=self._received > 0))  # fmt: skip
+
+    # --- httptools callbacks --------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._keep = self._parser.should_keep_alive()
+        self._complete()
+
+    # --- for the pool -----------------------------------------------------------------
+
+    def send(self, request: bytes, deadline: float) -> asyncio.Future[Answer]:
+        """Write ``request``; the future of its answer, which fails with
+        :class:`TimeoutError` at ``deadline`` (of the loop's clock).  One timer handle,
+        not a timeout context: a fan-out to a thousand nodes felt the difference."""
+        assert self.transport is not None
+        self._reset()
+        loop = asyncio.get_running_loop()
+        self._answer = loop.create_future()
+        self._timer = loop.call_at(deadline, self._expire)
+        self.transport.write(request)
+        return self._answer
+
+    @property
+    def reusable(self) -> bool:
+        return self._keep and not self.closed
+
+    def abort(self) -> None:
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._fail(TimeoutError())
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _delimited(self) -> bool:
+        return "content-length" in self._headers or "transfer-encoding" in self._headers
+
+    def _complete(self) -> None:
+        answer = Answer(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        future, self._answer = self._answer, None
+        self._stop_timer()
+        if not self._keep:
+            self.abort()
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    def _fail(self, exc: Exception) -> None:
+        future, self._answer = self._answer, None
+        self.abort()
+        if future is not None and not future.done():
+            future.set_exception(exc)
+
+
+@dataclass(eq=False)
+class Pool:
+    """Connections kept per :class:`Endpoint` between requests; share one among many
+    nodes.  :meth:`close` ends every connection, in use or not."""
+
+    max_answer_bytes: int = MAX_ANSWER_BYTES
+    idle_s: float = IDLE_S
+    max_idle_per_node: int = MAX_IDLE_PER_NODE
+    max_handshakes: int = MAX_HANDSHAKES
+    _handshakes: asyncio.Semaphore | None = None
+    _idle: dict[Endpoint, list[_Connection]] = field(default_factory=dict)
+    _open: set[_Connection] = field(default_factory=set)
+
+    async def request(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        body: bytes,
+        *,
+        timeout_s: float,
+        connect_s: float,
+        content_type: str = "application/json",
+    ) -> Answer:
+        """PUT ``body`` to ``path``, all within ``timeout_s`` (connecting within
+        ``connect_s`` of it); the answer, whatever its status."""
+        request = _request_bytes(endpoint, path, body, content_type)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        kept = self._take_idle(endpoint)
+        if kept is not None:
+            try:
+                return await self._exchange(kept, request, deadline)
+            except ConnectionClosed as exc:
+                if exc.answered:
+                    raise
+                # the node closed a kept connection as it was reused: a new one, once
+        connection = await self._connect(endpoint, connect_s, deadline)
+        return await self._exchange(connection, request, deadline)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        for connection in list(self._open):
+            connection.abort()
+        self._open.clear()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports run their connection_lost
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now, in use or kept."""
+        return len(self._open)
+
+    async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> Answer:
+        try:
+            answer = await connection.send(request, deadline)
+        except BaseException:
+            connection.abort()  # an answer may still come: the connection is not reused
+            raise
+        if connection.reusable:
+            self._keep_idle(connection)
+        return answer
+
+    async def _connect(self, endpoint: Endpoint, connect_s: float, deadline: float) -> _Connection:
+        """A new connection within ``connect_s``; :class:`TimeoutError` at ``deadline``
+        if that comes first."""
+        if endpoint.ssl is None:
+            return await self._connect_now(endpoint, connect_s, deadline)
+        if self._handshakes is None:
+            self._handshakes = asyncio.Semaphore(self.max_handshakes)
+        async with asyncio.timeout_at(deadline), self._handshakes:
+            return await self._connect_now(endpoint, connect_s, deadline)
+
+    async def _connect_now(
+        self, endpoint: Endpoint, connect_s: float, deadline: float
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        connection = _Connection(endpoint, self.max_answer_bytes, self._forget)
+        left_s = deadline - loop.time()
+        try:
+            async with asyncio.timeout(min(connect_s, left_s)):
+                await loop.create_connection(
+                    lambda: connection, endpoint.host, endpoint.port, ssl=endpoint.ssl,
+                    server_hostname=endpoint.server_hostname if endpoint.ssl else None,
+                )  # fmt: skip
+        except TimeoutError:
+            connection.abort()
+            if left_s <= connect_s:
+                raise
+            raise ConnectTimeout(f"no connection to {endpoint.authority} within "
+                                 f"{connect_s:g} s") from None  # fmt: skip
+        except ssl.SSLError:
+            raise
+        except OSError as exc:
+            raise CannotConnect(endpoint.host, endpoint.port, exc) from exc
+        self._open.add(connection)
+        return connection
+
+    def _take_idle(self, endpoint: Endpoint) -> _Connection | None:
+        idle = self._idle.get(endpoint)
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()
+            if now - connection.idle_since < self.idle_s:
+                return connection
+            connection.abort()
+        return None
+
+    def _keep_idle(self, connection: _Connection) -> None:
+        idle = self._idle.setdefault(connection.endpoint, [])
+        if len(idle) >= self.max_idle_per_node:
+            connection.abort()
+            return
+        connection.idle_since = asyncio.get_running_loop().time()
+        idle.append(connection)
+
+    def _forget(self, connection: _Connection) -> None:
+        """A connection ended (either side closed it): it is neither open nor kept."""
+        self._open.discard(connection)
+        idle = self._idle.get(connection.endpoint)
+        if idle and connection in idle:
+            idle.remove(connection)
+            if not idle:
+                del self._idle[connection.endpoint]
+
+
+def _request_bytes(endpoint: Endpoint, path: str, body: bytes, content_type: str) -> bytes:
+    head = (
+        f"PUT {path} HTTP/1.1\r\nHost: {endpoint.authority}\r\nUser-Agent: {USER_AGENT}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
