@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -116,8 +116,9 @@ class Deadline:
 
 
 def new_request_id() -> str:
-    """A fresh idempotency key for StartFunction."""
-    return uuid.uuid4().hex
+    """A fresh idempotency key for StartFunction: 128 random bits in hex (as a uuid4's
+    hex, without building the UUID, which cost a fan-out a sixth of its CPU)."""
+    return os.urandom(16).hex()
 
 
 async def call_function(

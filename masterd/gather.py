@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from typing import Any
@@ -213,9 +214,8 @@ class _GatherRun:
     async def next_result(self) -> NodeResult | None:
         left = self.deadline.left_s()
         try:
-            return await asyncio.wait_for(
-                self.results.get(), None if left is None else left + _GUARD_S
-            )
+            async with asyncio.timeout(None if left is None else left + _GUARD_S):
+                return await self.results.get()
         except TimeoutError:
             return None
 
@@ -244,8 +244,8 @@ def _header(
 
 def _unique(nodes: Iterable[NodeClient]) -> list[NodeClient]:
     clients = list(nodes)
-    names = [client.name for client in clients]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    counts = Counter(client.name for client in clients)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:
         raise ValueError(f"nodes named more than once: {', '.join(duplicates)}")
     return clients

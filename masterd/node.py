@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ def _node_from(entry: Any, where: str, path: Path, default_tls: TLSConfig | None
 
 def _check_unique(nodes: list[Node], path: Path) -> None:
     for attribute in ("name", "uuid"):
-        values = [getattr(n, attribute) for n in nodes if getattr(n, attribute) is not None]
-        duplicates = sorted({v for v in values if values.count(v) > 1})
+        counts = Counter(getattr(n, attribute) for n in nodes)
+        duplicates = sorted(v for v, count in counts.items() if count > 1 and v is not None)
         if duplicates:
             raise ValueError(f"{path}: duplicate node {attribute}s: {', '.join(duplicates)}")

@@ -334,7 +334,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
                 "flood": await output.flood(fork.url, fork.pid),
             }
         report["audit"] = await audit_cost(workdir, calls, seconds, rounds)
-        report["fleet"] = [await fleet_run(*tls) for tls in ((), ("--tls",))]
+        report["fleet"] = [await fleet_run(*extra) for extra in ((), ("--busy", "2"), ("--tls",))]
         async with noded("fork", workdir / "memory") as fork:  # fresh: idle means idle
             step("memory")
             report["memory"] = await memory(fork, 500)
@@ -496,9 +496,10 @@ def _process_floor_rows(noded: dict[str, Any], floor: dict[str, Any]) -> list[st
 
 
 def _fleet_row(run: dict[str, Any]) -> str:
+    busy = f" ({run['busy_cpus']} CPUs busy)" if run.get("busy_cpus") else ""
     return (
-        f"fleet{' (mTLS)' if run['tls'] else ''}: {run['named']}/{run['nodes']} nodes named "
-        f"({run['outcomes']}), master CPU {run['cpu_ms_per_node']:.3f} ms and "
+        f"fleet{' (mTLS)' if run['tls'] else ''}{busy}: {run['named']}/{run['nodes']} nodes "
+        f"named ({run['outcomes']}), master CPU {run['cpu_ms_per_node']:.3f} ms and "
         f"{run['rss_kib_per_node']:.0f} KiB a node, last good result {run['last_ok_s']:.2f} s, "
         f"last node named {run['last_named_s']:.2f} s (bound {run['bound_s']:.1f} s)"
     )

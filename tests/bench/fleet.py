@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import random
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ def _cpu_s() -> float:
 
 
 async def measure(nodes: list[Node], expected_ok: int) -> dict[str, Any]:
-    """One gather over ``nodes`` from this process: cost and timing."""
+    """One gather over ``nodes`` from this process: cost and timing.  Start-up's objects
+    are frozen out of the collector's way first, as rpc-cli does."""
+    gc.freeze()
     rss_before = psutil.Process().memory_info().rss
     cpu_before, began = _cpu_s(), time.monotonic()
     named: dict[str, str] = {}
@@ -138,7 +141,20 @@ async def measure(nodes: list[Node], expected_ok: int) -> dict[str, Any]:
     }
 
 
-async def run(fakes: int, reals: int, tls: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def cpus_busy(count: int) -> Iterator[None]:
+    """``count`` processes spinning on a CPU each, for as long as the block runs."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(count)]  # fmt: skip
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait(10)
+
+
+async def run(fakes: int, reals: int, tls: bool, busy: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="noded-fleet-") as tmp:
         workdir = Path(tmp)
         tls_dir, client_tls = _pki(workdir) if tls else (None, None)
@@ -156,7 +172,9 @@ async def run(fakes: int, reals: int, tls: bool) -> dict[str, Any]:
                     ))  # fmt: skip
                     nodes.append(Node(f"real{i}", "127.0.0.1", daemon.port))
             random.Random(1).shuffle(nodes)
-            return await measure(nodes, fakes + (0 if tls else reals))
+            with cpus_busy(busy):
+                measured = await measure(nodes, fakes + (0 if tls else reals))
+            return {**measured, "busy_cpus": busy}
 
 
 def _pki(workdir: Path) -> tuple[Path, TLSConfig]:
@@ -175,13 +193,14 @@ def main() -> None:
     parser.add_argument("--fake", type=int, default=1000)
     parser.add_argument("--real", type=int, default=10)
     parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--busy", type=int, default=0, help="CPUs kept busy meanwhile")
     parser.add_argument("--serve", nargs=2, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-tls", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         uvloop.run(serve_fleet(*args.serve, args.serve_tls))
         return
-    print(json.dumps(uvloop.run(run(args.fake, args.real, args.tls))))
+    print(json.dumps(uvloop.run(run(args.fake, args.real, args.tls, args.busy))))
 
 
 if __name__ == "__main__":
