@@ -8,6 +8,7 @@ what is left -> reap -> close the HTTP server -> exit 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -100,6 +101,10 @@ class Server:
         await self._runner.setup()
         await self._site(config, metrics).start()
         self._install_signal_handlers()
+        # What start-up made (imports, the app, the registry) lives as long as the
+        # daemon: out of the collector's way, which otherwise scans it again and again
+        # under load (doc/performance.md, session 11).
+        gc.freeze()
         event(
             log,
             "daemon.ready",
