@@ -118,7 +118,7 @@ class LocalNode:
         for _ in range(_BIND_ATTEMPTS):
             node = cls._spawn(prefix, args, host, port or free_port(), env, workdir)
             node.client_tls = client_tls
-            if await node.wait_ready(ready_timeout_s):
+            if await node._ready_or_stopped(ready_timeout_s):
                 return node
             if node.proc.poll() is None:
                 await node.stop()
@@ -153,6 +153,16 @@ class LocalNode:
                 env={**os.environ, **(env or {})},
             )
         return cls(proc, host, port, workdir)
+
+    async def _ready_or_stopped(self, timeout_s: float) -> bool:
+        """:meth:`wait_ready`; if that is cancelled or fails, the daemon is stopped first,
+        rather than left running with no one to stop it."""
+        try:
+            return await self.wait_ready(timeout_s)
+        except BaseException:
+            with contextlib.suppress(LocalNodeError):
+                await asyncio.shield(self.stop(10.0))
+            raise
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Poll Identify until this daemon answers; False if it exited or time ran out."""
