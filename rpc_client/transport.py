@@ -184,10 +184,18 @@ class _Connection(asyncio.Protocol):
         return self._keep and not self.closed
 
     def abort(self) -> None:
+        """End the connection at once (a failed or abandoned exchange)."""
         self.closed = True
         self._stop_timer()
         if self.transport is not None:
             self.transport.abort()
+
+    def close(self) -> None:
+        """End a connection that is done with, politely (FIN, not RST)."""
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
 
     def _expire(self) -> None:
         self._timer = None
@@ -206,7 +214,7 @@ class _Connection(asyncio.Protocol):
         future, self._answer = self._answer, None
         self._stop_timer()
         if not self._keep:
-            self.abort()
+            self.close()
         if future is not None and not future.done():
             future.set_result(answer)
 
@@ -258,7 +266,7 @@ class Pool:
     async def close(self) -> None:
         """Close every connection."""
         for connection in list(self._open):
-            connection.abort()
+            connection.close()
         self._open.clear()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports run their connection_lost
@@ -320,13 +328,13 @@ class Pool:
             connection = idle.pop()
             if now - connection.idle_since < self.idle_s:
                 return connection
-            connection.abort()
+            connection.close()
         return None
 
     def _keep_idle(self, connection: _Connection) -> None:
         idle = self._idle.setdefault(connection.endpoint, [])
         if len(idle) >= self.max_idle_per_node:
-            connection.abort()
+            connection.close()
             return
         connection.idle_since = asyncio.get_running_loop().time()
         idle.append(connection)
