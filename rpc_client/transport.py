@@ -113,7 +113,6 @@ class _Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
-        self._parser = httptools.HttpResponseParser(self)
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
         self._received = 0
@@ -173,6 +172,7 @@ class _Connection(asyncio.Protocol):
         not a timeout context: a fan-out to a thousand nodes felt the difference."""
         assert self.transport is not None
         self._reset()
+        self._parser = httptools.HttpResponseParser(self)  # one per answer, made here only
         loop = asyncio.get_running_loop()
         self._answer = loop.create_future()
         self._timer = loop.call_at(deadline, self._expire)
