@@ -80,15 +80,14 @@ class NodeClient:
     ) -> None:
         """``pool``: connections shared with other clients (a Cluster's), not closed
         here; ``ssl_context``: ``tls``'s context, made once for many clients."""
-        host = f"[{address}]" if ":" in address else address
-        self.base_url = f"{'https' if tls else 'http'}://{host}:{port}"
-        self.name = name or f"{host}:{port}"
-        self.timeouts = timeouts
-        self.expected_uuid = expected_uuid
         self._ssl = (ssl_context or tls.client_context()) if tls else None
         # one certificate per node: it must carry the node's name (or the name given)
         server_name = (tls.server_name or name or address) if tls and tls.verify_name else None
         self._endpoint = Endpoint(address, port, self._ssl, server_name)
+        self.base_url = f"{'https' if tls else 'http'}://{self._endpoint.authority}"
+        self.name = name or self._endpoint.authority
+        self.timeouts = timeouts
+        self.expected_uuid = expected_uuid
         self._verified = False
         self._pool = pool or Pool()
         self._own_pool = pool is None
