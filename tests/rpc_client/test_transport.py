@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,36 +19,23 @@ from rpc_client.transport import (
     MalformedAnswer,
     Pool,
 )
-from tests.fakes import read_http_message
+from tests.fakes import Behaviour, fake_node, read_http_message
 from tests.helpers import eventually
 from tests.pki import Pki
 
-Server = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
 
 @contextlib.asynccontextmanager
-async def serving(handler: Server) -> AsyncIterator[tuple[Endpoint, list[int]]]:
-    """A loopback server; yields its endpoint and the count of connections it accepted."""
+async def serving(handler: Behaviour) -> AsyncIterator[tuple[Endpoint, list[int]]]:
+    """A loopback server (tests.fakes.fake_node); yields its endpoint and the count of
+    connections it accepted."""
     accepted: list[int] = []
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(1)
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            await handler(reader, writer)
-        writer.close()
+        await handler(reader, writer)
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    try:
-        yield Endpoint("127.0.0.1", server.sockets[0].getsockname()[1]), accepted
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.wait_for(server.wait_closed(), 5)
+    async with fake_node(counted) as port:
+        yield Endpoint("127.0.0.1", port), accepted
 
 
 def _answer(body: bytes, *extra: bytes) -> bytes:
