@@ -16,10 +16,12 @@ from types import TracebackType
 from typing import Any
 
 from noded.process.child import frames, limits, progress
-from noded.registry import load_modules
+from noded.registry import Registry, load_modules
 
 #: The descriptor that carries the result frame and progress reports.
 frame_fd = frames.FRAME_FD
+#: what a rehearsal runs: the built-in ``echo``, which every registry has
+_REHEARSAL = frames.encode_request("echo", {"value": [1, 2.5, "x", {"y": None}]})
 
 
 def prepare() -> None:
@@ -30,31 +32,46 @@ def prepare() -> None:
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
 
-def main(modules: list[str], *, forked: bool = False) -> None:
-    """Run one call; ``forked``: by the fork server, which prepared this process and made
-    fd 3 close-on-exec already."""
-    if not forked:
-        prepare()
-        os.set_inheritable(frame_fd, False)  # a program the function runs does not get it
+def main(modules: list[str]) -> None:
+    """Run one call, in a process of its own (not forked by the fork server)."""
+    prepare()
+    os.set_inheritable(frame_fd, False)  # a program the function runs does not get it
+    serve(load_modules(modules))
+
+
+def serve(registry: Registry) -> None:
+    """Run the call that comes on stdin, write its frame, leave.  In a child of the fork
+    server, which prepared this process and made fd 3 close-on-exec already."""
     if not select.select([0], [], [], 0)[0]:  # a call already waiting goes first
-        rehearse(modules)
-    request = _read_request(0)
+        rehearse(registry)
+    request = read_request(0)
     if not request:  # a spare process released without a call
         os._exit(0)
+    frame = answer(registry, request)
+    flush_output()
+    write_frame(frame_fd, frame)
+    # The write woke the daemon, usually onto this CPU (a pipe write is a "sync" wake-up:
+    # the kernel expects the writer to sleep now).  Our exit takes longer than the
+    # daemon's turn, so let the daemon go first: wake-up p50 1.6 -> 1.2 ms here.
+    os.sched_yield()
+    # os._exit skips interpreter teardown (about 2 ms) and any atexit hook of the function.
+    os._exit(0)
+
+
+def answer(registry: Registry, request: bytes) -> bytes:
+    """The frame that answers ``request``: the call run under its limits, or its failure."""
     fn_name, fn_args, call_limits = frames.decode_request(request)
     # the C environment, which programs it starts inherit (os.environ's dict copies pages)
     os.putenv(frames.CALL_MARK, frames.call_mark(os.getpid(), frames.start_ticks()))
     try:
         limits.apply(call_limits)
-        frame = frames.encode_result(_run(modules, fn_name, fn_args))
+        return frames.encode_result(_run(registry, fn_name, fn_args))
     except BaseException as exc:  # the function's failure, whatever it is, goes in the frame
         exc = exc.with_traceback(_without_runner_frames(exc))
-        frame = frames.encode_exception(exc, limits.exceeded(exc, call_limits))
-    _flush_and_leave(frame)
+        return frames.encode_exception(exc, limits.exceeded(exc, call_limits))
 
 
-def _run(modules: list[str], fn_name: str, fn_args: dict[str, Any]) -> Any:
-    registry = load_modules(modules)
+def _run(registry: Registry, fn_name: str, fn_args: dict[str, Any]) -> Any:
     spec = registry.get(fn_name)
     if spec is None:
         raise LookupError(f"function {fn_name!r} is not registered in this process")
@@ -78,23 +95,45 @@ def _without_runner_frames(exc: BaseException) -> TracebackType | None:
     return tb
 
 
-def rehearse(modules: list[str]) -> None:
+def rehearse(registry: Registry) -> None:
     """Walk a call's path once before the call comes, writing nothing.
 
-    A forked child shares the zygote's memory until it writes to it, and Python writes
-    to every object it touches (reference counts): the first call through the decoder,
-    the registry and the encoder copies a few hundred pages, about 0.15 ms here.  A
-    spare does that while it waits, off the request's path; a child forked for a call
-    that is already waiting skips it.
+    A forked child shares the fork server's memory until it writes to it, and Python
+    writes to every object it touches (reference counts): the first call through the
+    decoder, the registry and the encoder copies a few hundred pages.  A spare does that
+    while it waits, off the request's path; a child forked for a call that is already
+    waiting skips it.
     """
-    registry = load_modules(modules)
-    request = frames.encode_request("", {"value": [1, 2.5, "x"]})
-    fn_name, fn_args, _ = frames.decode_request(request)
-    registry.get(fn_name)
-    frames.encode_result(fn_args)
+    answer(registry, _REHEARSAL)
+    flush_output()  # nothing to flush yet; the streams' objects are written all the same
 
 
-def _read_request(fd: int) -> bytes:
+def warm_up(registry: Registry, calls: int) -> None:
+    """In the fork server, before it forks: run a call's whole path ``calls`` times,
+    through pipes of its own.
+
+    Python 3.11 rewrites code in place during its first runs (counters, then specialised
+    instructions) and fills a type attribute cache as it looks names up: every child
+    would do both again on a path it runs for the first time, copying a page for each
+    code object and cache line it writes.  Done here, the children find it done.
+    """
+    requests, calls_end = os.pipe()
+    frames_end, answers = os.pipe()
+    try:
+        for _ in range(calls):
+            os.write(calls_end, _REHEARSAL)
+            select.select([requests], [], [], 0)
+            frame = answer(registry, read_request(requests))
+            flush_output()
+            write_frame(answers, frame)
+            os.read(frames_end, len(frame))
+    finally:
+        for fd in (requests, calls_end, frames_end, answers):
+            os.close(fd)
+    os.putenv(frames.CALL_MARK, "")  # not a call's mark; each child sets its own
+
+
+def read_request(fd: int) -> bytes:
     """The call, read up to its final newline (or EOF: b"" for a released spare)."""
     chunks = []
     while chunk := os.read(fd, 1 << 16):
@@ -104,20 +143,18 @@ def _read_request(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _flush_and_leave(frame: bytes) -> None:
-    for stream in (sys.stdout, sys.stderr):  # output before the result: the daemon reads
-        with contextlib.suppress(OSError, ValueError):  # it all before it answers
+def flush_output() -> None:
+    """Output before the result: the daemon reads it all before it answers."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
             stream.flush()
     progress.flush()
+
+
+def write_frame(fd: int, frame: bytes) -> None:
     view = memoryview(frame)
     while view:
-        view = view[os.write(frame_fd, view) :]
-    # The write woke the daemon, usually onto this CPU (a pipe write is a "sync" wake-up:
-    # the kernel expects the writer to sleep now).  Our exit takes longer than the
-    # daemon's turn, so let the daemon go first: wake-up p50 1.6 -> 1.2 ms here.
-    os.sched_yield()
-    # os._exit skips interpreter teardown (about 2 ms) and any atexit hook of the function.
-    os._exit(0)
+        view = view[os.write(fd, view) :]
 
 
 if __name__ == "__main__":

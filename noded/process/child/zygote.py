@@ -31,7 +31,7 @@ import sys
 import time
 
 from noded.process.child import runner
-from noded.registry import load_modules
+from noded.registry import Registry, load_modules
 
 READY = b"Y"
 FORK = b"F"
@@ -52,13 +52,9 @@ def main(argv: list[str]) -> None:
         os.environ.pop("LD_BIND_NOW", None)
     control = socket.socket(fileno=int(argv[0]))
     modules = argv[1:]
-    load_modules(modules)  # a module that does not import stops the zygote here
-    # Python 3.11 rewrites a code object's bytecode in place during its first calls
-    # (quickening, specialisation).  Walk a call's path here until that is done, rather
-    # than in every child, where each rewrite copies a page: 16-27 faults fewer a child.
-    for _ in range(_WARM_UP_CALLS):
-        runner.rehearse(modules)
+    registry = load_modules(modules)  # a module that does not import stops the zygote here
     runner.prepare()
+    runner.warm_up(registry, _WARM_UP_CALLS)
     # Everything imported so far lives as long as the zygote: keep it out of the
     # collector's reach, so that a collection in a child does not touch (and so copy)
     # every page of it.  A child allocating 30,000 objects faulted 370 pages fewer.
@@ -71,16 +67,16 @@ def main(argv: list[str]) -> None:
     sys.stdout.flush()
     control.send(READY)
     with contextlib.suppress(ConnectionError):  # the daemon closed its end while we spoke
-        _serve(control, modules, max_fd)
+        _serve(control, registry, max_fd)
     _reap_leavers()
     os._exit(0)
 
 
-def _serve(control: socket.socket, modules: list[str], max_fd: int) -> None:
+def _serve(control: socket.socket, registry: Registry, max_fd: int) -> None:
     """Answer the daemon until it closes its end."""
     while message := _receive(control):
         if message[:1] == FORK:
-            _fork_child(control, modules, max_fd)
+            _fork_child(control, registry, max_fd)
         elif message[:1] == REAP:
             _, pid = PID.unpack(message)
             control.send(PID_STATUS.pack(STATUS, pid, _reap(pid)))
@@ -114,23 +110,25 @@ def _reap(pid: int) -> int:
         return -1
 
 
-def _fork_child(control: socket.socket, modules: list[str], max_fd: int) -> None:
+def _fork_child(control: socket.socket, registry: Registry, max_fd: int) -> None:
     made: list[int] = []
     try:
         for _ in range(4):
             made.extend(os.pipe())
-        pid = os.fork()
-    except OSError as exc:  # out of descriptors or processes: say so, and stay up
-        for fd in made:
-            os.close(fd)
-        control.send(PID.pack(FAILED, exc.errno or 0))
+    except OSError as exc:  # out of descriptors: say so, and stay up
+        _fork_failed(control, made, exc)
         return
-    # stdin, stdout, stderr, the frame channel: (read end, write end) each
-    pipes = [(made[n], made[n + 1]) for n in range(0, 8, 2)]
-    child_ends = [pipes[0][0], pipes[1][1], pipes[2][1], pipes[3][1]]
+    # stdin, stdout, stderr, the frame channel, each a (read end, write end) in ``made``:
+    # picked before the fork, so that the child runs as little code of ours as it can
+    child_ends = [made[0], made[3], made[5], made[7]]
+    parent_ends = [made[1], made[2], made[4], made[6]]
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes
+        _fork_failed(control, made, exc)
+        return
     if pid == 0:
-        _become_function_process(control, child_ends, modules, max_fd)
-    parent_ends = [pipes[0][1], pipes[1][0], pipes[2][0], pipes[3][0]]
+        _become_function_process(control, child_ends, registry, max_fd)
     for fd in child_ends:
         os.close(fd)
     try:
@@ -140,16 +138,27 @@ def _fork_child(control: socket.socket, modules: list[str], max_fd: int) -> None
             os.close(fd)
 
 
+def _fork_failed(control: socket.socket, made: list[int], exc: OSError) -> None:
+    for fd in made:
+        os.close(fd)
+    control.send(PID.pack(FAILED, exc.errno or 0))
+
+
 def _become_function_process(
-    control: socket.socket, ends: list[int], modules: list[str], max_fd: int
+    control: socket.socket, ends: list[int], registry: Registry, max_fd: int
 ) -> None:
     try:
         os.setsid()  # leader of its own session and process group
         control.detach()  # closed below; the object must never close a reused number
-        for target, fd in enumerate(ends):  # every end is above 3: none is overwritten
-            os.dup2(fd, target, inheritable=target != runner.frame_fd)
+        # Every end is above 3: none is overwritten.  Arguments by position: dup2's
+        # keyword parser is set up on its first keyword call, and it would be each
+        # child's first (a page copied for it).
+        os.dup2(ends[0], 0)
+        os.dup2(ends[1], 1)
+        os.dup2(ends[2], 2)
+        os.dup2(ends[3], runner.frame_fd, False)
         os.closerange(len(ends), max_fd)  # the control socket's copies, every other end
-        runner.main(modules, forked=True)  # leaves with os._exit
+        runner.serve(registry)  # leaves with os._exit
     finally:
         os._exit(70)
 
