@@ -39,6 +39,8 @@ _STOP_TIMEOUT_S = 5.0
 _MAX_FDS = 4
 _SEND_ATTEMPTS = 3
 _COALESCE_S = 0.002
+#: the longest answer of the zygote: the statuses of one datagram's reaps
+_ANSWER_BYTES = 2 * zygote.MAX_DATAGRAM
 #: forks asked and none answered for this long: the zygote is stopped or hung
 _HUNG_S = 3.0
 
@@ -71,7 +73,9 @@ class ForkSpawner:
         self._reaps: dict[int, asyncio.Future[int | None]] = {}
         self._outbox: collections.deque[bytes] = collections.deque()
         self._send_blocked = False
+        #: the flush to come: in a few ms, or at the end of this turn of the loop
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_soon: asyncio.Handle | None = None
         self._control: socket.socket | None = None
         self._zygote: ZygoteProcess | None = None
         self._fallback: ExecSpawner | None = None
@@ -231,33 +235,48 @@ class ForkSpawner:
             self._reaps.pop(pid, None)
 
     def _ask(self, message: bytes, *, now: bool = False) -> None:
-        """Send to the zygote: at once when a call waits for it, else together with what
-        else comes within a few ms (a send that finds the zygote asleep must wake it,
-        which costs the sender about 0.1 ms on a VM: one wake-up for many messages)."""
+        """Send to the zygote: when a call waits for it, once this turn of the loop is done
+        (with what else the turn asked: a burst of calls is one datagram), else together
+        with what else comes within a few ms (a send that finds the zygote asleep must
+        wake it, which costs the sender about 0.1 ms on a VM: one wake-up for many)."""
         self._outbox.append(message)
         if now:
-            self._flush()
-        elif self._flush_timer is None:
+            if self._flush_soon is None:
+                self._flush_soon = self._loop.call_soon(self._flush)
+        elif self._flush_timer is None and self._flush_soon is None:
             self._flush_timer = self._loop.call_later(_COALESCE_S, self._flush)
 
     def _flush(self) -> None:
-        """Send what waits; if the socket is full, the rest goes when it drains."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        """Send what waits, as few datagrams as it fits in; if the socket is full, the
+        rest goes when it drains."""
+        for handle in (self._flush_timer, self._flush_soon):
+            if handle is not None:
+                handle.cancel()
+        self._flush_timer = self._flush_soon = None
         if self._control is None or self._send_blocked:
             return
         while self._outbox:
+            datagram = self._next_datagram()
             try:
-                self._control.send(self._outbox[0])
+                self._control.send(datagram)
             except BlockingIOError:  # hundreds of forks asked at once: wait for room
+                self._outbox.appendleft(datagram)
                 self._send_blocked = True
                 self._loop.add_writer(self._control.fileno(), self._on_writable)
                 return
             except OSError as exc:  # the zygote is gone: its exit is handled on its own
+                self._outbox.appendleft(datagram)
                 event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
                 return
-            self._outbox.popleft()
+
+    def _next_datagram(self) -> bytes:
+        """Messages taken from the outbox, up to a datagram's size."""
+        parts = [self._outbox.popleft()]
+        size = len(parts[0])
+        while self._outbox and size + len(self._outbox[0]) <= zygote.MAX_DATAGRAM:
+            size += len(self._outbox[0])
+            parts.append(self._outbox.popleft())
+        return b"".join(parts)
 
     def _on_writable(self) -> None:
         if self._control is not None:
@@ -269,7 +288,7 @@ class ForkSpawner:
         assert self._control is not None
         while self._control is not None:
             try:
-                message, fds, _, _ = socket.recv_fds(self._control, 64, _MAX_FDS)
+                message, fds, _, _ = socket.recv_fds(self._control, _ANSWER_BYTES, _MAX_FDS)
             except BlockingIOError:
                 return
             except OSError:
@@ -294,10 +313,10 @@ class ForkSpawner:
                 OSError(number, f"the fork server could not fork: {os.strerror(number)}")
             )
         elif kind == zygote.STATUS:
-            _, pid, status = zygote.PID_STATUS.unpack(message)
-            waiter = self._reaps.get(pid)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(status if status >= 0 else None)
+            for _, pid, status in zygote.PID_STATUS.iter_unpack(message):
+                waiter = self._reaps.get(pid)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(status if status >= 0 else None)
 
     def _adopt(self, pid: int, fds: list[int]) -> None:
         """Watch a new child from now on, so that one dying in the pool is noticed."""

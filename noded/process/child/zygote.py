@@ -1,15 +1,18 @@
 """The fork server ("zygote"): imports the function modules once, forks a child per call.
 
 Started by the daemon as ``python -m noded.process.child.zygote CONTROL_FD MODULE...``;
-it imports nothing of aiohttp.  It speaks over a SOCK_SEQPACKET socket (one message per datagram):
+it imports nothing of aiohttp.  It speaks over a SOCK_SEQPACKET socket; a datagram
+holds one message or, where marked, several in a row (one wake-up for many):
 
 ====================  =========================================================
-daemon -> zygote      ``F``: fork a child
+daemon -> zygote      ``F``: fork a child (several)
                       ``R`` pid: reap that child (the daemon saw it exit), report
+                      (several)
 zygote -> daemon      ``Y``: ready, the modules are imported
                       ``C`` pid, with SCM_RIGHTS: the child's stdin, stdout, stderr
                                       and frame channel
-                      ``S`` pid status: the child's wait status
+                      ``S`` pid status: the child's wait status (several: those
+                      of one datagram's reaps)
                       ``X`` errno: a fork failed (no descriptors, no processes)
 ====================  =========================================================
 
@@ -41,6 +44,8 @@ STATUS = b"S"
 FAILED = b"X"
 PID = struct.Struct("<cI")
 PID_STATUS = struct.Struct("<cIi")
+#: the largest datagram the daemon sends (its answers to one are up to twice as long)
+MAX_DATAGRAM = 4096
 #: set by the daemon beside the LD_BIND_NOW it added for the zygote's own loading
 BIND_NOW_ADDED = "NODED_ZYGOTE_BIND_NOW"
 _LEAVE_GRACE_S = 1.0
@@ -73,13 +78,33 @@ def main(argv: list[str]) -> None:
 
 
 def _serve(control: socket.socket, registry: Registry, max_fd: int) -> None:
-    """Answer the daemon until it closes its end."""
+    """Answer the daemon until it closes its end: a datagram's reaps first (one answer
+    for all of them), then its forks."""
     while message := _receive(control):
-        if message[:1] == FORK:
+        forks, reaps = _commands(message)
+        if reaps:
+            statuses = bytearray()
+            for pid in reaps:
+                statuses += PID_STATUS.pack(STATUS, pid, _reap(pid))
+            control.send(statuses)
+        for _ in range(forks):
             _fork_child(control, registry, max_fd)
-        elif message[:1] == REAP:
-            _, pid = PID.unpack(message)
-            control.send(PID_STATUS.pack(STATUS, pid, _reap(pid)))
+
+
+def _commands(message: bytes) -> tuple[int, list[int]]:
+    """How many forks a datagram asks for, and the pids it asks to reap."""
+    forks, reaps, at = 0, [], 0
+    while at < len(message):
+        kind = message[at : at + 1]
+        if kind == FORK:
+            forks += 1
+            at += 1
+        elif kind == REAP and at + PID.size <= len(message):
+            reaps.append(PID.unpack_from(message, at)[1])
+            at += PID.size
+        else:  # not a message of ours: the rest of the datagram is ignored
+            break
+    return forks, reaps
 
 
 def _reap_leavers() -> None:
@@ -98,7 +123,7 @@ def _reap_leavers() -> None:
 
 def _receive(control: socket.socket) -> bytes:
     try:
-        return control.recv(64)
+        return control.recv(MAX_DATAGRAM)
     except (ConnectionError, InterruptedError):
         return b""
 

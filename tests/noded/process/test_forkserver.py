@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from noded.process.child import zygote as protocol
 from noded.process.child.zygote import BIND_NOW_ADDED
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
@@ -225,3 +227,48 @@ async def test_a_fork_the_zygote_cannot_make_is_busy_and_the_zygote_stays() -> N
         subprocess.run([*limit, "--nofile=1024:"], check=True, timeout=10)
         assert (await client.start_function("echo", {"value": 2}, timeout=10)).result == 2
         assert zygote_of(node.pid).pid == zygote.pid  # no restart was needed
+
+
+async def test_one_datagram_carries_many_forks_and_reaps_and_one_answers_the_reaps() -> None:
+    # The daemon sends what it asked within a few ms as one datagram, so that the zygote
+    # wakes once for it; the statuses of a datagram's reaps come back as one.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.settimeout(30)
+    argv = ["-P", "-m", "noded.process.child.zygote", str(theirs.fileno()), "tests.functions"]
+    zygote = subprocess.Popen(
+        [sys.executable, *argv],
+        pass_fds=[theirs.fileno()],
+        env={**os.environ, **node_env()},
+    )
+    theirs.close()
+    try:
+        assert ours.recv(64) == protocol.READY
+        ours.send(protocol.FORK * 2)
+        children = [_child_of(ours), _child_of(ours)]
+        for _, ends in children:  # stdin closed: a spare without a call leaves
+            for fd in ends:
+                os.close(fd)
+        for pid, _ in children:
+            await eventually(lambda pid=pid: _exited(pid))
+        ours.send(b"".join(protocol.PID.pack(protocol.REAP, pid) for pid, _ in children))
+        answer = ours.recv(4096)
+        statuses = {pid: status for _, pid, status in protocol.PID_STATUS.iter_unpack(answer)}
+        assert statuses == {pid: 0 for pid, _ in children}
+    finally:
+        ours.close()  # the zygote reads EOF and leaves
+        assert zygote.wait(30) == 0
+
+
+def _child_of(control: socket.socket) -> tuple[int, list[int]]:
+    message, fds, _, _ = socket.recv_fds(control, 64, 4)
+    kind, pid = protocol.PID.unpack(message)
+    assert kind == protocol.CHILD and len(fds) == 4
+    return pid, fds
+
+
+def _exited(pid: int) -> bool:
+    """``pid`` (another process's child) is a zombie or gone."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
