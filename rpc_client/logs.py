@@ -23,7 +23,38 @@ def event(
     **fields: Any,
 ) -> None:
     """Log one event with its fields (fnc_id, fn_name, ...)."""
-    logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
+    if not logger.isEnabledFor(level):
+        return
+    if _direct is None or exc_info or not _direct.write(level, name, fields):
+        logger.log(level, name, exc_info=exc_info, extra={_FIELDS: fields})
+
+
+class _DirectWriter:
+    """Writes an event's line straight to the handler :func:`setup_logging` installed,
+    as its formatter would: a daemon logs two events a call, and logging's record,
+    filter and handler chain cost more than the line itself."""
+
+    def __init__(self, handler: logging.StreamHandler[Any], json_lines: bool) -> None:
+        self._handler = handler
+        self._line = _json_line if json_lines else _text_line
+
+    def write(self, level: int, name: str, fields: dict[str, Any]) -> bool:
+        """False if the line could not be written (logging's own path then reports it)."""
+        line = self._line(_timestamp_of(time.time()), logging.getLevelName(level), name, fields)
+        handler = self._handler
+        handler.acquire()
+        try:
+            stream = handler.stream
+            stream.write(line + handler.terminator)
+            stream.flush()
+            return True
+        except (OSError, ValueError, AttributeError):  # full disk, closed or no stream
+            return False
+        finally:
+            handler.release()
+
+
+_direct: _DirectWriter | None = None
 
 
 class RateLimit:
@@ -53,9 +84,8 @@ class TextFormatter(logging.Formatter):
     """``2026-11-22T10:00:00.123Z INFO call.finished fnc_id=... outcome=ok``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [_timestamp(record), record.levelname, record.getMessage()]
-        parts += [f"{key}={_text_value(value)}" for key, value in _fields(record).items()]
-        line = " ".join(parts)
+        fields = _fields(record)
+        line = _text_line(_timestamp(record), record.levelname, record.getMessage(), fields)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -65,19 +95,32 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``{"ts", "level", "event", ...fields}``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"ts": _timestamp(record), "level": record.levelname, "event": record.getMessage()}
-        entry.update(_fields(record))
+        fields = _fields(record)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+            fields = {**fields, "exception": self.formatException(record.exc_info)}
+        return _json_line(_timestamp(record), record.levelname, record.getMessage(), fields)
+
+
+def _text_line(ts: str, level: str, name: str, fields: dict[str, Any]) -> str:
+    parts = [ts, level, name]
+    parts += [f"{key}={_text_value(value)}" for key, value in fields.items()]
+    return " ".join(parts)
+
+
+def _json_line(ts: str, level: str, name: str, fields: dict[str, Any]) -> str:
+    entry = {"ts": ts, "level": level, "event": name}
+    entry.update(fields)
+    return orjson.dumps(entry, default=str).decode()
 
 
 def setup_logging(log_format: str, log_file: Path | None = None, level: int = logging.INFO) -> None:
     """Log to stderr, or to ``log_file`` (reopened by :func:`reopen_log_files`)."""
-    handler: logging.Handler = (
+    handler: logging.StreamHandler[Any] = (
         logging.StreamHandler(sys.stderr) if log_file is None else _ReopenableFileHandler(log_file)
     )
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    global _direct
+    _direct = _DirectWriter(handler, json_lines=log_format == "json")
     # What the logging HOWTO's "Optimization" section suggests for records that carry
     # none of these: a call logs two events, and finding the caller's frame was the most
     # expensive part of each.
@@ -117,6 +160,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def _timestamp(record: logging.LogRecord) -> str:
     return f"{_whole_second(int(record.created))}.{int(record.msecs):03d}Z"
+
+
+def _timestamp_of(created: float) -> str:
+    whole = int(created)
+    return f"{_whole_second(whole)}.{int((created - whole) * 1000):03d}Z"
 
 
 @functools.lru_cache(maxsize=4)
