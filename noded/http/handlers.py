@@ -118,6 +118,8 @@ async def read_body(request: web.Request) -> bytes:
     """The request body, within the idle timeout: a client that trickles it is cut off."""
     limit_s = request.app[CONFIG].idle_timeout_s
     try:
+        if request.content.is_eof():  # all of it came with the headers: no wait, no timer
+            return await request.read()
         async with asyncio.timeout(limit_s):
             return await request.read()
     except TimeoutError:
