@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from noded.process.child import zygote
 from noded.process.function import FunctionProcess, ProcessLimits
+from noded.process.outbox import Outbox
 from noded.process.spawners import BeforeSend, ExecSpawner, close_all, send_after
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
@@ -38,7 +39,6 @@ _REAP_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
 _MAX_FDS = 4
 _SEND_ATTEMPTS = 3
-_COALESCE_S = 0.002
 #: the longest answer of the zygote: the statuses of one datagram's reaps
 _ANSWER_BYTES = 2 * zygote.MAX_DATAGRAM
 #: forks asked and none answered for this long: the zygote is stopped or hung
@@ -70,12 +70,9 @@ class ForkSpawner:
         self._pool: collections.deque[FunctionProcess] = collections.deque()
         self._waiting: collections.deque[asyncio.Future[FunctionProcess]] = collections.deque()
         self._forks_asked = 0
-        self._reaps: dict[int, asyncio.Future[int | None]] = {}
-        self._outbox: collections.deque[bytes] = collections.deque()
-        self._send_blocked = False
-        #: the flush to come: in a few ms, or at the end of this turn of the loop
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._flush_soon: asyncio.Handle | None = None
+        #: pid -> (what gets its status, the timer that gives up on it)
+        self._reaps: dict[int, tuple[Callable[[int | None], None], asyncio.TimerHandle]] = {}
+        self._outbox = Outbox()
         self._control: socket.socket | None = None
         self._zygote: ZygoteProcess | None = None
         self._fallback: ExecSpawner | None = None
@@ -137,11 +134,10 @@ class ForkSpawner:
             self._watchdog.cancel()
         self._discard_pool()
         self._fail_waiting(ConnectionError("ganeti-noded is stopping"))
-        self._flush()  # the reaps asked for
+        self._outbox.flush()  # the reaps asked for
+        self._outbox.detach()
         if self._control is not None:
             self._loop.remove_reader(self._control.fileno())
-            if self._send_blocked:
-                self._loop.remove_writer(self._control.fileno())
             self._control.close()  # the zygote reads EOF and leaves
             self._control = None
         if self._zygote is not None:
@@ -172,7 +168,7 @@ class ForkSpawner:
         ours.setblocking(False)
         self._control = ours
         self._forks_asked = 0
-        self._outbox.clear()  # anything in it was meant for a zygote that is gone
+        self._outbox.attach(ours)
         self._loop.add_reader(ours.fileno(), self._on_message)
         self._zygote.exited.add_done_callback(self._on_zygote_exit)
         event(log, "forkserver.ready", pid=self._zygote.pid, spares=self._spares_wanted)
@@ -185,10 +181,11 @@ class ForkSpawner:
         self._waiting.append(waiter)
         if self._control is not None:  # else the zygote restarts, and its refill serves us
             self._ask_fork(now=True)
+        timer = self._loop.call_later(_FORK_TIMEOUT_S, _give_up_on, waiter)
         try:
-            return await asyncio.wait_for(waiter, _FORK_TIMEOUT_S)
-        except TimeoutError:
-            raise OSError(errno.EAGAIN, "the fork server did not answer in time") from None
+            return await waiter  # (a timer, not wait_for: no task and futures of its own)
+        finally:
+            timer.cancel()
 
     def _refill(self) -> None:
         """Ask for the forks that make up the pool and serve every waiting spawn."""
@@ -201,7 +198,7 @@ class ForkSpawner:
         if self._forks_asked == 0:  # the zygote owes nothing: its clock starts now
             self._last_answer = self._loop.time()
         self._forks_asked += 1
-        self._ask(zygote.FORK, now=now)
+        self._outbox.put(zygote.FORK, now=now)
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(_HUNG_S, self._check_answering)
 
@@ -220,69 +217,22 @@ class ForkSpawner:
               silent_s=round(silent_s, 3), forks_asked=self._forks_asked)  # fmt: skip
         self._zygote.kill()
 
-    async def reap(self, pid: int) -> int | None:
-        """The wait status of an exited child, from the zygote; None if it was lost."""
+    def reap(self, pid: int, on_status: Callable[[int | None], None]) -> None:
+        """Ask the zygote to reap an exited child; ``on_status`` gets its wait status, or
+        None if it was lost (the zygote gone, or no answer within _REAP_TIMEOUT_S)."""
         if self._control is None:
-            return None
-        status: asyncio.Future[int | None] = self._loop.create_future()
-        self._reaps[pid] = status
-        self._ask(zygote.PID.pack(zygote.REAP, pid))
-        try:
-            return await asyncio.wait_for(status, _REAP_TIMEOUT_S)
-        except TimeoutError:
-            return None
-        finally:
-            self._reaps.pop(pid, None)
-
-    def _ask(self, message: bytes, *, now: bool = False) -> None:
-        """Send to the zygote: when a call waits for it, once this turn of the loop is done
-        (with what else the turn asked: a burst of calls is one datagram), else together
-        with what else comes within a few ms (a send that finds the zygote asleep must
-        wake it, which costs the sender about 0.1 ms on a VM: one wake-up for many)."""
-        self._outbox.append(message)
-        if now:
-            if self._flush_soon is None:
-                self._flush_soon = self._loop.call_soon(self._flush)
-        elif self._flush_timer is None and self._flush_soon is None:
-            self._flush_timer = self._loop.call_later(_COALESCE_S, self._flush)
-
-    def _flush(self) -> None:
-        """Send what waits, as few datagrams as it fits in; if the socket is full, the
-        rest goes when it drains."""
-        for handle in (self._flush_timer, self._flush_soon):
-            if handle is not None:
-                handle.cancel()
-        self._flush_timer = self._flush_soon = None
-        if self._control is None or self._send_blocked:
+            on_status(None)
             return
-        while self._outbox:
-            datagram = self._next_datagram()
-            try:
-                self._control.send(datagram)
-            except BlockingIOError:  # hundreds of forks asked at once: wait for room
-                self._outbox.appendleft(datagram)
-                self._send_blocked = True
-                self._loop.add_writer(self._control.fileno(), self._on_writable)
-                return
-            except OSError as exc:  # the zygote is gone: its exit is handled on its own
-                self._outbox.appendleft(datagram)
-                event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
-                return
+        timer = self._loop.call_later(_REAP_TIMEOUT_S, self._reaped, pid, None)
+        self._reaps[pid] = (on_status, timer)
+        self._outbox.put(zygote.PID.pack(zygote.REAP, pid))
 
-    def _next_datagram(self) -> bytes:
-        """Messages taken from the outbox, up to a datagram's size."""
-        parts = [self._outbox.popleft()]
-        size = len(parts[0])
-        while self._outbox and size + len(self._outbox[0]) <= zygote.MAX_DATAGRAM:
-            size += len(self._outbox[0])
-            parts.append(self._outbox.popleft())
-        return b"".join(parts)
-
-    def _on_writable(self) -> None:
-        if self._control is not None:
-            self._loop.remove_writer(self._control.fileno())
-        self._send_blocked = False
-        self._flush()
+    def _reaped(self, pid: int, status: int | None) -> None:
+        waiting = self._reaps.pop(pid, None)
+        if waiting is not None:
+            on_status, timer = waiting
+            timer.cancel()
+            on_status(status)
 
     def _on_message(self) -> None:
         assert self._control is not None
@@ -314,9 +264,7 @@ class ForkSpawner:
             )
         elif kind == zygote.STATUS:
             for _, pid, status in zygote.PID_STATUS.iter_unpack(message):
-                waiter = self._reaps.get(pid)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(status if status >= 0 else None)
+                self._reaped(pid, status if status >= 0 else None)
 
     def _adopt(self, pid: int, fds: list[int]) -> None:
         """Watch a new child from now on, so that one dying in the pool is noticed."""
@@ -327,7 +275,7 @@ class ForkSpawner:
             proc = FunctionProcess(pid, pipes, self._limits, self._watcher, self.reap)
         except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
             close_all(*fds)
-            self._ask(zygote.PID.pack(zygote.REAP, pid))  # it leaves at once: stdin is closed
+            self._outbox.put(zygote.PID.pack(zygote.REAP, pid))  # it leaves: stdin is closed
             self._fail_one_waiter(exc)
             return
         proc.watch()
@@ -371,15 +319,11 @@ class ForkSpawner:
         if self._control is None:
             return
         self._loop.remove_reader(self._control.fileno())
-        if self._send_blocked:
-            self._loop.remove_writer(self._control.fileno())
-            self._send_blocked = False
+        self._outbox.detach()  # what waits was meant for the dead zygote
         self._control.close()
         self._control = None
-        self._outbox.clear()  # meant for the dead zygote
-        for status in self._reaps.values():
-            if not status.done():
-                status.set_result(None)  # exit statuses of its children are lost with it
+        for pid in list(self._reaps):
+            self._reaped(pid, None)  # exit statuses of its children are lost with it
         self._discard_pool()  # its spares: no status could ever be had for them
         if self._closing:
             return
@@ -406,3 +350,8 @@ class ForkSpawner:
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
             self._fail_one_waiter(exc)
+
+
+def _give_up_on(waiter: asyncio.Future[FunctionProcess]) -> None:
+    if not waiter.done():
+        waiter.set_exception(OSError(errno.EAGAIN, "the fork server did not answer in time"))

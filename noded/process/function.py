@@ -24,12 +24,17 @@ import os
 import select
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from noded.process.leftovers import process_birth
-from noded.process.output import OUTPUT_CHUNKS_PER_TURN, FrameReader, StderrTail, read_output
+from noded.process.output import (
+    OUTPUT_CHUNKS_PER_TURN,
+    FrameReader,
+    StderrTail,
+    read_output,
+)
 from noded.process.tree import Tree
 from noded.process.watcher import DescriptorWatcher
 
@@ -61,10 +66,9 @@ class Outcome:
     stderr_tail: bytes = b""
 
 
-#: asks a process's parent (the fork server) to reap it; its wait status, or None if lost
-
-
-Reaper = Callable[[int], Awaitable[int | None]]
+#: asks a process's parent (the fork server) to reap ``pid``; it calls back with the wait
+#: status, or None if lost (a callback rather than a coroutine: no task per call)
+Reaper = Callable[[int, Callable[[int | None], None]], None]
 
 
 class FunctionProcess:
@@ -284,11 +288,7 @@ class FunctionProcess:
             _, status = os.waitpid(self.pid, 0)  # returns at once: the pidfd said it exited
             self._after_exit(status)
         else:
-            task = self._loop.create_task(self._reap_elsewhere(self._reaper))
-            self._reap_task = task  # keep a reference until it is done
-
-    async def _reap_elsewhere(self, reaper: Reaper) -> None:
-        self._after_exit(await reaper(self.pid))
+            self._reaper(self.pid, self._after_exit)
 
     def _after_exit(self, status: int | None) -> None:
         if status is not None:

@@ -44,7 +44,7 @@ def start_ticks(pid: int | str = "self") -> int:
         os.close(fd)
     # "pid (comm) state ppid ...": comm may hold spaces or parentheses, so split after
     # its last ')'; the start time is field 22 of the line, the 20th after comm.
-    fields = line[line.rfind(b")") + 2 :].split()
+    fields = line[line.rfind(b")") + 2 :].split(maxsplit=20)
     if len(fields) < 20:
         raise ValueError(f"/proc/{pid}/stat has no start time")
     return int(fields[19])
