@@ -57,6 +57,15 @@ def write_frame(data: str) -> None:
 
 
 @function
+def answer_and_linger(value: Any) -> None:
+    """Write a result frame, then stay (a function that forgot to return)."""
+    from noded.process.child import frames, runner
+
+    os.write(runner.frame_fd, frames.encode_result(value))
+    time.sleep(60)
+
+
+@function
 def noisy(value: Any) -> Any:
     """Print to stdout at Python and fd level, and from a child; return value."""
     print("printed by the function")

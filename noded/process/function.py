@@ -111,6 +111,7 @@ class FunctionProcess:
         self.decided: asyncio.Future[Outcome] = self._loop.create_future()
         self.reaped: asyncio.Future[None] = self._loop.create_future()
         self._kill_timer: asyncio.TimerHandle | None = None
+        self._linger_timer: asyncio.TimerHandle | None = None
         self._killing_group = False
         #: True once the group needed SIGKILL
         self.sigkilled = False
@@ -302,8 +303,9 @@ class FunctionProcess:
         if not self.decided.done():
             self._decide()
         self.reaped.set_result(None)
-        if self._kill_timer is not None:
-            self._kill_timer.cancel()
+        for timer in (self._kill_timer, self._linger_timer):
+            if timer is not None:  # a timer per call, cancelled: not 5 s of them in the heap
+                timer.cancel()
 
     def _record_exit(self, status: int) -> None:
         if os.WIFSIGNALED(status):
@@ -322,7 +324,9 @@ class FunctionProcess:
         if not self.reaped.done():
             # The frame is in; the process should be gone in a moment. If it lingers,
             # only its leader is killed: anything it deliberately left running stays.
-            self._loop.call_later(self._limits.kill_grace_s, self._kill_lingering_leader)
+            self._linger_timer = self._loop.call_later(
+                self._limits.kill_grace_s, self._kill_lingering_leader
+            )
 
     def _kill_lingering_leader(self) -> None:
         if self._pidfd is not None and not self.reaped.done():

@@ -272,3 +272,12 @@ def _exited(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+async def test_a_process_that_stays_after_its_result_is_killed_after_the_grace() -> None:
+    async with run_node(["--kill-grace", "0.5"]) as node, node.client() as client:
+        state = await client.start_function("answer_and_linger", {"value": 7}, timeout=10)
+        assert state.finished and state.result == 7
+        pid = FncId.parse(state.fnc_id).cpid
+        assert await still_alive([pid], settle_s=10.0) == []
+        assert "did not exit after writing its result" in node.log_text()
