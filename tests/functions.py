@@ -299,3 +299,12 @@ def count_concurrent(directory: str, seconds: float) -> int:
     finally:
         os.unlink(mark)
     return running
+
+
+@function
+def mark_seen() -> dict[str, Any]:
+    """The call mark a program this function starts inherits, and this process's own."""
+    from noded.process.child.frames import CALL_MARK, call_mark, start_ticks
+
+    shown = subprocess.run(["sh", "-c", f"echo ${CALL_MARK}"], capture_output=True, text=True)
+    return {"inherited": shown.stdout.strip(), "own": call_mark(os.getpid(), start_ticks())}

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
 from noded.process.output import (
     OUTPUT_CHUNKS_PER_TURN,
@@ -153,7 +154,8 @@ class FunctionProcess:
         return self._pidfd is None or not _readable(self._pidfd)
 
     def send(self, request: bytes) -> None:
-        """Give the process its call, on stdin, which is then closed.
+        """Give the process its call, on stdin, which is then closed; its mark comes first
+        (the process would otherwise read /proc for it: copied pages, system calls).
 
         Raises :class:`BrokenPipeError` if the process is already gone: it never saw the
         call, so the call may safely go to another process.
@@ -162,6 +164,7 @@ class FunctionProcess:
         self._sent = True
         if _readable(self._pidfd):  # exited; its event is on its way
             raise BrokenPipeError(errno.EPIPE, f"process {self.pid} has already exited")
+        request = mark_line(self.pid, self.birth) + request
         try:
             written = os.write(self._stdin, request)
         except BlockingIOError:

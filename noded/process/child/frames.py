@@ -1,6 +1,8 @@
 """The contract between the daemon and a function process.
 
-stdin: one JSON object ``{"fn_name": ..., "fn_args": {...}}``, a newline, then EOF.
+stdin: the call's mark (:func:`call_mark`, or nothing if the daemon could not read the
+process's start time) and a newline, one JSON object ``{"fn_name": ..., "fn_args": {...}}``,
+a newline, then EOF.
 fd 3, the *frame channel*: progress lines ``{"progress": {"fraction", "message", "at"}}``,
 then one result frame, a JSON object ending in a newline: ``{"ok": true, "result": ...}``
 or ``{"ok": false, "error": {"type", "message", ...}}``.
@@ -30,6 +32,15 @@ def call_mark(pid: int, start_ticks: int | str) -> str:
     """The mark of the call led by process ``pid`` that started at ``start_ticks`` (field
     22 of /proc/PID/stat): unique on this boot, unlike a pid alone."""
     return f"{pid}:{start_ticks}"
+
+
+def mark_line(pid: int, birth: str | None) -> bytes:
+    """The line that comes before a call's request: the mark of the call led by ``pid``,
+    from its birth (``"<boot id>:<start ticks>"``) as the daemon read it.  Empty without
+    one: the process then reads its own start time."""
+    if birth is None:
+        return FRAME_END
+    return call_mark(pid, birth.rsplit(":", 1)[1]).encode() + FRAME_END
 
 
 def start_ticks(pid: int | str = "self") -> int:

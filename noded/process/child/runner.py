@@ -21,7 +21,7 @@ from noded.registry import Registry, load_modules
 #: The descriptor that carries the result frame and progress reports.
 frame_fd = frames.FRAME_FD
 #: what a rehearsal runs: the built-in ``echo``, which every registry has
-_REHEARSAL = frames.encode_request("echo", {"value": [1, 2.5, "x", {"y": None}]})
+_REHEARSAL = b"0:0\n" + frames.encode_request("echo", {"value": [1, 2.5, "x", {"y": None}]})
 
 
 def prepare() -> None:
@@ -60,9 +60,12 @@ def serve(registry: Registry) -> None:
 
 def answer(registry: Registry, request: bytes) -> bytes:
     """The frame that answers ``request``: the call run under its limits, or its failure."""
-    fn_name, fn_args, call_limits = frames.decode_request(request)
+    mark, _, call = request.partition(frames.FRAME_END)
+    fn_name, fn_args, call_limits = frames.decode_request(call)
+    if not mark:  # the daemon could not read our start time
+        mark = frames.call_mark(os.getpid(), frames.start_ticks()).encode()
     # the C environment, which programs it starts inherit (os.environ's dict copies pages)
-    os.putenv(frames.CALL_MARK, frames.call_mark(os.getpid(), frames.start_ticks()))
+    os.putenv(frames.CALL_MARK, mark.decode())
     try:
         limits.apply(call_limits)
         return frames.encode_result(_run(registry, fn_name, fn_args))
@@ -134,11 +137,13 @@ def warm_up(registry: Registry, calls: int) -> None:
 
 
 def read_request(fd: int) -> bytes:
-    """The call, read up to its final newline (or EOF: b"" for a released spare)."""
-    chunks = []
+    """The call's mark and request, read up to the request's newline (or EOF: b"" for a
+    released spare).  JSON text holds no raw newline: the second one ends it."""
+    chunks, lines = [], 0
     while chunk := os.read(fd, 1 << 16):
         chunks.append(chunk)
-        if chunk.endswith(frames.FRAME_END):
+        lines += chunk.count(frames.FRAME_END)
+        if lines >= 2:
             break
     return b"".join(chunks)
 

@@ -139,3 +139,13 @@ def test_a_cgroup_still_in_use_at_release_is_removed_once_empty(tmp_path: Path) 
     finally:
         detached.kill()
         remove_cgroups(root)
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_a_program_a_function_starts_inherits_its_call_mark(spawn: str) -> None:
+    # The daemon sends the mark with the call, from the start time it read for the
+    # process: it must be what the process would have read itself.
+    async with run_node(["--spawn", spawn]) as node, node.client() as client:
+        state = await client.start_function("mark_seen", timeout=10)
+    assert state.result["inherited"] == state.result["own"]
+    assert state.result["own"].startswith(f"{FncId.parse(state.fnc_id).cpid}:")
