@@ -348,7 +348,7 @@ class FunctionProcess:
         fd = getattr(self, name)
         if fd is None:
             return
-        self._watcher.remove(fd)
+        self._watcher.remove(fd, closing=True)  # ours alone: received, or a pidfd
         setattr(self, name, None)
         os.close(fd)
 

@@ -31,12 +31,14 @@ class DescriptorWatcher:
         self._epoll.register(fd, select.EPOLLIN)
         self._callbacks[fd] = callback
 
-    def remove(self, fd: int) -> None:
-        """Stop watching ``fd`` (before it is closed)."""
+    def remove(self, fd: int, *, closing: bool = False) -> None:
+        """Stop watching ``fd``.  ``closing``: the caller closes it next, and it is the only
+        descriptor of its file (closing it takes it out of the epoll set: no system call)."""
         if self._callbacks.pop(fd, None) is not None and not self._epoll.closed:
             self._removed.add(fd)
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
+            if not closing:
+                with contextlib.suppress(OSError):
+                    self._epoll.unregister(fd)
 
     def close(self) -> None:
         if not self._epoll.closed:
