@@ -9,12 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
 
 from masterd.local import LocalNode
 from rpc_client.errors import UnknownFunction
-from tests.helpers import eventually, run_node
+from tests.helpers import eventually, run_node, zygotes
 
 FUNCTIONS = """
 import time
@@ -46,13 +45,6 @@ def write_site(root: Path, value: str, *, extra: str = "") -> None:
     (package / "functions.py").write_text(FUNCTIONS + extra)
 
 
-def zygotes(node: LocalNode) -> list[psutil.Process]:
-    children = psutil.Process(node.pid).children()
-    return [
-        child for child in children if "noded.process.child.zygote" in " ".join(child.cmdline())
-    ]
-
-
 async def rpc_cli(node: LocalNode, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "masterd.cli", "--node", node.address, *args,
@@ -82,7 +74,7 @@ async def test_reload_runs_new_code_for_new_calls_only(tmp_path: Path, spawn: st
         assert (await client.start_function("added", {}, timeout=10)).result == "new"
         assert (await running).result == 1  # the call running across the reload: old code
         if spawn == "fork":  # the old fork server leaves once its calls are done
-            await eventually(lambda: len(zygotes(node)) == 1)
+            await eventually(lambda: len(zygotes(node.pid)) == 1)
 
 
 async def test_a_module_that_fails_to_import_keeps_the_old_functions(tmp_path: Path) -> None:
@@ -109,4 +101,4 @@ async def test_a_module_that_fails_to_import_keeps_the_old_functions(tmp_path: P
         assert (await client.reload_functions())["reloaded"]
         with pytest.raises(UnknownFunction):
             await client.start_function("version", {}, timeout=10)
-        assert len(zygotes(node)) >= 1
+        assert len(zygotes(node.pid)) >= 1
