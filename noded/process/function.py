@@ -30,12 +30,7 @@ from typing import Any
 
 from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
-from noded.process.output import (
-    OUTPUT_CHUNKS_PER_TURN,
-    FrameReader,
-    StderrTail,
-    read_output,
-)
+from noded.process.output import OUTPUT_CHUNKS_PER_TURN, FrameReader, StderrTail, read_output
 from noded.process.tree import Tree
 from noded.process.watcher import DescriptorWatcher
 

@@ -25,7 +25,7 @@ from typing import Protocol
 
 import psutil
 
-from noded.process.child.frames import CALL_MARK, call_mark
+from noded.process.child.frames import CALL_MARK, mark_of
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.process")
@@ -157,11 +157,6 @@ def descendants(pid: int) -> set[int]:
     with contextlib.suppress(psutil.Error):
         return {child.pid for child in psutil.Process(pid).children(recursive=True)}
     return set()
-
-
-def mark_of(pid: int, birth: str) -> str:
-    """The mark of the call led by ``pid`` of process birth ``birth`` ("boot:ticks")."""
-    return call_mark(pid, birth.rsplit(":", 1)[1])
 
 
 def _marks(wanted: set[str]) -> dict[int, str]:

@@ -34,13 +34,18 @@ def call_mark(pid: int, start_ticks: int | str) -> str:
     return f"{pid}:{start_ticks}"
 
 
+def mark_of(pid: int, birth: str) -> str:
+    """The mark of the call led by ``pid`` of process birth ``birth`` ("boot:ticks")."""
+    return call_mark(pid, birth.rsplit(":", 1)[1])
+
+
 def mark_line(pid: int, birth: str | None) -> bytes:
     """The line that comes before a call's request: the mark of the call led by ``pid``,
-    from its birth (``"<boot id>:<start ticks>"``) as the daemon read it.  Empty without
-    one: the process then reads its own start time."""
+    from its birth as the daemon read it.  Empty without one: the process then reads its
+    own start time."""
     if birth is None:
         return FRAME_END
-    return call_mark(pid, birth.rsplit(":", 1)[1]).encode() + FRAME_END
+    return mark_of(pid, birth).encode() + FRAME_END
 
 
 def start_ticks(pid: int | str = "self") -> int:
