@@ -85,7 +85,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = _fields(record)
-        line = _text_line(_timestamp(record), record.levelname, record.getMessage(), fields)
+        ts = _timestamp_of(record.created)
+        line = _text_line(ts, record.levelname, record.getMessage(), fields)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -98,7 +99,8 @@ class JsonFormatter(logging.Formatter):
         fields = _fields(record)
         if record.exc_info:
             fields = {**fields, "exception": self.formatException(record.exc_info)}
-        return _json_line(_timestamp(record), record.levelname, record.getMessage(), fields)
+        ts = _timestamp_of(record.created)
+        return _json_line(ts, record.levelname, record.getMessage(), fields)
 
 
 def _text_line(ts: str, level: str, name: str, fields: dict[str, Any]) -> str:
@@ -156,10 +158,6 @@ class _ReopenableFileHandler(logging.FileHandler):
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return getattr(record, _FIELDS, {})
-
-
-def _timestamp(record: logging.LogRecord) -> str:
-    return f"{_whole_second(int(record.created))}.{int(record.msecs):03d}Z"
 
 
 def _timestamp_of(created: float) -> str:
