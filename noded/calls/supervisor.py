@@ -361,7 +361,7 @@ class Supervisor:
         for call in list(self.calls.running.values()):
             call.abort_reason = call.abort_reason or "shutdown"
             self.metrics.aborts.labels("shutdown").inc()
-        running = sum(1 for proc in self._processes.live.values() if not proc.exited)
+        running = sum(1 for proc in self._processes.unreaped() if not proc.exited)
         event(
             log,
             "shutdown.terminate",
@@ -370,13 +370,8 @@ class Supervisor:
             grace_s=self._config.shutdown_grace_s,
         )
         await self._processes.terminate_all(self._config.shutdown_grace_s)
-        if self._processes.live:
-            event(
-                log,
-                "shutdown.unreaped",
-                level=logging.ERROR,
-                pids=[proc.pid for proc in self._processes.live.values()],
-            )
+        if unreaped := self._processes.unreaped():
+            event(log, "shutdown.unreaped", logging.ERROR, pids=[proc.pid for proc in unreaped])
         await self.spawners.close()
         await self.recorder.close()
 

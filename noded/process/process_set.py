@@ -21,9 +21,14 @@ class ProcessSet:
     def get(self, key: str) -> FunctionProcess | None:
         return self.live.get(key)
 
+    def unreaped(self) -> list[FunctionProcess]:
+        """Those not reaped yet: one reaped in this turn of the loop leaves ``live`` only
+        in the next, when its done callback runs."""
+        return [proc for proc in self.live.values() if not proc.reaped.done()]
+
     async def terminate_all(self, grace_s: float) -> None:
         """SIGTERM every group, wait up to ``grace_s``, SIGKILL the rest, wait for reaping."""
-        procs = list(self.live.values())
+        procs = self.unreaped()
         for proc in procs:
             proc.terminate_group(kill_after_s=grace_s)
         await _wait_all(procs, grace_s)
