@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import glob
 import json
 import os
 import platform
@@ -57,6 +56,7 @@ import psutil
 
 from masterd.local import LocalNode, free_port
 from tests.bench import output
+from tests.bench.cpu import CallCpu, CpuMeter, CpuUse, ServerCpu, cpu_summary
 from tests.helpers import lasting_zombies, node_env
 
 ECHO = orjson.dumps({"fn_name": "echo", "fn_args": {"value": "x"}, "timeout": 10})
@@ -106,50 +106,13 @@ async def sequential_latency(target: Target, calls: int) -> tuple[list[float], C
     return samples, meter.read()
 
 
-class CpuUse:
-    """CPU time used by every process on the machine over some wall time."""
-
-    def __init__(self, busy_s: float = 0.0, wall_s: float = 0.0) -> None:
-        self.busy_s, self.wall_s = busy_s, wall_s
-
-    def __add__(self, other: CpuUse) -> CpuUse:
-        return CpuUse(self.busy_s + other.busy_s, self.wall_s + other.wall_s)
-
-
-class CpuMeter:
-    """The machine's busy CPU time from now on: wall time x CPUs, less their idle time.
-
-    Idle time comes from cpuidle's per-state counters, kept to the microsecond;
-    /proc/stat counts in 10 ms ticks, too coarse for a few hundred 0.2 ms calls.
-    """
-
-    _IDLE = "/sys/devices/system/cpu/cpu[0-9]*/cpuidle/state[0-9]*/time"
-
-    def __init__(self) -> None:
-        self._paths = glob.glob(self._IDLE)
-        self._idle_s, self._began = self._idle(), time.perf_counter()
-
-    def _idle(self) -> float:
-        return sum(int(Path(path).read_text()) for path in self._paths) / 1e6
-
-    def read(self) -> CpuUse:
-        wall_s = time.perf_counter() - self._began
-        if not self._paths:  # no cpuidle here: nothing to measure with
-            return CpuUse()
-        idle_s = self._idle() - self._idle_s
-        return CpuUse(max(0.0, wall_s * (os.cpu_count() or 1) - idle_s), wall_s)
-
-
-def cpu_summary(use: CpuUse, calls: int) -> dict[str, float | None]:
-    if not use.wall_s:
-        return {"ms_per_call": None, "busy_percent": None}
-    return {
-        "ms_per_call": use.busy_s / calls * 1e3,
-        "busy_percent": 100 * use.busy_s / (use.wall_s * (os.cpu_count() or 1)),
-    }
-
-
 async def throughput(target: Target, callers: int, seconds: float) -> float:
+    done, elapsed_s = await calls_made(target, callers, seconds)
+    return done / elapsed_s
+
+
+async def calls_made(target: Target, callers: int, seconds: float) -> tuple[int, float]:
+    """Echo calls made by ``callers`` at once for ``seconds``: (how many, in what time)."""
     connector = aiohttp.TCPConnector(limit=callers)
     async with aiohttp.ClientSession(connector=connector) as session:
         end = time.perf_counter() + seconds
@@ -163,7 +126,7 @@ async def throughput(target: Target, callers: int, seconds: float) -> float:
 
         began = time.perf_counter()
         await asyncio.gather(*(caller() for _ in range(callers)))
-        return done / (time.perf_counter() - began)
+        return done, time.perf_counter() - began
 
 
 WAKE_DELAY_S = 0.02
@@ -277,9 +240,11 @@ async def http_floor(module: str = "tests.bench.floor") -> AsyncIterator[Target]
 async def measure_in_turns(
     targets: dict[str, Target], calls: int, seconds: float, rounds: int
 ) -> dict[str, dict[str, Any]]:
-    """Latency and throughput of every target, measured one round of each in turn."""
+    """Latency and throughput of every target, measured one round of each in turn; and at
+    32 callers, the CPU a call costs (the machine, the server, its fork server)."""
     latency: dict[str, list[float]] = {name: [] for name in targets}
     cpu = {name: CpuUse() for name in targets}
+    cpu_32 = {name: CallCpu() for name in targets}
     rates: dict[str, dict[int, list[float]]] = {
         name: {n: [] for n in CONCURRENCY} for name in targets
     }
@@ -292,12 +257,17 @@ async def measure_in_turns(
             cpu[name] += use
         for callers in CONCURRENCY:
             for name, target in targets.items():
-                rates[name][callers].append(await throughput(target, callers, seconds / rounds))
+                machine, server = CpuMeter(), ServerCpu(target.pid)
+                done, elapsed_s = await calls_made(target, callers, seconds / rounds)
+                rates[name][callers].append(done / elapsed_s)
+                if callers == 32:
+                    cpu_32[name].add(done, machine.read(), server.read())
     return {
         name: {
             "latency": summary(latency[name]),
             "echo_cpu": cpu_summary(cpu[name], len(latency[name])),
             "throughput": {n: statistics.median(rates[name][n]) for n in CONCURRENCY},
+            "cpu_32_ms": cpu_32[name].per_call_ms(),
         }
         for name in targets
     }
@@ -491,8 +461,24 @@ def _process_floor_rows(noded: dict[str, Any], floor: dict[str, Any]) -> list[st
     return [
         f"process floor (C): echo p50 {floor_p50:.3f} ms, {floor_rate:.0f} calls/s at 32 "
         f"callers; noded/C: p50 {p50 / floor_p50:.2f}x (goal <= 1.25), calls/s at 32 "
-        f"{rate / floor_rate:.2f}x (goal >= 0.8)"
+        f"{rate / floor_rate:.2f}x (goal >= 0.8)",
+        _cpu_32_row(noded["cpu_32_ms"], floor["cpu_32_ms"]),
     ]
+
+
+def _cpu_32_row(noded: dict[str, float | None], floor: dict[str, float | None]) -> str:
+    """Where calls/s at 32 callers goes: CPU a call, noded against the process floor."""
+    parts = []
+    for key, label in (
+        ("machine", "machine"),
+        ("server", "server"),
+        ("fork_server", "fork server"),
+        ("rest", "the rest (function processes, client, kernel)"),
+    ):
+        x, y = noded[key], floor[key]
+        shown = "n/a" if x is None or y is None else f"{x:.3f} / {y:.3f}"
+        parts.append(f"{label} {shown}")
+    return "CPU ms a call at 32 callers, noded / C: " + ", ".join(parts)
 
 
 def _fleet_row(run: dict[str, Any]) -> str:
@@ -521,7 +507,7 @@ def _cpu_rows(*uses: dict[str, float | None]) -> list[str]:
     per_call = [use["ms_per_call"] for use in uses]
     busy = [use["busy_percent"] for use in uses]
     if None in per_call or None in busy:
-        return ["echo, machine CPU: not measured (no cpuidle counters here)"]
+        return ["echo, machine CPU: not measured"]
     x, y, z = per_call
     bx, by, bz = busy
     return [
