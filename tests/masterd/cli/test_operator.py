@@ -17,6 +17,7 @@ import pytest
 
 from masterd.local import LocalNode, free_port
 from rpc_client import certs
+from rpc_client.client import NodeClient
 from rpc_client.tls import TLSConfig
 from tests.helpers import run_node
 
@@ -118,16 +119,34 @@ async def test_wait_keeps_waiting_past_the_nodes_max_wait() -> None:
     assert status == 0 and '"result": 2' in out
 
 
-async def interrupt(args: list[str]) -> tuple[int, str]:
-    """Run rpc-cli, Ctrl-C it once the node runs the call, and return (status, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    await asyncio.sleep(1.5)  # the call runs: this stands for the operator's patience
-    proc.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+async def interrupt(node: LocalNode, args: list[str]) -> tuple[int, str]:
+    """Run rpc-cli, Ctrl-C it once the node runs its call, and return (status, stderr)."""
+    async with node.client() as client:
+        before = {call["fnc_id"] for call in await client.list_functions()}
+        proc = await asyncio.create_subprocess_exec(
+            *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            await _until_a_new_call_runs(client, before)
+            proc.send_signal(signal.SIGINT)
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            _, err = await asyncio.wait_for(proc.communicate(), 10)
+            raise AssertionError(f"rpc-cli did not end after Ctrl-C; it said: {err!r}") from None
     assert proc.returncode is not None
     return proc.returncode, err.decode()
+
+
+async def _until_a_new_call_runs(client: NodeClient, before: set[str]) -> None:
+    """The call rpc-cli started runs (a sleep may not have started yet on a slow host)."""
+    for _ in range(500):
+        running = [c for c in await client.list_functions() if not c["finished"]]
+        if any(call["fnc_id"] not in before for call in running):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the call rpc-cli started never ran")
 
 
 @pytest.mark.parametrize("follow", [[], ["--follow"]])
@@ -135,7 +154,7 @@ async def test_ctrl_c_aborts_the_call_and_says_so(
     shared_node: LocalNode, follow: list[str]
 ) -> None:
     args = ["--node", shared_node.address, "call", "sleep", '{"seconds": 60}', *follow]
-    status, err = await interrupt(args)
+    status, err = await interrupt(shared_node, args)
     assert status == 130
     aborted = one_line(err)
     assert aborted.startswith("aborted ")
@@ -148,7 +167,7 @@ async def test_ctrl_c_with_detach_leaves_the_call_and_says_how_to_reattach(
     shared_node: LocalNode,
 ) -> None:
     args = ["--node", shared_node.address, "call", "sleep", '{"seconds": 60}', "--detach"]
-    status, err = await interrupt(args)
+    status, err = await interrupt(shared_node, args)
     assert status == 130 and "runs on. Reattach with:" in err
     reattach = one_line(err).split()
     assert reattach[:4] == ["rpc-cli", "--node", shared_node.address, "wait"]
