@@ -206,6 +206,12 @@ def print_lines(count: int, delay_s: float = 0.0, stream: str = "stdout") -> int
 
 
 @function
+def stdout_buffering() -> dict[str, bool]:
+    """How the function process's stdout is buffered."""
+    return {"line_buffering": sys.stdout.line_buffering, "write_through": sys.stdout.write_through}
+
+
+@function
 def print_then_fail(text: str) -> None:
     """Print ``text`` to stdout and to stderr, then raise."""
     print(text)

@@ -29,7 +29,9 @@ def prepare() -> None:
     forks (each child would otherwise copy the pages it touches: 0.1 MiB a process)."""
     progress.channel_fd = frame_fd
     with contextlib.suppress(AttributeError, ValueError):
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        # write_through: PYTHONUNBUFFERED=1 (which daemons often run with) would write a
+        # print's text and its newline apart, cutting the caller's output events mid-line
+        sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
 
 
 def main(modules: list[str]) -> None:

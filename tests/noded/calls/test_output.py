@@ -181,3 +181,15 @@ async def test_programs_the_function_runs_do_not_get_the_frame_channel(
 ) -> None:
     state = await client.start_function("child_sees_fd3", timeout=10)
     assert state.error is None and not state.result.startswith("pipe:")
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_a_printed_line_is_one_write_even_under_pythonunbuffered(spawn: str) -> None:
+    """Daemons are often run with PYTHONUNBUFFERED=1 (systemd units set it for their
+    logs).  A function process inherits it, and its stdout would then write every piece
+    of a print (the text, then the newline) as a write of its own: output events cut
+    lines in two.  Its stdout stays line-buffered, as the runner promises."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    async with run_node(["--spawn", spawn], env=env) as node, node.client() as client:
+        state = await client.start_function("stdout_buffering", {}, timeout=10)
+    assert state.result == {"line_buffering": True, "write_through": False}
