@@ -104,12 +104,12 @@ class CallCpu:
         self.helpers_s += server[1]
 
     def per_call_ms(self) -> dict[str, float | None]:
-        """Milliseconds a call: the machine's (None without cpuidle counters), the server's,
-        its fork server's, and the rest (function processes, client, kernel threads)."""
+        """Milliseconds a call (None for each if no call was made): the machine's, the
+        server's, its fork server's, and the rest (function processes, client, kernel)."""
         if not self.calls:
             return {"machine": None, "server": None, "fork_server": None, "rest": None}
         per = 1e3 / self.calls
-        machine = self.machine_s * per if self.machine_s else None
-        server, helpers = self.server_s * per, self.helpers_s * per
-        rest = machine - server - helpers if machine is not None else None
+        machine, server = self.machine_s * per, self.server_s * per
+        helpers = self.helpers_s * per
+        rest = machine - server - helpers
         return {"machine": machine, "server": server, "fork_server": helpers, "rest": rest}
