@@ -1,14 +1,45 @@
-"""The master side: calling functions on nodes with deadlines, one node or many."""
+"""The master side: calling functions on nodes with deadlines, one node or many.
+
+The names below are imported on first use (PEP 562), so that importing a part of the
+package, as ``rpc-cli`` does first, does not import the whole of it: a Ctrl-C while
+``rpc-cli`` starts lands in code that can answer it (:mod:`masterd.cli.entry`).
+"""
 
 from __future__ import annotations
 
-from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
-from masterd.cluster import Cluster
-from masterd.follow import follow
-from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
-from masterd.node import Node, load_nodes
-from masterd.output import OutputEvent
-from masterd.rollout import Rollout
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
+    from masterd.cluster import Cluster
+    from masterd.follow import follow
+    from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
+    from masterd.node import Node, load_nodes
+    from masterd.output import OutputEvent
+    from masterd.rollout import Rollout
+
+#: each public name, and the module that defines it
+_DEFINED_IN = {
+    "CallOptions": "masterd.call",
+    "RetryPolicy": "masterd.call",
+    "call_function": "masterd.call",
+    "run_call": "masterd.call",
+    "wait_for_call": "masterd.call",
+    "Cluster": "masterd.cluster",
+    "follow": "masterd.follow",
+    "GatherSummary": "masterd.gather",
+    "NodeResult": "masterd.gather",
+    "call_many": "masterd.gather",
+    "gather": "masterd.gather",
+    "resume": "masterd.gather",
+    "Node": "masterd.node",
+    "load_nodes": "masterd.node",
+    "OutputEvent": "masterd.output",
+    "Rollout": "masterd.rollout",
+}
 
 __all__ = [
     "CallOptions",
@@ -28,3 +59,28 @@ __all__ = [
     "run_call",
     "wait_for_call",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module 'masterd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once is enough
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``follow`` and ``gather`` the functions they are, not the submodules of the
+    same names: the import system binds each submodule it loads to the package."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (name in _DEFINED_IN and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -2,6 +2,6 @@
 
 import sys
 
-from masterd.cli.main import main
+from masterd.cli.entry import main
 
 sys.exit(main())

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from masterd.cli.common import EXIT_FAILED, EXIT_OK
+from masterd.cli.exits import EXIT_FAILED, EXIT_OK
 from rpc_client.audit import Break, verify
 
 

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from masterd.cli.common import EXIT_OK, print_json
+from masterd.cli.common import print_json
+from masterd.cli.exits import EXIT_OK
 
 
 def add_certs_commands(sub: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from masterd.cli.exits import EXIT_FAILED, EXIT_NODE, EXIT_OK, EXIT_RUNNING, EXIT_USAGE
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     FunctionFailed,
@@ -27,9 +28,6 @@ from rpc_client.tls import TLSConfig
 
 T = TypeVar("T")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING, EXIT_NODE = 0, 1, 2, 3, 4
-#: Ctrl-C: 128 + SIGINT, as a shell reports it
-EXIT_INTERRUPTED = 130
 _ABORT_ON_INTERRUPT_S = 15.0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from masterd.cli.common import EXIT_OK, print_state
+from masterd.cli.common import print_state
+from masterd.cli.exits import EXIT_OK
 from masterd.cli.output import OutputPrinter
 from masterd.follow import follow
 from masterd.output import events_of

@@ -16,12 +16,10 @@ from typing import Any
 import orjson
 
 from masterd.cli.common import (
-    EXIT_FAILED,
-    EXIT_NODE,
-    EXIT_OK,
     add_function_args,
     parse_fn_args,
 )
+from masterd.cli.exits import EXIT_FAILED, EXIT_NODE, EXIT_OK
 from masterd.cli.output import OutputPrinter
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult

@@ -23,10 +23,6 @@ from masterd.call import CallOptions, Deadline, Rounds, new_request_id, run_call
 from masterd.cli.audit import add_audit_commands, cmd_audit
 from masterd.cli.certs import add_certs_commands, cmd_certs
 from masterd.cli.common import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_RUNNING,
-    EXIT_USAGE,
     add_function_args,
     exit_status_of,
     on_interrupt,
@@ -37,6 +33,7 @@ from masterd.cli.common import (
     seconds,
     tls_from_args,
 )
+from masterd.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNNING, EXIT_USAGE
 from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
 from masterd.cli.output import OutputPrinter

@@ -7,7 +7,8 @@ import argparse
 import sys
 from typing import Any
 
-from masterd.cli.common import EXIT_FAILED, EXIT_OK, print_json
+from masterd.cli.common import print_json
+from masterd.cli.exits import EXIT_FAILED, EXIT_OK
 from rpc_client.client import NodeClient
 
 

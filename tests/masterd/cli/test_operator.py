@@ -177,6 +177,41 @@ async def test_ctrl_c_with_detach_leaves_the_call_and_says_how_to_reattach(
         await client.abort_function(reattach[4])
 
 
+async def test_ctrl_c_while_rpc_cli_still_imports_ends_it_quietly_with_130(
+    shared_node: LocalNode,
+) -> None:
+    """Python reports each import as it ends (PYTHONPROFILEIMPORTTIME): the signal is
+    sent once asyncio's C part is imported, with most of the master side still to come."""
+    args = ["--node", shared_node.address, "call", "sleep", '{"seconds": 60}']
+    proc = await asyncio.create_subprocess_exec(
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        while (
+            not (line := await asyncio.wait_for(proc.stderr.readline(), 30))
+            .rstrip()
+            .endswith(b" _asyncio")
+        ):
+            assert line, "rpc-cli never imported asyncio"
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    said = [line for line in err.decode().splitlines() if not line.startswith("import time:")]
+    assert proc.returncode == 130, said
+    assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in said), said
+
+
+def test_the_rpc_cli_command_starts_at_the_entry_point_that_answers_ctrl_c() -> None:
+    import importlib.metadata
+
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="rpc-cli")
+    assert script.value == "masterd.cli.entry:main"
+
+
 async def test_tls_from_the_environment_and_a_node_by_its_name_in_the_nodes_file(
     tmp_path: Path,
 ) -> None:

@@ -1,0 +1,34 @@
+"""``masterd``'s public names, imported on first use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import masterd
+import masterd.follow
+import masterd.gather  # submodules named as two public functions, loaded before the names
+
+
+def test_every_public_name_is_what_its_module_defines() -> None:
+    for name in masterd.__all__:
+        value = getattr(masterd, name)
+        assert value.__name__ == name and value.__module__.startswith("masterd."), name
+    assert callable(masterd.follow) and callable(masterd.gather)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    try:
+        masterd.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("masterd.no_such_name did not raise")
+
+
+def test_rpc_cli_entry_point_imports_nothing_heavy_before_its_guard() -> None:
+    heavy = "{'asyncio', 'masterd.call', 'rpc_client'}"
+    probe = f"import sys, masterd.cli.entry; print(sorted(set(sys.modules) & {heavy}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
