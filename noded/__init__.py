@@ -1,13 +1,36 @@
 """ganeti-noded: the node daemon that runs one process per function call.
 
 Only the function API lives at the top level (``@function``, ``progress()``), and it is
-light on purpose: every function process imports it.
+light on purpose: every function process imports it.  Both names are imported on first
+use (PEP 562), so that the daemon's entry point (:mod:`noded.entry`) runs before the
+rest of the package is imported.
 """
 
 from __future__ import annotations
 
-from noded.process.child.progress import progress
-from noded.registry import function
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from noded.version import __version__
 
+if TYPE_CHECKING:
+    from noded.process.child.progress import progress
+    from noded.registry import function
+
+#: each lazily imported name, and the module that defines it
+_DEFINED_IN = {"function": "noded.registry", "progress": "noded.process.child.progress"}
+
 __all__ = ["__version__", "function", "progress"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _DEFINED_IN.get(name)
+    if module is None:
+        raise AttributeError(f"module 'noded' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,6 +2,6 @@
 
 import sys
 
-from noded.cli import main
+from noded.entry import main
 
 sys.exit(main())

@@ -64,6 +64,9 @@ class Server:
         return 0
 
     async def serve(self) -> None:
+        # First of all: a stop signal during start-up is then a stop once started, not
+        # asyncio's cancellation of start-up half-way (a traceback, or a signal lost).
+        self._install_signal_handlers()
         await self.startup()
         try:
             await self._stop.wait()
@@ -103,7 +106,6 @@ class Server:
         )
         await self._runner.setup()
         await self._site(config, metrics).start()
-        self._install_signal_handlers()
         # What start-up made (imports, the app, the registry) lives as long as the
         # daemon: out of the collector's way, which otherwise scans it again and again
         # under load (doc/performance.md, session 11).

@@ -27,7 +27,7 @@ MAX_FUNCTION_LINES = 60
 #: the daemon's layers, highest first; a module may import its own layer and those below.
 #: A name stands for that module and those under it; every module of noded has a layer.
 NODED_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("entry", ("noded.__main__", "noded.cli", "noded.server", "noded.reload")),
+    ("entry", ("noded.__main__", "noded.entry", "noded.cli", "noded.server", "noded.reload")),
     ("http", ("noded.http",)),
     ("calls", ("noded.calls",)),
     ("processes", ("noded.process",)),

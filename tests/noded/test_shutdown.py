@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from masterd.local import LocalNode
+from masterd.local import LocalNode, free_port
 from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
 from tests.helpers import (
     alive,
     eventually,
     lasting_zombies,
+    marked_processes,
+    node_env,
     put,
     run_node,
     start_ignoring_sigterm,
     start_with_grandchildren,
     still_alive,
 )
+from tests.slow_start import STARTING_MARK
 
 pytestmark = pytest.mark.both_spawners
 
@@ -41,6 +49,41 @@ async def test_stop_signal_kills_function_processes_and_their_children(
         assert "shutdown.terminate calls=1 processes=1 " in node.log_text()
         assert "Traceback" not in node.log_text()  # the fork server leaves without one
     assert await still_alive([leader, *kids]) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_during_start_up_stops_the_daemon_once_started(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Before, SIGTERM killed the daemon outright there, and SIGINT cancelled start-up
+    half-way: a traceback, or a signal lost and a daemon that ran on."""
+    mark = tmp_path / "starting"
+    env = {**os.environ, **node_env({STARTING_MARK: str(mark)})}
+    argv = [sys.executable, "-m", "noded", "--bind", "127.0.0.1", "--port", str(free_port()),
+            "--state-dir", str(tmp_path / "state"), "--functions", "tests.slow_start"]  # fmt: skip
+    with open(tmp_path / "noded.log", "wb") as log:
+        daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+    try:
+        await eventually(mark.exists, timeout_s=30)  # it imports its functions: a second
+        daemon.send_signal(sig)
+        status = await asyncio.to_thread(daemon.wait, 30)
+    finally:
+        daemon.kill()
+        daemon.wait(10)
+    said = (tmp_path / "noded.log").read_text()
+    assert status == 0, said
+    assert f"daemon.signal signal={sig.name}" in said and "daemon.stopped" in said, said
+    assert "Traceback" not in said
+    await eventually(lambda: _started_with(mark) == [])  # the fork server and its spares
+
+
+def _started_with(mark: Path) -> list[int]:
+    found = []
+    for proc in marked_processes():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(STARTING_MARK) == str(mark):
+                found.append(proc.pid)
+    return found
 
 
 async def test_what_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:

@@ -205,13 +205,6 @@ async def test_ctrl_c_while_rpc_cli_still_imports_ends_it_quietly_with_130(
     assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in said), said
 
 
-def test_the_rpc_cli_command_starts_at_the_entry_point_that_answers_ctrl_c() -> None:
-    import importlib.metadata
-
-    (script,) = importlib.metadata.entry_points(group="console_scripts", name="rpc-cli")
-    assert script.value == "masterd.cli.entry:main"
-
-
 async def test_tls_from_the_environment_and_a_node_by_its_name_in_the_nodes_file(
     tmp_path: Path,
 ) -> None:
