@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                        ("--tls-ca", config.tls_ca), ("--policy", config.policy)):  # fmt: skip
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path}: no such file")
-    setup_logging(config.log_format, config.log_file)
+    try:
+        setup_logging(config.log_format, config.log_file)
+    except OSError as exc:  # only a log file can fail here
+        parser.error(f"--log-file {config.log_file}: {exc.strerror or exc}")
     try:
         return Server(config).run()
     except (ImportError, OSError, TypeError, ValueError) as exc:

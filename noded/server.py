@@ -34,6 +34,7 @@ from noded.process import tree
 from noded.process.function import ProcessLimits
 from noded.registry import Registry
 from noded.reload import FunctionReloader, Reloaded, import_functions, make_spawner
+from noded.state_lock import StateLock, hold_state_directory
 from rpc_client import tls
 from rpc_client.logs import event, reopen_log_files
 
@@ -58,6 +59,7 @@ class Server:
         self._watchdog: asyncio.Task[None] | None = None
         self._ssl: ssl.SSLContext | None = None
         self._reloading: set[asyncio.Task[Reloaded]] = set()
+        self._state_lock: StateLock | None = None
 
     def run(self) -> int:
         uvloop.run(self.serve())
@@ -74,6 +76,7 @@ class Server:
             await self.shutdown()
 
     async def startup(self) -> None:
+        self._state_lock = hold_state_directory(self.config.state_dir)  # before any use
         raise_open_files_limit()
         config = self.config
         registry = import_functions(config.functions, config.functions_path)
@@ -195,6 +198,8 @@ class Server:
         await self._runner.cleanup()
         if self._watchdog is not None:
             self._watchdog.cancel()
+        if self._state_lock is not None:
+            self._state_lock.release()
         event(log, "daemon.stopped")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from masterd.local import LocalNodeError
+from masterd.local import LocalNodeError, free_port
 from tests.helpers import ROOT, node_env, run_node
 
 
@@ -85,6 +85,30 @@ async def test_json_logs() -> None:
     finish = [e for e in entries if e["event"] == "call.finish"]
     assert finish[0]["fnc_id"] == state.fnc_id
     assert finish[0]["fn_name"] == "echo" and finish[0]["outcome"] == "ok"
+
+
+async def test_a_second_daemon_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
+    async with run_node(workdir=tmp_path) as first:
+        second = await asyncio.to_thread(
+            run_noded_cli, "--port", str(free_port()), "--state-dir", str(first.state_dir)
+        )
+        assert second.returncode == 1 and "Traceback" not in second.stderr
+        in_use = f"the state directory {first.state_dir} is in use by another ganeti-noded"
+        assert f"{in_use} (pid {first.pid})" in second.stderr
+        async with first.client() as client:  # the first serves on, its uuid its own
+            assert (await client.identify())["pid"] == first.pid
+            uuid = (await client.identify())["uuid"]
+            assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
+        first.proc.kill()  # a crash: the kernel lets the lock go with the process
+        await first.wait_exit(10)
+    async with run_node(workdir=tmp_path) as after, after.client() as client:
+        assert (await client.identify())["uuid"] == uuid
+
+
+def test_a_log_file_that_cannot_be_opened_is_named_at_start(tmp_path: Path) -> None:
+    done = run_noded_cli("--log-file", str(tmp_path / "no-such-dir" / "noded.log"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"--log-file {tmp_path / 'no-such-dir' / 'noded.log'}: No such file" in done.stderr
 
 
 def test_a_missing_certificate_file_is_named_at_start(tmp_path: Path) -> None:
