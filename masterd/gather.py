@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from rpc_client.protocol import CallState
 
 __all__ = ["GatherSummary", "NodeResult", "call_many", "gather", "resume"]
 
+#: told (node name, None) as a node is asked, (node name, fnc_id) once it named its call
+CallCallback = Callable[[str, str | None], None]
 #: how long past the call deadline (itself within LATE_S) the gather waits for stragglers
 _GUARD_S = LATE_S + 0.25
 _CANCEL_WAIT_S = 5.0
@@ -61,6 +63,7 @@ async def call_many(
     retry: RetryPolicy = DEFAULT_RETRY,
     on_output: OutputCallback | None = None,
     batch_file: Path | str | None = None,
+    on_call: CallCallback | None = None,
 ) -> AsyncGenerator[NodeResult, None]:
     """Call ``fn_name`` on the nodes; yield each :class:`NodeResult` as it comes.
 
@@ -68,7 +71,9 @@ async def call_many(
     ``concurrency`` is the old name of ``window``).  With ``on_output``, every node's
     output is followed: each :class:`OutputEvent`, its ``node`` the node's name, is passed
     to it as it arrives.  With ``batch_file``, the fan-out can be resumed after the master
-    died (:func:`resume`).
+    died (:func:`resume`).  ``on_call(node, None)`` is called as a node is asked, and
+    ``on_call(node, fnc_id)`` once it has named its call (at its first answer): what a
+    report after a Ctrl-C needs (``rpc-cli gather``).
 
     Leaving the loop early cancels the calls still running here (use
     ``contextlib.aclosing`` to have that happen at once rather than when the generator is
@@ -83,6 +88,7 @@ async def call_many(
         header = _header(fn_name, fn_args, timeout, options, rollout, clients)
         batch = BatchFile.create(Path(batch_file), header)
     run = _GatherRun(Deadline(timeout), fn_name, fn_args, options, on_output, batch)
+    run.on_call = on_call
     async with contextlib.aclosing(run.all(clients, rollout)) as results:
         async for result in results:
             yield result
@@ -94,6 +100,7 @@ async def resume(
     *,
     retry: RetryPolicy = DEFAULT_RETRY,
     on_output: OutputCallback | None = None,
+    on_call: CallCallback | None = None,
 ) -> AsyncGenerator[NodeResult, None]:
     """Go on with the fan-out of ``batch_file`` after the master that ran it died: the
     same function, arguments and options (the deadline counted afresh), every node named
@@ -110,6 +117,10 @@ async def resume(
                       max_failures=header["max_failures"])  # fmt: skip
     run = _GatherRun(Deadline(header["timeout"]), header["fn_name"], header["fn_args"], options,
                      on_output, batch, progress)  # fmt: skip
+    run.on_call = on_call
+    if on_call is not None:  # what the master that died had asked, and heard
+        for name in progress.request_ids:
+            on_call(name, run.fnc_ids.get(name))
     clients = [by_name[name] for name in header["nodes"]]
     async with contextlib.aclosing(run.all(clients, rollout)) as results:
         async for result in results:
@@ -149,6 +160,7 @@ class _GatherRun:
         self.progress = progress or Progress(header={})
         self.results: asyncio.Queue[NodeResult] = asyncio.Queue()
         self.fnc_ids: dict[str, str] = dict(self.progress.fnc_ids)
+        self.on_call: CallCallback | None = None
 
     async def all(
         self, clients: list[NodeClient], rollout: Rollout
@@ -197,6 +209,8 @@ class _GatherRun:
             request_id = self.progress.request_ids.get(client.name) or new_request_id()
             if self.batch is not None:
                 self.batch.asked(client.name, request_id)
+            if self.on_call is not None:
+                self.on_call(client.name, None)
             state = await run_call(
                 client, self.fn_name, self.fn_args, self.deadline.left_s(), self.options,
                 request_id=request_id, on_progress=lambda s: self._started(client, s),
@@ -210,6 +224,8 @@ class _GatherRun:
             self.fnc_ids[client.name] = state.fnc_id
             if self.batch is not None:
                 self.batch.started(client.name, state.fnc_id)
+            if self.on_call is not None:
+                self.on_call(client.name, state.fnc_id)
 
     async def next_result(self) -> NodeResult | None:
         left = self.deadline.left_s()

@@ -8,7 +8,10 @@ skipped (and every node answered), 4 if some node was unreachable or timed out.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import functools
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -126,26 +129,81 @@ async def _gather(
     printer: OutputPrinter | None,
 ) -> GatherSummary:  # fmt: skip
     summary = GatherSummary()
+    calls: dict[str, str | None] = {}  # node -> None once asked, its fnc_id once named
     began = time.monotonic()
     async with Cluster(nodes) as cluster:
         width = max(len(node.name) for node in cluster.nodes)
         if args.resume is not None:
-            results = cluster.resume(args.resume, on_output=printer)
+            results = cluster.resume(args.resume, on_output=printer,
+                                     on_call=calls.__setitem__)  # fmt: skip
         else:
             results = cluster.call_many(
                 args.fn_name, fn_args, args.timeout, wait_s=args.wait, window=args.window,
                 canary=args.canary, max_failures=args.max_failures, on_output=printer,
-                batch_file=args.batch_file,
+                batch_file=args.batch_file, on_call=calls.__setitem__,
             )  # fmt: skip
-        async for result in results:
-            summary.results[result.node] = result
-            if not (args.only_failed and result.ok):
-                elapsed = time.monotonic() - began
-                line = (
-                    _json_line(result, elapsed) if args.json else _text_line(result, elapsed, width)
-                )
-                print(line, flush=True)
+        try:
+            async for result in results:
+                summary.results[result.node] = result
+                if not (args.only_failed and result.ok):
+                    elapsed = time.monotonic() - began
+                    line = (
+                        _json_line(result, elapsed)
+                        if args.json
+                        else _text_line(result, elapsed, width)
+                    )
+                    print(line, flush=True)
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run's answer to SIGINT
+            _report_interrupted([node.name for node in cluster.nodes], summary, calls, args)
+            raise
     return summary
+
+
+def _report_interrupted(
+    names: list[str], summary: GatherSummary, calls: dict[str, str | None],
+    args: argparse.Namespace,
+) -> None:  # fmt: skip
+    """After a Ctrl-C, name every node not named yet: its call running (left to run, with
+    its fnc_id), asked (its call may run), or not started; then how to go on."""
+    left = [name for name in names if name not in summary.results]
+    width = max(map(len, names))
+    for name in left:
+        state = _STATE_ON_INTERRUPT[name in calls, calls.get(name) is not None]
+        if args.json:
+            print(orjson.dumps({"node": name, "ok": False, "outcome": state,
+                                "fnc_id": calls.get(name)}).decode())  # fmt: skip
+        else:
+            print(f"{name:<{width}}  {state.upper().replace('_', ' '):<11} "
+                  f"{calls.get(name) or _MEANING[state]}")  # fmt: skip
+    running = [name for name in left if calls.get(name)]
+    asked = [name for name in left if name in calls and not calls[name]]
+    say = functools.partial(print, file=sys.stderr)
+    say(f"rpc-cli: interrupted: {len(names) - len(left)} of {len(names)} nodes answered; "
+        f"of the rest, {len(running)} running, {len(asked)} asked (a call may run), "
+        f"{len(left) - len(running) - len(asked)} not started. Nothing was aborted.")  # fmt: skip
+    where = f"rpc-cli --nodes {args.nodes} --node"
+    if running:
+        node, fnc_id = running[0], calls[running[0]]
+        say(f"  follow one:  {where} {node} wait {fnc_id} --follow")
+        say(f"  abort one:   {where} {node} abort {fnc_id}")
+    if asked:
+        say(f"  what runs on a node:  {where} {asked[0]} list")
+    batch_file = args.resume or args.batch_file
+    if batch_file is not None:
+        say(f"  go on with the fan-out (nothing runs twice):  "
+            f"rpc-cli --nodes {args.nodes} gather --resume {batch_file}")  # fmt: skip
+
+
+#: a node not named when Ctrl-C came: (asked, named its call) -> its state
+_STATE_ON_INTERRUPT = {
+    (True, True): "running",
+    (True, False): "asked",
+    (False, False): "not_started",
+}
+_MEANING = {
+    "asked": "its call may run: a node names it at its first answer (--wait)",
+    "not_started": "nothing was asked of it",
+}
 
 
 def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
 import orjson
 
 from masterd.local import free_port
-from tests.helpers import NodeFactory
+from tests.helpers import NodeFactory, eventually
 
 
 async def gather_cli(nodes_file: Path, *args: str) -> tuple[int, list[str]]:
@@ -81,3 +82,39 @@ async def test_gather_without_nodes_file_is_a_usage_error(tmp_path: Path) -> Non
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2 and b"--nodes" in err
+
+
+async def test_ctrl_c_names_every_node_left_and_resume_finishes_the_fan_out(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    first, second = await make_node("first"), await make_node("second")
+    path = tmp_path / "nodes.toml"
+    entry = '[[node]]\nname = "{}"\naddress = "127.0.0.1"\nport = {}\n'
+    path.write_text(entry.format("first", first.port) + entry.format("second", second.port))
+    batch = tmp_path / "batch.jsonl"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "masterd.cli", "--nodes", str(path), "gather", "sleep",
+        '{"seconds": 3}', "--window", "1", "--wait", "0.5", "--batch-file", str(batch),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:  # the first node named its call (at its first answer); the second waits its turn
+        await eventually(lambda: batch.exists() and '"fnc_id"' in batch.read_text(), 30)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    lines = {line.split()[0]: line.split(maxsplit=2)[1:] for line in out.decode().splitlines()}
+    assert proc.returncode == 130, err
+    async with first.client() as client:
+        (running,) = [call for call in await client.list_functions() if not call["finished"]]
+    assert lines == {"first": ["RUNNING", running["fnc_id"]],
+                     "second": ["NOT", "STARTED nothing was asked of it"]}  # fmt: skip
+    assert "of the rest, 1 running, 0 asked (a call may run), 1 not started" in err.decode()
+    assert f"gather --resume {batch}" in err.decode()
+
+    status, resumed = await gather_cli(path, "--resume", str(batch))
+    assert status == 0 and resumed[-1].startswith("2 nodes: 2 ok"), resumed
+    for node in (first, second):  # nothing ran twice
+        async with node.client() as client:
+            assert [call["fn_name"] for call in await client.list_functions()] == ["sleep"]
