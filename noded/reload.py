@@ -11,6 +11,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,15 +37,42 @@ def import_functions(modules: tuple[str, ...], paths: tuple[Path, ...]) -> Regis
         sys.path.insert(0, str(path.resolve()))
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
+    load_modules(())  # the built-ins first, as always
+    for module in modules:
+        _import_function_module(module)
+    return load_modules(modules)
+
+
+def _import_function_module(module: str) -> None:
+    """Import one function module; raises :class:`ImportError` saying where it was looked
+    for if it is not there, or what its import raised (a syntax error, a module it needs
+    that is not installed, its own code's exception) and where."""
     try:
-        return load_modules(modules)
+        importlib.import_module(module)
     except ModuleNotFoundError as exc:
+        if exc.name is None or not (module == exc.name or module.startswith(f"{exc.name}.")):
+            raise ImportError(f"function module {module!r} cannot be imported: "
+                              f"{_what_raised(exc)}") from exc  # fmt: skip
         places = list(dict.fromkeys(place for place in sys.path if place))[:6]
         raise ImportError(
             f"cannot import function module {exc.name!r}: not found in {', '.join(places)}"
             f"{', ...' if len(sys.path) > 6 else ''}; give its directory with "
             "--functions-path DIR"
         ) from exc
+    except Exception as exc:  # the module's own code may raise anything
+        raise ImportError(
+            f"function module {module!r} cannot be imported: {_what_raised(exc)}"
+        ) from exc
+
+
+def _what_raised(exc: BaseException) -> str:
+    """``Type: message``, and where in the module's own code (a syntax error says where
+    in its message already)."""
+    said = f"{type(exc).__name__}: {exc}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    if frames and not isinstance(exc, SyntaxError):
+        said += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return said
 
 
 def reimport_functions(modules: tuple[str, ...]) -> Registry:

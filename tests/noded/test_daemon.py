@@ -183,3 +183,26 @@ def test_a_function_module_not_found_says_where_it_looked() -> None:
     assert done.returncode == 1
     assert "cannot import function module 'no_such_site': not found in" in done.stderr
     assert "--functions-path DIR" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        ("def f(:\n", "SyntaxError: invalid syntax (broken.py, line 1)"),
+        ("import no_such_dependency\n",
+         "ModuleNotFoundError: No module named 'no_such_dependency' ({path}, line 1)"),
+        ("\nraise RuntimeError('no config file')\n",
+         "RuntimeError: no config file ({path}, line 2)"),
+    ],
+)  # fmt: skip
+def test_a_function_module_that_fails_to_import_is_named_with_what_it_raised(
+    tmp_path: Path, source: str, said: str
+) -> None:
+    """Before, a syntax error or the module's own exception came as the daemon's traceback,
+    and a missing dependency as the function module itself not being found."""
+    (tmp_path / "broken.py").write_text(source)
+    done = run_noded_cli("--functions-path", str(tmp_path), "--functions", "broken")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    expected = said.format(path=tmp_path / "broken.py")
+    assert f"cannot start: function module 'broken' cannot be imported: {expected}" in done.stderr
+    assert "--functions-path" not in done.stderr  # it was found
