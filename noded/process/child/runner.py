@@ -70,10 +70,16 @@ def answer(registry: Registry, request: bytes) -> bytes:
     os.putenv(frames.CALL_MARK, mark.decode())
     try:
         limits.apply(call_limits)
-        return frames.encode_result(_run(registry, fn_name, fn_args))
+        result = _run(registry, fn_name, fn_args)
     except BaseException as exc:  # the function's failure, whatever it is, goes in the frame
         exc = exc.with_traceback(_without_runner_frames(exc))
         return frames.encode_exception(exc, limits.exceeded(exc, call_limits))
+    try:
+        return frames.encode_result(result)
+    except TypeError as exc:  # a set, bytes, an int over 64 bits...: say whose value it is
+        return frames.encode_exception(
+            TypeError(f"{fn_name}() returned a value JSON cannot carry: {exc}")
+        )
 
 
 def _run(registry: Registry, fn_name: str, fn_args: dict[str, Any]) -> Any:
