@@ -94,7 +94,7 @@ async def test_ctrl_c_names_every_node_left_and_resume_finishes_the_fan_out(
     batch = tmp_path / "batch.jsonl"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "masterd.cli", "--nodes", str(path), "gather", "sleep",
-        '{"seconds": 3}', "--window", "1", "--wait", "0.5", "--batch-file", str(batch),
+        '{"seconds": 2}', "--window", "1", "--wait", "0.3", "--batch-file", str(batch),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:  # the first node named its call (at its first answer); the second waits its turn
