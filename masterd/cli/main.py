@@ -8,6 +8,7 @@ requests the node refused as malformed), 3 not finished yet (the fnc_id is print
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import sys
@@ -238,8 +239,13 @@ async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
     timeout = 10.0 if args.timeout is None else args.timeout
     # in rounds: a node's --max-wait shorter than the timeout asked is no early answer
     rounds = Rounds(node, Deadline(timeout), CallOptions(wait_s=max(timeout, 0.001)))
-    state = await rounds.wait(args.fnc_id)
-    return print_state(await rounds.poll(state))
+    try:
+        state = await rounds.wait(args.fnc_id)
+        return print_state(await rounds.poll(state))
+    except asyncio.CancelledError:  # Ctrl-C: waiting stops, the call does not
+        print(f"rpc-cli: stopped waiting; {args.fnc_id} runs on (rpc-cli --node {args.node} "
+              f"abort {args.fnc_id} stops it)", file=sys.stderr)  # fmt: skip
+        raise
 
 
 async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:

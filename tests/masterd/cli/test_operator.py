@@ -13,13 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from masterd.local import LocalNode, free_port
 from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.tls import TLSConfig
-from tests.helpers import run_node
+from tests.helpers import eventually, run_node
 
 RPC_CLI = [sys.executable, "-m", "masterd.cli"]
 
@@ -175,6 +176,41 @@ async def test_ctrl_c_with_detach_leaves_the_call_and_says_how_to_reattach(
         state = await client.wait_for_function(reattach[4], timeout=0)
         assert not state.finished
         await client.abort_function(reattach[4])
+
+
+async def test_ctrl_c_during_a_plain_wait_stops_waiting_and_says_the_call_runs_on(
+    shared_node: LocalNode,
+) -> None:
+    async with shared_node.client() as client:
+        fnc_id = (await client.start_function("sleep", {"seconds": 60}, timeout=0)).fnc_id
+    args = ["--node", shared_node.address, "wait", fnc_id, "--timeout", "60"]
+    proc = await asyncio.create_subprocess_exec(
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:  # its WaitForFunction is on its way: a connection to the node is open
+        await eventually(lambda: _connected(proc.pid, shared_node.port), 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    assert proc.returncode == 130
+    assert one_line(err.decode()) == (
+        f"rpc-cli: stopped waiting; {fnc_id} runs on "
+        f"(rpc-cli --node {shared_node.address} abort {fnc_id} stops it)"
+    )
+    async with shared_node.client() as client:
+        assert not (await client.wait_for_function(fnc_id, timeout=0)).finished
+        await client.abort_function(fnc_id)
+
+
+def _connected(pid: int, port: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any(
+            c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+        )
+    return False
 
 
 async def test_ctrl_c_while_rpc_cli_still_imports_ends_it_quietly_with_130(
