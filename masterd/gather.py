@@ -118,8 +118,8 @@ async def resume(
     run = _GatherRun(Deadline(header["timeout"]), header["fn_name"], header["fn_args"], options,
                      on_output, batch, progress)  # fmt: skip
     run.on_call = on_call
-    if on_call is not None:  # what the master that died had asked, and heard
-        for name in progress.request_ids:
+    if on_call is not None:  # what the master that died had asked and not seen finish
+        for name in progress.request_ids.keys() - progress.finished.keys():
             on_call(name, run.fnc_ids.get(name))
     clients = [by_name[name] for name in header["nodes"]]
     async with contextlib.aclosing(run.all(clients, rollout)) as results:
