@@ -26,7 +26,7 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m masterd.demo
 
-# Two workers or more (one per CPU, at most four): 3 minutes on two CPUs instead of 6-7.
+# Two workers or more (one per CPU, at most four): 4 minutes on two CPUs instead of 6-8.
 # Each worker has its own daemons, ports and leak marker.
 test: $(STAMP)
 	$(BIN)/python -m pytest --numprocesses auto --maxprocesses 4
