@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -18,6 +19,20 @@ from rpc_client.protocol import FNC_ID_RE, FncId
 from tests.helpers import lasting_zombies, put, run_node
 
 pytestmark = pytest.mark.both_spawners
+
+
+@pytest.fixture
+def node(shared_node: LocalNode) -> LocalNode:
+    """The module's daemon: these tests look only at their own calls (a fresh daemon for
+    each took a minute of the suite)."""
+    return shared_node
+
+
+@pytest.fixture
+async def own_node(spawn_method: str) -> AsyncIterator[LocalNode]:
+    """A daemon of the test's own, for a test that counts what the daemon holds."""
+    async with run_node(["--spawn", spawn_method]) as daemon:
+        yield daemon
 
 
 async def test_quick_call_answers_the_contracts_state_object(node: LocalNode) -> None:
@@ -241,7 +256,12 @@ async def test_node_info_builtin(client: NodeClient) -> None:
     assert isinstance(info["disks"], list)
 
 
-async def test_no_descriptor_is_leaked_by_calls(node: LocalNode, client: NodeClient) -> None:
+async def test_no_descriptor_is_leaked_by_calls(own_node: LocalNode) -> None:
+    async with own_node.client() as client:
+        await _no_descriptor_is_leaked(own_node, client)
+
+
+async def _no_descriptor_is_leaked(node: LocalNode, client: NodeClient) -> None:
     def links(pid: int) -> list[str]:
         fd_dir = f"/proc/{pid}/fd"
         found = []
