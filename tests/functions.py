@@ -151,6 +151,13 @@ async def async_echo(value: Any) -> Any:
 
 
 @function
+def closes_the_result_channel() -> int:
+    """Close fd 3, where the result would go."""
+    os.close(3)
+    return 1
+
+
+@function
 def unserialisable() -> Any:
     """Return something that is not JSON."""
     return {1, 2}

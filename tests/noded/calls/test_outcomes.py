@@ -79,6 +79,14 @@ async def test_a_non_json_return_value_is_reported_as_the_functions_error(
     assert "frames.py" not in state.error["traceback"]  # noded's code is not the caller's
 
 
+async def test_a_function_that_closes_the_result_channel_is_told_so_in_its_stderr(
+    client: NodeClient,
+) -> None:
+    state = await client.start_function("closes_the_result_channel", timeout=10)
+    assert state.error["type"] == "FunctionProcessDied" and state.error["exit_code"] == 70
+    assert "the result could not be written to fd 3" in state.error["stderr"]
+
+
 async def test_prints_go_to_stderr_never_into_the_frame(client: NodeClient) -> None:
     state = await client.start_function("noisy", {"value": {"clean": True}}, timeout=10)
     assert state.error is None
