@@ -87,8 +87,8 @@ async def call_many(
     if batch_file is not None:
         header = _header(fn_name, fn_args, timeout, options, rollout, clients)
         batch = BatchFile.create(Path(batch_file), header)
-    run = _GatherRun(Deadline(timeout), fn_name, fn_args, options, on_output, batch)
-    run.on_call = on_call
+    run = _GatherRun(Deadline(timeout), fn_name, fn_args, options, on_output, batch,
+                     on_call=on_call)  # fmt: skip
     async with contextlib.aclosing(run.all(clients, rollout)) as results:
         async for result in results:
             yield result
@@ -116,11 +116,7 @@ async def resume(
     rollout = Rollout(window=header["window"], canary=header["canary"],
                       max_failures=header["max_failures"])  # fmt: skip
     run = _GatherRun(Deadline(header["timeout"]), header["fn_name"], header["fn_args"], options,
-                     on_output, batch, progress)  # fmt: skip
-    run.on_call = on_call
-    if on_call is not None:  # what the master that died had asked and not seen finish
-        for name in progress.request_ids.keys() - progress.finished.keys():
-            on_call(name, run.fnc_ids.get(name))
+                     on_output, batch, progress, on_call=on_call)  # fmt: skip
     clients = [by_name[name] for name in header["nodes"]]
     async with contextlib.aclosing(run.all(clients, rollout)) as results:
         async for result in results:
@@ -151,6 +147,8 @@ class _GatherRun:
         on_output: OutputCallback | None = None,
         batch: BatchFile | None = None,
         progress: Progress | None = None,
+        *,
+        on_call: CallCallback | None = None,
     ) -> None:
         self.on_output = on_output
         self.deadline = deadline
@@ -160,7 +158,10 @@ class _GatherRun:
         self.progress = progress or Progress(header={})
         self.results: asyncio.Queue[NodeResult] = asyncio.Queue()
         self.fnc_ids: dict[str, str] = dict(self.progress.fnc_ids)
-        self.on_call: CallCallback | None = None
+        self.on_call = on_call
+        if on_call is not None:  # what a master that died had asked and not seen finish
+            for name in self.progress.request_ids.keys() - self.progress.finished.keys():
+                on_call(name, self.fnc_ids.get(name))
 
     async def all(
         self, clients: list[NodeClient], rollout: Rollout

@@ -37,10 +37,10 @@ def import_functions(modules: tuple[str, ...], paths: tuple[Path, ...]) -> Regis
         sys.path.insert(0, str(path.resolve()))
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
-    load_modules(())  # the built-ins first, as always
+    registry = load_modules(())  # the built-ins first, as always; the modules fill it
     for module in modules:
         _import_function_module(module)
-    return load_modules(modules)
+    return registry
 
 
 def _import_function_module(module: str) -> None:

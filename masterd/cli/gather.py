@@ -165,22 +165,22 @@ def _report_interrupted(
 ) -> None:  # fmt: skip
     """After a Ctrl-C, name every node not named yet: its call running (left to run, with
     its fnc_id), asked (its call may run), or not started; then how to go on."""
-    left = [name for name in names if name not in summary.results]
+    states = {name: _state_on_interrupt(calls, name) for name in names
+              if name not in summary.results}  # fmt: skip
     width = max(map(len, names))
-    for name in left:
-        state = _STATE_ON_INTERRUPT[name in calls, calls.get(name) is not None]
+    for name, state in states.items():
         if args.json:
             print(orjson.dumps({"node": name, "ok": False, "outcome": state,
                                 "fnc_id": calls.get(name)}).decode())  # fmt: skip
         else:
             print(f"{name:<{width}}  {state.upper().replace('_', ' '):<11} "
                   f"{calls.get(name) or _MEANING[state]}")  # fmt: skip
-    running = [name for name in left if calls.get(name)]
-    asked = [name for name in left if name in calls and not calls[name]]
+    running = [name for name, state in states.items() if state == "running"]
+    asked = [name for name, state in states.items() if state == "asked"]
     say = functools.partial(print, file=sys.stderr)
-    say(f"rpc-cli: interrupted: {len(names) - len(left)} of {len(names)} nodes answered; "
+    say(f"rpc-cli: interrupted: {len(names) - len(states)} of {len(names)} nodes answered; "
         f"of the rest, {len(running)} running, {len(asked)} asked (a call may run), "
-        f"{len(left) - len(running) - len(asked)} not started. Nothing was aborted.")  # fmt: skip
+        f"{len(states) - len(running) - len(asked)} not started. Nothing was aborted.")  # fmt: skip
     where = f"rpc-cli --nodes {args.nodes} --node"
     if running:
         node, fnc_id = running[0], calls[running[0]]
@@ -194,12 +194,13 @@ def _report_interrupted(
             f"rpc-cli --nodes {args.nodes} gather --resume {batch_file}")  # fmt: skip
 
 
-#: a node not named when Ctrl-C came: (asked, named its call) -> its state
-_STATE_ON_INTERRUPT = {
-    (True, True): "running",
-    (True, False): "asked",
-    (False, False): "not_started",
-}
+def _state_on_interrupt(calls: dict[str, str | None], name: str) -> str:
+    """A node not named when Ctrl-C came: its call named (running), asked, or neither."""
+    if calls.get(name):
+        return "running"
+    return "asked" if name in calls else "not_started"
+
+
 _MEANING = {
     "asked": "its call may run: a node names it at its first answer (--wait)",
     "not_started": "nothing was asked of it",
