@@ -24,7 +24,14 @@
     │   ├── RequestTooLarge         413
     │   ├── InsufficientStorage     507 (the node cannot write its state: disk full, I/O error)
     │   ├── NodeBusy                503 "Busy"
-    │   └── NodeShuttingDown        503 "ShuttingDown"
+    │   ├── NodeShuttingDown        503 "ShuttingDown"
+    │   │   (1.2, ganeti-masterd:)
+    │   ├── NodeConflict            409 another live node holds that name
+    │   ├── NotRegistered           409 the master does not know that node uuid
+    │   ├── UnknownCommand          404 no master command of that name
+    │   ├── UnknownJob              404 no job of that id
+    │   ├── CommandTimeout          504 a master command outlived its timeout
+    │   └── StoreUnavailable        503 the master's store cannot be reached or written
     ├── FunctionFailed              the call finished with an error (raised, died, aborted, ...)
     │   (or a class registered for the remote type, see register_function_error)
     ├── CallTimeout                 the caller's deadline passed while the function still ran
@@ -186,6 +193,55 @@ class NodeShuttingDown(RemoteError):
     status = 503
 
 
+class NodeConflict(RemoteError):
+    """Raised when a node registers under a name another live node (another uuid) holds."""
+
+    wire_type = "NodeConflict"
+    status = 409
+
+
+class NotRegistered(RemoteError):
+    """Raised when a node reports to a master that does not know its uuid: register first."""
+
+    wire_type = "NotRegistered"
+    status = 409
+
+
+class UnknownCommand(RemoteError):
+    """Raised when CallMaster names a command the master does not have."""
+
+    wire_type = "UnknownCommand"
+    status = 404
+
+
+class UnknownJob(RemoteError):
+    """Raised when a job_id is not one the master knows."""
+
+    wire_type = "UnknownJob"
+    status = 404
+
+
+class CommandTimeout(RemoteError):
+    """Raised when a master command outlived the request's timeout."""
+
+    wire_type = "CommandTimeout"
+    status = 504
+
+
+class StoreUnavailable(RemoteError):
+    """Raised when the master cannot reach or write its store; retry after a while
+    (a node tries its next master)."""
+
+    wire_type = "StoreUnavailable"
+    status = 503
+
+    def __init__(
+        self, message: str, *, node: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, node=node)
+        self.retry_after_s = retry_after_s
+
+
 class WrongNode(RPCError):
     """Raised when the node at an address is not the one expected (its uuid differs)."""
 
@@ -271,6 +327,12 @@ REMOTE_ERRORS: dict[str, type[RemoteError]] = {
         InsufficientStorage,
         NodeBusy,
         NodeShuttingDown,
+        NodeConflict,
+        NotRegistered,
+        UnknownCommand,
+        UnknownJob,
+        CommandTimeout,
+        StoreUnavailable,
     )
 }
 
@@ -286,8 +348,8 @@ def remote_error_from_wire(
     cls = REMOTE_ERRORS.get(error["type"])
     if cls is None:
         return ProtocolError(f"HTTP {status} {error['type']}: {message}", node=node)
-    if cls is NodeBusy:
-        return NodeBusy(message, node=node, retry_after_s=_parse_retry_after(retry_after))
+    if cls is NodeBusy or cls is StoreUnavailable:
+        return cls(message, node=node, retry_after_s=_parse_retry_after(retry_after))
     return cls(message, node=node)
 
 
