@@ -46,8 +46,9 @@ class PolicyError(ValueError):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: ``name`` (a certificate's common name, ``sha256:<hex>`` for one
-    without, ``local`` or ``anonymous``), its certificate's fingerprint, its address."""
+    """Who sent a request: ``name`` (a certificate's common name, ``sha256:<hex>`` of its
+    fingerprint for one without a usable name, ``local`` or ``anonymous``), its
+    certificate's fingerprint, its address."""
 
     name: str
     peer: str
@@ -71,10 +72,12 @@ class Rule:
     def names(self, caller: Caller) -> bool:
         if not caller.certified:
             return caller.name in self.clients  # local or anonymous
+        # a fingerprint entry matches the certificate's fingerprint, never a common name
+        # that reads like one
         return (
             ANY_CERTIFIED in self.clients
             or f"sha256:{caller.fingerprint}" in self.clients
-            or (caller.name not in _RESERVED and caller.name in self.clients)
+            or (is_certificate_name(caller.name) and caller.name in self.clients)
         )
 
     def covers(self, fn_name: str) -> bool:
@@ -176,7 +179,7 @@ def _rule(number: int, table: Any, path: Path) -> Rule:
         raise PolicyError(f"{where}: unknown keys {unknown}; known: {sorted(_RULE_KEYS)}")
     clients = _strings(table, "clients", where, required=True)
     for client in clients:
-        if client.startswith("sha256:") and not _FINGERPRINT_RE.fullmatch(client):
+        if _looks_like_fingerprint(client) and not _FINGERPRINT_RE.fullmatch(client):
             raise PolicyError(f"{where}: {client!r} is not sha256: and 64 lowercase hex digits")
         if _is_bare_hex(client):
             raise PolicyError(f"{where}: write the fingerprint {client[:12]}... as sha256:<hex>")
@@ -236,6 +239,17 @@ def _warnings(policy: Policy, registry: Registry) -> Iterable[str]:
         params = {p.name for spec in covered if spec for p in spec.params}
         for arg in sorted(set(rule.args) - params):
             yield f"rule {rule.number}: args.{arg} is no parameter of the functions it names"
+
+
+def is_certificate_name(common_name: str) -> bool:
+    """Whether a certificate's common name may stand for its client: not one of the
+    names a rule gives another meaning (``*``, ``local``, ``anonymous``), and not one that
+    reads as a fingerprint (``sha256:...``), which would pass for another certificate."""
+    return common_name not in _RESERVED and not _looks_like_fingerprint(common_name)
+
+
+def _looks_like_fingerprint(text: str) -> bool:
+    return text[:7].lower() == "sha256:"
 
 
 def _is_bare_hex(client: str) -> bool:

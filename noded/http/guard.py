@@ -17,7 +17,7 @@ from noded.calls.audit import AuditLog
 from noded.calls.table import FunctionCall
 from noded.config import is_loopback
 from noded.metrics import Metrics
-from noded.policy import ANONYMOUS, LOCAL, Caller, Policy
+from noded.policy import ANONYMOUS, LOCAL, Caller, Policy, is_certificate_name
 from noded.registry import FunctionSpec
 from rpc_client import protocol, tls
 from rpc_client.errors import Forbidden
@@ -135,8 +135,8 @@ class Guard:
 
 def caller_of(request: web.Request) -> Caller:
     """The identity of a request's client: its certificate's common name (or
-    ``sha256:<fingerprint>`` if it has none), else ``local`` for plain HTTP from a
-    loopback address, else ``anonymous``."""
+    ``sha256:<fingerprint>``, see :func:`certificate_identity`), else ``local`` for plain
+    HTTP from a loopback address, else ``anonymous``."""
     transport = request.transport
     if transport is None:  # the client has gone already
         return Caller(ANONYMOUS, "?")
@@ -153,9 +153,17 @@ def caller_of(request: web.Request) -> Caller:
 
 @functools.lru_cache(maxsize=1024)
 def certificate_identity(der: bytes) -> tuple[str, str]:
-    """(name, fingerprint) of a client certificate, parsed once per certificate."""
+    """(name, fingerprint) of a client certificate, parsed once per certificate.
+
+    The name is its common name, unless it has none or one that cannot stand for a
+    client (``local``, ``sha256:<another certificate's fingerprint>``, ...): then it is
+    ``sha256:<its own fingerprint>``, so that no certificate takes another's name or
+    calls by what it writes in its subject."""
     fingerprint = tls.fingerprint(der)
-    return tls.common_name(der) or f"sha256:{fingerprint}", fingerprint
+    name = tls.common_name(der)
+    if name is None or not is_certificate_name(name):
+        name = f"sha256:{fingerprint}"
+    return name, fingerprint
 
 
 def peer_text(peername: Any) -> str:
