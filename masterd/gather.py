@@ -94,33 +94,69 @@ async def call_many(
             yield result
 
 
+class _Unset:
+    """What the batch file says (an option of :func:`resume` not given)."""
+
+    def __repr__(self) -> str:
+        return "FROM_BATCH_FILE"
+
+
+FROM_BATCH_FILE: Any = _Unset()
+
+
 async def resume(
     batch_file: Path | str,
     nodes: Iterable[NodeClient],
     *,
+    timeout: float | None = FROM_BATCH_FILE,
+    wait_s: float = FROM_BATCH_FILE,
+    window: int | None = FROM_BATCH_FILE,
+    max_failures: int | None = FROM_BATCH_FILE,
     retry: RetryPolicy = DEFAULT_RETRY,
     on_output: OutputCallback | None = None,
     on_call: CallCallback | None = None,
 ) -> AsyncGenerator[NodeResult, None]:
     """Go on with the fan-out of ``batch_file`` after the master that ran it died: the
     same function, arguments and options (the deadline counted afresh), every node named
-    once, nothing run twice.  ``nodes`` must include every node of the fan-out."""
+    once, nothing run twice.  ``nodes`` must include every node of the fan-out.
+
+    ``timeout``, ``wait_s``, ``window`` and ``max_failures``, if given, replace the batch
+    file's for the rest of the fan-out (this run only: the file keeps the first run's).
+    The canaries cannot change: they are the first nodes of the first run.  Raises
+    :class:`masterd.batch.BatchFileBusy` if another run or resume holds the file."""
     batch, progress = BatchFile.reopen(Path(batch_file))
+    try:
+        given = {"timeout": timeout, "wait_s": wait_s, "window": window,
+                 "max_failures": max_failures}  # fmt: skip
+        run, clients, rollout = _resumed_run(batch, progress, nodes, on_output, on_call, retry,
+                                             given)  # fmt: skip
+    except BaseException:
+        batch.close()
+        raise
+    async with contextlib.aclosing(run.all(clients, rollout)) as results:
+        async for result in results:
+            yield result
+
+
+def _resumed_run(
+    batch: BatchFile, progress: Progress, nodes: Iterable[NodeClient],
+    on_output: OutputCallback | None, on_call: CallCallback | None, retry: RetryPolicy,
+    given: dict[str, Any],
+) -> tuple[_GatherRun, list[NodeClient], Rollout]:  # fmt: skip
+    """The run that goes on with a batch file: its options, the given ones first."""
     header = progress.header
     by_name = {client.name: client for client in nodes}
     missing = [name for name in header["nodes"] if name not in by_name]
     if missing:
-        batch.close()
         raise ValueError(f"the batch file names nodes not given: {', '.join(missing)}")
-    options = CallOptions(wait_s=header["wait_s"], abort_after=header["abort_after"], retry=retry)
-    rollout = Rollout(window=header["window"], canary=header["canary"],
-                      max_failures=header["max_failures"])  # fmt: skip
-    run = _GatherRun(Deadline(header["timeout"]), header["fn_name"], header["fn_args"], options,
+    option = {key: header[key] if value is FROM_BATCH_FILE else value
+              for key, value in given.items()}  # fmt: skip
+    options = CallOptions(wait_s=option["wait_s"], abort_after=header["abort_after"], retry=retry)
+    rollout = Rollout(window=option["window"], canary=header["canary"],
+                      max_failures=option["max_failures"])  # fmt: skip
+    run = _GatherRun(Deadline(option["timeout"]), header["fn_name"], header["fn_args"], options,
                      on_output, batch, progress, on_call=on_call)  # fmt: skip
-    clients = [by_name[name] for name in header["nodes"]]
-    async with contextlib.aclosing(run.all(clients, rollout)) as results:
-        async for result in results:
-            yield result
+    return run, [by_name[name] for name in header["nodes"]], rollout
 
 
 async def gather(

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import functools
+import logging
 import sys
 import time
 from pathlib import Path
@@ -28,18 +29,28 @@ from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult
 from masterd.node import Node, load_nodes
 from masterd.results import OUTCOMES
+from rpc_client.logs import TextFormatter
 from rpc_client.tls import TLSConfig
 
 _DETAIL_CHARS = 120
+_TIMEOUT_S, _WAIT_S = 60.0, 10.0
+#: what --resume cannot change, and why
+_FIXED_ON_RESUME = {
+    "canary": "the canaries are the first nodes of the first run, already counted",
+    "labels": "the nodes are the batch file's",
+    "batch_file": "the batch file is the one resumed",
+}
 
 
 def add_gather_command(sub: Any) -> None:
     gather = sub.add_parser("gather", help="call a function on every node of --nodes")
     add_function_args(gather, optional="the function (not with --resume)")
-    gather.add_argument(
-        "--timeout", type=float, default=60.0, help="overall deadline in seconds (default 60)"
-    )
-    gather.add_argument("--wait", type=float, default=10.0, help="seconds per round (default 10)")
+    gather.add_argument("--timeout", type=float, default=None,
+                        help=f"overall deadline in seconds (default {_TIMEOUT_S:g}; with "
+                        "--resume, the batch file's)")  # fmt: skip
+    gather.add_argument("--wait", type=float, default=None,
+                        help=f"seconds per round (default {_WAIT_S:g}; with --resume, the "
+                        "batch file's)")  # fmt: skip
     _add_rollout_options(gather)
     gather.add_argument("--labels", type=_labels, default=(), metavar="L1,L2",
                         help="only the nodes that carry every one of these labels")  # fmt: skip
@@ -60,13 +71,14 @@ def add_gather_command(sub: Any) -> None:
 def _add_rollout_options(gather: argparse.ArgumentParser) -> None:
     gather.add_argument("--window", "--concurrency", type=_positive_int, default=None,
                         metavar="N", help="most nodes called at once; the next starts as soon "
-                        "as one finishes (default: all)")  # fmt: skip
-    gather.add_argument("--canary", type=_count, default=0, metavar="K",
+                        "as one finishes (default: all; with --resume, the batch file's)",
+                        )  # fmt: skip
+    gather.add_argument("--canary", type=_count, default=None, metavar="K",
                         help="the first K nodes run first, alone; the rest only if all K "
-                        "succeeded")  # fmt: skip
+                        "succeeded (not with --resume: the first run's canaries stay)")  # fmt: skip
     gather.add_argument("--max-failures", type=_count, default=None, metavar="M",
                         help="once more than M nodes failed, start no more (they are "
-                        "SKIPPED)")  # fmt: skip
+                        "SKIPPED; with --resume, default the batch file's)")  # fmt: skip
 
 
 def add_nodes_command(sub: Any) -> None:
@@ -106,6 +118,9 @@ async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:
         raise ValueError("gather needs --nodes NODES_TOML")
     if (args.fn_name is None) == (args.resume is None):
         raise ValueError("gather needs a function, or --resume FILE (not both)")
+    if args.resume is not None:
+        _check_resume_options(args)
+        _show_batch_warnings()
     nodes = load_nodes(args.nodes)
     if tls is not None:  # the command line's TLS for the nodes the file gives none
         nodes = [node if node.tls else dataclasses.replace(node, tls=tls) for node in nodes]
@@ -134,13 +149,14 @@ async def _gather(
     async with Cluster(nodes) as cluster:
         width = max(len(node.name) for node in cluster.nodes)
         if args.resume is not None:
-            results = cluster.resume(args.resume, on_output=printer,
-                                     on_call=calls.__setitem__)  # fmt: skip
+            results = cluster.resume(args.resume, on_output=printer, on_call=calls.__setitem__,
+                                     **_resume_overrides(args))  # fmt: skip
         else:
             results = cluster.call_many(
-                args.fn_name, fn_args, args.timeout, wait_s=args.wait, window=args.window,
-                canary=args.canary, max_failures=args.max_failures, on_output=printer,
-                batch_file=args.batch_file, on_call=calls.__setitem__,
+                args.fn_name, fn_args, _or(args.timeout, _TIMEOUT_S),
+                wait_s=_or(args.wait, _WAIT_S), window=args.window, canary=args.canary or 0,
+                max_failures=args.max_failures,
+                on_output=printer, batch_file=args.batch_file, on_call=calls.__setitem__,
             )  # fmt: skip
         try:
             async for result in results:
@@ -157,6 +173,34 @@ async def _gather(
             _report_interrupted([node.name for node in cluster.nodes], summary, calls, args)
             raise
     return summary
+
+
+def _check_resume_options(args: argparse.Namespace) -> None:
+    for name, why in _FIXED_ON_RESUME.items():
+        if getattr(args, name) not in (None, ()):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} cannot be given with --resume: {why}")
+
+
+def _show_batch_warnings() -> None:
+    """The batch file's warnings (a torn last line cut off) on stderr, as log lines."""
+    logger = logging.getLogger("masterd.batch")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(TextFormatter())
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+def _resume_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The options given with --resume: they replace the batch file's for this run."""
+    given = {"timeout": args.timeout, "wait_s": args.wait, "window": args.window,
+             "max_failures": args.max_failures}  # fmt: skip
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _report_interrupted(
