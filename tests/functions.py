@@ -248,6 +248,38 @@ def report_progress(count: int) -> int:
 
 
 @function
+def flood_progress(seconds: float) -> int:
+    """Write progress lines straight to fd 3 (not through the coalescing ``progress()``)
+    as fast as the pipe takes them, for ``seconds``; return how many."""
+    lines = b'{"progress": {"fraction": 0.5, "message": "flooding", "at": 1.0}}\n' * 64
+    end = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < end:
+        os.write(3, lines)
+        count += 64
+    return count
+
+
+@function
+def progress_while_returning(megabytes: float) -> str:
+    """Return a string of ``megabytes`` MiB while another thread reports progress without
+    pause (so reports are being sent as the result frame is written)."""
+    import threading
+
+    from noded import progress
+
+    def report() -> None:
+        n = 0
+        while True:
+            n += 1
+            progress(None, f"report {n}")
+
+    threading.Thread(target=report, daemon=True).start()
+    time.sleep(0.1)
+    return "x" * int(megabytes * (1 << 20))
+
+
+@function
 def child_sees_fd3() -> str:
     """What a program the function starts (keeping its descriptors) has as fd 3."""
     done = subprocess.run(
@@ -293,6 +325,35 @@ def escape(pid_file: str, seconds: float = 300) -> None:
 
 
 @function
+def escape_by_fork(pid_file: str, seconds: float = 300, ignore_term: bool = False) -> None:
+    """Fork a child that calls setsid and sleeps, without exec; double-fork one that calls
+    setsid and execs ``sleep`` (its parent gone at once); note their pids, then sleep."""
+    reader, writer = os.pipe()
+    if os.fork() == 0:  # stays Python: its environment in /proc is what it inherited
+        os.setsid()
+        if ignore_term:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.write(writer, f"{os.getpid()}\n".encode())
+        time.sleep(seconds)
+        os._exit(0)
+    middle = os.fork()
+    if middle == 0:
+        if os.fork() == 0:
+            os.setsid()
+            os.write(writer, f"{os.getpid()}\n".encode())
+            os.execvp("sleep", ["sleep", str(int(seconds))])
+        os._exit(0)
+    os.waitpid(middle, 0)
+    os.close(writer)
+    with os.fdopen(reader) as lines:
+        kids = [lines.readline().strip(), lines.readline().strip()]
+    with open(pid_file + ".tmp", "w") as out:
+        out.write(" ".join(kids))
+    os.rename(pid_file + ".tmp", pid_file)
+    time.sleep(seconds)
+
+
+@function
 def service_restart(name: str, path: str) -> str:
     """Append ``name`` to path (counting executions), as a restart of it would be."""
     with open(path, "a") as out:
@@ -321,3 +382,13 @@ def mark_seen() -> dict[str, Any]:
 
     shown = subprocess.run(["sh", "-c", f"echo ${CALL_MARK}"], capture_output=True, text=True)
     return {"inherited": shown.stdout.strip(), "own": call_mark(os.getpid(), start_ticks())}
+
+
+@function
+def soak_tally(path: str, seconds: float, value: Any = None) -> Any:
+    """Mark one run in ``path`` first, then take ``seconds``: a run that a crash cuts short
+    still shows, so a second run of the same call is seen (the chaos soak)."""
+    with open(path, "a") as out:
+        out.write("run\n")
+    time.sleep(seconds)
+    return value

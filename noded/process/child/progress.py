@@ -6,6 +6,10 @@ coalesced: at most one report every :data:`MIN_INTERVAL_S`; a report made sooner
 for that moment in a timer thread, replaced by any later one, and the last report is
 always sent before the result.  Outside a function process it does nothing, so a
 function can be called directly in its own unit tests.
+
+Every line on the channel, the result frame included (:func:`write_last`), is written
+under one lock: a report from another thread never lands inside a frame that takes many
+writes (a large result), and reports made after the result are dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def progress(fraction: float | None = None, message: str = "") -> None:
     if channel_fd < 0:
         return
     with _lock:
+        if channel_fd < 0:  # the result went while we waited for the lock
+            return
         wait_s = _last_sent + MIN_INTERVAL_S - time.monotonic()
         if wait_s <= 0 and _timer is None:
             _send(line)
@@ -57,12 +63,28 @@ def progress(fraction: float | None = None, message: str = "") -> None:
 
 def flush() -> None:
     """Send the report still waiting, if any (before the result frame)."""
-    global _timer
     with _lock:
-        if _timer is not None:
-            _timer.cancel()
-            _timer = None
-        _send_waiting()
+        _flush_locked()
+
+
+def write_last(frame: bytes) -> None:
+    """Send the report still waiting, then ``frame`` (the result), the channel's last
+    line: no report from another thread can come between its writes or after it.
+
+    Raises ``OSError`` if the channel cannot be written (the function closed fd 3)."""
+    global channel_fd
+    with _lock:
+        _flush_locked()
+        fd, channel_fd = channel_fd, -1
+        _write(fd, frame)
+
+
+def _flush_locked() -> None:
+    global _timer
+    if _timer is not None:
+        _timer.cancel()
+        _timer = None
+    _send_waiting()
 
 
 def _send_pending() -> None:
@@ -74,7 +96,7 @@ def _send_pending() -> None:
 
 def _send_waiting() -> None:
     global _pending
-    if _pending is not None:
+    if _pending is not None and channel_fd >= 0:
         line, _pending = _pending, None
         _send(line)
 
@@ -82,9 +104,13 @@ def _send_waiting() -> None:
 def _send(line: bytes) -> None:
     global _last_sent
     _last_sent = time.monotonic()
-    view = memoryview(line)
+    _write(channel_fd, line)
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
-        view = view[os.write(channel_fd, view) :]
+        view = view[os.write(fd, view) :]
 
 
 def _checked(fraction: float | None) -> float | None:

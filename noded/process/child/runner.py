@@ -15,7 +15,7 @@ import sys
 from types import TracebackType
 from typing import Any
 
-from noded.process.child import frames, limits, progress
+from noded.process.child import containment, frames, limits, progress
 from noded.registry import Registry, load_modules
 
 #: The descriptor that carries the result frame and progress reports.
@@ -44,6 +44,7 @@ def main(modules: list[str]) -> None:
 def serve(registry: Registry) -> None:
     """Run the call that comes on stdin, write its frame, leave.  In a child of the fork
     server, which prepared this process and made fd 3 close-on-exec already."""
+    containment.hold_orphans()  # what the call starts stays in its tree (noded.process.tree)
     if not select.select([0], [], [], 0)[0]:  # a call already waiting goes first
         rehearse(registry)
     request = read_request(0)
@@ -52,7 +53,7 @@ def serve(registry: Registry) -> None:
     frame = answer(registry, request)
     flush_output()
     try:
-        write_frame(frame_fd, frame)
+        progress.write_last(frame)  # under the lock of every line on fd 3
     except OSError as exc:  # the function closed or replaced fd 3: its stderr says so
         os.write(2, f"noded: the result could not be written to fd {frame_fd} (the "
                     f"function may have closed it): {exc}\n".encode())  # fmt: skip
@@ -71,8 +72,8 @@ def answer(registry: Registry, request: bytes) -> bytes:
     fn_name, fn_args, call_limits = frames.decode_request(call)
     if not mark:  # the daemon could not read our start time
         mark = frames.call_mark(os.getpid(), frames.start_ticks()).encode()
-    # the C environment, which programs it starts inherit (os.environ's dict copies pages)
-    os.putenv(frames.CALL_MARK, mark.decode())
+    # where /proc shows it, forked children too (os.environ's dict would copy pages)
+    containment.publish_mark(frames.CALL_MARK, mark.decode())
     try:
         limits.apply(call_limits)
         result = _run(registry, fn_name, fn_args)
@@ -146,7 +147,7 @@ def warm_up(registry: Registry, calls: int) -> None:
     finally:
         for fd in (requests, calls_end, frames_end, answers):
             os.close(fd)
-    os.putenv(frames.CALL_MARK, "")  # not a call's mark; each child sets its own
+    containment.publish_mark(frames.CALL_MARK, "")  # not a call's; each child sets its own
 
 
 def read_request(fd: int) -> bytes:
