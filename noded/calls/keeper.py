@@ -1,10 +1,19 @@
 """The output keeper: feeds each call's :class:`OutputLog` from its process, answers
 reads of it, and deletes it with the call.  A disk that cannot be written costs a call
-its output (counted, logged), never the call."""
+its output (counted, logged), never the call.
+
+Progress reports become output events at most one per :data:`PROGRESS_EVENT_INTERVAL_S`
+per call (the rate ``progress()`` sends at): the call state's ``progress`` is always the
+latest report, and a report that came sooner is written when the interval has passed,
+before any later output, unless a newer one replaced it first.  A function that writes
+reports to fd 3 without pause does not fill its output with them.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +35,8 @@ log = logging.getLogger("noded.output")
 
 #: the events one WaitForFunction answer carries at most (the contract's "about 1 MiB")
 MAX_OUTPUT_ANSWER_BYTES = 1 << 20
+#: the shortest time between two progress events of one call
+PROGRESS_EVENT_INTERVAL_S = 0.05
 _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
 
 
@@ -36,12 +47,12 @@ class OutputKeeper:
         self._directory = state_dir / OUTPUT_DIR
         self._limit_bytes = limit_bytes
         self._metrics = metrics
+        #: fnc_id -> the progress events of a running call that reports
+        self._gates: dict[str, _ProgressGate] = {}
 
     def attach(self, call: FunctionCall, proc: FunctionProcess) -> None:
         """Keep what ``proc`` writes and reports as ``call``'s output from now on."""
-        proc.on_output = lambda stream, data: self._keep(
-            call, lambda output: output.write(_STREAMS[stream], data), len(data)
-        )
+        proc.on_output = lambda stream, data: self._output(call, _STREAMS[stream], data)
         proc.on_progress = lambda report: self._progress(call, report)
 
     def read(self, call: FunctionCall, position: int) -> dict[str, Any]:
@@ -54,6 +65,9 @@ class OutputKeeper:
 
     def finish(self, call: FunctionCall) -> None:
         """The process is done: write what was held back, close the file."""
+        gate = self._gates.pop(call.fnc_id, None)
+        if gate is not None:
+            gate.close()
         if call.output is not None:
             self._keep(call, lambda output: output.flush(), 0)
 
@@ -69,9 +83,21 @@ class OutputKeeper:
         """Delete the output of every call not named (forgotten, or lost in a crash)."""
         remove_all_but(self._directory, fnc_ids)
 
+    def _output(self, call: FunctionCall, stream: int, data: bytes) -> None:
+        gate = self._gates.get(call.fnc_id)
+        if gate is not None:
+            gate.write_waiting()  # it came first
+        self._keep(call, lambda output: output.write(stream, data), len(data))
+
     def _progress(self, call: FunctionCall, report: dict[str, Any]) -> None:
         call.progress = report
-        self._keep(call, lambda output: output.progress(report), 0)
+        gate = self._gates.get(call.fnc_id)
+        if gate is None:
+            gate = self._gates[call.fnc_id] = _ProgressGate(
+                lambda waiting: self._keep(call, lambda output: output.progress(waiting), 0)
+            )
+        if gate.offer(report):
+            call.output_changed()  # no event yet, but the state's progress is new
 
     def _keep(self, call: FunctionCall, write: Callable[[OutputLog], None], size: int) -> None:
         if call.output is None:  # the first output of this call: its log begins
@@ -86,3 +112,41 @@ class OutputKeeper:
             self._metrics.output_dropped.inc(size)
             event(log, "output.write_failed", logging.WARNING, fnc_id=call.fnc_id, error=str(exc))
         call.output_changed()
+
+
+class _ProgressGate:
+    """Lets a call's progress reports through as events at most one per interval; the
+    latest report that came sooner waits for the interval's end (a timer), or for output
+    that comes after it, and is replaced by any newer one meanwhile."""
+
+    def __init__(self, write: Callable[[dict[str, Any]], None]) -> None:
+        self._write = write
+        self._last = -PROGRESS_EVENT_INTERVAL_S
+        self._waiting: dict[str, Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def offer(self, report: dict[str, Any]) -> bool:
+        """Write ``report`` now, or keep it waiting: True if it waits."""
+        now = time.monotonic()
+        wait_s = self._last + PROGRESS_EVENT_INTERVAL_S - now
+        self._waiting = report
+        if wait_s <= 0 and self._timer is None:
+            self.write_waiting()
+            return False
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait_s, self.write_waiting)
+        return True
+
+    def write_waiting(self) -> None:
+        """Write the report that waits, if any, now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        report, self._waiting = self._waiting, None
+        if report is not None:
+            self._last = time.monotonic()
+            self._write(report)
+
+    def close(self) -> None:
+        """The call is done: its last report is written."""
+        self.write_waiting()

@@ -30,7 +30,13 @@ from typing import Any
 
 from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
-from noded.process.output import OUTPUT_CHUNKS_PER_TURN, FrameReader, StderrTail, read_output
+from noded.process.output import (
+    FRAME_CHUNKS_PER_TURN,
+    OUTPUT_CHUNKS_PER_TURN,
+    FrameReader,
+    StderrTail,
+    read_output,
+)
 from noded.process.tree import Tree
 from noded.process.watcher import DescriptorWatcher
 
@@ -38,6 +44,8 @@ log = logging.getLogger("noded.process")
 
 #: output chunks read from each pipe when the result is in or the process has exited
 _DRAIN_CHUNKS = 16
+#: frame channel chunks read once the process has exited: a pipe's largest capacity
+_DRAIN_FRAME_CHUNKS = 17
 
 
 @dataclass(frozen=True)
@@ -198,10 +206,10 @@ class FunctionProcess:
         # the mark its descendants carry) cannot be given to another process.
         if self.reaped.done():
             return
+        if self.tree is not None:  # first: once the leader dies, its orphans leave its tree
+            self.tree.signal(sig)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
-        if self.tree is not None:
-            self.tree.signal(sig)
 
     async def wait_reaped(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the process to have exited and been reaped."""
@@ -234,9 +242,9 @@ class FunctionProcess:
             self._drain_output()  # written before the frame: part of the answer
             self._decide()
 
-    def _read_frames(self) -> None:
+    def _read_frames(self, chunks: int = FRAME_CHUNKS_PER_TURN) -> None:
         assert self._frames is not None
-        if not self._frame_reader.read(self._frames):
+        if not self._frame_reader.read(self._frames, chunks):
             return
         self._close_fd("_frames")
         self.outcome.frame = self._frame_reader.frame
@@ -293,7 +301,9 @@ class FunctionProcess:
         if status is not None:
             self._record_exit(status)
         if self._frames is not None:
-            self._read_frames()  # what it wrote before exiting is already in the pipe
+            # what it wrote before exiting is in the pipe (at most a pipe's capacity, 1 MiB;
+            # more only from a descendant that keeps writing: bounded all the same)
+            self._read_frames(_DRAIN_FRAME_CHUNKS)
         self._drain_output()
         self._close_all_fds()
         if self.tree is not None:

@@ -3,9 +3,11 @@ and its output on stdout and stderr.
 
 All are read from non-blocking pipes whenever the event loop reports them readable, and
 all are bounded: a frame line by a size limit (a larger one is an error, not a result),
-the stderr tail kept for errors by its last bytes, and the output by how much one turn of
-the loop reads (the rest is read on the next turns, so that a flood does not starve the
-other calls; where it goes is the caller's).
+the stderr tail kept for errors by its last bytes, and the frame channel and the output
+by how much one turn of the loop reads (the rest is read on the next turns, so that a
+flood does not starve the other calls; where output goes is the caller's).  Progress
+reports read in one turn are handed on as one, the latest: a function that writes
+reports to fd 3 without pause costs one report a turn, not one a line.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ from noded.process.child.frames import decode_progress
 _READ_CHUNK = 1 << 16
 #: chunks of output read from one pipe in one turn of the event loop
 OUTPUT_CHUNKS_PER_TURN = 4
+#: chunks of the frame channel read in one turn (a large result frame takes many turns,
+#: each a copy; a flood of progress lines costs their decoding, bounded by this)
+FRAME_CHUNKS_PER_TURN = 4
 
 #: how much of a frame channel without a frame's end an error shows
 PARTIAL_FRAME_BYTES = 4096
 
 
 class FrameReader:
-    """Reads the frame channel: progress lines, handed to ``on_progress``, then the result
-    frame up to its newline; never holds more than ``limit_bytes`` of one line."""
+    """Reads the frame channel: progress lines, the latest of each read handed to
+    ``on_progress``, then the result frame up to its newline; never holds more than
+    ``limit_bytes`` of one line."""
 
     def __init__(
         self, limit_bytes: int, on_progress: Callable[[dict[str, Any]], None] | None = None
@@ -39,16 +45,30 @@ class FrameReader:
         self.frame: bytes | None = None
         #: True if stdout went past the limit before the frame ended
         self.too_large = False
+        #: progress reports read but not handed on: a later one in the same read replaced them
+        self.coalesced = 0
+        self._latest: dict[str, Any] | None = None
 
-    def read(self, fd: int) -> bool:
-        """Read what ``fd`` has; True once it has nothing more to give: a frame, an
-        overflow or EOF.  A line that would pass the limit ends the read."""
-        while (chunk := _read_chunk(fd)) is not None:
-            if not chunk:
-                return True
-            if self._take(chunk):
-                return True
-        return False
+    def read(self, fd: int, max_chunks: int = FRAME_CHUNKS_PER_TURN) -> bool:
+        """Read what ``fd`` has, at most ``max_chunks`` chunks (the rest on the next call);
+        True once it has nothing more to give: a frame, an overflow or EOF.  A line that
+        would pass the limit ends the read.  The latest progress report read is handed on
+        before it returns."""
+        try:
+            for _ in range(max_chunks):
+                chunk = _read_chunk(fd)
+                if chunk is None:
+                    return False
+                if not chunk or self._take(chunk):
+                    return True
+            return False
+        finally:
+            self._hand_on_progress()
+
+    def _hand_on_progress(self) -> None:
+        report, self._latest = self._latest, None
+        if report is not None and self.on_progress is not None:
+            self.on_progress(report)
 
     def _take(self, chunk: bytes) -> bool:
         """Take a chunk's lines; True once the frame is in or the limit passed."""
@@ -69,8 +89,9 @@ class FrameReader:
             if report is None:
                 self.frame = line
                 return True
-            if self.on_progress is not None:
-                self.on_progress(report)
+            if self._latest is not None:
+                self.coalesced += 1
+            self._latest = report
         return False
 
     def partial(self) -> bytes:
