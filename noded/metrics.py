@@ -6,7 +6,8 @@ process can add to or clash with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -129,6 +130,26 @@ class Metrics:
             )
         return children
 
-    def render(self) -> bytes:
-        """The Prometheus text format of every metric."""
-        return generate_latest(self.registry)
+    def render(self, shows_fn: Callable[[str], bool] | None = None) -> bytes:
+        """The Prometheus text format of every metric; with ``shows_fn``, only the
+        per-function series (label ``fn_name``) of the functions it says yes to."""
+        if shows_fn is None:
+            return generate_latest(self.registry)
+        return generate_latest(_FunctionsShown(self.registry, shows_fn))
+
+
+class _FunctionsShown:
+    """A registry's metrics without the series of the functions a client may not see."""
+
+    def __init__(self, registry: CollectorRegistry, shows_fn: Callable[[str], bool]) -> None:
+        self._registry = registry
+        self._shows_fn = shows_fn
+
+    def collect(self) -> Iterator[Any]:
+        for family in self._registry.collect():
+            shown = copy.copy(family)
+            shown.samples = [
+                s for s in family.samples
+                if "fn_name" not in s.labels or self._shows_fn(s.labels["fn_name"])
+            ]  # fmt: skip
+            yield shown

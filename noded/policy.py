@@ -30,6 +30,13 @@ PROCEDURES = (
     protocol.LIST_FUNCTIONS, protocol.IDENTIFY, protocol.DESCRIBE_FUNCTIONS,
     protocol.RELOAD_FUNCTIONS, "GET /metrics", "GET /openapi.json",
 )  # fmt: skip
+#: what a rule without ``procedures`` grants: calling functions and seeing one's calls,
+#: never ReloadFunctions or /metrics, which are an operator's (doc/security.md)
+CALL_PROCEDURES = (
+    protocol.START_FUNCTION, protocol.WAIT_FOR_FUNCTION, protocol.ABORT_FUNCTION,
+    protocol.LIST_FUNCTIONS, protocol.IDENTIFY, protocol.DESCRIBE_FUNCTIONS, "GET /openapi.json",
+)  # fmt: skip
+METRICS = "GET /metrics"
 ANY_CERTIFIED = "*"
 LOCAL = "local"
 #: a plain-HTTP client on a non-loopback address (--insecure)
@@ -64,7 +71,7 @@ class Rule:
     number: int
     clients: frozenset[str]
     functions: tuple[str, ...] = ("*",)
-    procedures: frozenset[str] = frozenset(PROCEDURES)
+    procedures: frozenset[str] = frozenset(CALL_PROCEDURES)
     others_calls: bool = False
     #: argument name -> a compiled JSON Schema validator
     args: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +107,8 @@ class Policy:
     def allow_clients(cls, clients: Iterable[str]) -> Policy:
         """``--tls-allowed-clients``: these clients may do everything, as before policies."""
         names = frozenset(c if not _is_bare_hex(c) else f"sha256:{c}" for c in clients)
-        return cls((Rule(1, names, others_calls=True),), "--tls-allowed-clients")
+        rule = Rule(1, names, procedures=frozenset(PROCEDURES), others_calls=True)
+        return cls((rule,), "--tls-allowed-clients")
 
     def rules_for(self, caller: Caller) -> tuple[Rule, ...]:
         key = (caller.name, caller.fingerprint)
@@ -129,6 +137,15 @@ class Policy:
                     return None
                 problems.append(problem)
         return problems[0] if problems else f"no rule allows {fn_name}"
+
+    def shows_metrics_of(self, caller: Caller, fn_name: str) -> bool:
+        """Whether /metrics shows ``caller`` the series of ``fn_name``: a function it may
+        run, or one that a rule granting it /metrics names in its ``functions``."""
+        return any(
+            rule.covers(fn_name)
+            and (protocol.START_FUNCTION in rule.procedures or METRICS in rule.procedures)
+            for rule in self.rules_for(caller)
+        )
 
     def others_calls(self, caller: Caller) -> bool:
         return any(rule.others_calls for rule in self.rules_for(caller))
@@ -183,7 +200,7 @@ def _rule(number: int, table: Any, path: Path) -> Rule:
             raise PolicyError(f"{where}: {client!r} is not sha256: and 64 lowercase hex digits")
         if _is_bare_hex(client):
             raise PolicyError(f"{where}: write the fingerprint {client[:12]}... as sha256:<hex>")
-    procedures = _strings(table, "procedures", where) or list(PROCEDURES)
+    procedures = _strings(table, "procedures", where) or list(CALL_PROCEDURES)
     wrong = sorted(set(procedures) - set(PROCEDURES) - {"*"})
     if wrong:
         raise PolicyError(f"{where}: unknown procedures {wrong}; known: {', '.join(PROCEDURES)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -101,6 +102,13 @@ class Guard:
         policy = self.policy
         return {name: entry for name, entry in functions.items()
                 if policy.allows_function(caller, name)}  # fmt: skip
+
+    def metrics_filter(self, caller: Caller | None) -> Callable[[str], bool] | None:
+        """/metrics shows per-function series only of the functions ``caller`` may run or
+        that a rule granting it /metrics names (None: all of them)."""
+        if self.policy is None or caller is None:
+            return None
+        return functools.partial(self.policy.shows_metrics_of, caller)
 
     # --- refusing --------------------------------------------------------------------
 

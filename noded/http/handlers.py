@@ -134,8 +134,9 @@ async def read_body(request: web.Request) -> bytes:
 async def metrics_page(request: web.Request) -> web.Response:
     """``GET /metrics``: the Prometheus text format."""
     guard = request.app[GUARD]
-    guard.check_procedure(guard.caller(request), "GET /metrics")
-    body = request.app[SUPERVISOR].metrics.render()
+    caller = guard.caller(request)
+    guard.check_procedure(caller, "GET /metrics")
+    body = request.app[SUPERVISOR].metrics.render(guard.metrics_filter(caller))
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE
     return response

@@ -92,12 +92,24 @@ def test_an_argument_rule_checks_the_default_of_an_argument_not_given(tmp_path: 
     )
 
 
+def test_a_rule_without_procedures_grants_the_call_procedures(tmp_path: Path) -> None:
+    policy = policy_of(tmp_path, '[[allow]]\nclients = ["master"]\nfunctions = ["echo"]\n')
+    for procedure in ("StartFunction", "WaitForFunction", "AbortFunction", "ListFunctions",
+                      "Identify", "DescribeFunctions", "GET /openapi.json"):  # fmt: skip
+        assert policy.allows_procedure(MASTER, procedure), procedure
+    assert not policy.allows_procedure(MASTER, "ReloadFunctions")
+    assert not policy.allows_procedure(MASTER, "GET /metrics")
+    assert policy.shows_metrics_of(MASTER, "echo")
+    assert not policy.shows_metrics_of(MASTER, "sleep_then")
+
+
 def test_tls_allowed_clients_is_a_policy_of_one_rule() -> None:
     fingerprint = "ab" * 32
     policy = Policy.allow_clients(["master1", fingerprint])
     assert policy.allows_procedure(Caller("master1", "x:1", "00" * 32), "StartFunction")
     assert policy.allows_procedure(Caller("other", "x:1", fingerprint), "AbortFunction")
     assert policy.others_calls(Caller("master1", "x:1", "00" * 32))
+    assert policy.allows_procedure(Caller("master1", "x:1", "00" * 32), "ReloadFunctions")
     assert not policy.allows_procedure(Caller("master2", "x:1", "11" * 32), "Identify")
 
 

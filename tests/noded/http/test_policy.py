@@ -1,7 +1,7 @@
-"""Who may run what, against a real mTLS daemon with a policy and certificates for four
+"""Who may run what, against a real mTLS daemon with a policy and certificates for five
 identities: master (everything, others' calls too), monitor (read-only procedures),
-deployer (two functions, one with an argument rule) and intruder (signed by the CA, in
-no rule)."""
+deployer (two functions, one with an argument rule), scraper (/metrics of one function)
+and intruder (signed by the CA, in no rule)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.pki import Pki, make_pki
 POLICY = """
 [[allow]]
 clients = ["master"]
+procedures = ["*"]
 functions = ["*"]
 others_calls = true
 
@@ -41,6 +42,11 @@ args = { name = { enum = ["nginx", "sshd"] } }
 clients = ["deployer"]
 functions = ["sleep_then"]
 procedures = ["StartFunction", "WaitForFunction", "AbortFunction", "ListFunctions"]
+
+[[allow]]
+clients = ["scraper"]
+procedures = ["GET /metrics"]
+functions = ["sleep_then"]
 """
 
 
@@ -63,7 +69,7 @@ class Secured:
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     workdir = tmp_path_factory.mktemp("policy")
     pki = make_pki(workdir / "pki")
-    for who in ("master", "monitor", "deployer", "intruder"):
+    for who in ("master", "monitor", "deployer", "scraper", "intruder"):
         pki.master(who)
     policy, audit = workdir / "policy.toml", workdir / "audit.log"
     policy.write_text(POLICY)
@@ -99,6 +105,35 @@ async def test_each_identity_may_call_only_the_procedures_its_rules_name(secured
             await intruder.identify()
     assert await https_get(secured, "monitor", "/metrics") == 200
     assert await https_get(secured, "intruder", "/metrics") == 403
+
+
+async def test_a_rule_without_procedures_grants_the_call_procedures_only(
+    secured: Secured,
+) -> None:
+    async with secured.client("deployer") as deployer:
+        assert (await deployer.identify())["pid"] == secured.node.pid
+        await deployer.list_functions()
+        assert "service_restart" in await deployer.describe_functions()
+        with pytest.raises(Forbidden, match=r"client deployer .* may not call ReloadFunctions"):
+            await deployer.reload_functions()
+    assert await https_get(secured, "deployer", "/openapi.json") == 200
+    assert await https_get(secured, "deployer", "/metrics") == 403
+
+
+async def test_metrics_show_only_the_functions_a_client_may_see(secured: Secured) -> None:
+    async with secured.client("master") as master:
+        assert (await master.start_function("echo", {"value": 1}, timeout=10)).result == 1
+        await master.start_function("sleep_then", {"seconds": 0}, timeout=10)
+    seen = {}
+    for who in ("master", "monitor", "scraper"):
+        status, body = await https_get_body(secured, who, "/metrics")
+        assert status == 200
+        seen[who] = body.decode()
+    for who in ("master", "monitor"):  # their rules cover every function
+        assert 'fn_name="echo"' in seen[who] and 'fn_name="sleep_then"' in seen[who]
+    assert 'noded_calls_started_total{fn_name="sleep_then"}' in seen["scraper"]
+    assert 'fn_name="echo"' not in seen["scraper"]
+    assert "noded_functions_running " in seen["scraper"]  # the node's own series stay
 
 
 async def test_functions_and_arguments_are_allowed_by_rule(secured: Secured) -> None:
