@@ -254,10 +254,25 @@ def outcome_of(state: CallState, node: str, timeout: float | None) -> Any:
 Request = Callable[[float, float], Awaitable[CallState]]
 
 
+def check_client(node: object) -> None:
+    """``TypeError`` unless ``node`` is a :class:`NodeClient`, saying what to pass instead
+    of a :class:`masterd.node.Node` (a nodes-file entry: no connection, no timeouts)."""
+    if isinstance(node, NodeClient):
+        return
+    name = getattr(node, "name", None)
+    raise TypeError(
+        f"expected a NodeClient, got {type(node).__name__} {name or node!r}: a Node of a "
+        "Cluster is only where a node is; call cluster.call_function(node, ...) (also "
+        "cluster.call_many, cluster.gather), or pass cluster.client(node), the node's "
+        "client with the cluster's TLS, timeouts and connections"
+    )
+
+
 class Rounds:
     """The requests of one call: waits cut to the deadline, safe retries."""
 
     def __init__(self, node: NodeClient, deadline: Deadline, options: CallOptions) -> None:
+        check_client(node)
         self.node = node
         self.deadline = deadline
         self.wait_s = options.wait_s

@@ -27,6 +27,7 @@ from masterd.call import (
     CallOptions,
     Deadline,
     RetryPolicy,
+    check_client,
     new_request_id,
     outcome_of,
     resume_call,
@@ -145,7 +146,7 @@ def _resumed_run(
 ) -> tuple[_GatherRun, list[NodeClient], Rollout]:  # fmt: skip
     """The run that goes on with a batch file: its options, the given ones first."""
     header = progress.header
-    by_name = {client.name: client for client in nodes}
+    by_name = {client.name: client for client in _unique(nodes)}
     missing = [name for name in header["nodes"] if name not in by_name]
     if missing:
         raise ValueError(f"the batch file names nodes not given: {', '.join(missing)}")
@@ -297,6 +298,8 @@ def _header(
 
 def _unique(nodes: Iterable[NodeClient]) -> list[NodeClient]:
     clients = list(nodes)
+    for client in clients:
+        check_client(client)
     counts = Counter(client.name for client in clients)
     duplicates = sorted(name for name, count in counts.items() if count > 1)
     if duplicates:

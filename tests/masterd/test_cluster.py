@@ -7,7 +7,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from masterd.call import call_function, wait_for_call
 from masterd.cluster import Cluster
+from masterd.gather import gather
 from masterd.node import Node, load_nodes
 from rpc_client.errors import UnknownNode, WrongNode
 from tests.helpers import NodeFactory
@@ -91,3 +93,20 @@ async def test_a_node_whose_uuid_changed_is_wrong_node(make_node: NodeFactory) -
             await cluster.call_function("node1", "echo", {"value": 1}, timeout=5)
         summary = await cluster.gather("echo", {"value": 1}, timeout=5)
     assert summary.names("unreachable") == ["node1"]
+
+
+async def test_a_node_passed_where_a_client_is_needed_says_what_to_pass(
+    make_node: NodeFactory,
+) -> None:
+    """``call_function(cluster.node("n1"), ...)`` once died with AttributeError."""
+    daemon = await make_node("n1")
+    async with Cluster([Node("n1", "127.0.0.1", daemon.port)]) as cluster:
+        node = cluster.node("n1")
+        with pytest.raises(TypeError, match=r"got Node 'n1': .*cluster.client\(node\)"):
+            await call_function(node, "echo", {"value": 1}, timeout=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"cluster.call_function\(node, ...\)"):
+            await wait_for_call(node, "1:2:3.000000:0123456789abcdef", timeout=5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="expected a NodeClient"):
+            await gather([node], "echo", {"value": 1}, 5)  # type: ignore[list-item]
+        assert await call_function(cluster.client(node), "echo", {"value": 2}, timeout=10) == 2
+        assert await cluster.call_function(node, "echo", {"value": 3}, timeout=10) == 3
