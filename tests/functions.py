@@ -385,6 +385,27 @@ def mark_seen() -> dict[str, Any]:
 
 
 @function
+def mark_in_proc() -> dict[str, Any]:
+    """The call mark /proc shows for a child forked without exec, and this process's own."""
+    from noded.process.child.frames import CALL_MARK, call_mark, start_ticks
+
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.read(reader, 1)
+        os._exit(0)
+    try:
+        with open(f"/proc/{child}/environ", "rb") as environ:
+            block = environ.read()
+    finally:
+        os.write(writer, b"x")
+        os.waitpid(child, 0)
+    shown = [entry.split(b"=", 1)[1].decode() for entry in block.split(b"\0")
+             if entry.startswith(CALL_MARK.encode() + b"=")]  # fmt: skip
+    return {"shown": shown, "own": call_mark(os.getpid(), start_ticks())}
+
+
+@function
 def soak_tally(path: str, seconds: float, value: Any = None) -> Any:
     """Mark one run in ``path`` first, then take ``seconds``: a run that a crash cuts short
     still shows, so a second run of the same call is seen (the chaos soak)."""

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from noded.process.child.containment import PLACEHOLDER
+from noded.process.child.frames import CALL_MARK
 from noded.process.function import FunctionProcess, ProcessLimits
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
@@ -118,6 +120,7 @@ def child_environment() -> dict[str, str]:
     # does not see systemd's variables, which speak for the daemon alone.
     env = {k: v for k, v in os.environ.items() if k not in SYSTEMD_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    env[CALL_MARK] = PLACEHOLDER  # each call's mark is written over it (child.containment)
     return env
 
 

@@ -6,11 +6,16 @@ must reach, including grandchildren that left the call's process group or sessio
   the daemon's own cgroup under systemd with ``Delegate=yes``), each call's process is
   moved into a cgroup of its own before it gets its call: everything it starts stays
   there, and ``cgroup.kill`` takes the whole tree at once.
-* Without one, the process tree is walked: the leader's descendants, and every process
-  that carries the call's mark in its environment (``NODED_CALL``, the leader's pid and
-  start time, set by the runner before the function runs; descendants inherit it).  Not
-  caught then: a process that both left the leader's tree (a double fork, its parent
-  gone) and cleared its environment.
+* Without one, the process tree is walked: the leader's descendants (the leader is a
+  child subreaper, so orphans stay in its tree while it runs), every process that shows
+  the call's mark in ``/proc/PID/environ`` (``NODED_CALL``, the leader's pid and start
+  time, written in place before the function runs: forked children show it as exec'd
+  ones do; see :mod:`noded.process.child.containment`), and every process seen in the
+  call by an earlier walk that still runs, with its descendants.  A SIGKILL stops them
+  all first (SIGSTOP, walking again until nothing new is found), then kills them: none
+  starts another in between.  Not caught then: a process that left the leader's tree
+  after the leader died, was never seen by a walk, and cleared or overwrote its
+  environment.
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ from typing import Protocol
 import psutil
 
 from noded.process.child.frames import CALL_MARK, mark_of
+from noded.process.leftovers import process_birth
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.process")
+
+#: most walks of a call's tree while freezing it (each stops what the last one missed)
+_FREEZE_ROUNDS = 8
 
 _UNIFIED_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 
@@ -54,9 +63,15 @@ class CallTrees:
         """SIGKILL what calls of a crashed daemon left: ``(pid, birth, cgroup)`` each;
         the pids of those that had something left."""
         marks = {mark_of(pid, birth): pid for pid, birth, _ in leftovers if birth}
-        marked = _marks(set(marks))
-        _kill_all(set(marked))
-        found = {marks[mark] for mark in marked.values()}
+        leaders = {pid for pid, birth, _ in leftovers if birth and process_birth(pid) == birth}
+        found = set(leaders)
+
+        def members() -> set[int]:
+            children, marked = _scan(set(marks))
+            found.update(marks[mark] for mark in marked.values())
+            return _descendants_of(leaders, children) | leaders | set(marked)
+
+        freeze_and_kill(members)
         for pid, _, cgroup in leftovers:
             if cgroup is not None and CgroupTree(Path(cgroup)).kill_and_remove():
                 found.add(pid)
@@ -139,18 +154,52 @@ class CgroupTree:
 
 
 class MarkedTree:
-    """One call's processes found by walking the tree and reading environments."""
+    """One call's processes found by walking the process tree and reading environments:
+    the leader's descendants (the leader is their subreaper: orphans stay in its tree
+    while it runs), every process that shows the call's mark in ``/proc``, and every
+    process seen in the call before that still runs, with its descendants (the leader may
+    be gone by the time of the SIGKILL)."""
 
     def __init__(self, leader: int, birth: str | None) -> None:
         self.leader = leader
         self.mark = mark_of(leader, birth) if birth else None
+        self._seen: dict[int, psutil.Process] = {}
 
     def signal(self, sig: int) -> None:
-        marked = set(_marks({self.mark})) if self.mark else set()
-        _signal_all((descendants(self.leader) | marked) - {self.leader}, sig)
+        """``sig`` to every process of the call but the leader (its group is signalled
+        next); SIGKILL to the leader too, all of them stopped first (:func:`freeze_and_kill`)."""
+        if sig == signal.SIGKILL:
+            freeze_and_kill(self.members)
+        else:
+            _signal_all(self.members() - {self.leader}, sig)
+
+    def members(self) -> set[int]:
+        """The call's processes now, its leader included while it is there."""
+        children, marked = _scan({self.mark} if self.mark else set())
+        roots = {self.leader} | {pid for pid, proc in self._seen.items() if _same(proc)}
+        found = _descendants_of(roots, children) | roots | set(marked)
+        for pid in found - self._seen.keys() - {self.leader}:
+            with contextlib.suppress(psutil.Error):
+                self._seen[pid] = psutil.Process(pid)
+        return found
 
     def release(self) -> None:
-        pass
+        self._seen.clear()
+
+
+def freeze_and_kill(find: Callable[[], set[int]]) -> set[int]:
+    """SIGSTOP what ``find()`` returns, again until it finds nothing new (a stopped
+    process forks no more), then SIGKILL them all: none can start one that escapes the
+    walk in between.  Returns the pids signalled."""
+    stopped: set[int] = set()
+    for _ in range(_FREEZE_ROUNDS):
+        new = find() - stopped - {os.getpid()}
+        if not new:
+            break
+        _signal_all(new, signal.SIGSTOP)
+        stopped |= new
+    _signal_all(stopped, signal.SIGKILL)
+    return stopped
 
 
 def descendants(pid: int) -> set[int]:
@@ -159,21 +208,43 @@ def descendants(pid: int) -> set[int]:
     return set()
 
 
-def _marks(wanted: set[str]) -> dict[int, str]:
-    """The processes carrying one of the ``wanted`` marks: pid -> mark (one scan)."""
-    found: dict[int, str] = {}
-    if not wanted:
-        return found
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error):
-            mark = proc.environ().get(CALL_MARK)
-            if mark in wanted:
-                found[proc.pid] = mark
+def _scan(wanted: set[str]) -> tuple[dict[int, list[int]], dict[int, str]]:
+    """One pass over every process: the children of each pid, and those showing one of
+    the ``wanted`` marks in their environment (pid -> mark)."""
+    children: dict[int, list[int]] = {}
+    marked: dict[int, str] = {}
+    for proc in psutil.process_iter(["ppid", "environ"] if wanted else ["ppid"]):
+        ppid, environ = proc.info["ppid"], proc.info.get("environ")
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc.pid)
+        mark = environ.get(CALL_MARK) if environ else None
+        if mark in wanted:
+            marked[proc.pid] = mark
+    return children, marked
+
+
+def _descendants_of(roots: set[int], children: dict[int, list[int]]) -> set[int]:
+    found: set[int] = set()
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
     return found
+
+
+def _same(proc: psutil.Process) -> bool:
+    """True while ``proc`` runs (a recycled pid is another process: its start differs)."""
+    with contextlib.suppress(psutil.Error):
+        return proc.is_running()
+    return False
 
 
 def _signal_all(pids: set[int] | list[int], sig: int) -> None:
     for pid in pids:
+        if pid <= 0:  # 0 and -1 name groups, never one process of a call
+            continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
 

@@ -55,11 +55,17 @@ def remove_cgroups(path: Path) -> None:
 
 @contextlib.asynccontextmanager
 async def escaped(
-    node: LocalNode, client: NodeClient, tmp_path: Path, **start: object
+    node: LocalNode,
+    client: NodeClient,
+    tmp_path: Path,
+    fn_name: str = "escape",
+    fn_args: dict[str, object] | None = None,
+    **start: object,
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """A call whose two grandchildren escaped its process group; (fnc_id, their pids)."""
     pid_file = tmp_path / f"kids-{uuid.uuid4().hex[:6]}"
-    state = await client.start_function("escape", {"pid_file": str(pid_file)}, **start)
+    args = {"pid_file": str(pid_file), **(fn_args or {})}
+    state = await client.start_function(fn_name, args, **start)
     kids = [int(pid) for pid in (await wait_for_file(pid_file)).split()]
     assert len(kids) == 2 and all(os.getpgid(kid) != FncId.parse(state.fnc_id).cpid
                                   for kid in kids)  # fmt: skip
@@ -71,13 +77,27 @@ async def escaped(
                 os.kill(kid, signal.SIGKILL)
 
 
+#: grandchildren exec'd in a session or group of their own (``escape``); forked without
+#: exec into a session of their own, one ignoring SIGTERM, and double-forked then exec'd
+#: with its parent gone at once (``escape_by_fork``)
+ESCAPES = {
+    "exec": ("escape", {}),
+    "fork": ("escape_by_fork", {"ignore_term": True}),
+}
+
+
+@pytest.mark.parametrize("how", ESCAPES)
 @pytest.mark.parametrize("reason", ["aborted", "abort_after"])
 async def test_abort_and_abort_after_kill_grandchildren_that_escaped(
-    isolation: list[str], tmp_path: Path, reason: str
+    isolation: list[str], tmp_path: Path, reason: str, how: str
 ) -> None:
     start = {"abort_after": 1.0} if reason == "abort_after" else {}
-    async with run_node(isolation) as node, node.client() as client:
-        async with escaped(node, client, tmp_path, timeout=0, **start) as (fnc_id, kids):
+    fn_name, fn_args = ESCAPES[how]
+    async with run_node([*isolation, "--kill-grace", "1"]) as node, node.client() as client:
+        async with escaped(node, client, tmp_path, fn_name, fn_args, timeout=0, **start) as (
+            fnc_id,
+            kids,
+        ):
             if reason == "aborted":
                 state = await client.abort_function(fnc_id)
             else:
@@ -86,21 +106,26 @@ async def test_abort_and_abort_after_kill_grandchildren_that_escaped(
             assert await still_alive(kids) == []
 
 
+@pytest.mark.parametrize("how", ESCAPES)
 async def test_shutdown_kills_grandchildren_that_escaped(
-    isolation: list[str], tmp_path: Path
+    isolation: list[str], tmp_path: Path, how: str
 ) -> None:
-    async with run_node(isolation) as node, node.client() as client:
-        async with escaped(node, client, tmp_path, timeout=0) as (_, kids):
+    fn_name, fn_args = ESCAPES[how]
+    flags = [*isolation, "--shutdown-grace", "1"]
+    async with run_node(flags) as node, node.client() as client:
+        async with escaped(node, client, tmp_path, fn_name, fn_args, timeout=0) as (_, kids):
             node.signal(signal.SIGTERM)
             assert await node.wait_exit(30) == 0
             assert await still_alive(kids) == []
 
 
+@pytest.mark.parametrize("how", ESCAPES)
 async def test_crash_recovery_kills_grandchildren_that_escaped(
-    isolation: list[str], tmp_path: Path
+    isolation: list[str], tmp_path: Path, how: str
 ) -> None:
+    fn_name, fn_args = ESCAPES[how]
     async with run_node(isolation, workdir=tmp_path) as first, first.client() as client:
-        async with escaped(first, client, tmp_path, timeout=0) as (_, kids):
+        async with escaped(first, client, tmp_path, fn_name, fn_args, timeout=0) as (_, kids):
             first.signal(signal.SIGKILL)  # a crash: nothing is cleaned up
             await first.wait_exit(10)
             async with run_node(isolation, workdir=tmp_path) as second:
@@ -149,3 +174,11 @@ async def test_a_program_a_function_starts_inherits_its_call_mark(spawn: str) ->
         state = await client.start_function("mark_seen", timeout=10)
     assert state.result["inherited"] == state.result["own"]
     assert state.result["own"].startswith(f"{FncId.parse(state.fnc_id).cpid}:")
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_a_child_forked_without_exec_shows_its_call_mark_in_proc(spawn: str) -> None:
+    # What crash recovery reads: os.putenv alone would show nothing before an exec.
+    async with run_node(["--spawn", spawn]) as node, node.client() as client:
+        state = await client.start_function("mark_in_proc", timeout=10)
+    assert state.result["shown"] == [state.result["own"]]
