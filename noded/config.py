@@ -10,6 +10,9 @@ from typing import Any, Literal
 MiB = 1024 * 1024
 #: two segments of the output log (noded.calls.output) of the smallest size
 MIN_OUTPUT_BYTES = 8 * 1024
+#: the most output kept per call: a call's output is for an operator to read, not a file
+#: store (a follower's read is bounded by the answer, whatever this is)
+MAX_OUTPUT_BYTES = 64 * MiB
 
 
 def flag(help: str, *, metavar: str | None = None, name: str | None = None) -> dict[str, Any]:
@@ -99,7 +102,7 @@ class NodedConfig:
         default=MiB,
         metadata=flag(
             "a call's output kept on disk, the newest; older output is dropped "
-            "(default 1 MiB, at least 8 KiB)"
+            "(default 1 MiB, at least 8 KiB, at most 64 MiB)"
         ),
     )
     stderr_tail_bytes: int = field(
@@ -259,6 +262,11 @@ class NodedConfig:
         if self.max_output_bytes < MIN_OUTPUT_BYTES:
             raise ValueError(
                 f"max_output_bytes must be at least {MIN_OUTPUT_BYTES}, got {self.max_output_bytes}"
+            )
+        if self.max_output_bytes > MAX_OUTPUT_BYTES:
+            raise ValueError(
+                f"max_output_bytes must be at most {MAX_OUTPUT_BYTES} (64 MiB), "
+                f"got {self.max_output_bytes}"
             )
         if self.spare_processes < 0:
             raise ValueError(f"spare_processes must be >= 0, got {self.spare_processes}")

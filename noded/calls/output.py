@@ -14,14 +14,20 @@ the call's whole log, as if nothing had been dropped: they only grow.  A record 
 
 with the payload UTF-8 text for stdout and stderr (a chunk is cut at a character
 boundary, so that each record decodes on its own) and a JSON object for progress.
+
+A read starts at its position and takes the segment a block at a time, only as far as
+its answer goes: memory per read is a block plus the answer, whatever the limit.  A
+position no answer gave is found by walking the records from the closest record start
+remembered before it (one is remembered about every ``_INDEX_STEP`` bytes).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,11 @@ _HEADER = struct.Struct("<BI")
 MIN_SEGMENT_BYTES = 4096
 #: positions remembered as record starts, so that a follower's next read seeks at once
 _KNOWN_STARTS = 64
+#: a record start is also remembered about every this many bytes of a segment, so that a
+#: position no answer gave is found by walking at most this far
+_INDEX_STEP = 256 * 1024
+#: how much of a segment one read takes: memory per read is about this, plus the answer
+_READ_BLOCK = 256 * 1024
 OUTPUT_DIR = "output"
 
 
@@ -80,6 +91,8 @@ class OutputLog:
         self._fd = -1
         self._held = {STDOUT: b"", STDERR: b""}  # an incomplete UTF-8 character
         self._known_starts: list[int] = [0]
+        #: record starts about every _INDEX_STEP bytes, in order (see _record_start)
+        self._index: list[int] = [0]
         #: a failed write left part of a record that could not be cut off
         self._torn = False
         self._on_kept = on_kept
@@ -141,6 +154,8 @@ class OutputLog:
             self._torn = True  # positions stay true (a reader stops at the torn end)
             raise
         current.size += len(record)
+        if not self._index or self.next - self._index[-1] >= _INDEX_STEP:
+            self._index.append(self.next)
         self.next += len(record)
         if self._on_kept is not None:
             self._on_kept(len(record))
@@ -159,6 +174,7 @@ class OutputLog:
                 dropped.path.unlink()
             if self._on_dropped is not None:
                 self._on_dropped(dropped.size)
+        del self._index[: bisect.bisect_left(self._index, self._segments[0].base)]
         self._remember_start(segment.base)
         return segment
 
@@ -179,33 +195,49 @@ class OutputLog:
         return page
 
     def _read_into(self, page: OutputPage, segment: _Segment, max_bytes: int) -> bool:
-        """Add ``segment``'s events from ``page.next`` on; False once the page is full."""
-        with open(segment.path, "rb") as file:
-            data = file.read()
-        offset = self._record_start(segment, data, page.next - segment.base)
-        if not page.events:  # a position inside a record starts at the next one
-            page.start = page.next = segment.base + offset
-        for stream, payload, end in records(data, offset):
-            page.events.append(event_of(stream, payload))
-            page.next = segment.base + end
-            if page.next - page.start >= max_bytes:
-                return False
-        return True
+        """Add ``segment``'s events from ``page.next`` on; False once the page is full.
+        Reads from that position on, a block at a time, never the whole segment."""
+        fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            offset = self._record_start(fd, segment, page.next - segment.base)
+            if not page.events:  # a position inside a record starts at the next one
+                page.start = page.next = segment.base + offset
+            for stream, payload, end in read_records(fd, offset, segment.size):
+                page.events.append(event_of(stream, payload))
+                page.next = segment.base + end
+                if page.next - page.start >= max_bytes:
+                    return False
+            return True
+        finally:
+            os.close(fd)
 
-    def _record_start(self, segment: _Segment, data: bytes, offset: int) -> int:
+    def _record_start(self, fd: int, segment: _Segment, offset: int) -> int:
         """``offset`` if a record starts there, else the first record start after it (a
-        position no answer gave: found by walking the segment's headers)."""
+        position no answer gave: found by walking the records from the closest start
+        known before it, at most about ``_INDEX_STEP`` when it was written here)."""
         if offset <= 0 or segment.base + offset in self._known_starts:
             return max(offset, 0)
-        for _, _, end in records(data, 0):
+        known = [p for p in (*self._index, *self._known_starts) if p <= segment.base + offset]
+        start = max([segment.base, *known]) - segment.base
+        for _, _, end in read_records(fd, start, segment.size):
+            self._index_start(segment.base + end)
             if end >= offset:
                 return end
-        return len(data)
+        return segment.size
 
     def _remember_start(self, position: int) -> None:
         if position not in self._known_starts:
             self._known_starts.append(position)
             del self._known_starts[:-_KNOWN_STARTS]
+
+    def _index_start(self, position: int) -> None:
+        """Remember ``position`` (a record start) if the closest start indexed before it
+        is a step back or more."""
+        at = bisect.bisect_left(self._index, position)
+        if at < len(self._index) and self._index[at] == position:
+            return
+        if at == 0 or position - self._index[at - 1] >= _INDEX_STEP:
+            self._index.insert(at, position)
 
     # --- after a restart ------------------------------------------------------------
 
@@ -220,6 +252,7 @@ class OutputLog:
         last = log._segments[-1]
         log.next = last.base + last.size
         log._known_starts = [segment.base for segment in log._segments] + [log.next]
+        log._index = [segment.base for segment in log._segments]
         return log
 
 
@@ -249,6 +282,25 @@ def records(data: bytes, offset: int) -> Iterable[tuple[int, bytes, int]]:
             return  # cut short (a crash mid-write): the rest is not a record
         yield stream, data[offset + _HEADER.size : end], end
         offset = end
+
+
+def read_records(fd: int, offset: int, size: int) -> Iterator[tuple[int, bytes, int]]:
+    """``(stream, payload, end)`` of each whole record of file ``fd`` (``size`` bytes)
+    from ``offset`` on, read a block at a time as they are asked for."""
+    while offset + _HEADER.size <= size:
+        block = os.pread(fd, min(_READ_BLOCK, size - offset), offset)
+        taken = 0
+        for stream, payload, end in records(block, 0):
+            taken = end
+            yield stream, payload, offset + end
+        if not taken:  # a record longer than a block, or no record at all
+            stream, length = _HEADER.unpack_from(block, 0)
+            whole = os.pread(fd, _HEADER.size + length, offset)
+            if stream > PROGRESS or len(whole) < _HEADER.size + length:
+                return  # cut short (a crash mid-write): the rest is not a record
+            taken = len(whole)
+            yield stream, whole[_HEADER.size :], offset + taken
+        offset += taken
 
 
 def event_of(stream: int, payload: bytes) -> dict[str, Any]:

@@ -146,3 +146,21 @@ def test_a_record_cut_short_by_a_failed_write_is_cut_off_again(tmp_path: Path) -
     log.write(STDOUT, b"after")
     assert texts(log) == ["a" * 100, "after"]
     assert sum(path.stat().st_size for path in tmp_path.iterdir()) == log.next
+
+
+def test_any_position_starts_at_the_first_record_at_or_after_it(tmp_path: Path) -> None:
+    # positions no answer gave, in a log large enough to be read a block at a time
+    log = OutputLog(tmp_path, FNC_ID, 8 << 20)
+    starts = []
+    for n in range(30_000):
+        starts.append(log.next)
+        log.write(STDOUT, b"y" * (n % 97 + 1) if n % 1000 else b"z" * 300_000)
+    log.flush()
+    reopened = OutputLog.reopen(tmp_path, FNC_ID, 8 << 20)
+    assert reopened is not None
+    oldest = log.read(0, 1).start
+    for n, position in enumerate(range(oldest + 3, log.next, 104_729)):
+        expected = next(s for s in starts if s >= position)
+        for reader in (log, reopened) if n % 2 else (reopened, log):
+            page = reader.read(position, 1000)
+            assert page.start == expected and page.events
