@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from noded.calls.appending import TornRecord, append_whole
+from noded.calls.lost import LostCall
 from noded.calls.records import (
     call_from,
     finish_record,
@@ -60,6 +61,21 @@ class Leftover:
     pid: int
     pid_birth: str | None
     cgroup: str | None = None
+    fn_name: str = ""
+    #: its idempotency key, and whose (see noded.calls.table.request_key)
+    request_id: str | None = None
+    owner: str | None = None
+    #: of its fn_name and fn_args (noded.calls.table.args_digest), with a request_id
+    digest: bytes = b""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Leftover:
+        """The leftover of a checked start record (:mod:`noded.calls.records`)."""
+        return cls(
+            record["fnc_id"], record["pid"], record["pid_birth"], record.get("cgroup"),
+            fn_name=record["fn_name"], request_id=record.get("request_id"),
+            owner=record.get("owner"), digest=bytes.fromhex(record.get("digest") or ""),
+        )  # fmt: skip
 
 
 @dataclass
@@ -70,6 +86,8 @@ class Replayed:
     unfinished: list[Leftover] = field(default_factory=list)
     #: finished calls within the result TTL, oldest first
     finished: list[FunctionCall] = field(default_factory=list)
+    #: calls lost by a daemon before, still within the result TTL, oldest first
+    lost: list[LostCall] = field(default_factory=list)
 
 
 class CallJournal:
@@ -112,10 +130,11 @@ class CallJournal:
     def needs_compaction(self, live_calls: int) -> bool:
         return self._lines > live_calls + self._slack_lines
 
-    def compact(self, calls: Iterable[FunctionCall]) -> None:
+    def compact(self, calls: Iterable[FunctionCall], lost: Iterable[LostCall] = ()) -> None:
         """Rewrite the journal with only these calls' records (and so with what waited in
         the backlog); raises ``OSError``, leaving the old journal, if it cannot."""
         lines = [_line(finish_record(c) if c.finished else start_record(c)) for c in calls]
+        lines += [_line(one.record()) for one in lost]
         tmp = self._path.with_name(f".{JOURNAL}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -136,26 +155,21 @@ class CallJournal:
             self._fd = -1
 
     def replay(self, *, result_ttl_s: float) -> Replayed:
-        """Read what the daemons before this one left, and rewrite the journal with the
-        finished calls still within ``result_ttl_s`` (the unfinished ones are the
-        caller's to deal with: they are not written again)."""
-        running, finished = self._replay()
+        """Read what the daemons before this one left: the finished and lost calls still
+        within ``result_ttl_s``, and the unfinished ones.  Nothing is rewritten: the
+        caller deals with the unfinished calls, then rewrites the journal
+        (:meth:`compact`) with what it keeps; until then a crash finds them again."""
+        running, finished, lost = self._replay()
         found = Replayed()
-        for record in running.values():
-            cgroup = record.get("cgroup")
-            found.unfinished.append(
-                Leftover(record["fnc_id"], record["pid"], record["pid_birth"],
-                         cgroup if isinstance(cgroup, str) else None)
-            )  # fmt: skip
+        found.unfinished = [Leftover.from_record(record) for record in running.values()]
         now = time.time()
         for record in finished.values():
             if now - float(record["finished_at"]) < result_ttl_s:
                 found.finished.append(call_from(record))
         found.finished.sort(key=lambda call: call.finished_at or 0)
-        try:
-            self.compact(found.finished)
-        except OSError as exc:  # serve anyway: the old journal is still right, only longer
-            event(log, "journal.compact_failed", logging.ERROR, error=str(exc))
+        found.lost = [one for one in map(LostCall.from_record, lost.values())
+                      if now - one.lost_at < result_ttl_s]  # fmt: skip
+        found.lost.sort(key=lambda one: one.lost_at)
         return found
 
     # --- the file -------------------------------------------------------------------------
@@ -217,19 +231,19 @@ class CallJournal:
         self._size = os.fstat(self._fd).st_size
         self._lines = lines
 
-    def _replay(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-        running: dict[str, dict[str, Any]] = {}
-        finished: dict[str, dict[str, Any]] = {}
+    def _replay(self) -> tuple[_ByFncId, _ByFncId, _ByFncId]:
+        """The records that hold at the end: of running, finished and lost calls."""
+        running: _ByFncId = {}
+        finished: _ByFncId = {}
+        lost: _ByFncId = {}
         for record in self._records():
             fnc_id, op = record["fnc_id"], record["op"]
-            if op == "start":
-                running[fnc_id] = record
-            elif op == "finish":
-                running.pop(fnc_id, None)
-                finished[fnc_id] = record
-            else:
-                finished.pop(fnc_id, None)
-        return running, finished
+            running.pop(fnc_id, None)
+            finished.pop(fnc_id, None)
+            lost.pop(fnc_id, None)
+            if op != "forget":
+                {"start": running, "finish": finished, "lost": lost}[op][fnc_id] = record
+        return running, finished, lost
 
     def _records(self) -> Iterator[dict[str, Any]]:
         """The records that can be taken; every other line is skipped and said so (a line
@@ -246,6 +260,9 @@ class CallJournal:
                     yield record
                 elif line.strip():
                     event(log, "journal.bad_record", logging.WARNING, line=number, why=problem)
+
+
+_ByFncId = dict[str, dict[str, Any]]
 
 
 def _line(record: dict[str, Any]) -> bytes:

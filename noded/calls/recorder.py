@@ -19,6 +19,7 @@ import orjson
 
 from noded.calls.audit import AuditLog
 from noded.calls.journal import CallJournal
+from noded.calls.lost import LostCall
 from noded.calls.outcomes import unwritable_result
 from noded.calls.table import FunctionCall
 from noded.metrics import Metrics
@@ -110,10 +111,24 @@ class CallRecorder:
             self.audit.try_append("abort", fields)
 
     def forgotten(self, call: FunctionCall) -> None:
-        if not self.journal.forget(call.fnc_id):
+        self.forgotten_lost(call.fnc_id)
+
+    def forgotten_lost(self, fnc_id: str) -> None:
+        if not self.journal.forget(fnc_id):
             self._metrics.journal_failures.labels("forget").inc()
 
-    def maintain(self, calls: Iterable[FunctionCall], live_calls: int) -> None:
+    def rewrite(self, calls: Iterable[FunctionCall], lost: Iterable[LostCall]) -> None:
+        """Rewrite the journal at start-up with what the daemon took over; if it cannot
+        be, serve anyway: the old journal still holds it, only longer."""
+        try:
+            self.journal.compact(calls, lost)
+        except OSError as exc:
+            self._metrics.journal_failures.labels("compact").inc()
+            event(log, "journal.compact_failed", logging.ERROR, error=str(exc))
+
+    def maintain(
+        self, calls: Iterable[FunctionCall], lost: Iterable[LostCall], live_calls: int
+    ) -> None:
         """Write what the journal could not, and rewrite it when it grows (after a failed
         rewrite, again with a backoff: 1 s doubling to a minute)."""
         self.journal.retry()
@@ -121,7 +136,7 @@ class CallRecorder:
         if now < self._next_compaction or not self.journal.needs_compaction(live_calls):
             return
         try:
-            self.journal.compact(calls)
+            self.journal.compact(calls, lost)
         except OSError as exc:
             self._metrics.journal_failures.labels("compact").inc()
             event(log, "journal.compact_failed", logging.ERROR, error=str(exc),

@@ -1,13 +1,19 @@
 """The journal's records: how a call is written, and how a record read back is checked.
 
-* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started, cgroup, owner}`` when a
-  call starts;
+* ``{"op": "start", fnc_id, fn_name, pid, pid_birth, started, cgroup, owner, request_id,
+  digest}`` when a call starts;
 * ``{"op": "finish", ...the whole call state...}`` before its result is announced;
-* ``{"op": "forget", fnc_id}`` when a result expires or is dropped.
+* ``{"op": "lost", fnc_id, fn_name, owner, request_id, digest, lost_at, why}`` for a call
+  an earlier daemon started and never saw finish, kept while its request_id must still
+  name it (:class:`noded.calls.lost.LostCall`);
+* ``{"op": "forget", fnc_id}`` when a result (or a lost call) expires or is dropped.
 
 A record read back is taken only if every field the daemon relies on is there with its
 type: a damaged but well-formed line (no ``pid``, ``finished_at: "soon"``, a digest that
-is not hex) is refused with a reason, like a line that is not JSON.
+is not hex) is refused with a reason, like a line that is not JSON.  A start record is
+also refused unless its ``pid`` is its fnc_id's cpid (> 1), its ``pid_birth`` is
+``"<boot id>:<ticks>"`` and its ``cgroup`` is one this daemon would have made for that
+pid: the record is what a new daemon signals, so nothing else may be.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ def start_record(call: FunctionCall) -> dict[str, Any]:
         "started": call.started,
         "cgroup": call.cgroup,
         "owner": call.owner,
+        "request_id": call.request_id,
+        "digest": call.digest.hex(),
     }
 
 
@@ -52,21 +60,28 @@ def problem_of(record: Any) -> str | None:
     if not isinstance(record, dict):
         return "not an object"
     op, fnc_id = record.get("op"), record.get("fnc_id")
-    if op not in ("start", "finish", "forget"):
+    if op not in _FIELDS:
         return f"unknown op {str(op)[:20]!r}"
     if not isinstance(fnc_id, str) or not FNC_ID_RE.fullmatch(fnc_id):
         return "no valid fnc_id"
-    if op == "forget":
-        return None
-    return _field_problem(record, _START_FIELDS if op == "start" else _FINISH_FIELDS)
+    return _field_problem(record, _FIELDS[op])
 
 
+_OPTIONAL_STR = (str, type(None))
 _START_FIELDS: dict[str, Any] = {
-    "pid": int, "started": _NUMBER, "pid_birth": (str, type(None)), "fn_name": str,
+    "pid": int, "started": _NUMBER, "pid_birth": _OPTIONAL_STR, "fn_name": str,
+    "request_id": _OPTIONAL_STR, "digest": _OPTIONAL_STR, "owner": _OPTIONAL_STR,
 }  # fmt: skip
 _FINISH_FIELDS: dict[str, Any] = {
     "pid": int, "started": _NUMBER, "finished_at": _NUMBER, "fn_name": str,
     "digest": str, "request_id": (str, type(None)), "error": (dict, type(None)),
+}  # fmt: skip
+_LOST_FIELDS: dict[str, Any] = {
+    "fn_name": str, "request_id": str, "digest": str, "owner": _OPTIONAL_STR,
+    "lost_at": _NUMBER, "why": str,
+}  # fmt: skip
+_FIELDS: dict[str, dict[str, Any]] = {
+    "start": _START_FIELDS, "finish": _FINISH_FIELDS, "lost": _LOST_FIELDS, "forget": {},
 }  # fmt: skip
 
 

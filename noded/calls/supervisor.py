@@ -93,6 +93,7 @@ class Supervisor:
             result_ttl_s=config.result_ttl_s,
             max_retained=config.max_retained,
             on_forget=self._forget,
+            on_forget_lost=recorder.forgotten_lost,
         )
         metrics.count_gauges(lambda: len(self.calls.running), lambda: len(self.calls.retained))
         self._processes = ProcessSet()
@@ -101,17 +102,27 @@ class Supervisor:
         self.shutting_down = False
 
     def recover(self) -> None:
-        """Take over from the daemon before: kill its leftovers, keep its results."""
+        """Take over from the daemon before: kill its leftovers, keep its results, and
+        remember the request_ids of the calls it lost; then rewrite the journal."""
         found = self.recorder.journal.replay(result_ttl_s=self._config.result_ttl_s)
-        killed = kill_leftovers(found.unfinished, self._trees, self.calls, self._daemon_pid)
+        killed, lost = kill_leftovers(
+            found.unfinished, self._trees, self.calls, self._daemon_pid, time.time()
+        )
         for call in found.finished:
             call.request_key = self._request_key(call.request_id, call.owner)
             self._outputs.reopen(call)
             self.calls.restore(call)
+        for one in [*found.lost, *lost]:
+            key = self._request_key(one.request_id, one.owner)
+            assert key is not None
+            self.calls.lost.keep(one, key)
+            self.calls.remember_lost(one.fnc_id, one.why)
+        self.recorder.rewrite(self.calls.all_calls(), self.calls.lost)
         self._outputs.keep_only(call.fnc_id for call in self.calls.all_calls())
-        if found.unfinished or found.finished:
+        if found.unfinished or found.finished or found.lost:
             event(log, "daemon.recovered", results=len(found.finished),
-                  lost=len(found.unfinished), killed_groups=killed)  # fmt: skip
+                  lost=len(found.unfinished), killed_groups=killed,
+                  lost_keys=len(self.calls.lost))  # fmt: skip
 
     # --- procedures -------------------------------------------------------------
 
@@ -353,7 +364,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval_s)
             self.calls.expire(time.time())
-            self.recorder.maintain(self.calls.all_calls(), len(self.calls))
+            live = len(self.calls) + len(self.calls.lost)
+            self.recorder.maintain(self.calls.all_calls(), self.calls.lost, live)
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""

@@ -2,7 +2,8 @@
 
 A call is running until its result is decided, then retained for ``result_ttl_s`` and
 at most ``max_retained`` calls (oldest dropped first).  A bounded memory of dropped ids
-lets UnknownFunctionCall say *why* a call is unknown.
+lets UnknownFunctionCall say *why* a call is unknown; the request_ids of calls an earlier
+daemon lost still name them (:mod:`noded.calls.lost`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
+from noded.calls.lost import LostCalls
 from noded.calls.output import OutputLog, OutputPage
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import CallState, FncId
@@ -170,6 +172,7 @@ class CallTable:
         result_ttl_s: float,
         max_retained: int,
         on_forget: Callable[[FunctionCall], None] | None = None,
+        on_forget_lost: Callable[[str], None] | None = None,
     ) -> None:
         self._daemon_pid = daemon_pid
         self._on_forget = on_forget
@@ -179,6 +182,8 @@ class CallTable:
         self.retained: collections.OrderedDict[str, FunctionCall] = collections.OrderedDict()
         self._by_request_id: dict[str, FunctionCall] = {}
         self._dropped: collections.OrderedDict[str, str] = collections.OrderedDict()
+        #: calls an earlier daemon lost, by request key: their keys still name them
+        self.lost = LostCalls(ttl_s=result_ttl_s, max_kept=max_retained, on_forget=on_forget_lost)
 
     def __len__(self) -> int:
         return len(self.running) + len(self.retained)
@@ -201,8 +206,10 @@ class CallTable:
 
     def by_request_id(self, request_key: str, digest: bytes) -> FunctionCall | None:
         """The call already made with this key (:func:`request_key`), if any; 409 if it
-        was another call."""
+        was another call; 404 if an earlier daemon lost it (:mod:`noded.calls.lost`)."""
         call = self._by_request_id.get(request_key)
+        if call is None:
+            self.lost.check(request_key, digest)
         if call is not None and call.digest != digest:
             raise RequestIdConflict(
                 f"request_id {call.request_id!r} was used by call {call.fnc_id} "
@@ -219,7 +226,9 @@ class CallTable:
             self._forget(oldest, f"dropped, over the limit of {self._max_retained} kept results")
 
     def expire(self, now: float) -> int:
-        """Drop retained calls older than the TTL; returns how many went."""
+        """Drop retained calls (and lost ones) older than the TTL; returns how many
+        retained calls went."""
+        self.lost.expire(now)
         count = 0
         while self.retained:
             call = next(iter(self.retained.values()))
