@@ -46,6 +46,7 @@ _SIGNALLED_PROGRAM = textwrap.dedent(
     ("entry", "moment", "first_import"),
     [
         ("noded.entry", "start", "noded.cli"),
+        ("masterd.daemon.entry", "start", "masterd.daemon.cli"),
         ("masterd.cli.entry", "start", "masterd.cli.main"),
         # Delivered then, the signal crashed rpc-cli with SIGSEGV (ijl/orjson#310). In
         # the daemon, orjson's initialisation finds its imports done already.
@@ -67,7 +68,11 @@ def test_ctrl_c_during_the_imports_is_held_then_ends_the_program_with_130(
 
 @pytest.mark.parametrize(
     ("script", "entry"),
-    [("ganeti-noded", "noded.entry:main"), ("rpc-cli", "masterd.cli.entry:main")],
+    [
+        ("ganeti-noded", "noded.entry:main"),
+        ("rpc-cli", "masterd.cli.entry:main"),
+        ("ganeti-masterd", "masterd.daemon.entry:main"),
+    ],
 )
 def test_the_installed_commands_start_at_the_entry_points(script: str, entry: str) -> None:
     (found,) = importlib.metadata.entry_points(group="console_scripts", name=script)

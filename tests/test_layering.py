@@ -239,3 +239,20 @@ def test_modules_and_functions_are_short(name: str) -> None:
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long_functions
+
+
+def test_the_master_daemon_sits_on_its_store_and_the_store_on_nothing_above() -> None:
+    """``masterd.store`` is the bottom of ganeti-masterd: it imports neither the daemon
+    nor the CLI; the daemon imports no CLI; SQL stays in the store's backends."""
+    assert not imports_out_of("masterd.store", ("masterd.daemon", "masterd.cli"))
+    assert not imports_out_of("masterd.daemon", ("masterd.cli",))
+    assert imports_out_of("masterd.daemon", ("masterd.store",))  # the check sees
+    with_sql = [
+        name
+        for name in modules()
+        if in_package(name, "masterd.daemon")
+        and any(
+            word in modules()[name].read_text() for word in ("SELECT ", "INSERT ", "import sqlite3")
+        )
+    ]
+    assert not with_sql

@@ -1,0 +1,81 @@
+"""``create_app``: the aiohttp application of ganeti-masterd.
+
+Building it touches nothing; the store is opened by the server before, and the
+heartbeats' flush runs while the application does, in its ``cleanup_ctx``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+
+from aiohttp import web
+
+from masterd.daemon.config import MasterdConfig
+from masterd.daemon.events import EventLog
+from masterd.daemon.handlers import dispatch, metrics_page, openapi_page
+from masterd.daemon.keys import (
+    CALLER_OF,
+    CONFIG,
+    EVENTS,
+    INSTANCE,
+    METRICS,
+    REGISTRY,
+    STORE,
+    CallerOf,
+)
+from masterd.daemon.metrics import MasterdMetrics
+from masterd.daemon.middleware import error_middleware
+from masterd.daemon.registry import NodeRegistry
+from masterd.node import Node
+from masterd.store.base import Store
+
+
+def _no_tls_caller(request: web.Request) -> str | None:
+    return None
+
+
+def create_app(
+    config: MasterdConfig,
+    *,
+    store: Store,
+    instance: str,
+    listed: Iterable[Node] = (),
+    metrics: MasterdMetrics | None = None,
+    caller_of: CallerOf = _no_tls_caller,
+) -> web.Application:
+    """The application: every procedure on ``/{procedure}``, errors from one middleware.
+
+    ``listed``: the nodes of ``--nodes FILE``; ``caller_of``: the identity of a request's
+    client certificate (None without TLS)."""
+    app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
+    metrics = metrics or MasterdMetrics()
+    events = EventLog(store, metrics, max_report_events=config.max_report_events,
+                      node_events_per_s=config.node_events_per_s,
+                      max_wait_s=config.max_wait_s)  # fmt: skip
+    registry = NodeRegistry(store, config.heartbeat_s, listed, on_stored=events.stored)
+    metrics.count_nodes(registry.counts)
+    app[CONFIG], app[STORE], app[INSTANCE], app[METRICS] = config, store, instance, metrics
+    app[EVENTS], app[REGISTRY], app[CALLER_OF] = events, registry, caller_of
+    app.router.add_get("/metrics", metrics_page, allow_head=False)
+    app.router.add_get("/openapi.json", openapi_page, allow_head=False)
+    app.router.add_route("*", "/{procedure:.*}", dispatch)
+    app.cleanup_ctx.append(_load_then_flush)
+    return app
+
+
+async def _load_then_flush(app: web.Application) -> AsyncIterator[None]:
+    """Before the first request: the registry and the newest event id from the store.
+    While the application runs: heartbeats to the store; a last flush at the end."""
+    registry = app[REGISTRY]
+    await registry.load()
+    await app[EVENTS].load()
+    task = asyncio.create_task(
+        registry.flush_forever(app[CONFIG].flush_interval_s), name="flush-heartbeats"
+    )
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await registry.flush()

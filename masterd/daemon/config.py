@@ -1,0 +1,120 @@
+"""ganeti-masterd's configuration: one frozen object, built only by its command line."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from masterd.store import check_url
+
+MiB = 1024 * 1024
+STORE_FILE = "masterd.sqlite3"
+
+
+def flag(help: str, *, metavar: str | None = None, name: str | None = None) -> dict[str, Any]:
+    """A setting's metadata: its ``--help`` text, metavar, and flag ``name`` where it is
+    not the field's (``masterd.daemon.cli`` makes one flag a field, as noded's does)."""
+    return {"help": help, "metavar": metavar, "flag": name}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MasterdConfig:
+    """Every setting of ganeti-masterd, with units in the names."""
+
+    bind: str = field(
+        default="127.0.0.1",
+        metadata=flag("address to listen on (default %(default)s)", metavar="ADDR"),
+    )
+    port: int = field(default=1812, metadata=flag("TCP port (default %(default)s; 0 = any)"))
+    advertise: str | None = field(
+        default=None,
+        metadata=flag("HOST:PORT nodes should use (default: bind and port)", metavar="HOST:PORT"),
+    )
+    state_dir: Path = field(
+        default=Path("/var/lib/ganeti-masterd"),
+        metadata=flag("where the default store lives (default %(default)s)", metavar="DIR"),
+    )
+    store: str | None = field(
+        default=None,
+        metadata=flag(f"sqlite:////ABS/PATH (default: STATE_DIR/{STORE_FILE})", metavar="URL"),
+    )
+    nodes: Path | None = field(
+        default=None,
+        metadata=flag("a nodes.toml: its nodes are listed (unknown until they register), "
+                      "and their labels added to the nodes'", metavar="FILE"),
+    )  # fmt: skip
+    heartbeat_s: float = field(
+        default=30.0,
+        metadata=flag("how often nodes heartbeat; alive = heard from within 3 x this "
+                      "(default %(default)s s)", metavar="S"),
+    )  # fmt: skip
+    max_wait_s: float = field(
+        default=60.0,
+        metadata=flag("longest single wait a request may ask for (default %(default)s s)",
+                      metavar="S"),
+    )  # fmt: skip
+    max_request_bytes: int = field(
+        default=16 * MiB, metadata=flag("largest request body (default 16 MiB)")
+    )
+    max_report_events: int = field(
+        default=1000, metadata=flag("most events in one Report (default %(default)s)")
+    )
+    node_events_per_s: float = field(
+        default=1000.0,
+        metadata=flag("events a node may report per second, sustained, before 503 Busy "
+                      "(bursts of --max-report-events; default %(default)s)", metavar="N",
+                      name="--node-events-per-s"),
+    )  # fmt: skip
+    insecure: bool = field(
+        default=False, metadata=flag("allow listening on a non-loopback address without TLS")
+    )
+    log_format: Literal["text", "json"] = field(
+        default="text", metadata=flag("log lines as key=value text or JSON")
+    )
+    log_file: Path | None = field(
+        default=None, metadata=flag("log to this file instead of stderr; SIGHUP reopens it")
+    )
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.state_dir.resolve() / STORE_FILE}"
+
+    @property
+    def advertised(self) -> str:
+        """HOST:PORT as nodes should reach this masterd."""
+        return self.advertise or f"{self.bind}:{self.port}"
+
+    @property
+    def flush_interval_s(self) -> float:
+        """How often heartbeats' ``last_seen`` go to the store (ListNodes reads memory)."""
+        return min(self.heartbeat_s, 5.0)
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_s", "max_wait_s", "max_request_bytes", "max_report_events",
+                     "node_events_per_s"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
+        if self.advertise is not None and not _host_port(self.advertise):
+            raise ValueError(f"--advertise {self.advertise!r}: expected HOST:PORT")
+        check_url(self.store_url)
+
+
+def _host_port(text: str) -> bool:
+    host, _, port = text.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def is_loopback(address: str) -> bool:
+    """True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,128 @@
+"""The procedures of ganeti-masterd: one table, thin handlers (parse, registry or
+events, answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
+from masterd.daemon.keys import CALLER_OF, CONFIG, EVENTS, METRICS, REGISTRY
+from masterd.daemon.metrics import CONTENT_TYPE
+from masterd.daemon.openapi import openapi_document
+from rpc_client import master_protocol as wire
+from rpc_client import protocol
+from rpc_client.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotRegistered,
+    UnknownProcedure,
+)
+
+Handler = Callable[[web.Application, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+
+#: how long a client may take to send its body once its headers came
+_BODY_TIMEOUT_S = 30.0
+
+
+async def register(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+    request = wire.RegisterRequest.from_wire(body)
+    _check_is(caller, request.name)
+    await app[REGISTRY].register(request)
+    app[METRICS].registrations.inc()
+    return {"heartbeat_s": app[CONFIG].heartbeat_s, "masters": [app[CONFIG].advertised]}
+
+
+async def heartbeat(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+    request = wire.HeartbeatRequest.from_wire(body)
+    app[METRICS].heartbeats.inc()
+    return {"reregister": app[REGISTRY].heartbeat(request)}
+
+
+async def report(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+    request = wire.ReportRequest.from_wire(body)
+    registry = app[REGISTRY]
+    entry = registry.get(request.uuid)
+    if entry is None:
+        raise NotRegistered(f"no node with uuid {request.uuid} registered here: register, "
+                            "then send the events again")  # fmt: skip
+    _check_is(caller, entry.record.name)
+    registry.seen(entry)
+    return {"acked": await app[EVENTS].report(request, request.uuid, entry.record.name)}
+
+
+async def list_nodes(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+    return {"nodes": app[REGISTRY].listing()}
+
+
+async def wait_for_events(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+    events, position = await app[EVENTS].wait(wire.WaitForEventsRequest.from_wire(body))
+    return {"events": [e.to_wire() for e in events], "next": position}
+
+
+def _check_is(caller: str | None, name: str) -> None:
+    """Under TLS a node may act only as itself (the certificate's common name)."""
+    if caller is not None and caller != name:
+        raise Forbidden(f"this certificate is node {caller!r}'s; it may not act as {name!r}")
+
+
+PROCEDURES: dict[str, Handler] = {
+    wire.REGISTER: register,
+    wire.HEARTBEAT: heartbeat,
+    wire.REPORT: report,
+    wire.LIST_NODES: list_nodes,
+    wire.WAIT_FOR_EVENTS: wait_for_events,
+}
+
+
+async def dispatch(request: web.Request) -> web.Response:
+    """``PUT /<Procedure>``: find the handler, decode the body, answer JSON."""
+    name = request.match_info["procedure"]
+    handler = PROCEDURES.get(name)
+    if handler is None:
+        raise UnknownProcedure(
+            f"no procedure {request.path!r}; procedures are: {', '.join(sorted(PROCEDURES))}"
+        )
+    if request.method != "PUT":
+        raise MethodNotAllowed(f"{name} must be called with PUT, not {request.method}")
+    caller = request.app[CALLER_OF](request)
+    body = protocol.parse_body(await read_body(request))
+    return json_response(await handler(request.app, body, caller))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, within a time limit: a client that trickles it is cut off."""
+    try:
+        async with asyncio.timeout(_BODY_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.close()
+        raise BadRequest(f"request body not received within {_BODY_TIMEOUT_S:g} s") from None
+    except (HttpProcessingError, RequestPayloadError, zlib.error) as exc:
+        reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:200]
+        raise BadRequest(f"request body could not be decoded: {reason}") from None
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """``GET /metrics``: the Prometheus text format."""
+    response = web.Response(body=request.app[METRICS].render())
+    response.headers["Content-Type"] = CONTENT_TYPE
+    return response
+
+
+async def openapi_page(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the procedures, their requests and the error body."""
+    return json_response(openapi_document())
+
+
+def json_response(answer: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(
+        body=protocol.dumps(answer), status=status, content_type=protocol.JSON_CONTENT_TYPE
+    )

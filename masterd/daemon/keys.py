@@ -1,0 +1,26 @@
+"""The typed keys of what ganeti-masterd's application holds (aiohttp's ``web.AppKey``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from masterd.daemon.config import MasterdConfig
+from masterd.daemon.events import EventLog
+from masterd.daemon.metrics import MasterdMetrics
+from masterd.daemon.registry import NodeRegistry
+from masterd.store.base import Store
+
+#: who is calling: the node name or operator a TLS client certificate names; None
+#: without TLS (anyone who reaches a loopback port).  Filled by the TLS layer, later.
+CallerOf = Callable[[web.Request], str | None]
+
+CONFIG = web.AppKey("config", MasterdConfig)
+STORE: web.AppKey[Store] = web.AppKey("store")
+REGISTRY = web.AppKey("registry", NodeRegistry)
+EVENTS = web.AppKey("events", EventLog)
+METRICS = web.AppKey("metrics", MasterdMetrics)
+CALLER_OF: web.AppKey[CallerOf] = web.AppKey("caller_of")
+#: this masterd process's id, made at its start (a job's ``owner``)
+INSTANCE = web.AppKey("instance", str)

@@ -1,0 +1,104 @@
+"""ganeti-masterd's lifecycle: startup, serve until a signal, shut down in a fixed order.
+
+Startup: take the store (its lock first, then the migrations) -> record this instance ->
+the application (the registry read from the store) -> listen -> READY=1.
+Shutdown: stop listening and finish the requests in flight (bounded) -> flush the
+heartbeats -> close the store (its lock goes) -> exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+import uuid
+
+import uvloop
+from aiohttp import web
+
+from masterd.daemon import systemd
+from masterd.daemon.app import create_app
+from masterd.daemon.config import MasterdConfig
+from masterd.node import Node, load_nodes
+from masterd.store import store_for
+from masterd.store.base import Store
+from rpc_client.logs import event, reopen_log_files
+
+log = logging.getLogger("masterd.server")
+
+_HTTP_CLOSE_TIMEOUT_S = 2.0
+_LISTEN_BACKLOG = 1024
+
+
+class Server:
+    """One ganeti-masterd: ``run()`` returns the exit status."""
+
+    def __init__(self, config: MasterdConfig) -> None:
+        self.config = config
+        self.instance = uuid.uuid4().hex
+        self._stop = asyncio.Event()
+        self._store: Store | None = None
+        self._runner: web.AppRunner | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def run(self) -> int:
+        uvloop.run(self.serve())
+        return 0
+
+    async def serve(self) -> None:
+        self._install_signal_handlers()  # first: a stop during start-up is a stop
+        try:
+            await self.startup()
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def startup(self) -> None:
+        config = self.config
+        listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
+        self._store = store = store_for(config.store_url)
+        await store.open()
+        await store.add_instance(self.instance, config.advertised, os.getpid(), time.time())
+        app = create_app(config, store=store, instance=self.instance, listed=listed)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
+                           backlog=_LISTEN_BACKLOG)  # fmt: skip
+        await site.start()
+        event(log, "daemon.ready", pid=os.getpid(), instance=self.instance,
+              addresses=self._runner.addresses, store=store.url, nodes_listed=len(listed),
+              heartbeat_s=config.heartbeat_s)  # fmt: skip
+        systemd.notify(
+            "READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving on {config.bind}:{config.port}"
+        )
+        interval = systemd.watchdog_interval_s()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        event(log, "daemon.signal", signal=signal.Signals(sig).name)
+        self._stop.set()
+
+    def _on_reload_signal(self) -> None:
+        reopen_log_files()
+        event(log, "daemon.reload", log_file=str(self.config.log_file or "stderr"))
+
+    async def shutdown(self) -> None:
+        if self._runner is not None:
+            event(log, "daemon.stopping")
+            systemd.notify("STOPPING=1", "STATUS=stopping")
+            await self._runner.cleanup()  # stops listening, then the last flush
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._store is not None:
+            await self._store.close()
+        if self._runner is not None:
+            event(log, "daemon.stopped")

@@ -1,0 +1,96 @@
+"""One suite for every store backend (SQLite now; PostgreSQL joins with issue 32), as
+httpx runs one suite over its transports: the Store interface, in process."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from masterd.store import migrations, store_for
+from masterd.store.base import NewEvent, NodeRecord, Store
+from masterd.store.lock import StoreInUse
+
+Opener = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(params=["sqlite"])
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """Opens the backend's store on one database (again after a close: a restart)."""
+    opened: list[Store] = []
+
+    async def opener() -> Store:
+        store = store_for(f"sqlite:///{tmp_path / 'masterd.sqlite3'}")
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        await store.close()
+
+
+def node(uuid: str = "u1", **changes: object) -> NodeRecord:
+    record = NodeRecord(uuid=uuid, name="n1", address="127.0.0.1", port=1811, boot_id="b",
+                        instance="i1", pid=10, version="1.2", labels=("a",),
+                        functions=("f",), registered=100.0, last_seen=100.0)  # fmt: skip
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+def reported(*seqs: int, spool: str = "s1") -> list[NewEvent]:
+    return [NewEvent("u1", "n1", "t.x", 1.0, {"seq": s}, None, spool, s) for s in seqs]
+
+
+async def test_every_migration_is_applied_once(open_store: Opener) -> None:
+    store = await open_store()
+    assert await store.schema_version() == len(migrations.migrations("sqlite"))
+    await store.close()
+    assert await (await open_store()).schema_version() == len(migrations.migrations("sqlite"))
+
+
+async def test_a_second_open_of_one_sqlite_file_is_refused(open_store: Opener) -> None:
+    await open_store()
+    with pytest.raises(StoreInUse, match=r"in use by another ganeti-masterd \(pid \d+\)"):
+        await open_store()
+
+
+async def test_nodes_and_their_events_are_kept_across_a_reopen(open_store: Opener) -> None:
+    store = await open_store()
+    stored = await store.save_node(node(), None, [NewEvent("u1", "n1", "node.registered", 1.0,
+                                                           {"k": [1]})])  # fmt: skip
+    assert [(e.id, e.seq, e.data) for e in stored] == [(1, None, {"k": [1]})]
+    await store.touch_nodes({"u1": 150.0})
+    await store.close()
+    store = await open_store()
+    assert await store.load_nodes() == [node(last_seen=150.0)]
+    assert await store.last_event_id() == 1
+
+
+async def test_a_node_taking_a_dead_ones_name_replaces_it(open_store: Opener) -> None:
+    store = await open_store()
+    await store.save_node(node(), None, [])
+    await store.save_node(node("u2"), "u1", [])
+    assert [record.uuid for record in await store.load_nodes()] == ["u2"]
+
+
+async def test_each_seq_is_stored_once_and_acked_counts_without_gaps(open_store: Opener) -> None:
+    store = await open_store()
+    first = await store.add_reported("u1", "n1", "s1", reported(1, 2, 4))
+    assert first.acked == 2 and [e.seq for e in first.stored] == [1, 2, 4]
+    again = await store.add_reported("u1", "n1", "s1", reported(2, 3, 4))
+    assert again.acked == 4 and [e.seq for e in again.stored] == [3]
+    other_spool = await store.add_reported("u1", "n1", "s2", reported(1, spool="s2"))
+    assert other_spool.acked == 1 and len(other_spool.stored) == 1
+    seqs = [(e.seq, e.data) for e in await store.events_after(0, 100)]
+    assert seqs == [(1, {"seq": 1}), (2, {"seq": 2}), (4, {"seq": 4}), (3, {"seq": 3}),
+                    (1, {"seq": 1})]  # fmt: skip
+
+
+async def test_events_after_reads_from_a_position_in_id_order(open_store: Opener) -> None:
+    store = await open_store()
+    await store.add_reported("u1", "n1", "s1", reported(*range(1, 11)))
+    ids = [e.id for e in await store.events_after(4, 3)]
+    assert ids == [4, 5, 6] and await store.last_event_id() == 10
+    assert await store.events_after(11, 10) == []
