@@ -45,6 +45,18 @@ ANONYMOUS = "anonymous"
 _RESERVED = frozenset({ANY_CERTIFIED, LOCAL, ANONYMOUS})
 _FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _RULE_KEYS = {"clients", "functions", "procedures", "others_calls", "args"}
+#: the longest refusal reason logged or audited, and the longest part of it that says
+#: what an argument's schema refused
+REASON_CHARS = 200
+_SCHEMA_SAYS_CHARS = 120
+#: jsonschema keywords whose message names no part of the value
+_MESSAGE_WITHOUT_VALUE = frozenset({"const", "required", "dependentRequired"})
+#: ... and those whose message is the value's repr followed by words and schema values
+_MESSAGE_AFTER_VALUE = frozenset({
+    "type", "enum", "format", "pattern", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "minItems", "maxItems",
+    "uniqueItems", "minProperties", "maxProperties", "anyOf", "oneOf", "not",
+})  # fmt: skip
 
 
 class PolicyError(ValueError):
@@ -164,8 +176,30 @@ def _args_problem(rule: Rule, fn_args: dict[str, Any], defaults: dict[str, Any])
             return f"argument {name!r} must be given (rule {rule.number})"
         error = next(iter(validator.iter_errors(value)), None)
         if error is not None:
-            return f"argument {name!r}: {error.message} (rule {rule.number})"
+            return f"argument {name!r}: {_without_value(error)} (rule {rule.number})"
     return None
+
+
+def _without_value(error: Any) -> str:
+    """What a schema refused, without the value it refused: that is logged and audited,
+    and an argument may be a secret (or megabytes).  jsonschema's message of these
+    keywords is the value's repr, then words and the schema's own values."""
+    if error.validator in _MESSAGE_WITHOUT_VALUE:
+        text = str(error.message)
+    elif error.validator in _MESSAGE_AFTER_VALUE and (
+        str(error.message).startswith(shown := repr(error.instance))
+    ):
+        text = "the value" + str(error.message)[len(shown) :]
+    else:
+        text = f"the value fails the schema's {error.validator!r}"
+    if error.absolute_path:
+        text = f"inside it, {text}"
+    return bounded(text, _SCHEMA_SAYS_CHARS)
+
+
+def bounded(text: str, limit: int = 200) -> str:
+    """``text``, cut to ``limit`` characters (the last three then ``...``)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_policy(path: Path, registry: Registry) -> Policy:

@@ -18,7 +18,15 @@ from noded.calls.audit import AuditLog
 from noded.calls.table import FunctionCall
 from noded.config import is_loopback
 from noded.metrics import Metrics
-from noded.policy import ANONYMOUS, LOCAL, Caller, Policy, is_certificate_name
+from noded.policy import (
+    ANONYMOUS,
+    LOCAL,
+    REASON_CHARS,
+    Caller,
+    Policy,
+    bounded,
+    is_certificate_name,
+)
 from noded.registry import FunctionSpec
 from rpc_client import protocol, tls
 from rpc_client.errors import Forbidden
@@ -124,6 +132,7 @@ class Guard:
         """The 403 to raise, after the log line (rate-limited), the metric and the audit
         record."""
         source = self.policy.source if self.policy is not None else "?"
+        what = bounded(what, REASON_CHARS)  # logged and audited: never megabytes
         message = f"client {caller.name} ({caller.peer}) {what} (policy {source})"
         self._metrics.denials.labels(procedure).inc()
         if self._denials.allow():

@@ -83,7 +83,7 @@ def test_an_argument_rule_checks_the_default_of_an_argument_not_given(tmp_path: 
         "args = { value = { type = 'integer' }, seconds = { maximum = 5 } }\n",
     )
     assert policy.args_problem(MASTER, "sleep_then", {"seconds": 1, "value": 3}, {}) is None
-    assert "'x' is not of type 'integer'" in str(
+    assert "argument 'value': the value is not of type 'integer' (rule 1)" in str(
         policy.args_problem(MASTER, "sleep_then", {"seconds": 1, "value": "x"}, {})
     )
     assert policy.args_problem(MASTER, "sleep_then", {"seconds": 1}, {"value": 2}) is None
@@ -101,6 +101,33 @@ def test_a_rule_without_procedures_grants_the_call_procedures(tmp_path: Path) ->
     assert not policy.allows_procedure(MASTER, "GET /metrics")
     assert policy.shows_metrics_of(MASTER, "echo")
     assert not policy.shows_metrics_of(MASTER, "sleep_then")
+
+
+SECRET = "hunter2-" + "s" * 300
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "says"),
+    [
+        ("{ enum = ['a'] }", SECRET, "the value is not one of ['a']"),
+        ("{ maxLength = 3 }", SECRET, "the value is too long"),
+        ("{ properties = { token = { const = 'a' } } }", {"token": SECRET},
+         "inside it, 'a' was expected"),
+        ("{ items = { maxLength = 3 } }", [SECRET], "inside it, the value is too long"),
+        ("{ additionalProperties = false }", {SECRET: 1},
+         "the value fails the schema's 'additionalProperties'"),
+        ("{ propertyNames = { maxLength = 3 } }", {SECRET: 1}, "the value is too long"),
+    ],
+)  # fmt: skip
+def test_what_an_argument_rule_refused_never_shows_the_value(
+    tmp_path: Path, schema: str, value: object, says: str
+) -> None:
+    policy = policy_of(
+        tmp_path, f'[[allow]]\nclients = ["master"]\nargs = {{ value = {schema} }}\n'
+    )
+    problem = policy.args_problem(MASTER, "sleep_then", {"value": value}, {})
+    assert problem is not None and "hunter2" not in problem and len(problem) <= 200
+    assert f"argument 'value': {says} (rule 1)" == problem
 
 
 def test_tls_allowed_clients_is_a_policy_of_one_rule() -> None:

@@ -143,8 +143,10 @@ async def test_functions_and_arguments_are_allowed_by_rule(secured: Secured) -> 
             "service_restart", {"name": "nginx", "path": runs}, timeout=10
         )
         assert state.result == "restarted nginx"
-        with pytest.raises(Forbidden, match="may not run service_restart with these arguments: "
-                           "argument 'name': 'apache' is not one of"):  # fmt: skip
+        refused = r"argument 'name': the value is not one of \['nginx', 'sshd'\]"
+        with pytest.raises(
+            Forbidden, match=f"may not run service_restart with these arguments: {refused}"
+        ):
             await deployer.start_function(
                 "service_restart", {"name": "apache", "path": runs}, timeout=10
             )
@@ -178,6 +180,26 @@ async def test_a_denied_call_never_runs(secured: Secured, tmp_path: Path) -> Non
             "service_restart", {"name": "sshd", "path": str(runs)}, timeout=10
         )
     assert runs.read_text() == "sshd\n"
+
+
+async def test_a_refused_argument_is_neither_logged_nor_audited(secured: Secured) -> None:
+    secret = "hunter2-d0c5e1f7a9"
+    log_before, audit_before = len(secured.node.log_text()), secured.audit.stat().st_size
+    huge = "x" * (15 * 1024 * 1024)
+    async with secured.client("deployer") as deployer:
+        for value in (secret, huge):
+            with pytest.raises(Forbidden, match="argument 'name': the value is not") as denied:
+                await deployer.start_function(
+                    "service_restart", {"name": value, "path": str(secured.runs)}, timeout=10
+                )
+            assert secret not in str(denied.value) and len(str(denied.value)) < 1000
+    await eventually(lambda: secured.audit.stat().st_size > audit_before)
+    logged = secured.node.log_text()[log_before:]
+    audited = secured.audit.read_bytes()[audit_before:].decode()
+    assert "policy.denied" in logged and '"event":"deny"' in audited
+    assert secret not in logged and secret not in audited
+    assert "xxxxxxxxxx" not in logged and "xxxxxxxxxx" not in audited
+    assert max(len(line) for line in (logged + audited).splitlines()) < 2000
 
 
 async def test_describe_functions_shows_only_what_the_client_may_run(secured: Secured) -> None:
