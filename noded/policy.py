@@ -174,7 +174,10 @@ def _args_problem(rule: Rule, fn_args: dict[str, Any], defaults: dict[str, Any])
             value = defaults[name]
         else:
             return f"argument {name!r} must be given (rule {rule.number})"
-        error = next(iter(validator.iter_errors(value)), None)
+        try:
+            error = next(iter(validator.iter_errors(value)), None)
+        except RecursionError:  # a value nested deeper than a recursive schema can follow
+            return f"argument {name!r} is nested too deeply to check (rule {rule.number})"
         if error is not None:
             return f"argument {name!r}: {_without_value(error)} (rule {rule.number})"
     return None
@@ -263,18 +266,16 @@ def _strings(table: dict[str, Any], key: str, where: str, *, required: bool = Fa
 
 
 def _validators(args: Any, where: str) -> dict[str, Any]:
-    from jsonschema import Draft202012Validator  # only a daemon with a policy needs it
-    from jsonschema.exceptions import SchemaError
+    from noded import arg_schema  # only a daemon with a policy needs jsonschema
 
     if not isinstance(args, dict):
         raise PolicyError(f"{where}: args must be a table of argument name = JSON Schema")
     validators = {}
     for name, schema in args.items():
         try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            raise PolicyError(f"{where}: args.{name} is not a JSON Schema: {exc.message}") from None
-        validators[name] = Draft202012Validator(schema)
+            validators[name] = arg_schema.compile_schema(schema)
+        except arg_schema.SchemaProblem as exc:
+            raise PolicyError(f"{where}: args.{name} {exc}") from None
     return validators
 
 
