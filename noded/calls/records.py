@@ -18,10 +18,12 @@ pid: the record is what a new daemon signals, so nothing else may be.
 
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
 from typing import Any
 
 from noded.calls.table import FunctionCall
-from rpc_client.protocol import FNC_ID_RE
+from rpc_client.protocol import FNC_ID_RE, FncId
 
 _NUMBER = (int, float)
 
@@ -64,9 +66,40 @@ def problem_of(record: Any) -> str | None:
         return f"unknown op {str(op)[:20]!r}"
     if not isinstance(fnc_id, str) or not FNC_ID_RE.fullmatch(fnc_id):
         return "no valid fnc_id"
-    return _field_problem(record, _FIELDS[op])
+    problem = _field_problem(record, _FIELDS[op])
+    if problem is None and op == "start":
+        return _start_problem(record, FncId.parse(fnc_id))
+    return problem
 
 
+def _start_problem(record: dict[str, Any], fnc_id: FncId) -> str | None:
+    """Why a start record must not be acted on: what it names is not its call's."""
+    pid, birth, cgroup = record["pid"], record["pid_birth"], record.get("cgroup")
+    if pid != fnc_id.cpid or pid <= 1:
+        return f"field 'pid' ({pid}) is not its fnc_id's process"
+    if birth is not None and not _BIRTH_RE.fullmatch(birth):
+        return "field 'pid_birth' is not <boot id>:<start time>"
+    if cgroup is not None and not _is_call_cgroup(cgroup, fnc_id):
+        return "field 'cgroup' is not the cgroup of its fnc_id's process"
+    return None
+
+
+def _is_call_cgroup(cgroup: Any, fnc_id: FncId) -> bool:
+    """True for ``<root>/noded-<daemon pid>/call-<pid>``, as the daemon makes them
+    (:class:`noded.process.tree.CgroupTrees`)."""
+    if not isinstance(cgroup, str):
+        return False
+    path = PurePosixPath(cgroup)
+    return (
+        path.is_absolute()
+        and ".." not in path.parts
+        and path.name == f"call-{fnc_id.cpid}"
+        and path.parent.name == f"noded-{fnc_id.ppid}"
+    )
+
+
+#: a process birth, as noded.process.leftovers.process_birth writes it
+_BIRTH_RE = re.compile(r"[0-9A-Za-z-]{1,64}:[0-9]{1,20}")
 _OPTIONAL_STR = (str, type(None))
 _START_FIELDS: dict[str, Any] = {
     "pid": int, "started": _NUMBER, "pid_birth": _OPTIONAL_STR, "fn_name": str,

@@ -1,17 +1,21 @@
-"""A call lost in a restart is never run again by its request_id (issue 29, item 2)."""
+"""A call lost in a restart is never run again by its request_id (issue 29, item 2), and
+a damaged start record stops nothing and signals nothing it does not own (item 21)."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from masterd.local import LocalNode
+from noded.process.leftovers import process_birth
 from rpc_client.client import NodeClient
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
-from tests.helpers import eventually, run_node
+from tests.helpers import alive, eventually, run_node
 
 
 def tally_args(tmp_path: Path, seconds: float = 60) -> dict[str, Any]:
@@ -97,3 +101,70 @@ async def test_a_call_running_at_a_clean_stop_answers_its_request_id(tmp_path: P
         assert again.fnc_id == state.fnc_id and again.error is not None
         assert again.error["reason"] == "shutdown"
     assert runs(tmp_path) == 1
+
+
+# --- item 21: damaged start records --------------------------------------------------
+
+
+def start_record(cpid: int, pid: int, birth: str | None, **fields: Any) -> dict[str, Any]:
+    """A start record of call ``7:<cpid>:...`` that says it ran in ``pid``."""
+    return {"op": "start", "fnc_id": f"7:{cpid}:1.000000:0123456789abcdef", "fn_name": "sleep",
+            "pid": pid, "pid_birth": birth, "started": 1.0, **fields}  # fmt: skip
+
+
+def write_journal(tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    lines = b"".join(orjson.dumps(record) + b"\n" for record in records)
+    (state / "calls.journal").write_bytes(lines)
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+@pytest.fixture
+def bystander() -> Any:
+    """A process group of its own that no record may have the daemon kill."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+async def test_a_malformed_pid_birth_stops_nothing(
+    tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    write_journal(tmp_path, [start_record(bystander.pid, bystander.pid, "no-colon-here")])
+    async with run_node(workdir=tmp_path) as node, node.client() as client:
+        assert (await client.identify())["pid"] == node.pid
+        assert "journal.bad_record" in node.log_text() and "pid_birth" in node.log_text()
+    assert alive(bystander.pid)
+
+
+async def test_a_start_record_not_naming_its_own_process_signals_nothing(
+    tmp_path: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    birth = process_birth(bystander.pid)
+    assert birth is not None
+    records = [
+        start_record(bystander.pid + 1, bystander.pid, birth),  # not its fnc_id's pid
+        start_record(bystander.pid, bystander.pid, birth, cgroup="/sys/fs/cgroup"),
+    ]
+    write_journal(tmp_path, records)
+    async with run_node(workdir=tmp_path) as node:
+        log = node.log_text()
+    assert log.count("journal.bad_record") == len(records)
+    assert "is not its fnc_id's process" in log and "'cgroup'" in log
+    assert alive(bystander.pid)
+
+
+async def test_a_record_naming_the_daemons_own_group_is_never_signalled(
+    tmp_path: Path,
+) -> None:
+    # pid 0 is "my own group" to killpg.  The daemon leads a session of its own
+    # (setsid), so that a daemon that signals it kills itself, not the tests.
+    write_journal(tmp_path, [start_record(5, 0, f"{boot_id()}:1")])
+    async with run_node(workdir=tmp_path, prefix=["setsid"]) as node, node.client() as client:
+        assert (await client.identify())["pid"] == node.pid
+        assert "journal.bad_record" in node.log_text()

@@ -25,7 +25,10 @@ from noded.process.leftovers import process_birth
 from noded.registry import load_modules
 from tests.helpers import alive, still_alive
 
-LEFTOVER_ID = "1:2:1.000000:0123456789abcdef"
+
+def leftover_id(pid: int) -> str:
+    """The fnc_id of the call a crashed daemon ran in ``pid``."""
+    return f"1:{pid}:1.000000:0123456789abcdef"
 
 
 class NoSpawner:
@@ -43,7 +46,7 @@ def leftover(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A running process group that the journal says a crashed daemon started."""
     proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
     journal = CallJournal(tmp_path)
-    call = FunctionCall(fnc_id=LEFTOVER_ID, fn_name="sleep", pid=proc.pid, started=1.0)
+    call = FunctionCall(fnc_id=leftover_id(proc.pid), fn_name="sleep", pid=proc.pid, started=1.0)
     call.pid_birth = process_birth(proc.pid)
     journal.started(call)
     journal.close()
@@ -77,8 +80,9 @@ async def test_starting_the_app_kills_the_leftover_and_says_so(
     app = app_of(tmp_path)
     async with TestClient(TestServer(app)) as client:  # type: ignore[arg-type]
         assert await still_alive([leftover.pid]) == []
-        answer = await client.put("/WaitForFunction", json={"fnc_id": LEFTOVER_ID, "timeout": 0})
+        fnc_id = leftover_id(leftover.pid)
+        answer = await client.put("/WaitForFunction", json={"fnc_id": fnc_id, "timeout": 0})
         body = await answer.json()
     assert answer.status == 404
     assert f"ganeti-noded {os.getpid()} killed what was left of it" in body["error"]["message"]
-    assert LEFTOVER_ID not in (tmp_path / JOURNAL).read_text()  # not carried forward
+    assert leftover_id(leftover.pid) not in (tmp_path / JOURNAL).read_text()  # not carried forward
