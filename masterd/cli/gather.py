@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -158,17 +159,12 @@ async def _gather(
                 max_failures=args.max_failures,
                 on_output=printer, batch_file=args.batch_file, on_call=calls.__setitem__,
             )  # fmt: skip
-        try:
-            async for result in results:
-                summary.results[result.node] = result
-                if not (args.only_failed and result.ok):
-                    elapsed = time.monotonic() - began
-                    line = (
-                        _json_line(result, elapsed)
-                        if args.json
-                        else _text_line(result, elapsed, width)
-                    )
-                    print(line, flush=True)
+        try:  # closed here, not left to the loop's end: a print may fail (| head)
+            async with contextlib.aclosing(results):
+                async for result in results:
+                    summary.results[result.node] = result
+                    if not (args.only_failed and result.ok):
+                        _print_result(result, time.monotonic() - began, width, args.json)
         except asyncio.CancelledError:  # Ctrl-C: asyncio.run's answer to SIGINT
             _report_interrupted([node.name for node in cluster.nodes], summary, calls, args)
             raise
@@ -249,6 +245,11 @@ _MEANING = {
     "asked": "its call may run: a node names it at its first answer (--wait)",
     "not_started": "nothing was asked of it",
 }
+
+
+def _print_result(result: NodeResult, elapsed_s: float, width: int, as_json: bool) -> None:
+    line = _json_line(result, elapsed_s) if as_json else _text_line(result, elapsed_s, width)
+    print(line, flush=True)
 
 
 def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:

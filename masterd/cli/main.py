@@ -33,7 +33,13 @@ from masterd.cli.common import (
     seconds,
     tls_from_args,
 )
-from masterd.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_RUNNING, EXIT_USAGE
+from masterd.cli.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUNNING,
+    EXIT_USAGE,
+)
 from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
 from masterd.cli.output import OutputPrinter
@@ -335,6 +341,27 @@ def client_of(args: argparse.Namespace) -> NodeClient:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a reader of stdout that went away (``rpc-cli ... | head``) ends
+    it quietly with 141, as SIGPIPE would, and leaves the calls on the nodes as a
+    Ctrl-C does.  Not by restoring SIGPIPE's default: a node's socket could raise it."""
+    try:
+        status = _run_command(argv)
+        sys.stdout.flush()  # here, not at exit, where a reader gone prints a traceback
+    except BrokenPipeError:
+        return _stdout_gone()
+    return status
+
+
+def _stdout_gone() -> int:
+    """What the Python docs advise on a broken pipe: stdout to /dev/null, so that the
+    interpreter's last flush at exit finds nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def _run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # What start-up made lives as long as the process: out of the collector's way, a
