@@ -13,6 +13,7 @@ falls back to an interpreter per call (:class:`ExecSpawner`) and says so in its 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import contextlib
@@ -238,7 +239,7 @@ class ForkSpawner:
         assert self._control is not None
         while self._control is not None:
             try:
-                message, fds, _, _ = socket.recv_fds(self._control, _ANSWER_BYTES, _MAX_FDS)
+                message, fds = _receive(self._control)
             except BlockingIOError:
                 return
             except OSError:
@@ -350,6 +351,21 @@ class ForkSpawner:
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
             self._fail_one_waiter(exc)
+
+
+def _receive(control: socket.socket) -> tuple[bytes, list[int]]:
+    """One answer of the zygote and the descriptors it carries, close-on-exec from the
+    start: a fork server or interpreter started later must not hold a call's pipes (a
+    spare would never see EOF on its stdin).  Not ``socket.recv_fds``, which drops its
+    ``flags`` (CPython 3.11)."""
+    fds = array.array("i")
+    message, ancillary, _, _ = control.recvmsg(
+        _ANSWER_BYTES, socket.CMSG_LEN(_MAX_FDS * fds.itemsize), socket.MSG_CMSG_CLOEXEC
+    )
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return message, list(fds)
 
 
 def _give_up_on(waiter: asyncio.Future[FunctionProcess]) -> None:
