@@ -1,8 +1,9 @@
 """Which spawner makes the next call's process, and the spawners replaced by a reload
 (ReloadFunctions: a new fork server with the new code) that still have calls running.
 
-A replaced spawner is closed only once every process it made has been reaped: closing
-it earlier would stop watching those processes (and lose their exit status).
+A replaced spawner is closed only once every process it made has been reaped and none is
+being made: closing it earlier would stop watching those processes (and lose their exit
+status), or fail a call waiting for its fork.
 """
 
 from __future__ import annotations
@@ -33,14 +34,32 @@ class Spawners:
         #: pid -> the spawner that made the process, while it is not reaped
         self._made_by: dict[int, Spawner] = {}
         self._retired: list[Spawner] = []
+        #: spawner -> the processes it is making now (not yet in ``_made_by``)
+        self._spawning: dict[Spawner, int] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
     async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
         """A process for a call, from the spawner in use; a shortage of processes or
-        descriptors is :class:`NodeBusy` (it passes with time)."""
+        descriptors is :class:`NodeBusy` (it passes with time).  A spawner a reload
+        replaces while it makes this process stays open until the process is made."""
         spawner = self.current
+        self._spawning[spawner] = self._spawning.get(spawner, 0) + 1
         try:
-            proc = await spawner.spawn(request, before_send)
+            proc = await self._spawn_with(spawner, request, before_send)
+            self._made_by[proc.pid] = spawner  # no turn of the loop since it was sent its call
+            return proc
+        finally:
+            self._spawning[spawner] -= 1
+            if not self._spawning[spawner]:
+                del self._spawning[spawner]
+            if self._retired:
+                self._close_idle()
+
+    async def _spawn_with(
+        self, spawner: Spawner, request: bytes, before_send: BeforeSend
+    ) -> FunctionProcess:
+        try:
+            return await spawner.spawn(request, before_send)
         except OSError as exc:
             if not is_resource_shortage(exc):
                 raise
@@ -49,8 +68,6 @@ class Spawners:
             raise NodeBusy(
                 f"cannot start a function process now: {exc}", retry_after_s=BUSY_RETRY_AFTER_S
             ) from exc
-        self._made_by[proc.pid] = spawner  # no turn of the loop since it was sent its call
-        return proc
 
     def reaped(self, pid: int) -> None:
         self._made_by.pop(pid, None)
@@ -64,7 +81,7 @@ class Spawners:
         self._close_idle()
 
     def _close_idle(self) -> None:
-        busy = set(self._made_by.values())
+        busy = {*self._made_by.values(), *self._spawning}
         for spawner in [s for s in self._retired if s not in busy]:
             self._retired.remove(spawner)
             task = asyncio.get_running_loop().create_task(_close(spawner))

@@ -167,3 +167,22 @@ def _ppid(proc: psutil.Process) -> int | None:
         return proc.ppid()
     except psutil.Error:
         return None
+
+
+async def test_a_reload_while_a_fork_is_asked_answers_that_call() -> None:
+    """With no spares every call waits for its fork: the fork server a reload replaces
+    meanwhile stays until it has answered (it was closed, and the call got a 500)."""
+    async with run_node(["--spare-processes", "0"]) as node:
+        old = zygote_of(node.pid)
+        os.kill(old.pid, signal.SIGSTOP)  # the fork it is asked for waits
+        try:
+            body = {"fn_name": "echo", "fn_args": {"value": "kept"}, "timeout": 20}
+            call = asyncio.create_task(put(node, "/StartFunction", body))
+            await asyncio.sleep(0.3)  # (the request reaches the daemon, which asks a fork)
+            status, answer, _ = await put(node, "/ReloadFunctions", {})
+            assert status == 200 and answer["reloaded"], answer
+        finally:
+            os.kill(old.pid, signal.SIGCONT)
+        status, answer, _ = await asyncio.wait_for(call, 30)
+        assert (status, answer.get("result")) == (200, "kept"), answer
+        await eventually(lambda: not alive(old.pid))  # and then it leaves
