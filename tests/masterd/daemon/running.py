@@ -90,10 +90,15 @@ class Masterd:
         while time.monotonic() < end and self.proc.poll() is None:
             with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 status, _, _ = await self.put("ListNodes", {}, timeout_s=1.0)
-                if status == 200 and f"pid={self.pid}" in self.log_text():
+                if status == 200 and self._ready_logged():
                     return True
             await asyncio.sleep(0.05)
         return False
+
+    def _ready_logged(self) -> bool:
+        """This process logged daemon.ready (and not another one on a reused port)."""
+        text = self.log_text()
+        return f"pid={self.pid} " in text or f'"pid":{self.pid},' in text
 
     async def wait_exit(self, timeout_s: float) -> int | None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -116,21 +121,28 @@ class Masterd:
         await self.wait_exit(10.0)
 
 
-def spawn(args: Sequence[str], workdir: Path, port: int) -> Masterd:
+def spawn(
+    args: Sequence[str], workdir: Path, port: int, env: dict[str, str] | None = None
+) -> Masterd:
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "masterd.daemon", "--bind", "127.0.0.1", "--port", str(port),
             "--state-dir", str(workdir / "state"), *args]  # fmt: skip
     with open(workdir / "masterd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env={**os.environ, **node_env()})  # fmt: skip
+                                env={**os.environ, **node_env(env)})  # fmt: skip
     return Masterd(proc, port, workdir)
 
 
-async def start_masterd(args: Sequence[str], workdir: Path, port: int | None = None,
-                        ready_timeout_s: float = 20.0) -> Masterd:  # fmt: skip
+async def start_masterd(
+    args: Sequence[str],
+    workdir: Path,
+    port: int | None = None,
+    ready_timeout_s: float = 20.0,
+    env: dict[str, str] | None = None,
+) -> Masterd:
     """Start one and wait until it answers; another port if the free one was taken."""
     for _ in range(_BIND_ATTEMPTS):
-        masterd = spawn(args, workdir, port or free_port())
+        masterd = spawn(args, workdir, port or free_port(), env)
         if await masterd.wait_ready(ready_timeout_s):
             return masterd
         await masterd.stop(5.0)
@@ -140,9 +152,11 @@ async def start_masterd(args: Sequence[str], workdir: Path, port: int | None = N
 
 
 @contextlib.asynccontextmanager
-async def run_masterd(args: Sequence[str] = (), *, workdir: Path) -> AsyncIterator[Masterd]:
+async def run_masterd(
+    args: Sequence[str] = (), *, workdir: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[Masterd]:
     """A real ganeti-masterd in ``workdir``, stopped (SIGTERM, bounded) on leaving."""
-    masterd = await start_masterd(args, workdir)
+    masterd = await start_masterd(args, workdir, env=env)
     try:
         yield masterd
     finally:
