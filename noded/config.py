@@ -112,6 +112,14 @@ class NodedConfig:
     #: how long a connection may go without a complete request: idle between requests,
     #: or headers and body trickling in
     idle_timeout_s: float = field(
+    max_retained_output_bytes: int | None = field(
+        default=None,
+        metadata=flag(
+            "the output of every call kept on disk together; past it the oldest finished "
+            "calls' output is dropped (default 256 MiB or a quarter of the state "
+            "directory's file system, whichever is less; at least --max-output-bytes)"
+        ),
+    )
         default=30.0,
         metadata=flag(
             "close a connection that has no complete request for this long "
@@ -284,3 +292,11 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+        if (
+            self.max_retained_output_bytes is not None
+            and self.max_retained_output_bytes < self.max_output_bytes
+        ):
+            raise ValueError(
+                "max_retained_output_bytes must be at least max_output_bytes "
+                f"({self.max_output_bytes}), got {self.max_retained_output_bytes}"
+            )

@@ -77,7 +77,15 @@ class Metrics:
             registry=r)  # fmt: skip
         self.output_dropped = Counter(
             "noded_output_bytes_dropped",
-            "Bytes of call output dropped: over --max-output-bytes, or not writable",
+            "Bytes of call output dropped: over --max-output-bytes or "
+            "--max-retained-output-bytes, or not writable",
+            registry=r)  # fmt: skip
+        self.output_evicted = Counter(
+            "noded_output_calls_evicted",
+            "Finished calls whose output was dropped to keep --max-retained-output-bytes",
+            registry=r)  # fmt: skip
+        self.output_on_disk = Gauge(
+            "noded_output_bytes_on_disk", "Bytes of call output under the state directory",
             registry=r)  # fmt: skip
         self.journal_failures = Counter(
             "noded_journal_write_failures", "Journal records or rewrites that failed",

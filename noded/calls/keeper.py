@@ -1,6 +1,12 @@
 """The output keeper: feeds each call's :class:`OutputLog` from its process, answers
 reads of it, and deletes it with the call.  A disk that cannot be written costs a call
-its output (counted, logged), never the call.
+its output (counted, logged at most once per :data:`LOG_EVERY_S`), never the call.
+
+All calls' output together is bounded too (``--max-retained-output-bytes``): past the
+bound, the output of the calls that finished first is dropped (:meth:`OutputLog.drop`:
+its end stays, so a read of it says in ``skipped`` that it is gone), until the rest fits.
+The output of running calls is never dropped for it: each is bounded by
+``--max-output-bytes`` alone.
 
 Progress reports become output events at most one per :data:`PROGRESS_EVENT_INTERVAL_S`
 per call (the rate ``progress()`` sends at): the call state's ``progress`` is always the
@@ -12,7 +18,9 @@ reports to fd 3 without pause does not fill its output with them.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,7 +37,7 @@ from noded.calls.output import (
 from noded.calls.table import FunctionCall
 from noded.metrics import Metrics
 from noded.process.function import FunctionProcess
-from rpc_client.logs import event
+from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.output")
 
@@ -38,17 +46,45 @@ MAX_OUTPUT_ANSWER_BYTES = 1 << 20
 #: the shortest time between two progress events of one call
 PROGRESS_EVENT_INTERVAL_S = 0.05
 _STREAMS = {"stdout": STDOUT, "stderr": STDERR}
+#: a failure to write output, or output dropped for room, is logged at most this often
+LOG_EVERY_S = 10.0
+#: the default bound on all calls' output: this, or a quarter of the state directory's
+#: file system if less (the journal, the results and the node's uuid need room too)
+DEFAULT_RETAINED_OUTPUT_BYTES = 256 << 20
+
+
+def retained_output_bound(state_dir: Path, configured: int | None, per_call: int) -> int:
+    """``--max-retained-output-bytes``, or its default for ``state_dir``'s file system;
+    never less than one call's output (``per_call``)."""
+    if configured is not None:
+        return configured
+    try:
+        disk = os.statvfs(state_dir)
+        quarter = disk.f_blocks * disk.f_frsize // 4
+    except OSError:
+        quarter = DEFAULT_RETAINED_OUTPUT_BYTES
+    return max(per_call, min(DEFAULT_RETAINED_OUTPUT_BYTES, quarter))
 
 
 class OutputKeeper:
     """The output of every call of one daemon, under ``<state-dir>/output``."""
 
-    def __init__(self, state_dir: Path, limit_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self, state_dir: Path, limit_bytes: int, metrics: Metrics, *, total_bytes: int | None
+    ) -> None:
         self._directory = state_dir / OUTPUT_DIR
         self._limit_bytes = limit_bytes
         self._metrics = metrics
         #: fnc_id -> the progress events of a running call that reports
         self._gates: dict[str, _ProgressGate] = {}
+        #: the bound on all calls' output on disk, and what it holds now
+        self.total_bytes = retained_output_bound(state_dir, total_bytes, limit_bytes)
+        self._on_disk = 0
+        #: finished calls with output on disk, the first finished first
+        self._finished: collections.OrderedDict[str, FunctionCall] = collections.OrderedDict()
+        self._write_failures = RateLimit(LOG_EVERY_S)
+        self._drops = RateLimit(LOG_EVERY_S)
+        metrics.output_on_disk.set_function(lambda: self._on_disk)
 
     def attach(self, call: FunctionCall, proc: FunctionProcess) -> None:
         """Keep what ``proc`` writes and reports as ``call``'s output from now on."""
@@ -64,24 +100,37 @@ class OutputKeeper:
             return OutputPage(start=position, next=position, skipped=0).to_wire()
 
     def finish(self, call: FunctionCall) -> None:
-        """The process is done: write what was held back, close the file."""
+        """The process is done: write what was held back, close the file; its output is
+        now the first to go when all calls' output passes the bound."""
         gate = self._gates.pop(call.fnc_id, None)
         if gate is not None:
             gate.close()
         if call.output is not None:
             self._keep(call, lambda output: output.flush(), 0)
+            self._finished[call.fnc_id] = call
+            self._make_room()
 
     def forget(self, call: FunctionCall) -> None:
+        self._finished.pop(call.fnc_id, None)
         if call.output is not None:
+            self._on_disk -= call.output.disk_bytes
             call.output.remove()
 
     def reopen(self, call: FunctionCall) -> None:
-        """Take up the output a daemon before this one kept for ``call``."""
-        call.output = OutputLog.reopen(self._directory, call.fnc_id, self._limit_bytes)
+        """Take up the output a daemon before this one kept for ``call`` (finished)."""
+        call.output = OutputLog.reopen(
+            self._directory, call.fnc_id, self._limit_bytes,
+            on_kept=self._kept, on_dropped=self._dropped,
+        )  # fmt: skip
+        if call.output is not None:
+            self._on_disk += call.output.disk_bytes
+            self._finished[call.fnc_id] = call
 
     def keep_only(self, fnc_ids: Iterable[str]) -> None:
-        """Delete the output of every call not named (forgotten, or lost in a crash)."""
+        """Delete the output of every call not named (forgotten, or lost in a crash); then
+        what is kept fits the bound (it may have been lowered since)."""
         remove_all_but(self._directory, fnc_ids)
+        self._make_room()
 
     def _output(self, call: FunctionCall, stream: int, data: bytes) -> None:
         gate = self._gates.get(call.fnc_id)
@@ -103,15 +152,41 @@ class OutputKeeper:
         if call.output is None:  # the first output of this call: its log begins
             call.output = OutputLog(
                 self._directory, call.fnc_id, self._limit_bytes,
-                on_kept=self._metrics.output_kept.inc,
-                on_dropped=self._metrics.output_dropped.inc,
+                on_kept=self._kept, on_dropped=self._dropped,
             )  # fmt: skip
         try:
             write(call.output)
         except OSError as exc:  # disk full, I/O error: the call goes on without it
             self._metrics.output_dropped.inc(size)
-            event(log, "output.write_failed", logging.WARNING, fnc_id=call.fnc_id, error=str(exc))
+            if self._write_failures.allow():
+                suppressed = self._write_failures.take_suppressed()
+                event(log, "output.write_failed", logging.WARNING, fnc_id=call.fnc_id,
+                      error=str(exc), suppressed=suppressed)  # fmt: skip
         call.output_changed()
+        if call.finished and call.fnc_id not in self._finished:  # a descendant wrote on
+            self._finished[call.fnc_id] = call
+        if self._on_disk > self.total_bytes:
+            self._make_room()
+
+    def _kept(self, size: int) -> None:
+        self._on_disk += size
+        self._metrics.output_kept.inc(size)
+
+    def _dropped(self, size: int) -> None:
+        self._on_disk -= size
+        self._metrics.output_dropped.inc(size)
+
+    def _make_room(self) -> None:
+        """Drop the output of the calls that finished first until all output fits."""
+        while self._on_disk > self.total_bytes and self._finished:
+            _, call = self._finished.popitem(last=False)
+            assert call.output is not None
+            freed = call.output.drop()
+            self._metrics.output_evicted.inc()
+            if self._drops.allow():
+                event(log, "output.dropped", fnc_id=call.fnc_id, freed_bytes=freed,
+                      on_disk_bytes=self._on_disk, bound_bytes=self.total_bytes,
+                      suppressed=self._drops.take_suppressed())  # fmt: skip
 
 
 class _ProgressGate:

@@ -127,6 +127,24 @@ class OutputLog:
             os.close(self._fd)
             self._fd = -1
 
+    @property
+    def disk_bytes(self) -> int:
+        """What its files hold now."""
+        return sum(segment.size for segment in self._segments)
+
+    def drop(self) -> int:
+        """Delete what it keeps, to make room for others' output, and count it dropped;
+        its end stays (an empty segment there, which a restarted daemon reopens), so that
+        a read says what it no longer holds in ``skipped``.  The bytes it freed."""
+        freed = self.disk_bytes
+        self.remove()
+        if self._on_dropped is not None:
+            self._on_dropped(freed)
+        with contextlib.suppress(OSError):  # no room even for that: its end is in memory only
+            self._new_segment()
+            self.close()
+        return freed
+
     def remove(self) -> None:
         """Delete the files (the call is forgotten)."""
         self.close()
@@ -242,9 +260,17 @@ class OutputLog:
     # --- after a restart ------------------------------------------------------------
 
     @classmethod
-    def reopen(cls, directory: Path, fnc_id: str, limit_bytes: int) -> OutputLog | None:
+    def reopen(
+        cls,
+        directory: Path,
+        fnc_id: str,
+        limit_bytes: int,
+        *,
+        on_kept: Callable[[int], None] | None = None,
+        on_dropped: Callable[[int], None] | None = None,
+    ) -> OutputLog | None:
         """The output log a daemon before this one kept for ``fnc_id``, if any."""
-        log = cls(directory, fnc_id, limit_bytes)
+        log = cls(directory, fnc_id, limit_bytes, on_kept=on_kept, on_dropped=on_dropped)
         for path in sorted(directory.glob(f"{fnc_id}.*"), key=_base_of):
             log._segments.append(_Segment(_base_of(path), path, path.stat().st_size))
         if not log._segments:

@@ -23,6 +23,8 @@ log = logging.getLogger("noded.calls")
 _CLOSE_TIMEOUT_S = 30.0
 #: Retry-After of a 503 Busy: processes, descriptors and slots free up within seconds
 BUSY_RETRY_AFTER_S = 1
+#: a start that fails for want of processes or descriptors is logged at most this often
+_LOG_EVERY_S = 10.0
 
 
 class Spawners:
@@ -37,6 +39,7 @@ class Spawners:
         #: spawner -> the processes it is making now (not yet in ``_made_by``)
         self._spawning: dict[Spawner, int] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._failures = RateLimit(_LOG_EVERY_S)
 
     async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
         """A process for a call, from the spawner in use; a shortage of processes or
@@ -63,7 +66,9 @@ class Spawners:
         except OSError as exc:
             if not is_resource_shortage(exc):
                 raise
-            event(log, "spawn.failed", level=logging.WARNING, error=str(exc))
+            if self._failures.allow():  # a shortage fails every start: one line in 10 s
+                event(log, "spawn.failed", level=logging.WARNING, error=str(exc),
+                      suppressed=self._failures.take_suppressed())  # fmt: skip
             self._metrics.rejections.labels("process_resources").inc()
             raise NodeBusy(
                 f"cannot start a function process now: {exc}", retry_after_s=BUSY_RETRY_AFTER_S

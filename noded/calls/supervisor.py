@@ -87,7 +87,10 @@ class Supervisor:
         #: calls have owners (a policy is in force): request_ids are per owner
         self._per_owner = per_owner
         self.metrics = metrics
-        self._outputs = OutputKeeper(config.state_dir, config.max_output_bytes, metrics)
+        self._outputs = OutputKeeper(
+            config.state_dir, config.max_output_bytes, metrics,
+            total_bytes=config.max_retained_output_bytes,
+        )  # fmt: skip
         self.calls = CallTable(
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,

@@ -30,7 +30,7 @@ from noded.process.spawners import BeforeSend, ExecSpawner, close_all, send_afte
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from noded.process.zygote_process import ZygoteProcess
-from rpc_client.logs import event
+from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.forkserver")
 
@@ -259,7 +259,9 @@ class ForkSpawner:
         elif kind == zygote.FAILED:
             _, number = zygote.PID.unpack(message)
             self._forks_asked = max(0, self._forks_asked - 1)
-            event(log, "spawn.failed", logging.WARNING, error=os.strerror(number))
+            if _fork_failures.allow():  # a shortage fails every fork: one line in 10 s
+                event(log, "spawn.failed", logging.WARNING, error=os.strerror(number),
+                      suppressed=_fork_failures.take_suppressed())  # fmt: skip
             self._fail_one_waiter(
                 OSError(number, f"the fork server could not fork: {os.strerror(number)}")
             )
@@ -371,3 +373,7 @@ def _receive(control: socket.socket) -> tuple[bytes, list[int]]:
 def _give_up_on(waiter: asyncio.Future[FunctionProcess]) -> None:
     if not waiter.done():
         waiter.set_exception(OSError(errno.EAGAIN, "the fork server did not answer in time"))
+#: forks the zygote could not make, logged at most once per 10 s (the rest counted)
+_fork_failures = RateLimit(10.0)
+
+

@@ -1,13 +1,18 @@
 """A function that abuses its frame channel (fd 3): a flood of progress lines, reports from
 another thread while the result is written.  The daemon stays responsive and the result
-stays whole."""
+stays whole.  And a shortage that fails every start does not flood the log."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 
-from tests.helpers import run_node
+import pytest
+
+from rpc_client.errors import NodeBusy
+from tests.helpers import run_node, zygote_of
 
 MiB = 1 << 20
 
@@ -50,3 +55,20 @@ async def test_progress_from_another_thread_never_cuts_into_a_large_result() -> 
         for state in states:
             assert state.error is None, state.error
             assert state.result == "x" * (size_mib * MiB)
+
+
+async def test_starts_failing_for_want_of_descriptors_are_logged_once_per_interval() -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    async with run_node(["--spare-processes", "0"]) as node, node.client() as client:
+        limit = ["prlimit", f"--pid={zygote_of(node.pid).pid}"]
+        subprocess.run([*limit, "--nofile=6:"], check=True, timeout=10)  # no room for pipes
+        try:
+            for _ in range(20):
+                with pytest.raises(NodeBusy):
+                    await client.start_function("echo", {"value": 1}, timeout=5)
+        finally:
+            subprocess.run([*limit, "--nofile=1024:"], check=True, timeout=10)
+        lines = [line for line in node.log_text().splitlines() if " spawn.failed " in line]
+        assert 1 <= len(lines) <= 4, lines  # one a source (fork server, starts) in 10 s
+        assert (await client.start_function("echo", {"value": 2}, timeout=10)).result == 2
