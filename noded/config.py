@@ -105,13 +105,6 @@ class NodedConfig:
             "(default 1 MiB, at least 8 KiB, at most 64 MiB)"
         ),
     )
-    stderr_tail_bytes: int = field(
-        default=64 * 1024,
-        metadata=flag("how much of a function's stderr is kept (default %(default)s)"),
-    )
-    #: how long a connection may go without a complete request: idle between requests,
-    #: or headers and body trickling in
-    idle_timeout_s: float = field(
     max_retained_output_bytes: int | None = field(
         default=None,
         metadata=flag(
@@ -120,6 +113,13 @@ class NodedConfig:
             "directory's file system, whichever is less; at least --max-output-bytes)"
         ),
     )
+    stderr_tail_bytes: int = field(
+        default=64 * 1024,
+        metadata=flag("how much of a function's stderr is kept (default %(default)s)"),
+    )
+    #: how long a connection may go without a complete request: idle between requests,
+    #: or headers and body trickling in
+    idle_timeout_s: float = field(
         default=30.0,
         metadata=flag(
             "close a connection that has no complete request for this long "
@@ -271,6 +271,14 @@ class NodedConfig:
             raise ValueError(
                 f"max_output_bytes must be at least {MIN_OUTPUT_BYTES}, got {self.max_output_bytes}"
             )
+        if (
+            self.max_retained_output_bytes is not None
+            and self.max_retained_output_bytes < self.max_output_bytes
+        ):
+            raise ValueError(
+                "max_retained_output_bytes must be at least max_output_bytes "
+                f"({self.max_output_bytes}), got {self.max_retained_output_bytes}"
+            )
         if self.max_output_bytes > MAX_OUTPUT_BYTES:
             raise ValueError(
                 f"max_output_bytes must be at most {MAX_OUTPUT_BYTES} (64 MiB), "
@@ -292,11 +300,3 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
-        if (
-            self.max_retained_output_bytes is not None
-            and self.max_retained_output_bytes < self.max_output_bytes
-        ):
-            raise ValueError(
-                "max_retained_output_bytes must be at least max_output_bytes "
-                f"({self.max_output_bytes}), got {self.max_retained_output_bytes}"
-            )

@@ -370,10 +370,10 @@ def _receive(control: socket.socket) -> tuple[bytes, list[int]]:
     return message, list(fds)
 
 
-def _give_up_on(waiter: asyncio.Future[FunctionProcess]) -> None:
-    if not waiter.done():
-        waiter.set_exception(OSError(errno.EAGAIN, "the fork server did not answer in time"))
 #: forks the zygote could not make, logged at most once per 10 s (the rest counted)
 _fork_failures = RateLimit(10.0)
 
 
+def _give_up_on(waiter: asyncio.Future[FunctionProcess]) -> None:
+    if not waiter.done():
+        waiter.set_exception(OSError(errno.EAGAIN, "the fork server did not answer in time"))
