@@ -73,6 +73,13 @@ class NodedConfig:
         default=10000,
         metadata=flag("most finished calls kept, oldest dropped first (default %(default)s)"),
     )
+    max_retained_bytes: int = field(
+        default=256 * MiB,
+        metadata=flag(
+            "most bytes of finished calls' results kept (their journal records), oldest "
+            "dropped first; the newest is always kept (default 256 MiB)"
+        ),
+    )
     shutdown_grace_s: float = field(
         default=10.0,
         metadata=flag(
@@ -127,6 +134,16 @@ class NodedConfig:
             metavar="S",
         ),
     )
+    #: file descriptors a call must leave free when it starts (a new connection: a quarter
+    #: of them); past that, 503 Busy with Retry-After (noded.http.descriptors)
+    descriptor_reserve: int = field(
+        default=32,
+        metadata=flag(
+            "file descriptors a new call must leave free, a new connection a quarter of "
+            "them; short of that, 503 Busy (default %(default)s)",
+            metavar="N",
+        ),
+    )
     #: "fork": from a pre-loaded fork server (fast); "exec": a fresh interpreter per call
     spawn: Literal["fork", "exec"] = field(
         default="fork",
@@ -143,6 +160,16 @@ class NodedConfig:
             metavar="N",
         ),
     )
+    #: a reload imports the function modules in a child process, a fork server too
+    import_timeout_s: float = field(
+        default=30.0,
+        metadata=flag(
+            "how long the function modules may take to import in a reload's importing "
+            "process and in a new fork server; past it the reload fails and the functions "
+            "loaded before keep serving (default %(default)s s)",
+            metavar="S",
+        ),
+    )
     limit_memory_mb: int | None = field(
         default=None,
         metadata=flag("default memory limit of a call (address space, MiB; default none)"),
@@ -154,6 +181,20 @@ class NodedConfig:
     )  # fmt: skip
     limit_open_files: int | None = field(
         default=None, metadata=flag("default open files limit of a call (default none)")
+    )
+    limit_processes: int | None = field(
+        default=1024,
+        metadata=flag(
+            "default limit of a call's processes at once, its own included (default %(default)s)"
+        ),
+    )
+    limit_check_interval_s: float = field(
+        default=0.5,
+        metadata=flag(
+            "how often a call's total memory and processes are checked where no cgroup "
+            "controller bounds them (default %(default)s s)",
+            metavar="S",
+        ),
     )
     cgroup_root: str = field(
         default="auto",
@@ -222,6 +263,7 @@ class NodedConfig:
             "memory_mb": self.limit_memory_mb,
             "cpu_s": self.limit_cpu_s,
             "open_files": self.limit_open_files,
+            "processes": self.limit_processes,
         }
         return {name: value for name, value in limits.items() if value is not None}
 
@@ -235,11 +277,15 @@ class NodedConfig:
             "max_wait_s": self.max_wait_s,
             "result_ttl_s": self.result_ttl_s,
             "max_retained": self.max_retained,
+            "max_retained_bytes": self.max_retained_bytes,
             "max_request_bytes": self.max_request_bytes,
             "max_result_bytes": self.max_result_bytes,
             "stderr_tail_bytes": self.stderr_tail_bytes,
             "journal_slack_lines": self.journal_slack_lines,
             "idle_timeout_s": self.idle_timeout_s,
+            "descriptor_reserve": self.descriptor_reserve,
+            "import_timeout_s": self.import_timeout_s,
+            "limit_check_interval_s": self.limit_check_interval_s,
         }
         for field_name, value in positive.items():
             if value <= 0:

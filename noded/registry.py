@@ -144,7 +144,7 @@ def function(
     return register(func) if func is not None else register
 
 
-LIMIT_NAMES = ("memory_mb", "cpu_s", "open_files")
+LIMIT_NAMES = ("memory_mb", "cpu_s", "open_files", "processes")
 
 
 def check_limits(limits: dict[str, Any], where: str) -> dict[str, float]:

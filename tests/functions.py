@@ -310,6 +310,46 @@ def open_many(count: int) -> int:
     return len(files)
 
 
+@function(limits={"memory_mb": 200})
+def spread_memory(children: int, megabytes: int, seconds: float = 60) -> int:
+    """Fork ``children`` that each hold ``megabytes`` MiB (every page written), wait until
+    all hold it, keep it ``seconds``; how many managed (its limit: 200 MiB a call)."""
+    reader, writer = os.pipe()
+    kids = []
+    for _ in range(children):
+        kid = os.fork()
+        if kid == 0:
+            held = b"x" * (megabytes * 1024 * 1024)  # noqa: F841 (held while it sleeps)
+            os.write(writer, b"+")
+            time.sleep(seconds)
+            os._exit(0)
+        kids.append(kid)
+    os.close(writer)
+    holding = 0
+    while holding < children and os.read(reader, 1):
+        holding += 1
+    time.sleep(seconds)
+    for kid in kids:
+        os.waitpid(kid, 0)
+    return holding
+
+
+@function
+def fork_many(count: int, seconds: float = 60) -> int:
+    """Fork ``count`` children that sleep ``seconds``; how many forks succeeded."""
+    made = 0
+    for _ in range(count):
+        try:
+            if os.fork() == 0:
+                time.sleep(seconds)
+                os._exit(0)
+        except BlockingIOError:
+            raise
+        made += 1
+    time.sleep(seconds)
+    return made
+
+
 @function
 def escape(pid_file: str, seconds: float = 300) -> None:
     """Start a grandchild in a session of its own and one in a process group of its own

@@ -21,6 +21,11 @@ def call_result(
             return decode_frame(outcome.frame)
         except InvalidFrame as exc:
             return None, invalid_result(outcome, str(exc), outcome.frame)
+    if outcome.limit_exceeded is not None:  # its whole tree's: killed at the limit
+        limit, what = outcome.limit_exceeded
+        return None, _error(
+            outcome, protocol.RESOURCE_LIMIT_EXCEEDED, f"stopped by {what}", limit=limit
+        )
     if abort_reason is not None:
         return None, aborted(outcome, abort_reason)
     if outcome.frame_too_large:

@@ -32,6 +32,7 @@ from noded.metrics import Metrics
 from noded.policy import Caller
 from noded.process.child.frames import encode_request
 from noded.process.function import FunctionProcess, Outcome
+from noded.process.bounds import TreeBounds
 from noded.process.process_set import ProcessSet
 from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees, CgroupTree
@@ -61,6 +62,8 @@ class _Start:
     key: str | None
     #: of its fn_name and fn_args, for the request_id conflict check (with a key only)
     digest: bytes
+    #: the limits it runs under (its function's, else the daemon's)
+    limits: dict[str, float]
 
 
 class Supervisor:
@@ -95,11 +98,14 @@ class Supervisor:
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
             max_retained=config.max_retained,
+            max_retained_bytes=config.max_retained_bytes,
             on_forget=self._forget,
             on_forget_lost=recorder.forgotten_lost,
+            on_dropped=lambda limit: metrics.results_dropped.labels(limit).inc(),
         )
         metrics.count_gauges(lambda: len(self.calls.running), lambda: len(self.calls.retained))
-        self._processes = ProcessSet()
+        metrics.retained_bytes.set_function(lambda: self.calls.retained_bytes)
+        self._processes = ProcessSet(bounds=TreeBounds(config.limit_check_interval_s))
         self._launching: dict[str, asyncio.Future[FunctionCall]] = {}
         self._starting = 0
         self.shutting_down = False
@@ -109,8 +115,9 @@ class Supervisor:
         remember the request_ids of the calls it lost; then rewrite the journal."""
         found = self.recorder.journal.replay(result_ttl_s=self._config.result_ttl_s)
         killed, lost = kill_leftovers(
-            found.unfinished, self._trees, self.calls, self._daemon_pid, time.time()
-        )
+            found.unfinished, self._trees, self.calls, self._daemon_pid, time.time(),
+            on_lost=self.recorder.lost_at_start,
+        )  # fmt: skip
         for call in found.finished:
             call.request_key = self._request_key(call.request_id, call.owner)
             self._outputs.reopen(call)
@@ -216,9 +223,11 @@ class Supervisor:
     ) -> _Start:
         owner = caller.name if caller is not None else None
         key = self._request_key(request.request_id, owner)
+        limits = spec.limits_over(self._config.default_limits)
         return _Start(
             request=request,
-            encoded=_encode(request, spec.limits_over(self._config.default_limits)),
+            encoded=_encode(request, limits),
+            limits=limits,
             caller=caller,
             owner=owner,
             key=key,
@@ -301,7 +310,7 @@ class Supervisor:
             raise
         self._outputs.attach(call, proc)
         self.calls.add(call)
-        self._processes.add(call.fnc_id, proc)
+        self._processes.add(call.fnc_id, proc, start.limits)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
         proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
         return call
@@ -367,8 +376,8 @@ class Supervisor:
         while True:
             await asyncio.sleep(interval_s)
             self.calls.expire(time.time())
-            live = len(self.calls) + len(self.calls.lost)
-            self.recorder.maintain(self.calls.all_calls(), self.calls.lost, live)
+            live = (len(self.calls) + len(self.calls.lost), self.calls.retained_bytes)
+            await self.recorder.maintain(self.calls.all_calls(), self.calls.lost, live)
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""

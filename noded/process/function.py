@@ -68,6 +68,9 @@ class Outcome:
     exit_code: int | None = None
     signal: int | None = None
     stderr_tail: bytes = b""
+    #: ``(limit, what)`` when the daemon or the kernel stopped the call at a limit of its
+    #: whole tree (noded.process.bounds): ``("memory", "the call's memory limit of 200 MiB")``
+    limit_exceeded: tuple[str, str] | None = None
 
 
 #: asks a process's parent (the fork server) to reap ``pid``; it calls back with the wait
@@ -194,6 +197,13 @@ class FunctionProcess:
         if self._kill_timer is None and not self.reaped.done():
             self._kill_timer = self._loop.call_later(delay, self.kill_group)
 
+    def exceed(self, limit: str, what: str) -> None:
+        """The call went past ``limit`` (said by ``what``): SIGKILL it, and say so in its
+        outcome."""
+        if self.outcome.limit_exceeded is None and not self.decided.done():
+            self.outcome.limit_exceeded = (limit, what)
+        self.kill_group()
+
     def kill_group(self) -> None:
         """SIGKILL to the whole process group, now."""
         self._killing_group = True
@@ -307,6 +317,8 @@ class FunctionProcess:
         self._drain_output()
         self._close_all_fds()
         if self.tree is not None:
+            if self.outcome.limit_exceeded is None and not self.decided.done():
+                self.outcome.limit_exceeded = self.tree.exceeded()  # the kernel's (cgroup)
             self.tree.release()
         if not self.decided.done():
             self._decide()

@@ -25,11 +25,13 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 
+from noded.process.child import limits as call_limits
 from noded.process.child.frames import CALL_MARK, mark_of
 from noded.process.leftovers import process_birth
 from rpc_client.logs import event
@@ -40,6 +42,9 @@ log = logging.getLogger("noded.process")
 _FREEZE_ROUNDS = 8
 
 _UNIFIED_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
+#: the controllers that bound a call's whole tree
+_BOUNDING = ("memory", "pids")
+_MiB = 1024 * 1024
 
 
 class Tree(Protocol):
@@ -48,6 +53,39 @@ class Tree(Protocol):
     def signal(self, sig: int) -> None: ...
 
     def release(self) -> None: ...
+
+    def bound(self, limits: dict[str, Any]) -> set[str]:
+        """Have the kernel keep what it can of the call's ``limits`` over the whole tree;
+        the names of those it keeps (``"memory_mb"``, ``"processes"``)."""
+        ...
+
+    def exceeded(self) -> tuple[str, str] | None:
+        """``(limit, what)`` if the kernel stopped the call at one it keeps."""
+        ...
+
+    def processes(self, table: ProcessTable) -> set[int]:
+        """The call's living processes now (``table``: :func:`process_table`)."""
+        ...
+
+
+@dataclass
+class ProcessTable:
+    """The children of every process, and which processes are zombies: one pass over
+    /proc (made only where a tree must be walked)."""
+
+    children: dict[int, list[int]] = field(default_factory=dict)
+    zombies: set[int] = field(default_factory=set)
+
+
+def process_table() -> ProcessTable:
+    table = ProcessTable()
+    for proc in psutil.process_iter(["ppid", "status"]):
+        ppid, status = proc.info["ppid"], proc.info["status"]
+        if ppid is not None:
+            table.children.setdefault(ppid, []).append(proc.pid)
+        if status == psutil.STATUS_ZOMBIE:
+            table.zombies.add(proc.pid)
+    return table
 
 
 class CallTrees:
@@ -93,6 +131,8 @@ class CgroupTrees(CallTrees):
         self.root = root
         #: cgroups of finished calls that still held a process when released
         self._pending: set[CgroupTree] = set()
+        #: the controllers a call's cgroup has, of those that bound it (memory, pids)
+        self.controllers = _enable_controllers(root)
 
     def confine(self, pid: int, birth: str | None) -> Tree:
         self.sweep()
@@ -118,6 +158,8 @@ class CgroupTree:
     def __init__(self, path: Path, on_busy: Callable[[CgroupTree], None] | None = None) -> None:
         self.path = path
         self._on_busy = on_busy
+        #: the call's limits of those the kernel keeps, by limit name
+        self._kept: dict[str, dict[str, Any]] = {}
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL:
@@ -131,6 +173,28 @@ class CgroupTree:
             return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
         except OSError:
             return []
+
+    def processes(self, table: ProcessTable) -> set[int]:
+        return set(self.members()) - table.zombies
+
+    def bound(self, limits: dict[str, Any]) -> set[str]:
+        """``memory.max`` (with ``memory.oom.group``: the OOM killer takes the whole call)
+        and ``pids.max``, where the cgroup has the controller."""
+        if "memory_mb" in limits and _write(
+            self.path / "memory.max", str(int(limits["memory_mb"] * _MiB))
+        ):
+            _write(self.path / "memory.oom.group", "1")
+            self._kept["memory_mb"] = limits
+        if "processes" in limits and _write(self.path / "pids.max", str(int(limits["processes"]))):
+            self._kept["processes"] = limits
+        return set(self._kept)
+
+    def exceeded(self) -> tuple[str, str] | None:
+        if "memory_mb" in self._kept and _events(self.path / "memory.events").get("oom_kill"):
+            return "memory", call_limits.what("memory", self._kept["memory_mb"])
+        if "processes" in self._kept and _events(self.path / "pids.events").get("max"):
+            return "processes", call_limits.what("processes", self._kept["processes"])
+        return None
 
     def release(self) -> None:
         if not self.remove() and self._on_busy is not None:
@@ -185,6 +249,18 @@ class MarkedTree:
 
     def release(self) -> None:
         self._seen.clear()
+
+    def bound(self, limits: dict[str, Any]) -> set[str]:
+        return set()  # RLIMIT_NPROC counts a user's processes, not a call's: none kept
+
+    def exceeded(self) -> tuple[str, str] | None:
+        return None
+
+    def processes(self, table: ProcessTable) -> set[int]:
+        """The leader and its descendants (all of the call's while the leader runs: it
+        is their subreaper), zombies not counted."""
+        tree = {self.leader} | _descendants_of({self.leader}, table.children)
+        return tree - table.zombies
 
 
 def freeze_and_kill(find: Callable[[], set[int]]) -> set[int]:
@@ -252,6 +328,36 @@ def _signal_all(pids: set[int] | list[int], sig: int) -> None:
 def _kill_all(pids: set[int]) -> bool:
     _signal_all(pids, signal.SIGKILL)
     return bool(pids)
+
+
+def _write(path: Path, value: str) -> bool:
+    try:
+        path.write_text(value)
+    except OSError:  # no such controller here
+        return False
+    return True
+
+
+def _events(path: Path) -> dict[str, int]:
+    """A cgroup ``*.events`` file: ``{"oom_kill": 1, ...}``; empty if unreadable."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return {name: int(count) for name, _, count in (line.partition(" ") for line in lines)}
+
+
+def _enable_controllers(root: Path) -> set[str]:
+    """Give the calls' cgroups under ``root`` the memory and pids controllers, where the
+    hierarchy has them and ``root`` may pass them on; the names of those they get."""
+    for directory in (root.parent, root):
+        for controller in _BOUNDING:
+            _write(directory / "cgroup.subtree_control", f"+{controller}")
+    try:
+        enabled = set((root / "cgroup.subtree_control").read_text().split())
+    except OSError:
+        return set()
+    return enabled & set(_BOUNDING)
 
 
 def confine(trees: CallTrees, pid: int, birth: str | None) -> Tree:

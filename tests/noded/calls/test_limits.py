@@ -55,8 +55,9 @@ async def test_too_many_open_files_under_a_limit_is_stopped(spawn_method: str) -
 async def test_describe_functions_shows_each_functions_limits(spawn_method: str) -> None:
     async with run_node(["--spawn", spawn_method, *LIMITS]) as node, node.client() as client:
         described = await client.describe_functions()
-    assert described["allocate"]["limits"] == {"memory_mb": 256, "cpu_s": 1.0, "open_files": 64}
-    assert described["echo"]["limits"] == {"cpu_s": 1.0, "open_files": 64}
+    defaults = {"cpu_s": 1.0, "open_files": 64, "processes": 1024}
+    assert described["allocate"]["limits"] == {**defaults, "memory_mb": 256}
+    assert described["echo"]["limits"] == defaults
 
 
 def test_limits_are_checked_where_they_are_given() -> None:

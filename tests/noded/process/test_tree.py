@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,39 +18,8 @@ from masterd.local import LocalNode
 from noded.process.tree import CgroupTree, CgroupTrees
 from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
+from tests.cgroups import UNIFIED, remove_cgroups
 from tests.helpers import eventually, run_node, still_alive, wait_for_file
-
-UNIFIED = Path("/sys/fs/cgroup/unified")
-
-
-@pytest.fixture(params=["cgroup", "process-tree"])
-def isolation(request: pytest.FixtureRequest) -> Iterator[list[str]]:
-    """The daemon's flags for each way of finding a call's processes."""
-    if request.param == "process-tree":
-        yield ["--cgroup-root", "none"]
-        return
-    root = UNIFIED if (UNIFIED / "cgroup.procs").exists() else Path("/sys/fs/cgroup")
-    test_root = root / f"noded-test-{uuid.uuid4().hex[:8]}"
-    try:
-        test_root.mkdir()
-    except OSError as exc:
-        pytest.skip(f"cannot make a cgroup v2 directory here: {exc}")
-    if not (test_root / "cgroup.kill").exists():
-        test_root.rmdir()
-        pytest.skip("this kernel's cgroup v2 has no cgroup.kill")
-    try:
-        yield ["--cgroup-root", str(test_root)]
-    finally:
-        remove_cgroups(test_root)
-
-
-def remove_cgroups(path: Path) -> None:
-    for child in sorted(path.rglob("*"), reverse=True):
-        if child.is_dir():
-            with contextlib.suppress(OSError):
-                child.rmdir()
-    with contextlib.suppress(OSError):
-        path.rmdir()
 
 
 @contextlib.asynccontextmanager
