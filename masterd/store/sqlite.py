@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -53,6 +55,8 @@ class SQLiteStore:
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
         self._lock: StoreLock | None = None
+        self._reports: list[_Report] = []
+        self._committing: asyncio.Task[None] | None = None
 
     # --- life -------------------------------------------------------------------
 
@@ -173,13 +177,30 @@ class SQLiteStore:
     async def add_reported(
         self, node_uuid: str, node: str, spool: str, events: list[NewEvent]
     ) -> Reported:
-        def work(db: sqlite3.Connection) -> Reported:
-            with _transaction(db):
-                stored = [s for event in events if (s := _insert_event(db, event))]
-                lowest = min((e.seq for e in events if e.seq is not None), default=None)
-                return Reported(_advance_acked(db, node_uuid, spool, lowest), stored)
+        """Group commit: Reports that come while a commit runs are stored together in
+        the next transaction, one fsync for all of them (as the node's journal does)."""
+        answer: asyncio.Future[Reported] = asyncio.get_running_loop().create_future()
+        self._reports.append(_Report(node_uuid, spool, events, answer))
+        if self._committing is None:
+            self._committing = asyncio.create_task(self._commit_reports(), name="store-reports")
+        return await answer
 
-        return await self._write(work)
+    async def _commit_reports(self) -> None:
+        try:
+            while self._reports:
+                batch, self._reports = self._reports, []
+                try:
+                    results = await self._write(functools.partial(_store_reports, batch=batch))
+                except Exception as exc:  # each waiting Report gets the store's error
+                    for report in batch:
+                        if not report.answer.done():
+                            report.answer.set_exception(exc)
+                    continue
+                for report, result in zip(batch, results, strict=True):
+                    if not report.answer.done():
+                        report.answer.set_result(result)
+        finally:
+            self._committing = None
 
     async def events_after(self, from_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._read(
@@ -195,6 +216,28 @@ class SQLiteStore:
         return await self._read(
             lambda db: db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
         )
+
+
+@dataclass
+class _Report:
+    """A Report waiting for the next group commit."""
+
+    node_uuid: str
+    spool: str
+    events: list[NewEvent]
+    answer: asyncio.Future[Reported]
+
+
+def _store_reports(db: sqlite3.Connection, *, batch: list[_Report]) -> list[Reported]:
+    """Every Report of the batch, in one transaction (one fsync)."""
+    with _transaction(db):
+        return [_store_report(db, report) for report in batch]
+
+
+def _store_report(db: sqlite3.Connection, report: _Report) -> Reported:
+    stored = [s for event in report.events if (s := _insert_event(db, event))]
+    lowest = min((e.seq for e in report.events if e.seq is not None), default=None)
+    return Reported(_advance_acked(db, report.node_uuid, report.spool, lowest), stored)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -3,6 +3,7 @@ httpx runs one suite over its transports: the Store interface, in process."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -94,3 +95,14 @@ async def test_events_after_reads_from_a_position_in_id_order(open_store: Opener
     ids = [e.id for e in await store.events_after(4, 3)]
     assert ids == [4, 5, 6] and await store.last_event_id() == 10
     assert await store.events_after(11, 10) == []
+
+
+async def test_reports_at_once_are_each_stored_and_acknowledged(open_store: Opener) -> None:
+    store = await open_store()
+    spools = [f"s{n}" for n in range(20)]
+    results = await asyncio.gather(
+        *(store.add_reported("u1", "n1", spool, reported(1, 2, 3, spool=spool))
+          for spool in spools)
+    )  # fmt: skip
+    assert [r.acked for r in results] == [3] * 20
+    assert sorted(e.id for r in results for e in r.stored) == list(range(1, 61))
