@@ -16,7 +16,7 @@ from noded.process.function import FunctionProcess
 from noded.process.leftovers import is_resource_shortage
 from noded.process.spawners import BeforeSend, Spawner
 from rpc_client.errors import NodeBusy
-from rpc_client.logs import event
+from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.calls")
 
