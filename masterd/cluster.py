@@ -14,7 +14,7 @@ from masterd.node import Node, load_nodes
 from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
 from rpc_client.errors import UnknownNode
 from rpc_client.tls import TLSConfig
-from rpc_client.transport import MAX_HANDSHAKES, Pool
+from rpc_client.transport import MAX_CONNECTIONS_PER_NODE, MAX_HANDSHAKES, Pool
 
 
 class Cluster:
@@ -26,11 +26,13 @@ class Cluster:
         *,
         timeouts: ClientTimeouts = DEFAULT_TIMEOUTS,
         max_handshakes: int = MAX_HANDSHAKES,
+        max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE,
     ):
         """``max_handshakes``: TLS handshakes in progress at once; a node's connect
-        timeout counts from its turn (see :data:`rpc_client.transport.MAX_HANDSHAKES`)."""
-        if max_handshakes < 1:
-            raise ValueError(f"max_handshakes must be at least 1, got {max_handshakes}")
+        timeout counts from its turn (see :data:`rpc_client.transport.MAX_HANDSHAKES`).
+        ``max_connections_per_node``: connections open to one node at once; a request
+        beyond waits its turn within its own timeout
+        (:data:`rpc_client.transport.MAX_CONNECTIONS_PER_NODE`)."""
         self.nodes: list[Node] = list(nodes)
         self._timeouts = timeouts
         self._by_key: dict[str, Node] = {}
@@ -40,7 +42,8 @@ class Cluster:
                     raise ValueError(f"two nodes are known as {key!r}")
         self._clients: dict[str, NodeClient] = {}
         #: one connection pool for every node, and one TLS context per TLS setting
-        self._pool = Pool(max_handshakes=max_handshakes)
+        self._pool = Pool(max_handshakes=max_handshakes,
+                          max_connections_per_node=max_connections_per_node)  # fmt: skip
         self._contexts: dict[TLSConfig, ssl.SSLContext] = {}
 
     @classmethod

@@ -151,13 +151,13 @@ class NodeClient:
         answer = await self.call(
             protocol.WAIT_FOR_FUNCTION, body, self._wait_bound(timeout, request_timeout_s)
         )
-        return self._call_state(answer)
+        return self._call_state(answer, of=body["fnc_id"])
 
     async def abort_function(self, fnc_id: str) -> CallState:
         """AbortFunction: kill the call's processes; its state once they ended."""
         body = protocol.AbortFunctionRequest(FncId.parse(fnc_id)).to_wire()
         answer = await self.call(protocol.ABORT_FUNCTION, body, self.timeouts.abort_s)
-        return self._call_state(answer)
+        return self._call_state(answer, of=body["fnc_id"])
 
     async def list_functions(self) -> list[dict[str, Any]]:
         """ListFunctions: running and retained calls."""
@@ -240,7 +240,7 @@ class NodeClient:
         return self._transport_error(procedure, timeout_s, exc)
 
     def _transport_error(self, procedure: str, timeout_s: float, exc: Exception) -> RPCError:
-        if isinstance(exc, transport.ConnectTimeout):
+        if isinstance(exc, transport.ConnectTimeout | transport.PoolTimeout):
             return NodeTimeout(f"{procedure}: {exc}", node=self.name)
         if isinstance(exc, TimeoutError):
             return NodeTimeout(f"{procedure}: no answer within {timeout_s:g} s", node=self.name)
@@ -284,11 +284,19 @@ class NodeClient:
     def _wait_bound(self, wait_s: float, override_s: float | None) -> float:
         return override_s if override_s is not None else wait_s + self.timeouts.margin_s
 
-    def _call_state(self, answer: dict[str, Any]) -> CallState:
+    def _call_state(self, answer: dict[str, Any], *, of: str | None = None) -> CallState:
+        """The call state of an answer; with ``of``, it must be that call's (a node that
+        answers about another call is broken or hostile: never take its word)."""
         try:
-            return CallState.from_wire(answer)
+            state = CallState.from_wire(answer)
         except ValueError as exc:
             raise ProtocolError(f"bad call state: {exc}", node=self.name) from exc
+        if of is not None and state.fnc_id != of:
+            raise ProtocolError(
+                f"asked about call {of}, the node answered about call {state.fnc_id}",
+                node=self.name,
+            )
+        return state
 
     def _field(self, answer: dict[str, Any], name: str, kind: type) -> Any:
         value = answer.get(name)

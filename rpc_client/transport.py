@@ -10,8 +10,14 @@ httptools (llhttp, the parser of Node.js and of aiohttp itself), not by hand.
 What this raises, for :mod:`rpc_client.client` to map to the contract's errors:
 :class:`CannotConnect` (nothing was sent), :class:`ssl.SSLError` (the handshake failed),
 :class:`ConnectionClosed` (the node hung up before answering whole),
-:class:`MalformedAnswer`, :class:`AnswerTooLarge`, :class:`ConnectTimeout` and
-:class:`TimeoutError`.
+:class:`MalformedAnswer`, :class:`AnswerTooLarge`, :class:`ConnectTimeout`,
+:class:`PoolTimeout` and :class:`TimeoutError`.
+
+What a connection believes: one answer per request.  Interim answers (``100
+Continue`` and the other 1xx but 101) are skipped; the headers and body are collected
+afresh for each answer (as uvicorn's httptools protocol does), so nothing after an answer
+changes it; and a connection on which the node sends anything nobody asked for (bytes
+after an answer, in the same read or later) is closed, never kept for another request.
 """
 
 from __future__ import annotations
@@ -27,11 +33,15 @@ import httptools
 #: the largest answer read; the daemon's result limit is 64 MiB, and an answer carries
 #: one result plus its frame
 MAX_ANSWER_BYTES = 256 * 2**20
-#: a kept connection unused this long is closed rather than reused (the node's own
-#: keep-alive is longer: noded's --idle-timeout, 75 s by default)
-IDLE_S = 30.0
+#: a kept connection unused this long is closed rather than reused: shorter than the
+#: node's own idle close (noded's --idle-timeout, 30 s by default), so that a request is
+#: not sent on a connection the node is closing at that moment
+IDLE_S = 25.0
 #: connections kept per node between requests; more in flight at once are closed after
 MAX_IDLE_PER_NODE = 8
+#: connections open at once per node, in use or kept; a request beyond waits for one
+#: (within its own timeout: then :class:`PoolTimeout`)
+MAX_CONNECTIONS_PER_NODE = 64
 #: TLS handshakes at once per pool.  A handshake costs a few milliseconds of CPU on both
 #: sides; unbounded, a thousand of them all progress at once, each takes as long as all
 #: of them, and past a few thousand nodes every one misses its connect bound (Ganeti
@@ -61,6 +71,11 @@ class ConnectionClosed(ConnectionError):
         super().__init__(message)
         #: whether any byte of the answer had arrived
         self.answered = answered
+
+
+class PoolTimeout(TimeoutError):
+    """No connection to the node free within the request's timeout: all of the pool's
+    ``max_connections_per_node`` to it were in use."""
 
 
 class MalformedAnswer(ValueError):
@@ -134,7 +149,10 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self._answer is None:  # bytes after the answer, in the same read
+                self.abort()  # the answer stands; the connection is not reused
+                return
             self._fail(MalformedAnswer(f"not an HTTP answer ({exc}): {data[:60]!r}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -151,6 +169,11 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks --------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._answer is None:  # the answer came already: nobody asked for this one
+            raise MalformedAnswer("a second answer to one request")
+        self._headers, self._body, self._headers_done = {}, [], False
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
@@ -161,6 +184,12 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status == 101:  # an upgrade nobody asked for: the parser fails it next
+            return
+        if status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
+            self._headers, self._body, self._headers_done = {}, [], False
+            return
         self._keep = self._parser.should_keep_alive()
         self._complete()
 
@@ -234,9 +263,16 @@ class Pool:
     idle_s: float = IDLE_S
     max_idle_per_node: int = MAX_IDLE_PER_NODE
     max_handshakes: int = MAX_HANDSHAKES
+    max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE
     _handshakes: asyncio.Semaphore | None = None
     _idle: dict[Endpoint, list[_Connection]] = field(default_factory=dict)
     _open: set[_Connection] = field(default_factory=set)
+    _slots: dict[Endpoint, asyncio.Semaphore] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("max_idle_per_node", "max_handshakes", "max_connections_per_node"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     async def request(
         self,
@@ -252,6 +288,32 @@ class Pool:
         ``connect_s`` of it); the answer, whatever its status."""
         request = _request_bytes(endpoint, path, body, content_type)
         deadline = asyncio.get_running_loop().time() + timeout_s
+        slots = self._slots.get(endpoint)
+        if slots is None:
+            slots = self._slots[endpoint] = asyncio.Semaphore(self.max_connections_per_node)
+        await self._take_slot(slots, endpoint, deadline)
+        try:
+            return await self._request(endpoint, request, connect_s, deadline)
+        finally:
+            slots.release()
+
+    async def _take_slot(
+        self, slots: asyncio.Semaphore, endpoint: Endpoint, deadline: float
+    ) -> None:
+        """A turn among the node's connections, by ``deadline``."""
+        if not slots.locked():
+            await slots.acquire()  # at once
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        except TimeoutError:
+            raise PoolTimeout(f"all {self.max_connections_per_node} connections to "
+                              f"{endpoint.authority} stayed in use") from None  # fmt: skip
+
+    async def _request(
+        self, endpoint: Endpoint, request: bytes, connect_s: float, deadline: float
+    ) -> Answer:
         kept = self._take_idle(endpoint)
         if kept is not None:
             try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 
+import orjson
 import pytest
 
+from masterd.call import wait_for_call
 from masterd.local import LocalNode, free_port
 from rpc_client import transport
 from rpc_client.client import ClientTimeouts, NodeClient
@@ -25,6 +28,7 @@ from tests.fakes import (
     fake_node,
     hangs_up,
     never_answers,
+    read_http_message,
     speaks_garbage,
 )
 
@@ -107,6 +111,7 @@ def _lower_errors() -> list[tuple[Exception, type[RPCError]]]:
     return [
         (TimeoutError(), NodeTimeout),
         (transport.ConnectTimeout("no connection within 5 s"), NodeTimeout),
+        (transport.PoolTimeout("all 64 connections to node:1811 stayed in use"), NodeTimeout),
         (transport.CannotConnect("node", 1811, ConnectionRefusedError(111, "refused")),
          NodeUnreachable),
         (transport.CannotConnect("node", 1811, OSError(-2, "Name or service not known")),
@@ -125,3 +130,33 @@ def test_every_lower_error_is_mapped_in_one_place(lower: Exception, mapped: type
     error = client.mapped_error(lower, "Identify", 1.0)
     assert type(error) is mapped
     assert error.node == client.name
+
+
+OURS = "4242:4250:1763800000.123456:9f3a61c2d4e5f607"
+
+
+async def answers_about_another_call(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """A node (or something in between) that answers every wait with another call's
+    state: finished, with a result."""
+    while await read_http_message(reader):
+        body = orjson.dumps({"fnc_id": "4242:4251:1763800001.500000:0123456789abcdef",
+                             "finished": True, "result": "not yours", "error": None})  # fmt: skip
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+        await writer.drain()
+
+
+async def test_an_answer_about_another_call_is_a_protocol_error_not_a_result() -> None:
+    async with (
+        fake_node(answers_about_another_call) as port,
+        NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
+    ):
+        words = rf"asked about call {OURS}, the node answered about call 4242:4251:"
+        with pytest.raises(ProtocolError, match=words):
+            await client.wait_for_function(OURS, timeout=1)
+        with pytest.raises(ProtocolError, match=words):
+            await client.abort_function(OURS)
+        with pytest.raises(ProtocolError, match=words):
+            await wait_for_call(client, OURS, timeout=5)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
 
 from masterd.local import free_port
 from rpc_client.transport import (
+    IDLE_S,
     AnswerTooLarge,
     CannotConnect,
     ConnectionClosed,
@@ -18,6 +20,7 @@ from rpc_client.transport import (
     Endpoint,
     MalformedAnswer,
     Pool,
+    PoolTimeout,
 )
 from tests.fakes import Behaviour, fake_node, read_http_message
 from tests.helpers import eventually
@@ -205,3 +208,147 @@ async def test_handshakes_take_turns_and_a_turn_is_not_charged_to_the_connect_bo
     assert most[0] == 1 and len(accepted) == 5
     assert took >= 5 * 0.4
     await pool.close()
+
+
+# --- a node that says more than it was asked (issue 29, item 19) -------------------------
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "two-reads"])
+async def test_an_interim_100_continue_is_skipped_for_the_answer(split: bool) -> None:
+    async def continues(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_http_message(reader):
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
+            )
+            if split:
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            writer.write(_answer(b"the answer", b"X-Real: 1\r\n"))
+            await writer.drain()
+
+    pool = Pool()
+    async with serving(continues) as (endpoint, accepted):
+        for _ in range(2):
+            answer = await pool.request(endpoint, "/Identify", b"{}", timeout_s=5, connect_s=2)
+            assert (answer.status, answer.body) == (200, b"the answer")
+            assert "link" not in answer.headers and answer.headers["x-real"] == "1"
+        assert len(accepted) == 1  # and the connection is kept: it said nothing unasked
+    await pool.close()
+
+
+async def test_an_interim_answer_then_a_hang_up_is_no_answer() -> None:
+    async def continues_then_hangs_up(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_http_message(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+
+    pool = Pool()
+    async with serving(continues_then_hangs_up) as (endpoint, _):
+        with pytest.raises(ConnectionClosed):
+            await request(pool, endpoint)
+    await pool.close()
+
+
+async def test_an_upgrade_nobody_asked_for_is_malformed() -> None:
+    async def upgrades(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_http_message(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: evil\r\n"
+                     b"Connection: upgrade\r\n\r\n" + _answer(b"after"))  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    pool = Pool()
+    async with serving(upgrades) as (endpoint, _):
+        with pytest.raises(MalformedAnswer):
+            await request(pool, endpoint)
+    await pool.close()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Forged: 1\r\nContent-Length: 6\r\n\r\nforged",
+        b"HTTP/1.1 200 OK\r\nX-Forged: 1\r\n",  # cut short: the parser holds it
+        b"garbage\r\n",
+    ],
+    ids=["whole-answer", "half-answer", "garbage"],
+)
+async def test_bytes_after_an_answer_change_nothing_and_the_connection_is_dropped(
+    extra: bytes,
+) -> None:
+    async def says_more(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_http_message(reader):
+            writer.write(_answer(b"asked", b"X-Real: 1\r\nContent-Type: application/json\r\n")
+                         + extra)  # fmt: skip
+            await writer.drain()
+
+    pool = Pool()
+    async with serving(says_more) as (endpoint, accepted):
+        first = await pool.request(endpoint, "/Identify", b"{}", timeout_s=5, connect_s=2)
+        await asyncio.sleep(0.05)  # whatever else was coming has come
+        assert (first.body, first.headers) == (b"asked", {
+            "content-length": "5", "x-real": "1", "content-type": "application/json"
+        })  # fmt: skip
+        await eventually(lambda: pool.open_connections == 0)
+        assert await request(pool, endpoint) == b"asked"
+        assert len(accepted) == 2  # the second request went over a new connection
+    await pool.close()
+
+
+async def test_bytes_after_an_answer_in_a_later_read_drop_the_kept_connection() -> None:
+    async def says_more_later(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_http_message(reader):
+            writer.write(_answer(b"asked"))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(_answer(b"unasked"))
+            await writer.drain()
+
+    pool = Pool()
+    async with serving(says_more_later) as (endpoint, accepted):
+        assert await request(pool, endpoint) == b"asked"
+        await eventually(lambda: pool.open_connections == 0)
+        assert await request(pool, endpoint) == b"asked"
+        assert len(accepted) == 2
+    await pool.close()
+
+
+async def test_connections_per_node_are_capped_and_a_request_waits_its_turn() -> None:
+    open_now, most = [0], [0]
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        open_now[0] += 1
+        most[0] = max(most[0], open_now[0])
+        try:
+            while await read_http_message(reader):
+                await asyncio.sleep(0.2)
+                writer.write(_answer(b"slow"))
+                await writer.drain()
+        finally:
+            open_now[0] -= 1
+
+    pool = Pool(max_connections_per_node=2)
+    async with serving(slow) as (endpoint, accepted):
+        answers = await asyncio.gather(*(request(pool, endpoint) for _ in range(6)))
+        assert answers == [b"slow"] * 6
+        assert most[0] == 2 and len(accepted) == 2 and pool.open_connections <= 2
+        # two requests hold both connections: a third waits, and its timeout still holds
+        held = [asyncio.create_task(request(pool, endpoint)) for _ in range(2)]
+        await asyncio.sleep(0)  # they run: each takes its turn before it first waits
+        with pytest.raises(PoolTimeout, match=r"all 2 connections to 127\.0\.0\.1:\d+"):
+            await request(pool, endpoint, timeout_s=0.1)
+        assert await asyncio.gather(*held) == [b"slow"] * 2
+    await pool.close()
+    with pytest.raises(ValueError, match="max_connections_per_node must be at least 1"):
+        Pool(max_connections_per_node=0)
+
+
+def test_a_kept_connection_is_closed_before_the_node_would_close_it() -> None:
+    """The node closes a connection idle for --idle-timeout (30 s by default); a request
+    sent on one just then would be lost with it."""
+    from noded.config import NodedConfig
+
+    node_idle_s = {f.name: f.default for f in dataclasses.fields(NodedConfig)}["idle_timeout_s"]
+    assert node_idle_s > IDLE_S and Pool().idle_s == IDLE_S
