@@ -62,7 +62,13 @@ def create_app(
     app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_load_then_flush)
+    app.on_shutdown.append(_answer_waiters)
     return app
+
+
+async def _answer_waiters(app: web.Application) -> None:
+    """Before the requests in flight are waited for: long-polls answer at once."""
+    app[EVENTS].close()
 
 
 async def _load_then_flush(app: web.Application) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,16 @@ def test_flags_that_cannot_work_are_refused_at_start(tmp_path: Path) -> None:
     assert relative.returncode == 2 and "four slashes" in relative.stderr
     postgres = run_cli("--store", "postgresql://u@h:5432/db", "--state-dir", str(tmp_path))
     assert postgres.returncode == 2 and "not built yet" in postgres.stderr
+
+
+async def test_sigterm_answers_a_waiting_reader_at_once(tmp_path: Path) -> None:
+    masterd = await start_masterd([], tmp_path)
+    waiting = asyncio.create_task(
+        masterd.ok("WaitForEvents", {"from": None, "timeout": 50}, timeout_s=60)
+    )
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    masterd.proc.send_signal(signal.SIGTERM)
+    answer = await asyncio.wait_for(waiting, 10)
+    assert answer["events"] == []
+    assert await masterd.wait_exit(10) == 0
