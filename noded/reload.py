@@ -2,104 +2,31 @@
 (ReloadFunctions, SIGHUP): a fresh registry from a fresh import, and a new fork server
 that imported the new code.  Calls started after a reload run the new code; running calls
 are untouched; a module that fails to import leaves the old functions serving.
+
+At start-up the daemon imports the modules itself (it serves nothing yet); a reload
+imports them in child processes only (:mod:`noded.process.importer`, then the new fork
+server), each bounded by ``--import-timeout``, so that the event loop never waits for a
+module's import.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
-import os
-import sys
-import traceback
 from dataclasses import dataclass
-from pathlib import Path
 
-from noded import registry as registry_module
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
 from noded.metrics import Metrics
+from noded.process.child.describe import import_functions as import_functions  # start-up
 from noded.process.forkserver import ForkServerError, ForkSpawner
 from noded.process.function import ProcessLimits
+from noded.process.importer import import_in_child
 from noded.process.spawners import ExecSpawner, Spawner
 from noded.process.tree import CallTrees
-from noded.registry import BUILTIN_MODULE, Registry, load_modules
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.server")
-
-
-def import_functions(modules: tuple[str, ...], paths: tuple[Path, ...]) -> Registry:
-    """Import the function modules from ``paths``, then the usual path, then the working
-    directory (function processes get the same path); say where it looked if one is not
-    there."""
-    for path in reversed(paths):
-        sys.path.insert(0, str(path.resolve()))
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    registry = load_modules(())  # the built-ins first, as always; the modules fill it
-    for module in modules:
-        _import_function_module(module)
-    return registry
-
-
-def _import_function_module(module: str) -> None:
-    """Import one function module; raises :class:`ImportError` saying where it was looked
-    for if it is not there, or what its import raised (a syntax error, a module it needs
-    that is not installed, its own code's exception) and where."""
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not (module == exc.name or module.startswith(f"{exc.name}.")):
-            raise ImportError(f"function module {module!r} cannot be imported: "
-                              f"{_what_raised(exc)}") from exc  # fmt: skip
-        places = list(dict.fromkeys(place for place in sys.path if place))[:6]
-        raise ImportError(
-            f"cannot import function module {exc.name!r}: not found in {', '.join(places)}"
-            f"{', ...' if len(sys.path) > 6 else ''}; give its directory with "
-            "--functions-path DIR"
-        ) from exc
-    except Exception as exc:  # the module's own code may raise anything
-        raise ImportError(
-            f"function module {module!r} cannot be imported: {_what_raised(exc)}"
-        ) from exc
-
-
-def _what_raised(exc: BaseException) -> str:
-    """``Type: message``, and where in the module's own code (a syntax error says where
-    in its message already)."""
-    said = f"{type(exc).__name__}: {exc}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
-    if frames and not isinstance(exc, SyntaxError):
-        said += f" ({frames[-1].filename}, line {frames[-1].lineno})"
-    return said
-
-
-def reimport_functions(modules: tuple[str, ...]) -> Registry:
-    """Import the function modules again, with the packages they belong to (so that a
-    helper module they import is new too), into a new registry.  If an import fails,
-    the modules and the registry are as they were, and the error is raised."""
-    stale = _modules_to_reload(modules)
-    saved = {name: sys.modules.pop(name) for name in stale}
-    old_registry = registry_module.REGISTRY
-    registry_module.REGISTRY = Registry()
-    importlib.invalidate_caches()
-    try:
-        return load_modules(modules)
-    except BaseException:
-        for name in _modules_to_reload(modules):
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-        registry_module.REGISTRY = old_registry
-        raise
-
-
-def _modules_to_reload(modules: tuple[str, ...]) -> list[str]:
-    """The loaded modules a reload imports again: the built-ins, each function module,
-    and, outside noded, every module of its top-level package."""
-    wanted = {BUILTIN_MODULE, *modules}
-    packages = {name.split(".")[0] for name in modules if name.split(".")[0] != "noded"}
-    return [name for name in list(sys.modules) if name in wanted or name.split(".")[0] in packages]
 
 
 async def make_spawner(
@@ -123,6 +50,7 @@ async def new_spawner(
     spawner = ForkSpawner(
         modules, limits, spares=config.spare_processes,
         on_restart=metrics.zygote_restarts.inc, trees=trees,
+        ready_timeout_s=config.import_timeout_s,
     )  # fmt: skip
     await spawner.start()
     return spawner
@@ -153,10 +81,12 @@ class FunctionReloader:
         async with self._lock:
             assert self.supervisor is not None
             try:
-                registry = reimport_functions(self._config.functions)
+                modules = list(self._config.functions)
+                registry = await import_in_child(modules, self._config.import_timeout_s)
                 spawner = await new_spawner(self._config, self._limits, self._metrics, self._trees)
             except Exception as exc:  # the function modules' own code may raise anything
-                error = f"{type(exc).__name__}: {exc}"
+                said_why = isinstance(exc, ImportError)  # in the importing process's words
+                error = str(exc) if said_why else f"{type(exc).__name__}: {exc}"
                 event(log, "functions.reload_failed", logging.ERROR, error=error)
                 return Reloaded(False, f"{error}; the functions loaded before keep serving")
             if self.supervisor.shutting_down:

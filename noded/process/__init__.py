@@ -11,6 +11,8 @@ The daemon's side of a function process (import each from its module):
   :class:`ExecSpawner`, an interpreter per call;
 - :mod:`noded.process.forkserver` and :mod:`noded.process.zygote_process`: the fork
   server (:class:`ForkSpawner`) and its process;
+- :mod:`noded.process.importer`: a reload's import of the function modules, in a child
+  process and bounded in time;
 - :mod:`noded.process.leftovers`: a crashed daemon's leftover groups, and resource checks.
 
 The code that runs *inside* the fork server and the function processes is

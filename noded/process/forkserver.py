@@ -34,6 +34,7 @@ from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.forkserver")
 
+#: how long a new zygote may take to import the function modules, unless told
 _READY_TIMEOUT_S = 30.0
 _FORK_TIMEOUT_S = 10.0
 _REAP_TIMEOUT_S = 5.0
@@ -61,8 +62,10 @@ class ForkSpawner:
         spares: int = 4,
         on_restart: Callable[[], None] | None = None,
         trees: CallTrees | None = None,
+        ready_timeout_s: float = _READY_TIMEOUT_S,
     ) -> None:
         self._modules = modules
+        self._ready_timeout_s = ready_timeout_s
         self._limits = limits
         self._spares_wanted = spares
         self._on_restart = on_restart
@@ -156,16 +159,19 @@ class ForkSpawner:
             self._zygote = ZygoteProcess.start(self._modules, theirs.fileno())
         finally:
             theirs.close()
+        failure: BaseException | None = None
         try:
-            ready = await asyncio.wait_for(self._loop.sock_recv(ours, 64), _READY_TIMEOUT_S)
+            ready = await asyncio.wait_for(self._loop.sock_recv(ours, 64), self._ready_timeout_s)
         except (TimeoutError, OSError) as exc:
+            ready, failure = b"", exc
+        except asyncio.CancelledError:  # a reload given up (the daemon stops): no zygote left
             ours.close()
-            await self._zygote.stop(_STOP_TIMEOUT_S)
-            raise ForkServerError(f"the fork server did not start: {exc!r}") from exc
+            self._zygote.kill()
+            raise
         if ready != zygote.READY:
             ours.close()
             await self._zygote.stop(_STOP_TIMEOUT_S)
-            raise ForkServerError("the fork server could not import the function modules")
+            raise ForkServerError(self._why_not_ready(failure)) from failure
         ours.setblocking(False)
         self._control = ours
         self._forks_asked = 0
@@ -174,6 +180,16 @@ class ForkSpawner:
         self._zygote.exited.add_done_callback(self._on_zygote_exit)
         event(log, "forkserver.ready", pid=self._zygote.pid, spares=self._spares_wanted)
         self._refill()
+
+    def _why_not_ready(self, failure: BaseException | None) -> str:
+        if isinstance(failure, TimeoutError):
+            return (
+                "the fork server did not import the function modules within "
+                f"{self._ready_timeout_s:g} s (--import-timeout)"
+            )
+        if failure is not None:
+            return f"the fork server did not start: {failure!r}"
+        return "the fork server could not import the function modules"
 
     # --- forking and reaping ------------------------------------------------------------
 

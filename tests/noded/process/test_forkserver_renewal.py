@@ -115,6 +115,7 @@ async def reload_by(node: Any, how: str, reloads_before: int) -> None:
         assert status == 200 and answer["reloaded"], answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spares", [0, SPARES])
 async def test_reloads_under_load_answer_every_caller(spares: int) -> None:
     async with run_node(["--spare-processes", str(spares)]) as node:
@@ -144,6 +145,7 @@ async def test_reloads_under_load_answer_every_caller(spares: int) -> None:
         assert "forkserver.hung" not in node.log_text()
 
 
+@pytest.mark.slow
 async def test_a_reload_leaves_nothing_of_the_old_fork_server_running() -> None:
     async with run_node(["--spare-processes", str(SPARES)]) as node:
         for _ in range(2):
