@@ -21,6 +21,7 @@ from aiohttp import web
 from masterd.daemon import systemd
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
+from masterd.daemon.protocol import MasterdRunner
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
 from masterd.store.base import Store
@@ -62,7 +63,7 @@ class Server:
         await store.open()
         await store.add_instance(self.instance, config.advertised, os.getpid(), time.time())
         app = create_app(config, store=store, instance=self.instance, listed=listed)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
+        self._runner = MasterdRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
                            backlog=_LISTEN_BACKLOG)  # fmt: skip

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.masterd.daemon.running import Masterd, events, registration, start_masterd
@@ -84,3 +85,25 @@ async def test_metrics_and_openapi_are_served(masterd: Masterd) -> None:
     assert status == 200 and "masterd_heartbeats_total" in text
     status, text = await masterd.get("/openapi.json")
     assert status == 200 and '"/WaitForEvents"' in text and '"NodeConflict"' in text
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"PUT /Register HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"PUT /Register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"PUT /Register HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    ],
+)
+async def test_malformed_http_is_answered_with_the_error_body(masterd: Masterd, raw: bytes) -> None:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", masterd.port), 10)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400"
+    assert orjson.loads(body)["error"]["type"] == "BadRequest"
+    assert (await masterd.nodes()) == {}  # still serving
