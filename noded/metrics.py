@@ -65,6 +65,14 @@ class Metrics:
         )
         self.running = Gauge("noded_functions_running", "Function calls running", registry=r)
         self.retained = Gauge("noded_results_retained", "Finished calls kept", registry=r)
+        self.retained_bytes = Gauge(
+            "noded_results_retained_bytes",
+            "Bytes of the finished calls kept (their journal records; --max-retained-bytes)",
+            registry=r)  # fmt: skip
+        self.results_dropped = Counter(
+            "noded_results_dropped",
+            "Finished calls dropped before their TTL, by limit (max_retained, max_retained_bytes)",
+            ["limit"], registry=r)  # fmt: skip
         self.aborts = Counter(
             "noded_aborts",
             "Calls aborted, by reason (aborted, abort_after, shutdown)",

@@ -10,6 +10,12 @@ is fsynced: this guards against the daemon's death, not the machine's.  (One fil
 open costs one ``write`` per record; a file per call cost an ``open``, a ``rename`` and a
 ``close`` each, which measured as the largest part of a call's cost.)
 
+The rewrite runs off the event loop (:mod:`noded.calls.compaction`): the finish records
+of retained calls are copied from the old journal, not encoded again, in a thread; what
+is appended meanwhile goes to the old journal and, before the rename, to the new one.
+It is due when the journal holds ``slack_lines`` more lines than live calls, or more
+than twice the live records' bytes and :data:`SLACK_BYTES`.
+
 When the state directory cannot be written (disk full, I/O error, read-only):
 
 * a start record raises ``OSError``: the caller refuses the call;
@@ -22,6 +28,7 @@ When the state directory cannot be written (disk full, I/O error, read-only):
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
@@ -35,6 +42,7 @@ from typing import Any
 import orjson
 
 from noded.calls.appending import TornRecord, append_whole
+from noded.calls.compaction import Piece, Written, append_lines, write_pieces
 from noded.calls.lost import LostCall
 from noded.calls.records import (
     call_from,
@@ -51,6 +59,8 @@ log = logging.getLogger("noded.journal")
 JOURNAL = "calls.journal"
 #: records kept in memory while the journal cannot be written, at most
 BACKLOG_BYTES = 64 * 1024 * 1024
+#: a journal this much larger than twice its live records is rewritten
+SLACK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,21 +112,31 @@ class CallJournal:
         self._size = 0
         #: a record was cut short and could not be cut off: start the next on a new line
         self._torn = False
-        self._backlog: collections.deque[bytes] = collections.deque()
+        #: records waiting to be written: (line, the call it is the finish record of)
+        self._backlog: collections.deque[_Entry] = collections.deque()
         self._backlog_bytes = 0
+        #: where each finish record is whole in the journal: fnc_id -> (offset, length)
+        self._finishes: dict[str, tuple[int, int]] = {}
+        #: while a rewrite runs: what is appended meanwhile, and the backlog it replaces
+        self._appended: list[_Entry] | None = None
+        self._replaced_backlog = 0
 
     def started(self, call: FunctionCall) -> None:
         """Write a call's start; raises ``OSError`` if it cannot be written."""
         self._flush_backlog()
-        self._write(_line(start_record(call)))
+        self._write((_line(start_record(call)), None))
 
     def finished(self, call: FunctionCall) -> bool:
-        """Write a call's result; False if it waits in the backlog.  Raises
-        ``orjson.JSONEncodeError`` for a result that cannot be written as JSON."""
-        return self._write_or_defer(_line(finish_record(call)))
+        """Write a call's result, and set its ``record_bytes``; False if it waits in the
+        backlog.  Raises ``orjson.JSONEncodeError`` for a result that cannot be written
+        as JSON."""
+        line = _line(finish_record(call))
+        call.record_bytes = len(line)
+        return self._write_or_defer((line, call.fnc_id))
 
     def forget(self, fnc_id: str) -> bool:
-        return self._write_or_defer(_line(forget_record(fnc_id)))
+        self._finishes.pop(fnc_id, None)
+        return self._write_or_defer((_line(forget_record(fnc_id)), None))
 
     @property
     def backlog(self) -> int:
@@ -127,27 +147,86 @@ class CallJournal:
         """Write what waits in the backlog, if the disk takes it now."""
         self._flush_backlog()
 
-    def needs_compaction(self, live_calls: int) -> bool:
-        return self._lines > live_calls + self._slack_lines
+    def needs_compaction(self, live_calls: int, live_bytes: int = 0) -> bool:
+        """True when the journal holds much more than the live calls' records."""
+        if self._appended is not None:
+            return False  # a rewrite is running
+        too_long = self._lines > live_calls + self._slack_lines
+        return too_long or self._size > 2 * live_bytes + SLACK_BYTES
 
     def compact(self, calls: Iterable[FunctionCall], lost: Iterable[LostCall] = ()) -> None:
         """Rewrite the journal with only these calls' records (and so with what waited in
-        the backlog); raises ``OSError``, leaving the old journal, if it cannot."""
-        lines = [_line(finish_record(c) if c.finished else start_record(c)) for c in calls]
-        lines += [_line(one.record()) for one in lost]
-        tmp = self._path.with_name(f".{JOURNAL}.tmp")
+        the backlog), in the caller's thread; raises ``OSError``, leaving the old journal,
+        if it cannot."""
+        pieces, source = self._begin(calls, lost)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.writelines(lines)
-            os.replace(tmp, self._path)
+            self._end(write_pieces(source, self._tmp, pieces))
+        finally:
+            self._over()
+
+    async def compact_off_loop(
+        self, calls: Iterable[FunctionCall], lost: Iterable[LostCall] = ()
+    ) -> None:
+        """:meth:`compact`, with the file written in a thread while the loop goes on."""
+        pieces, source = self._begin(calls, lost)
+        try:
+            written = await asyncio.to_thread(write_pieces, source, self._tmp, pieces)
+            self._end(written)
+        finally:
+            self._over()
+
+    @property
+    def _tmp(self) -> Path:
+        return self._path.with_name(f".{JOURNAL}.tmp")
+
+    def _begin(self, calls: Iterable[FunctionCall], lost: Iterable[LostCall]) -> _Begun:
+        """The pieces of the new journal, and the old one opened to copy them from (for
+        :func:`write_pieces`, which closes it); from now on what is appended is also kept
+        for the new one."""
+        pieces = [self._piece(call) for call in calls]
+        pieces += [Piece(line=_line(one.record())) for one in lost]
+        try:
+            source = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            source = -1  # nothing to copy from: no piece is a range
+        self._appended, self._replaced_backlog = [], len(self._backlog)
+        return pieces, source
+
+    def _piece(self, call: FunctionCall) -> Piece:
+        if not call.finished:
+            return Piece(line=_line(start_record(call)))
+        where = self._finishes.get(call.fnc_id)
+        if where is None:  # waiting in the backlog: written anew
+            return Piece(finish_of=call.fnc_id, record=finish_record(call))
+        return Piece(finish_of=call.fnc_id, at=where[0], length=where[1])
+
+    def _end(self, written: Written) -> None:
+        """Add what was appended during the rewrite, rename the new journal into place;
+        the backlog it holds is dropped.  On ``OSError`` the new one is removed."""
+        appended = self._appended or []
+        try:
+            append_lines(self._tmp, [line for line, _ in appended])
+            os.replace(self._tmp, self._path)
         except OSError:
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                self._tmp.unlink()
             raise
-        self._backlog.clear()
-        self._backlog_bytes = 0
-        self._reopen(len(lines))
+        for _ in range(self._replaced_backlog):
+            self._backlog_bytes -= len(self._backlog.popleft()[0])
+        self._finishes = written.finishes
+        at = written.size
+        for line, finish_of in appended:
+            if finish_of is not None:
+                self._finishes[finish_of] = (at, len(line))
+            at += len(line)
+        self._torn = False
+        self._reopen(written.lines + len(appended))
+
+    def _over(self) -> None:
+        """The rewrite is over (done, failed or cancelled)."""
+        self._appended, self._replaced_backlog = None, 0
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()  # left by a rewrite that failed or was cancelled
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -159,13 +238,15 @@ class CallJournal:
         within ``result_ttl_s``, and the unfinished ones.  Nothing is rewritten: the
         caller deals with the unfinished calls, then rewrites the journal
         (:meth:`compact`) with what it keeps; until then a crash finds them again."""
-        running, finished, lost = self._replay()
+        running, finished, lost, sizes = self._replay()
         found = Replayed()
         found.unfinished = [Leftover.from_record(record) for record in running.values()]
         now = time.time()
-        for record in finished.values():
+        for fnc_id, record in finished.items():
             if now - float(record["finished_at"]) < result_ttl_s:
-                found.finished.append(call_from(record))
+                call = call_from(record)
+                call.record_bytes = sizes[fnc_id]
+                found.finished.append(call)
         found.finished.sort(key=lambda call: call.finished_at or 0)
         found.lost = [one for one in map(LostCall.from_record, lost.values())
                       if now - one.lost_at < result_ttl_s]  # fmt: skip
@@ -174,24 +255,24 @@ class CallJournal:
 
     # --- the file -------------------------------------------------------------------------
 
-    def _write_or_defer(self, line: bytes) -> bool:
+    def _write_or_defer(self, entry: _Entry) -> bool:
         if not self._flush_backlog():
-            self._defer(line)
+            self._defer(entry)
             return False
         try:
-            self._write(line)
+            self._write(entry)
         except OSError as exc:
             event(log, "journal.write_failed", logging.ERROR, error=str(exc), waiting=1)
-            self._defer(line)
+            self._defer(entry)
             return False
         return True
 
-    def _defer(self, line: bytes) -> None:
-        self._backlog.append(line)
-        self._backlog_bytes += len(line)
+    def _defer(self, entry: _Entry) -> None:
+        self._backlog.append(entry)
+        self._backlog_bytes += len(entry[0])
         dropped = 0
         while self._backlog_bytes > BACKLOG_BYTES and len(self._backlog) > 1:
-            self._backlog_bytes -= len(self._backlog.popleft())
+            self._pop_backlog()
             dropped += 1
         if dropped:
             event(log, "journal.backlog_dropped", logging.ERROR, records=dropped,
@@ -204,25 +285,34 @@ class CallJournal:
                 self._write(self._backlog[0])
             except OSError:
                 return False
-            self._backlog_bytes -= len(self._backlog.popleft())
+            self._pop_backlog()
             if not self._backlog:
                 event(log, "journal.backlog_written")
         return True
 
-    def _write(self, line: bytes) -> None:
+    def _pop_backlog(self) -> None:
+        self._backlog_bytes -= len(self._backlog.popleft()[0])
+        if self._replaced_backlog:  # it was one a running rewrite would have replaced
+            self._replaced_backlog -= 1
+
+    def _write(self, entry: _Entry) -> None:
         """Append one line whole, or leave the file as it was (raising ``OSError``)."""
         if self._fd < 0:
             self._reopen(self._lines)
-        if self._torn:
-            line = b"\n" + line
+        line, finish_of = entry
+        at = self._size + self._torn
         try:
-            append_whole(self._fd, line, self._size)
+            append_whole(self._fd, b"\n" + line if self._torn else line, self._size)
         except TornRecord:
             self._torn = True
             raise
-        self._size += len(line)
+        self._size = at + len(line)
         self._lines += 1
         self._torn = False
+        if finish_of is not None:
+            self._finishes[finish_of] = (at, len(line))
+        if self._appended is not None:
+            self._appended.append(entry)
 
     def _reopen(self, lines: int) -> None:
         self.close()
@@ -231,25 +321,36 @@ class CallJournal:
         self._size = os.fstat(self._fd).st_size
         self._lines = lines
 
-    def _replay(self) -> tuple[_ByFncId, _ByFncId, _ByFncId]:
-        """The records that hold at the end: of running, finished and lost calls."""
+    def _replay(self) -> tuple[_ByFncId, _ByFncId, _ByFncId, dict[str, int]]:
+        """The records that hold at the end: of running, finished and lost calls, and
+        the finish records' sizes (and where each is, for a rewrite to copy it)."""
         running: _ByFncId = {}
         finished: _ByFncId = {}
         lost: _ByFncId = {}
-        for record in self._records():
+        sizes: dict[str, int] = {}
+        self._finishes = {}
+        for record, where, whole in self._records():
             fnc_id, op = record["fnc_id"], record["op"]
             running.pop(fnc_id, None)
             finished.pop(fnc_id, None)
             lost.pop(fnc_id, None)
+            self._finishes.pop(fnc_id, None)
             if op != "forget":
                 {"start": running, "finish": finished, "lost": lost}[op][fnc_id] = record
-        return running, finished, lost
+            if op == "finish":
+                sizes[fnc_id] = where[1] + (not whole)
+                if whole:  # a last line without its newline is written anew
+                    self._finishes[fnc_id] = where
+        return running, finished, lost, sizes
 
-    def _records(self) -> Iterator[dict[str, Any]]:
-        """The records that can be taken; every other line is skipped and said so (a line
-        cut short by a crash, damage, a field missing or of the wrong type)."""
+    def _records(self) -> Iterator[tuple[dict[str, Any], tuple[int, int], bool]]:
+        """The records that can be taken, each with where it is (offset, length) and
+        whether it ends its line; every other line is skipped and said so (a line cut
+        short by a crash, damage, a field missing or of the wrong type)."""
+        at = 0
         with contextlib.suppress(FileNotFoundError), open(self._path, "rb") as journal:
             for number, line in enumerate(journal, 1):
+                at += len(line)
                 try:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
@@ -257,12 +358,16 @@ class CallJournal:
                 else:
                     problem = problem_of(record)
                 if problem is None:
-                    yield record
+                    yield record, (at - len(line), len(line)), line.endswith(b"\n")
                 elif line.strip():
                     event(log, "journal.bad_record", logging.WARNING, line=number, why=problem)
 
 
 _ByFncId = dict[str, dict[str, Any]]
+#: a record to append: its line, and the call it is the finish record of (or None)
+_Entry = tuple[bytes, str | None]
+#: what a rewrite begins with: the pieces of the new journal, the old one open to read
+_Begun = tuple[list[Piece], int]
 
 
 def _line(record: dict[str, Any]) -> bytes:

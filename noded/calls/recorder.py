@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from noded.calls.audit import AuditLog
-from noded.calls.journal import CallJournal
+from noded.calls.journal import CallJournal, Leftover
 from noded.calls.lost import LostCall
 from noded.calls.outcomes import unwritable_result
 from noded.calls.table import FunctionCall
@@ -101,6 +101,17 @@ class CallRecorder:
             request_id=call.request_id, fnc_id=call.fnc_id, outcome=outcome,
         )  # fmt: skip
 
+    def lost_at_start(self, leftover: Leftover, why: str) -> None:
+        """A call the daemon before this one started and never saw end: its audit
+        ``end`` (outcome ``NodeRestarted``, ``reason`` why), so every start has one."""
+        if self.audit is not None:
+            fields = self.audit.fields(
+                None, None, client=leftover.owner, fn_name=leftover.fn_name,
+                request_id=leftover.request_id, fnc_id=leftover.fnc_id,
+                outcome="NodeRestarted", reason=why,  # what a master is told
+            )  # fmt: skip
+            self.audit.try_append("end", fields)
+
     def aborted(self, call: FunctionCall, caller: Caller | None, procedure: str) -> None:
         """An AbortFunction asked by ``caller`` (the audit log's ``abort``)."""
         if self.audit is not None:
@@ -126,17 +137,18 @@ class CallRecorder:
             self._metrics.journal_failures.labels("compact").inc()
             event(log, "journal.compact_failed", logging.ERROR, error=str(exc))
 
-    def maintain(
-        self, calls: Iterable[FunctionCall], lost: Iterable[LostCall], live_calls: int
+    async def maintain(
+        self, calls: Iterable[FunctionCall], lost: Iterable[LostCall], live: tuple[int, int]
     ) -> None:
-        """Write what the journal could not, and rewrite it when it grows (after a failed
-        rewrite, again with a backoff: 1 s doubling to a minute)."""
+        """Write what the journal could not, and rewrite it when it grows beyond the
+        ``live`` calls and bytes of records, off the event loop (after a failed rewrite,
+        again with a backoff: 1 s doubling to a minute)."""
         self.journal.retry()
         now = time.monotonic()
-        if now < self._next_compaction or not self.journal.needs_compaction(live_calls):
+        if now < self._next_compaction or not self.journal.needs_compaction(*live):
             return
         try:
-            self.journal.compact(calls, lost)
+            await self.journal.compact_off_loop(calls, lost)
         except OSError as exc:
             self._metrics.journal_failures.labels("compact").inc()
             event(log, "journal.compact_failed", logging.ERROR, error=str(exc),

@@ -1,7 +1,8 @@
 """Function calls: their state, the table of running and retained calls, request ids.
 
-A call is running until its result is decided, then retained for ``result_ttl_s`` and
-at most ``max_retained`` calls (oldest dropped first).  A bounded memory of dropped ids
+A call is running until its result is decided, then retained for ``result_ttl_s``, at
+most ``max_retained`` calls and ``max_retained_bytes`` of their records (oldest dropped
+first; the newest is always kept).  A bounded memory of dropped ids
 lets UnknownFunctionCall say *why* a call is unknown; the request_ids of calls an earlier
 daemon lost still name them (:mod:`noded.calls.lost`).
 """
@@ -74,6 +75,8 @@ class FunctionCall:
     pid_birth: str | None = None
     #: its cgroup (noded.process.tree), to kill what it left after a crash
     cgroup: str | None = None
+    #: the size of its finish record, once finished: what keeping its result costs
+    record_bytes: int = 0
     finished_at: float | None = None
     result: Any = None
     error: dict[str, Any] | None = None
@@ -171,13 +174,20 @@ class CallTable:
         daemon_pid: int,
         result_ttl_s: float,
         max_retained: int,
+        max_retained_bytes: int | None = None,
         on_forget: Callable[[FunctionCall], None] | None = None,
         on_forget_lost: Callable[[str], None] | None = None,
+        on_dropped: Callable[[str], None] | None = None,
     ) -> None:
         self._daemon_pid = daemon_pid
         self._on_forget = on_forget
         self._ttl_s = result_ttl_s
         self._max_retained = max_retained
+        self._max_retained_bytes = max_retained_bytes
+        #: called with the limit's name when a call is dropped at it, before its TTL
+        self._on_dropped = on_dropped
+        #: the record_bytes of the retained calls
+        self.retained_bytes = 0
         self.running: dict[str, FunctionCall] = {}
         self.retained: collections.OrderedDict[str, FunctionCall] = collections.OrderedDict()
         self._by_request_id: dict[str, FunctionCall] = {}
@@ -221,9 +231,26 @@ class CallTable:
         """Move a call whose result is in from running to retained."""
         self.running.pop(call.fnc_id, None)
         self.retained[call.fnc_id] = call
-        while len(self.retained) > self._max_retained:
-            _, oldest = self.retained.popitem(last=False)
-            self._forget(oldest, f"dropped, over the limit of {self._max_retained} kept results")
+        self.retained_bytes += call.record_bytes
+        while over := self._over_limit():
+            limit, why = over
+            self._forget(self._pop_oldest(), f"dropped, over the limit of {why}")
+            if self._on_dropped is not None:
+                self._on_dropped(limit)
+
+    def _over_limit(self) -> tuple[str, str] | None:
+        """The limit the retained calls are over, and how to say it; None if none."""
+        if len(self.retained) > self._max_retained:
+            return "max_retained", f"{self._max_retained} kept results (--max-retained)"
+        bound = self._max_retained_bytes
+        if bound is not None and self.retained_bytes > bound and len(self.retained) > 1:
+            return "max_retained_bytes", f"{bound} bytes of kept results (--max-retained-bytes)"
+        return None
+
+    def _pop_oldest(self) -> FunctionCall:
+        _, oldest = self.retained.popitem(last=False)
+        self.retained_bytes -= oldest.record_bytes
+        return oldest
 
     def expire(self, now: float) -> int:
         """Drop retained calls (and lost ones) older than the TTL; returns how many
@@ -234,7 +261,7 @@ class CallTable:
             call = next(iter(self.retained.values()))
             if call.finished_at is None or now - call.finished_at < self._ttl_s:
                 break
-            self.retained.popitem(last=False)
+            self._pop_oldest()
             self._forget(call, f"its result expired (results are kept {self._ttl_s:g} s)")
             count += 1
         return count
