@@ -95,6 +95,9 @@ class RegisterRequest:
             functions=_strings(body, "functions") or (),
         )
 
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.__dict__, "labels": list(self.labels), "functions": list(self.functions)}
+
 
 @dataclass(frozen=True)
 class HeartbeatRequest:
@@ -111,6 +114,9 @@ class HeartbeatRequest:
             instance=_string(body, "instance"),
             running=_integer(body, "running"),
         )
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,9 @@ class NodeEvent:
             fnc_id=fnc_id,
         )
 
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
 
 @dataclass(frozen=True)
 class ReportRequest:
@@ -160,6 +169,10 @@ class ReportRequest:
             spool=_string(body, "spool"),
             events=tuple(NodeEvent.from_wire(item, n) for n, item in enumerate(events)),
         )
+
+    def to_wire(self) -> dict[str, Any]:
+        events = [event.to_wire() for event in self.events]
+        return {"uuid": self.uuid, "spool": self.spool, "events": events}
 
 
 @dataclass(frozen=True)
@@ -181,6 +194,14 @@ class WaitForEventsRequest:
             types=_strings(body, "types", nullable=True),
             nodes=_strings(body, "nodes", nullable=True),
         )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "from": self.from_id,
+            "timeout": self.timeout,
+            "types": None if self.types is None else list(self.types),
+            "nodes": None if self.nodes is None else list(self.nodes),
+        }
 
 
 #: each part-2 procedure's request fields (for GET /openapi.json and the docs)

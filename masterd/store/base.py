@@ -14,9 +14,20 @@ The rules every backend keeps:
   cannot be reached.  Nothing is half-written: a failed method changed nothing.
 - SQL lives in the backend modules only; the schema in numbered migration files.
 
-Time: ``at``, ``registered`` and ``last_seen`` are Unix times (seconds).  With several
-masters on one PostgreSQL (issue 32), liveness and leases use the database's clock; the
-``instances`` records and their ``renew_instance`` are the room for that.
+Time: ``at``, ``registered`` and ``last_seen`` are Unix times (seconds).
+
+What comes next, on the same rules (a sketch, so that the interface grows and does not
+change):
+
+- jobs (issue 31): ``add_job`` (idempotent on ``request_id``, in the transaction that
+  checks it), ``record_start(job_id, node, request_id, owner)`` *before* the start is sent,
+  ``record_result``, ``unfinished_jobs(owner)`` for a restarted masterd, ``expire_jobs``;
+  starts that come together share one commit, as Reports do.
+- several masters (issue 32): ``renew_instance`` and ``live_instances`` by the database's
+  clock (Register's ``masters``); ``claim_job(job_id, owner, lease_s)`` as a conditional
+  update; ``record_start`` checks the owner's lease in its own transaction (a fencing
+  token, not a clock hope); a way to be woken by another master's commits
+  (LISTEN/NOTIFY), which the SQLite backend, with one masterd, does not need.
 """
 
 from __future__ import annotations
