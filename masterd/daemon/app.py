@@ -20,6 +20,7 @@ from masterd.daemon.keys import (
     CONFIG,
     EVENTS,
     INSTANCE,
+    MASTERS,
     METRICS,
     REGISTRY,
     STORE,
@@ -58,6 +59,7 @@ def create_app(
     metrics.count_nodes(registry.counts)
     app[CONFIG], app[STORE], app[INSTANCE], app[METRICS] = config, store, instance, metrics
     app[EVENTS], app[REGISTRY], app[CALLER_OF] = events, registry, caller_of
+    app[MASTERS] = [config.advertised]
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)

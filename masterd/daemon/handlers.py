@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from masterd.daemon.keys import CALLER_OF, CONFIG, EVENTS, METRICS, REGISTRY
+from masterd.daemon.keys import CALLER_OF, CONFIG, EVENTS, MASTERS, METRICS, REGISTRY
 from masterd.daemon.metrics import CONTENT_TYPE
 from masterd.daemon.openapi import openapi_document
 from rpc_client import master_protocol as wire
@@ -36,7 +36,7 @@ async def register(app: web.Application, body: dict[str, Any], caller: str | Non
     _check_is(caller, request.name)
     await app[REGISTRY].register(request)
     app[METRICS].registrations.inc()
-    return {"heartbeat_s": app[CONFIG].heartbeat_s, "masters": [app[CONFIG].advertised]}
+    return {"heartbeat_s": app[CONFIG].heartbeat_s, "masters": app[MASTERS].copy()}
 
 
 async def heartbeat(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:

@@ -24,3 +24,6 @@ METRICS = web.AppKey("metrics", MasterdMetrics)
 CALLER_OF: web.AppKey[CallerOf] = web.AppKey("caller_of")
 #: this masterd process's id, made at its start (a job's ``owner``)
 INSTANCE = web.AppKey("instance", str)
+#: Register's ``masters``: the live masterd as nodes reach them (with one masterd, itself;
+#: filled once it listens, so that --port 0 tells the port it got)
+MASTERS: web.AppKey[list[str]] = web.AppKey("masters")

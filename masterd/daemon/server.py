@@ -21,6 +21,7 @@ from aiohttp import web
 from masterd.daemon import systemd
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
+from masterd.daemon.keys import MASTERS
 from masterd.daemon.protocol import MasterdRunner
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
@@ -61,13 +62,15 @@ class Server:
         listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
         self._store = store = store_for(config.store_url)
         await store.open()
-        await store.add_instance(self.instance, config.advertised, os.getpid(), time.time())
         app = create_app(config, store=store, instance=self.instance, listed=listed)
         self._runner = MasterdRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
                            backlog=_LISTEN_BACKLOG)  # fmt: skip
         await site.start()
+        advertised = self._advertised(config)
+        app[MASTERS][:] = [advertised]
+        await store.add_instance(self.instance, advertised, os.getpid(), time.time())
         event(log, "daemon.ready", pid=os.getpid(), instance=self.instance,
               addresses=self._runner.addresses, store=store.url, nodes_listed=len(listed),
               heartbeat_s=config.heartbeat_s)  # fmt: skip
@@ -77,6 +80,14 @@ class Server:
         interval = systemd.watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+
+    def _advertised(self, config: MasterdConfig) -> str:
+        """--advertise, else the address and the port it listens on (--port 0: the one
+        it got)."""
+        if config.advertise is not None or config.port != 0 or self._runner is None:
+            return config.advertised
+        host, port = self._runner.addresses[0][:2]
+        return f"{host}:{port}"
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
