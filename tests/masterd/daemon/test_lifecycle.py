@@ -104,7 +104,11 @@ async def test_a_full_disk_refuses_writes_with_507_and_reads_go_on(tmp_path: Pat
                 "Report", {"uuid": node["uuid"], "spool": "s", "events": big}
             )
             assert status == 507 and answer["error"]["type"] == "InsufficientStorage"
-            assert "n1" in await masterd.nodes()  # reads go on
+            status, answer, _ = await masterd.put("Register", registration("n2"))
+            assert status == 507 and answer["error"]["type"] == "InsufficientStorage"
+            beat = {"uuid": node["uuid"], "instance": node["instance"], "running": 0}
+            assert await masterd.ok("Heartbeat", beat) == {"reregister": False}  # memory
+            assert list(await masterd.nodes()) == ["n1"]  # reads go on; no half of n2
             assert [e["type"] for e in await all_events(masterd)] == ["node.registered"]
             disk.free()
             body = {"uuid": node["uuid"], "spool": "s", "events": big}
