@@ -30,9 +30,9 @@ class Piece:
     finish_of: str | None = None
     #: the record, encoded
     line: bytes | None = None
-    #: or the record, to encode in the thread
+    #: or the record, to encode in the thread if it cannot be copied
     record: dict[str, Any] | None = None
-    #: or where it is in the old journal, and its length (with its newline)
+    #: where it is in the old journal, and its length with its newline (0: nowhere)
     at: int = 0
     length: int = 0
 
@@ -83,12 +83,20 @@ def append_lines(path: Path, lines: list[bytes]) -> None:
 
 
 def _write_piece(source_fd: int, fd: int, piece: Piece) -> int:
-    if piece.length:
+    if piece.length and _looks_whole(source_fd, piece):
         _copy(source_fd, fd, piece.at, piece.length)
         return piece.length
     line = piece.line if piece.line is not None else orjson.dumps(piece.record) + b"\n"
     _write_all(fd, line)
     return len(line)
+
+
+def _looks_whole(source_fd: int, piece: Piece) -> bool:
+    """True if the range begins and ends as a record does (else it is encoded: a range
+    that is not its record must never be copied into the new journal)."""
+    first = os.pread(source_fd, 1, piece.at)
+    last = os.pread(source_fd, 1, piece.at + piece.length - 1)
+    return first == b"{" and last == b"\n"
 
 
 def _copy(source_fd: int, fd: int, at: int, length: int) -> None:

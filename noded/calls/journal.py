@@ -195,10 +195,8 @@ class CallJournal:
     def _piece(self, call: FunctionCall) -> Piece:
         if not call.finished:
             return Piece(line=_line(start_record(call)))
-        where = self._finishes.get(call.fnc_id)
-        if where is None:  # waiting in the backlog: written anew
-            return Piece(finish_of=call.fnc_id, record=finish_record(call))
-        return Piece(finish_of=call.fnc_id, at=where[0], length=where[1])
+        where = self._finishes.get(call.fnc_id) or (0, 0)  # none: waiting in the backlog
+        return Piece(call.fnc_id, record=finish_record(call), at=where[0], length=where[1])
 
     def _end(self, written: Written) -> None:
         """Add what was appended during the rewrite, rename the new journal into place;
@@ -300,6 +298,8 @@ class CallJournal:
         if self._fd < 0:
             self._reopen(self._lines)
         line, finish_of = entry
+        if self._torn:  # what a torn write left may follow the last whole record
+            self._size = os.fstat(self._fd).st_size
         at = self._size + self._torn
         try:
             append_whole(self._fd, b"\n" + line if self._torn else line, self._size)
