@@ -313,6 +313,16 @@ class NodedConfig:
         for name, value in self.default_limits.items():
             if value <= 0:
                 raise ValueError(f"the {name} limit must be > 0, got {value}")
+        self._check_output_bounds()
+        if self.spare_processes < 0:
+            raise ValueError(f"spare_processes must be >= 0, got {self.spare_processes}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+
+    def _check_output_bounds(self) -> None:
+        """The output limits: each between its bounds, all calls' at least one call's."""
         if self.max_output_bytes < MIN_OUTPUT_BYTES:
             raise ValueError(
                 f"max_output_bytes must be at least {MIN_OUTPUT_BYTES}, got {self.max_output_bytes}"
@@ -330,12 +340,6 @@ class NodedConfig:
                 f"max_output_bytes must be at most {MAX_OUTPUT_BYTES} (64 MiB), "
                 f"got {self.max_output_bytes}"
             )
-        if self.spare_processes < 0:
-            raise ValueError(f"spare_processes must be >= 0, got {self.spare_processes}")
-        if self.log_format not in ("text", "json"):
-            raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must be 0..65535, got {self.port}")
 
 
 def is_loopback(address: str) -> bool:

@@ -80,21 +80,7 @@ class Metrics:
             registry=r,
         )
         self.kills = Counter("noded_kills", "Process groups that needed SIGKILL", registry=r)
-        self.output_kept = Counter(
-            "noded_output_bytes_kept", "Bytes of call output written to the state directory",
-            registry=r)  # fmt: skip
-        self.output_dropped = Counter(
-            "noded_output_bytes_dropped",
-            "Bytes of call output dropped: over --max-output-bytes or "
-            "--max-retained-output-bytes, or not writable",
-            registry=r)  # fmt: skip
-        self.output_evicted = Counter(
-            "noded_output_calls_evicted",
-            "Finished calls whose output was dropped to keep --max-retained-output-bytes",
-            registry=r)  # fmt: skip
-        self.output_on_disk = Gauge(
-            "noded_output_bytes_on_disk", "Bytes of call output under the state directory",
-            registry=r)  # fmt: skip
+        self._add_output_metrics()
         self.journal_failures = Counter(
             "noded_journal_write_failures", "Journal records or rewrites that failed",
             ["record"], registry=r)  # fmt: skip
@@ -119,6 +105,25 @@ class Metrics:
 
         self._by_fn: dict[str, tuple[Any, Any]] = {}
         self._finished: dict[tuple[str, str], Any] = {}
+
+    def _add_output_metrics(self) -> None:
+        """What keeping the calls' output under the state directory costs."""
+        r = self.registry
+        self.output_kept = Counter(
+            "noded_output_bytes_kept", "Bytes of call output written to the state directory",
+            registry=r)  # fmt: skip
+        self.output_dropped = Counter(
+            "noded_output_bytes_dropped",
+            "Bytes of call output dropped: over --max-output-bytes or "
+            "--max-retained-output-bytes, or not writable",
+            registry=r)  # fmt: skip
+        self.output_evicted = Counter(
+            "noded_output_calls_evicted",
+            "Finished calls whose output was dropped to keep --max-retained-output-bytes",
+            registry=r)  # fmt: skip
+        self.output_on_disk = Gauge(
+            "noded_output_bytes_on_disk", "Bytes of call output under the state directory",
+            registry=r)  # fmt: skip
 
     def count_gauges(self, running: Callable[[], int], retained: Callable[[], int]) -> None:
         """Read the running and retained counts when scraped, not set on every call."""
