@@ -3,19 +3,21 @@ a damaged start record stops nothing and signals nothing it does not own (item 2
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 
 from masterd.local import LocalNode
 from noded.process.leftovers import process_birth
 from rpc_client.client import NodeClient
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
-from tests.helpers import alive, eventually, run_node
+from tests.helpers import alive, eventually, node_args, node_env, run_node
 
 
 def tally_args(tmp_path: Path, seconds: float = 60) -> dict[str, Any]:
@@ -168,3 +170,39 @@ async def test_a_record_naming_the_daemons_own_group_is_never_signalled(
     async with run_node(workdir=tmp_path, prefix=["setsid"]) as node, node.client() as client:
         assert (await client.identify())["pid"] == node.pid
         assert "journal.bad_record" in node.log_text()
+
+
+async def test_a_record_naming_the_daemon_itself_is_never_signalled(tmp_path: Path) -> None:
+    # The daemon leads a session of its own (setsid), waiting at a gate until its
+    # journal names its own pid as a call's (a daemon that signals that group kills
+    # itself, not the tests); its birth is the daemon's, since exec keeps it.
+    gate = tmp_path / "gate"
+    wait_then_exec = ["sh", "-c", 'until [ -e "$0" ]; do sleep 0.02; done; exec "$@"', str(gate)]
+    starting = asyncio.create_task(
+        LocalNode.start(node_args(), env=node_env(), workdir=tmp_path,
+                        prefix=["setsid", *wait_then_exec])
+    )  # fmt: skip
+    try:
+        await eventually(lambda: waiting_at(gate) is not None)
+        pid = waiting_at(gate)
+        assert pid is not None
+        write_journal(tmp_path, [start_record(pid, pid, process_birth(pid))])
+        gate.touch()
+        node = await starting
+    except BaseException:
+        starting.cancel()
+        raise
+    try:
+        async with node.client() as client:
+            assert (await client.identify())["pid"] == pid
+        assert "this daemon's own process, group or session" in node.log_text()
+    finally:
+        await node.stop()
+
+
+def waiting_at(gate: Path) -> int | None:
+    """The pid of the shell waiting at ``gate``, once it runs."""
+    for proc in psutil.process_iter(["cmdline"]):
+        if str(gate) in (proc.info["cmdline"] or []):
+            return proc.pid
+    return None
