@@ -38,6 +38,8 @@ _BUSY_TIMEOUT_MS = 5000
 #: (what failed, what the operator can do) by SQLite's primary result code
 _STORAGE_CODES = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
 _RETRY_AFTER_S = 1.0
+#: longest a store operation may take before its request is answered 503
+_STORE_TIMEOUT_S = 30.0
 
 _NODE_COLUMNS = ("uuid, name, address, port, boot_id, instance, pid, version, labels, "
                  "functions, registered, last_seen")  # fmt: skip
@@ -92,14 +94,18 @@ class SQLiteStore:
             )
 
     async def close(self) -> None:
+        closed = True
         for executor, attr in ((self._reader, "_read_db"), (self._writer, "_write_db")):
             if getattr(self, attr) is not None:
-                with contextlib.suppress(sqlite3.Error, RuntimeError):
-                    await asyncio.get_running_loop().run_in_executor(
-                        executor, self._close_connection, attr
-                    )
+                try:
+                    async with asyncio.timeout(_STORE_TIMEOUT_S):
+                        await asyncio.get_running_loop().run_in_executor(
+                            executor, self._close_connection, attr
+                        )
+                except (sqlite3.Error, RuntimeError, TimeoutError):
+                    closed = False
             executor.shutdown(wait=False)
-        if self._lock is not None:
+        if self._lock is not None and closed:  # else the exit lets it go, after the writer
             self._lock.release()
             self._lock = None
 
@@ -112,12 +118,26 @@ class SQLiteStore:
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` on the writer thread (``work`` opens its own transaction)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._guarded, work, "_write_db")
+        return await self._on_thread(self._writer, work, "_write_db")
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._on_thread(self._reader, work, "_read_db")
+
+    async def _on_thread(
+        self, executor: ThreadPoolExecutor, work: Callable[[sqlite3.Connection], T], attr: str
+    ) -> T:
+        """``work`` on its connection's thread; a disk that hangs is 503, not a request
+        that hangs (the work may still finish: every write here is safe to repeat)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, self._guarded, work, "_read_db")
+        done = loop.run_in_executor(executor, self._guarded, work, attr)
+        try:
+            async with asyncio.timeout(_STORE_TIMEOUT_S):
+                return await asyncio.shield(done)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"the store {self.path} did not answer within {_STORE_TIMEOUT_S:g} s",
+                retry_after_s=_RETRY_AFTER_S,
+            ) from None
 
     def _guarded(self, work: Callable[[sqlite3.Connection], T], attr: str) -> T:
         db = getattr(self, attr)
