@@ -129,6 +129,9 @@ def _field_problem(record: dict[str, Any], fields: dict[str, Any]) -> str | None
             bytes.fromhex(digest)
         except ValueError:
             return "field 'digest' is not hex"
+    error = record.get("error")
+    if isinstance(error, dict) and not isinstance(error.get("type"), str):
+        return "field 'error' has no type"
     return None
 
 

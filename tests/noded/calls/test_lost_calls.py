@@ -206,3 +206,14 @@ def waiting_at(gate: Path) -> int | None:
         if str(gate) in (proc.info["cmdline"] or []):
             return proc.pid
     return None
+
+
+async def test_a_finish_record_with_an_error_of_no_type_is_skipped(tmp_path: Path) -> None:
+    finish = {"op": "finish", "fnc_id": "7:8:1.000000:0123456789abcdef", "fn_name": "echo",
+              "pid": 8, "started": 1.0, "finished_at": 9e9, "request_id": None, "digest": "",
+              "result": None, "error": {"message": "no type"}}  # fmt: skip
+    write_journal(tmp_path, [finish])
+    async with run_node(workdir=tmp_path) as node, node.client() as client:
+        with pytest.raises(UnknownFunctionCall):
+            await client.wait_for_function(finish["fnc_id"], timeout=0)
+        assert "field 'error' has no type" in node.log_text()
