@@ -144,6 +144,16 @@ class NodedConfig:
             metavar="N",
         ),
     )
+    #: file descriptors a call must leave free when it starts (a new connection: a quarter
+    #: of them); past that, 503 Busy with Retry-After (noded.http.descriptors)
+    descriptor_reserve: int = field(
+        default=32,
+        metadata=flag(
+            "file descriptors a new call must leave free, a new connection a quarter of "
+            "them; short of that, 503 Busy (default %(default)s)",
+            metavar="N",
+        ),
+    )
     #: "fork": from a pre-loaded fork server (fast); "exec": a fresh interpreter per call
     spawn: Literal["fork", "exec"] = field(
         default="fork",
@@ -283,6 +293,7 @@ class NodedConfig:
             "stderr_tail_bytes": self.stderr_tail_bytes,
             "journal_slack_lines": self.journal_slack_lines,
             "idle_timeout_s": self.idle_timeout_s,
+            "descriptor_reserve": self.descriptor_reserve,
             "descriptor_reserve": self.descriptor_reserve,
             "import_timeout_s": self.import_timeout_s,
             "limit_check_interval_s": self.limit_check_interval_s,

@@ -24,7 +24,8 @@ from noded.calls.audit import AuditLog
 from noded.config import NodedConfig
 from noded.http.app import create_app
 from noded.http.guard import Guard
-from noded.http.keys import GUARD, SUPERVISOR
+from noded.http.keys import DESCRIPTORS, GUARD, SUPERVISOR
+from noded.http.listener import PlainSite
 from noded.http.protocol import NodedRunner
 from noded.http.tls_site import TLSSite
 from noded.identity import load_identity
@@ -136,15 +137,18 @@ class Server:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
 
     def _site(self, config: NodedConfig, metrics: Metrics) -> web.TCPSite:
-        """The listening site; with TLS, one that logs refused handshakes."""
+        """The listening site, which accepts only the connections it has descriptors for;
+        with TLS, one that logs refused handshakes."""
         assert self._runner is not None
+        budget = self._runner.app[DESCRIPTORS]
         if not config.tls:
-            return web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
-                               backlog=_LISTEN_BACKLOG)  # fmt: skip
+            return PlainSite(self._runner, config.bind, config.port, reuse_address=True,
+                             backlog=_LISTEN_BACKLOG, budget=budget)  # fmt: skip
         self._ssl = tls.server_context(*self._tls_files())
         return TLSSite(
             self._runner, config.bind, config.port, reuse_address=True, ssl_context=self._ssl,
             backlog=_LISTEN_BACKLOG, handshake_timeout_s=config.idle_timeout_s, metrics=metrics,
+            budget=budget,
         )  # fmt: skip
 
     def _install_signal_handlers(self) -> None:

@@ -18,9 +18,10 @@ from noded.calls.journal import CallJournal
 from noded.calls.recorder import CallRecorder
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
+from noded.http.descriptors import DescriptorBudget
 from noded.http.guard import Guard
 from noded.http.handlers import dispatch, metrics_page, openapi_page
-from noded.http.keys import CONFIG, GUARD, IDENTITY, RELOAD, SUPERVISOR, Reload
+from noded.http.keys import CONFIG, DESCRIPTORS, GUARD, IDENTITY, RELOAD, SUPERVISOR, Reload
 from noded.http.middleware import error_middleware
 from noded.identity import Identity
 from noded.metrics import Metrics
@@ -55,6 +56,7 @@ def create_app(
     if policy is None and config.tls_allowed_clients:
         policy = Policy.allow_clients(config.tls_allowed_clients)
     app[GUARD] = Guard(policy, audit, metrics)
+    app[DESCRIPTORS] = DescriptorBudget(config.descriptor_reserve, metrics)
     journal = CallJournal(config.state_dir, slack_lines=config.journal_slack_lines)
     recorder = CallRecorder(journal, audit, metrics, config.state_dir)
     app[SUPERVISOR] = Supervisor(

@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from noded.http.keys import CONFIG, GUARD, IDENTITY, RELOAD, SUPERVISOR
+from noded.http.keys import CONFIG, DESCRIPTORS, GUARD, IDENTITY, RELOAD, SUPERVISOR
 from noded.http.openapi import openapi_document
 from noded.metrics import CONTENT_TYPE
 from noded.policy import Caller
@@ -29,6 +29,7 @@ async def start_function(
     guard.check_function(caller, request)
     spec = supervisor.checked(request)
     guard.check_args(caller, request, spec)
+    app[DESCRIPTORS].admit_call()
     return (await supervisor.start(request, caller, spec)).to_wire()
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
+from noded.http.descriptors import DescriptorBudget
 from noded.http.guard import Guard
 from noded.identity import Identity
 
@@ -19,4 +20,5 @@ CONFIG = web.AppKey("config", NodedConfig)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 IDENTITY = web.AppKey("identity", Identity)
 GUARD = web.AppKey("guard", Guard)
+DESCRIPTORS = web.AppKey("descriptors", DescriptorBudget)
 RELOAD: web.AppKey[Reload] = web.AppKey("reload")

@@ -11,7 +11,6 @@ before, and its failure is raised here, where the peer is known.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -19,7 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
+from noded.http.descriptors import DescriptorBudget
 from noded.http.guard import peer_text
+from noded.http.listener import Listening, listener_for
 from noded.metrics import Metrics
 from rpc_client.logs import RateLimit, event
 
@@ -38,31 +39,27 @@ class TLSSite(web.TCPSite):
     """``web.TCPSite`` that logs refused handshakes (``tls.handshake_failed``)."""
 
     def __init__(
-        self, *args: Any, handshake_timeout_s: float, metrics: Metrics, **kwargs: Any
+        self,
+        *args: Any,
+        handshake_timeout_s: float,
+        metrics: Metrics,
+        budget: DescriptorBudget,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._handshake_timeout_s = handshake_timeout_s
         self._metrics = metrics
+        self._budget = budget
         self._handshakes: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_HANDSHAKES)
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site; its listener is made here
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self._host, self._port, type=socket.SOCK_STREAM,
-                                       flags=socket.AI_PASSIVE)  # fmt: skip
-        family, kind, proto, _, address = infos[0]
-        listener = socket.socket(family, kind, proto)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(address)
-            listener.listen(self._backlog)
-            listener.setblocking(False)
-        except OSError:
-            listener.close()
-            raise
-        accepting = loop.create_task(self._accept_forever(listener), name="tls accept")
-        self._server = _Listener(listener, accepting)  # type: ignore[assignment]
+        listener = await listener_for(self._host, self._port, self._backlog)
+        accepting = asyncio.get_running_loop().create_task(
+            self._accept_forever(listener), name="tls accept"
+        )
+        self._server = Listening(listener, accepting)  # type: ignore[assignment]
         self._bound_port = listener.getsockname()[1]
 
     async def stop(self) -> None:
@@ -74,6 +71,10 @@ class TLSSite(web.TCPSite):
         loop = asyncio.get_running_loop()
         while True:
             await self._slots.acquire()
+            # Short of descriptors, connections wait in the backlog (a busy answer would
+            # need a handshake): accepted once calls end and free theirs, never reset.
+            while not self._budget.admit_connection():
+                await asyncio.sleep(0.05)
             try:
                 sock, peer = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors, say: wait a little, go on
@@ -108,24 +109,6 @@ class TLSSite(web.TCPSite):
         if _failures.allow():
             event(log, "tls.handshake_failed", logging.WARNING, peer=peer, reason=reason,
                   suppressed=_failures.take_suppressed())  # fmt: skip
-
-
-class _Listener:
-    """What aiohttp's runner asks of a site's server: its sockets, and to close."""
-
-    def __init__(self, listener: socket.socket, accepting: asyncio.Task[None]) -> None:
-        self.sockets = [listener]
-        self._accepting = accepting
-
-    def close(self) -> None:
-        self._accepting.cancel()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    async def wait_closed(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._accepting
 
 
 def handshake_failure(exc: BaseException) -> str:

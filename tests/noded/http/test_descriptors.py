@@ -1,0 +1,121 @@
+"""Out of descriptors: under RLIMIT_NOFILE 256, every one of 200 concurrent StartFunction
+requests, each on a connection of its own, is answered 200 or 503 Busy with Retry-After;
+none is reset or left unanswered."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+
+from masterd.local import LocalNode
+from noded.http.descriptors import CALL_DESCRIPTORS, DescriptorBudget
+from noded.metrics import Metrics
+from rpc_client.errors import NodeBusy
+from tests.helpers import node_args, node_env
+
+#: the daemon's descriptor limit, soft and hard
+NOFILE = 256
+CONCURRENT = 200
+
+
+async def start_once(port: int, body: bytes, timeout_s: float = 60.0) -> str:
+    """One StartFunction on a connection of its own: ``200``, ``503 Busy`` (with
+    Retry-After), another status, or how the connection failed."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(
+                    b"PUT /StartFunction HTTP/1.1\r\nHost: node\r\nConnection: close\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                await writer.drain()
+                answer = await reader.read()
+            finally:
+                writer.close()
+    except TimeoutError:
+        return "no answer in time"
+    except OSError as exc:
+        return f"connection error: {type(exc).__name__}"
+    return _classify(answer)
+
+
+def _classify(answer: bytes) -> str:
+    if not answer:
+        return "connection closed unanswered"
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ")[1]
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if status == "503":
+        kind = orjson.loads(payload)["error"]["type"]
+        return f"503 {kind}" + (" with Retry-After" if "retry-after" in headers else "")
+    return status
+
+
+async def start_after(delay_s: float, port: int, body: bytes) -> str:
+    await asyncio.sleep(delay_s)
+    return await start_once(port, body)
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit(1)")
+async def test_out_of_descriptors_every_start_is_answered(tmp_path: Path) -> None:
+    prefix = ["prlimit", f"--nofile={NOFILE}:{NOFILE}", "--"]
+    async with LocalNode.running(
+        node_args(), env=node_env(), workdir=tmp_path, prefix=prefix
+    ) as node:
+        body = orjson.dumps({"fn_name": "sleep_then", "fn_args": {"seconds": 2}, "timeout": 30})
+        # over a second, so that calls hold descriptors while connections keep coming:
+        # accept then fails for want of one (all at once, the connections alone fit)
+        outcomes = await asyncio.gather(
+            *(start_after(i * 0.005, node.port, body) for i in range(CONCURRENT))
+        )
+        counted = collections.Counter(outcomes)
+        assert set(counted) <= {"200", "503 Busy with Retry-After"}, counted
+        assert counted["200"] >= 1 and counted["503 Busy with Retry-After"] >= 1, counted
+        assert "limit.descriptors" in node.log_text()
+        # and the daemon serves on, as before
+        async with node.client() as client:
+            assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
+
+
+def budget_of(open_now: int, *, limit: int = 140, table: int = 1024) -> DescriptorBudget:
+    return DescriptorBudget(32, Metrics(), limit=limit, count=lambda: open_now, bound=lambda: table)
+
+
+def test_a_call_is_admitted_only_while_it_leaves_the_reserve_free() -> None:
+    budget_of(140 - CALL_DESCRIPTORS - 32).admit_call()  # exactly the reserve left
+    with pytest.raises(NodeBusy, match="--descriptor-reserve") as busy:
+        budget_of(140 - CALL_DESCRIPTORS - 32 + 1).admit_call()
+    assert busy.value.retry_after_s == 1
+
+
+def test_a_connection_is_taken_in_while_a_quarter_of_the_reserve_remains() -> None:
+    assert budget_of(140 - 1 - 8).admit_connection()
+    assert not budget_of(140 - 1 - 8 + 1).admit_connection()
+
+
+def test_far_from_the_limit_nothing_is_counted() -> None:
+    def count() -> int:
+        raise AssertionError("counted although the table size showed room enough")
+
+    budget = DescriptorBudget(32, Metrics(), limit=65536, count=count, bound=lambda: 256)
+    for _ in range(1000):
+        budget.admit_call()
+        assert budget.admit_connection()
+
+
+def test_with_no_descriptor_left_to_look_nothing_is_admitted() -> None:
+    def count() -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    assert not DescriptorBudget(32, Metrics(), limit=256, count=count, bound=lambda: 256).admit(
+        1, 1
+    )
