@@ -58,9 +58,14 @@ install:
 	sed -e 's#/opt/noded#$(PREFIX)#g' -e 's#/etc/ganeti#$(CONFIG_DIR)#g' \
 	    doc/examples/systemd/ganeti-noded.service \
 	    > $(UNIT_DIR)/ganeti-noded.service
+	sed -e 's#/opt/noded#$(PREFIX)#g' -e 's#/etc/ganeti#$(CONFIG_DIR)#g' \
+	    doc/examples/systemd/ganeti-masterd.service \
+	    > $(UNIT_DIR)/ganeti-masterd.service
 	install -d -m 0755 $(CONFIG_DIR)
 	test -e $(CONFIG_DIR)/noded.toml || install -m 0600 doc/examples/noded.toml $(CONFIG_DIR)/
+	test -e $(CONFIG_DIR)/masterd.toml || install -m 0600 doc/examples/masterd.toml $(CONFIG_DIR)/
 	@echo "installed; now: systemctl daemon-reload && systemctl enable --now ganeti-noded"
+	@echo "(on the master: systemctl enable --now ganeti-masterd)"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

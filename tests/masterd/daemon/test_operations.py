@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from masterd.daemon.cli import parse_config
 from tests.helpers import ROOT
 from tests.masterd.daemon.running import registration, run_masterd
 
@@ -94,3 +95,9 @@ def test_the_unit_file_verifies() -> None:
         unit.unlink()
     assert done.returncode == 0, done.stderr
     assert "Type=notify" in UNIT.read_text()
+
+
+def test_the_example_config_is_every_setting_it_names() -> None:
+    example = ROOT / "doc" / "examples" / "masterd.toml"
+    _, config = parse_config(["--config", str(example)])
+    assert config.port == 1812 and config.heartbeat_s == 30
