@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from noded.calls.journal import Leftover
 from noded.calls.lost import LostCall
@@ -30,9 +30,11 @@ def kill_leftovers(
     calls: CallTable,
     daemon_pid: int,
     lost_at: float,
+    on_lost: Callable[[Leftover, str], None] | None = None,
 ) -> tuple[int, list[LostCall]]:
     """Kill what is left of each call; returns how many were still running, and the
-    lost calls that had a request_id."""
+    lost calls that had a request_id.  ``on_lost(leftover, why)`` is told of each (the
+    audit log's ``end``)."""
     leftovers = [left for left in leftovers if _may_signal(left, daemon_pid)]
     trees_left = trees.kill_leftovers(
         [(left.pid, left.pid_birth, left.cgroup) for left in leftovers]
@@ -45,6 +47,8 @@ def kill_leftovers(
         killed += was_running
         why = lost_in_a_crash(was_running, daemon_pid)
         calls.remember_lost(leftover.fnc_id, why)
+        if on_lost is not None:
+            on_lost(leftover, why)
         if leftover.request_id is not None:
             lost.append(_lost(leftover, why, lost_at))
     return killed, lost
