@@ -88,6 +88,7 @@ class Server:
         )
         metrics = Metrics()
         policy = load_startup_policy(config.policy, registry)
+        audit = open_audit_log(config, metrics)  # locked: before anything is started
         self._trees = tree.choose(config.cgroup_root, os.getpid())
         self._reloader = FunctionReloader(config, limits, metrics, self._trees)
         app = create_app(
@@ -98,7 +99,7 @@ class Server:
             metrics=metrics,
             trees=self._trees,
             policy=policy,
-            audit=open_audit_log(config, metrics),
+            audit=audit,
             reload=self._reloader.reload,
         )
         self._reloader.supervisor = app[SUPERVISOR]

@@ -20,8 +20,8 @@ import orjson
 
 GENESIS = "0" * 64
 
-#: the events a node records
-EVENTS = ("start", "deny", "abort", "end", "policy_reload")
+#: the events a node records (``tail_missing``: at start, records were gone from the end)
+EVENTS = ("start", "deny", "abort", "end", "policy_reload", "tail_missing")
 
 
 def line_hash(line: bytes) -> str:
@@ -78,6 +78,8 @@ def verify(files: Iterable[Path]) -> Verified | Break:
         seq = record["seq"]
         problem = _link_problem(seq, record["prev"], prev_seq, prev_hash)
         if problem is not None:
+            if record.get("event") == "tail_missing":
+                problem += "; the node found them missing at its start and recorded it here"
             return Break(path, number, seq, problem)
         if first_seq is None:
             first_seq = seq

@@ -6,10 +6,21 @@ each.  A ``start`` is awaited until it is on disk: the fsyncs of the starts that
 together are one fsync (group commit), made in a thread so the daemon keeps serving.
 Other records are written at once and reach the disk with the next fsync.
 
-Where the chain goes on at start: the last record of the file, or, if the file is empty
-(rotated away), ``<state-dir>/audit.head``, which holds the seq and hash of the last
-record made durable.  SIGHUP reopens the file (logrotate's ``create``); the first record
-of the new file carries the hash of the last one of the old.
+``<state-dir>/audit.head`` says where the chain stands (:mod:`noded.calls.audit_files`):
+the seq and hash of the last record written (rewritten right after each record, so that
+after a SIGKILL it is the file's last record), and of the last one known to be on disk
+(after each fsync).  At start the chain goes on from the file's last record; if the file
+is empty (rotated away while the daemon was down), from the head, or from the rotated
+file if it is still in the directory and holds a later record (a SIGKILL between a
+record and the head's rewrite).  If the file ends before the head's last
+record (records cut from its end), the chain goes on from the head all the same, so no
+seq is used twice, and the first record is a ``tail_missing`` saying which records are
+gone (logged too, as ``audit.tail_missing``): ``rpc-cli audit verify`` then names the gap.
+
+One daemon per audit log: the file is locked (``flock``) while it is in use; a second
+daemon refuses to start, naming the holder's pid.  SIGHUP reopens the file (logrotate's
+``create``), locking the new one; the first record of the new file carries the hash of
+the last one of the old.
 """
 
 from __future__ import annotations
@@ -25,6 +36,19 @@ from typing import Any
 import orjson
 
 from noded.calls.appending import append_whole
+from noded.calls.audit_files import (
+    DURABLE_AT,
+    AuditLogError,
+    AuditLogInUse,
+    Head,
+    file_id,
+    last_line,
+    lock,
+    open_head,
+    read_head,
+    rotated_last_line,
+    write_head,
+)
 from noded.metrics import Metrics
 from noded.policy import Caller
 from rpc_client.audit import GENESIS, args_sha256, line_hash
@@ -35,11 +59,7 @@ log = logging.getLogger("noded.audit")
 HEAD = "audit.head"
 #: how long a start waits for its record to reach the disk before it is refused
 SYNC_TIMEOUT_S = 10.0
-_TAIL_CHUNK = 64 * 1024
-
-
-class AuditLogError(OSError):
-    """The audit log cannot be used (at start: say why and do not serve)."""
+__all__ = ["HEAD", "AuditLog", "AuditLogError", "AuditLogInUse"]
 
 
 class AuditLog:
@@ -54,7 +74,20 @@ class AuditLog:
         self._head_path = state_dir / HEAD
         self._metrics = metrics
         self._fd = _open(path)
-        self.seq, self.prev = self._chain_head()
+        self._head_fd = -1
+        try:
+            lock(self._fd, path)
+            self._file_id = file_id(self._fd)
+            self._head_fd = open_head(self._head_path)
+            self.seq, self.prev = self._chain_head()
+            os.fsync(self._fd)  # what the file holds is on disk: the head may say so
+            write_head(self._head_fd, f"{self.seq} {self.prev} {self._file_id}", 0)
+            write_head(self._head_fd, f"{self.seq} {self.prev}", DURABLE_AT)
+        except BaseException:
+            for fd in (self._fd, self._head_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
         self._synced_seq = self.seq
         #: descriptors of files rotated away, closed once synced
         self._retired: list[int] = []
@@ -96,6 +129,11 @@ class AuditLog:
     def append(self, record_event: str, fields: dict[str, Any]) -> int:
         """Write a record (``seq``, ``at``, ``event``, ``fields``, ``prev``) and return
         its seq; raises ``OSError`` if it cannot be written (the chain is unchanged)."""
+        self._write(record_event, fields)
+        self._sync_soon()
+        return self.seq
+
+    def _write(self, record_event: str, fields: dict[str, Any]) -> None:
         seq = self.seq + 1
         record = {"seq": seq, "at": round(time.time(), 6), "event": record_event}
         record.update(fields)
@@ -109,8 +147,11 @@ class AuditLog:
                   fnc_id=fields.get("fnc_id"), error=str(exc))  # fmt: skip
             raise
         self.seq, self.prev = seq, line_hash(line)
-        self._sync_soon()
-        return self.seq
+        try:  # at once: a SIGKILL from here on leaves the head at this record
+            write_head(self._head_fd, f"{seq} {self.prev} {self._file_id}", 0)
+        except OSError as exc:
+            self._metrics.audit_failures.labels("head").inc()
+            event(log, "audit.head_write_failed", logging.ERROR, seq=seq, error=str(exc))
 
     def try_append(self, record_event: str, fields: dict[str, Any]) -> None:
         """Write a record that refuses nothing if it fails (logged and counted)."""
@@ -141,9 +182,9 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         while self._synced_seq < self.seq or self._retired:
             target, fds = self.seq, [*self._retired, self._fd]
-            head = f"{target} {self.prev}\n".encode()
+            head = f"{target} {self.prev}"
             try:
-                await loop.run_in_executor(None, _sync, fds, self._head_path, head)
+                await loop.run_in_executor(None, _sync, fds, self._head_fd, head)
             except OSError as exc:
                 self._metrics.audit_failures.labels("fsync").inc()
                 event(log, "audit.fsync_failed", logging.ERROR, seq=target, error=str(exc))
@@ -184,8 +225,14 @@ class AuditLog:
         except AuditLogError as exc:
             event(log, "audit.reopen_failed", logging.ERROR, error=str(exc))
             return
+        try:
+            lock(fd, self.path)
+        except AuditLogError as exc:
+            os.close(fd)
+            event(log, "audit.reopen_failed", logging.ERROR, error=str(exc))
+            return
         self._retired.append(self._fd)
-        self._fd = fd
+        self._fd, self._file_id = fd, file_id(fd)
         self._sync_soon()  # the old file is closed once it is on disk
         event(log, "audit.reopened", path=str(self.path), seq=self.seq)
 
@@ -195,7 +242,7 @@ class AuditLog:
             with contextlib.suppress(TimeoutError, OSError):
                 async with asyncio.timeout(SYNC_TIMEOUT_S):
                     await self._syncing
-        for fd in [*self._retired, self._fd]:
+        for fd in [*self._retired, self._fd, self._head_fd]:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._retired = []
@@ -203,23 +250,47 @@ class AuditLog:
     # --- where the chain stands -----------------------------------------------------------
 
     def _chain_head(self) -> tuple[int, str]:
-        line = _last_line(self._fd, self.path)
-        if line is not None:
-            try:
-                seq = orjson.loads(line)["seq"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise AuditLogError(
-                    f"the last record of the audit log {self.path} is not a record; "
-                    "move the file aside (rpc-cli audit verify checks it) and start again"
-                ) from None
-            return int(seq), line_hash(line)
-        try:
-            seq_text, prev = self._head_path.read_text().split()
-            return int(seq_text), prev
-        except FileNotFoundError:
+        head = read_head(self._head_path)
+        line = last_line(self._fd, self.path)
+        if line is None and head is not None:
+            # rotated while the daemon was down: the head, unless the rotated file (if
+            # still in the directory) shows a record the head did not catch up with
+            line = rotated_last_line(self.path, head)
+            if line is None or self._seq_of(line) < head.seq:
+                return head.seq, head.prev
+        if line is None:
             return 0, GENESIS
-        except (OSError, ValueError) as exc:
-            raise AuditLogError(f"cannot read {self._head_path}: {exc}") from exc
+        seq = self._seq_of(line)
+        if head is None or seq >= head.seq:
+            return seq, line_hash(line)
+        self.seq, self.prev = head.seq, head.prev  # never a seq twice
+        self._tail_missing(seq, head)
+        return self.seq, self.prev
+
+    def _seq_of(self, line: bytes) -> int:
+        try:
+            return int(orjson.loads(line)["seq"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise AuditLogError(
+                f"the last record of the audit log {self.path} is not a record; "
+                "move the file aside (rpc-cli audit verify checks it) and start again"
+            ) from None
+
+    def _tail_missing(self, last_seq: int, head: Head) -> None:
+        """Say loudly, in the log and in the chain, that records are gone from the end."""
+        how = (
+            "removed: they were on disk"
+            if last_seq < head.durable_seq
+            else "removed, or lost in a crash of the machine before they reached the disk"
+        )
+        reason = (
+            f"records {last_seq + 1} to {head.seq} are missing from the end of the audit "
+            f"log (its last record is {last_seq}; {self._head_path} says {head.seq} was "
+            f"written, {head.durable_seq} on disk): {how}"
+        )
+        event(log, "audit.tail_missing", logging.ERROR, path=str(self.path),
+              last_seq=last_seq, head_seq=head.seq, reason=reason)  # fmt: skip
+        self._write("tail_missing", self.fields(None, None, outcome="missing", reason=reason))
 
 
 def _open(path: Path) -> int:
@@ -234,35 +305,8 @@ def _write_line(fd: int, line: bytes) -> None:
     append_whole(fd, line + b"\n", os.fstat(fd).st_size)
 
 
-def _sync(fds: list[int], head_path: Path, head: bytes) -> None:
-    """In a thread: each file to disk, then where the chain stands."""
+def _sync(fds: list[int], head_fd: int, head: str) -> None:
+    """In a thread: each file to disk, then the head's last record on disk."""
     for fd in fds:
         os.fsync(fd)
-    head_fd = os.open(head_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        os.pwrite(head_fd, head.ljust(96), 0)
-    finally:
-        os.close(head_fd)
-
-
-def _last_line(fd: int, path: Path) -> bytes | None:
-    """The file's last whole record, cutting off a record a crash left unfinished."""
-    size = os.fstat(fd).st_size
-    with open(path, "rb") as stream:
-        tail, start = b"", size
-        while start > 0:
-            start = max(0, start - _TAIL_CHUNK)
-            stream.seek(start)
-            tail = stream.read(size - start)
-            if tail.count(b"\n") >= 2 or (start == 0 and b"\n" in tail):
-                break
-    if not tail:
-        return None
-    if not tail.endswith(b"\n"):
-        whole = tail.rfind(b"\n") + 1
-        event(log, "audit.cut_unfinished", logging.WARNING, path=str(path),
-              bytes=len(tail) - whole)  # fmt: skip
-        os.ftruncate(fd, start + whole)
-        tail = tail[:whole]
-    lines = tail.rstrip(b"\n").rsplit(b"\n", 1)
-    return lines[-1] if lines[-1] else None
+    write_head(head_fd, head, DURABLE_AT)
