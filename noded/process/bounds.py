@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from noded.process.cgroups import CgroupTree
 from noded.process.child import limits as call_limits
 from noded.process.function import FunctionProcess
-from noded.process.tree import CgroupTree, ProcessTable, process_table
+from noded.process.process_table import ProcessTable, process_table
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.process")

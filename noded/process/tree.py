@@ -25,26 +25,29 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 
-from noded.process.child import limits as call_limits
-from noded.process.child.frames import CALL_MARK, mark_of
+from noded.process.cgroups import (
+    CgroupTree,
+    cgroup_root,
+    enable_controllers,
+    make_own,
+    remove_leftovers,
+    remove_when_empty,
+    signal_all,
+)
+from noded.process.child.frames import mark_of
 from noded.process.leftovers import process_birth
+from noded.process.process_table import ProcessTable, process_table
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.process")
 
 #: most walks of a call's tree while freezing it (each stops what the last one missed)
 _FREEZE_ROUNDS = 8
-
-_UNIFIED_MOUNTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
-#: the controllers that bound a call's whole tree
-_BOUNDING = ("memory", "pids")
-_MiB = 1024 * 1024
 
 
 class Tree(Protocol):
@@ -68,31 +71,13 @@ class Tree(Protocol):
         ...
 
 
-@dataclass
-class ProcessTable:
-    """The children of every process, and which processes are zombies: one pass over
-    /proc (made only where a tree must be walked)."""
-
-    children: dict[int, list[int]] = field(default_factory=dict)
-    zombies: set[int] = field(default_factory=set)
-
-
-def process_table() -> ProcessTable:
-    table = ProcessTable()
-    for proc in psutil.process_iter(["ppid", "status"]):
-        ppid, status = proc.info["ppid"], proc.info["status"]
-        if ppid is not None:
-            table.children.setdefault(ppid, []).append(proc.pid)
-        if status == psutil.STATUS_ZOMBIE:
-            table.zombies.add(proc.pid)
-    return table
-
-
 class CallTrees:
     """Makes one :class:`Tree` per call; ``confine(pid)`` before the process gets its
     call.  The fallback when no cgroup can be had."""
 
     mode = "process-tree"
+    #: the directory of this daemon's call cgroups, if it has one
+    root: Path | None = None
 
     def confine(self, pid: int, birth: str | None) -> Tree:
         return MarkedTree(pid, birth)
@@ -105,14 +90,19 @@ class CallTrees:
         found = set(leaders)
 
         def members() -> set[int]:
-            children, marked = _scan(set(marks))
-            found.update(marks[mark] for mark in marked.values())
-            return _descendants_of(leaders, children) | leaders | set(marked)
+            table = process_table(set(marks))
+            found.update(marks[mark] for mark in table.marked.values())
+            return table.descendants(leaders) | leaders | set(table.marked)
 
         freeze_and_kill(members)
-        for pid, _, cgroup in leftovers:
-            if cgroup is not None and CgroupTree(Path(cgroup)).kill_and_remove():
-                found.add(pid)
+        cgroups = {pid: CgroupTree(Path(path)) for pid, _, path in leftovers if path}
+        found.update(pid for pid, tree in cgroups.items() if tree.members())
+        for tree in cgroups.values():
+            tree.signal(signal.SIGKILL)
+        remove_when_empty(cgroups.values())  # a cgroup.kill takes a moment to empty it
+        for daemon in {tree.path.parent for tree in cgroups.values()} - {self.root}:
+            with contextlib.suppress(OSError):  # the crashed daemon's own, now empty
+                daemon.rmdir()
         return found
 
     def sweep(self) -> None:
@@ -127,12 +117,15 @@ class CgroupTrees(CallTrees):
 
     mode = "cgroup"
 
+    root: Path
+
     def __init__(self, root: Path) -> None:
         self.root = root
         #: cgroups of finished calls that still held a process when released
         self._pending: set[CgroupTree] = set()
         #: the controllers a call's cgroup has, of those that bound it (memory, pids)
-        self.controllers = _enable_controllers(root)
+        self.controllers = enable_controllers(root)
+        remove_leftovers(root.parent, root)
 
     def confine(self, pid: int, birth: str | None) -> Tree:
         self.sweep()
@@ -147,74 +140,10 @@ class CgroupTrees(CallTrees):
                 self._pending.discard(tree)
 
     def close(self) -> None:
-        self.sweep()
+        remove_when_empty(self._pending)  # killed at shutdown: emptying now
+        self._pending.clear()
         with contextlib.suppress(OSError):
             self.root.rmdir()
-
-
-class CgroupTree:
-    """One call's cgroup; ``on_busy`` takes it if it cannot be removed when released."""
-
-    def __init__(self, path: Path, on_busy: Callable[[CgroupTree], None] | None = None) -> None:
-        self.path = path
-        self._on_busy = on_busy
-        #: the call's limits of those the kernel keeps, by limit name
-        self._kept: dict[str, dict[str, Any]] = {}
-
-    def signal(self, sig: int) -> None:
-        if sig == signal.SIGKILL:
-            with contextlib.suppress(OSError):
-                (self.path / "cgroup.kill").write_text("1")
-            return
-        _signal_all(self.members(), sig)
-
-    def members(self) -> list[int]:
-        try:
-            return [int(pid) for pid in (self.path / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
-
-    def processes(self, table: ProcessTable) -> set[int]:
-        return set(self.members()) - table.zombies
-
-    def bound(self, limits: dict[str, Any]) -> set[str]:
-        """``memory.max`` (with ``memory.oom.group``: the OOM killer takes the whole call)
-        and ``pids.max``, where the cgroup has the controller."""
-        if "memory_mb" in limits and _write(
-            self.path / "memory.max", str(int(limits["memory_mb"] * _MiB))
-        ):
-            _write(self.path / "memory.oom.group", "1")
-            self._kept["memory_mb"] = limits
-        if "processes" in limits and _write(self.path / "pids.max", str(int(limits["processes"]))):
-            self._kept["processes"] = limits
-        return set(self._kept)
-
-    def exceeded(self) -> tuple[str, str] | None:
-        if "memory_mb" in self._kept and _events(self.path / "memory.events").get("oom_kill"):
-            return "memory", call_limits.what("memory", self._kept["memory_mb"])
-        if "processes" in self._kept and _events(self.path / "pids.events").get("max"):
-            return "processes", call_limits.what("processes", self._kept["processes"])
-        return None
-
-    def release(self) -> None:
-        if not self.remove() and self._on_busy is not None:
-            self._on_busy(self)  # a process of the call lives on: removed once it ends
-
-    def remove(self) -> bool:
-        """Remove the cgroup once it is empty; True once it is gone."""
-        try:
-            self.path.rmdir()
-        except FileNotFoundError:
-            return True
-        except OSError:  # EBUSY: something of the call still runs there
-            return False
-        return True
-
-    def kill_and_remove(self) -> bool:
-        members = self.members()
-        self.signal(signal.SIGKILL)
-        self.remove()
-        return bool(members)
 
 
 class MarkedTree:
@@ -235,13 +164,13 @@ class MarkedTree:
         if sig == signal.SIGKILL:
             freeze_and_kill(self.members)
         else:
-            _signal_all(self.members() - {self.leader}, sig)
+            signal_all(self.members() - {self.leader}, sig)
 
     def members(self) -> set[int]:
         """The call's processes now, its leader included while it is there."""
-        children, marked = _scan({self.mark} if self.mark else set())
+        table = process_table({self.mark} if self.mark else None)
         roots = {self.leader} | {pid for pid, proc in self._seen.items() if _same(proc)}
-        found = _descendants_of(roots, children) | roots | set(marked)
+        found = table.descendants(roots) | roots | set(table.marked)
         for pid in found - self._seen.keys() - {self.leader}:
             with contextlib.suppress(psutil.Error):
                 self._seen[pid] = psutil.Process(pid)
@@ -259,7 +188,7 @@ class MarkedTree:
     def processes(self, table: ProcessTable) -> set[int]:
         """The leader and its descendants (all of the call's while the leader runs: it
         is their subreaper), zombies not counted."""
-        tree = {self.leader} | _descendants_of({self.leader}, table.children)
+        tree = {self.leader} | table.descendants({self.leader})
         return tree - table.zombies
 
 
@@ -272,42 +201,10 @@ def freeze_and_kill(find: Callable[[], set[int]]) -> set[int]:
         new = find() - stopped - {os.getpid()}
         if not new:
             break
-        _signal_all(new, signal.SIGSTOP)
+        signal_all(new, signal.SIGSTOP)
         stopped |= new
-    _signal_all(stopped, signal.SIGKILL)
+    signal_all(stopped, signal.SIGKILL)
     return stopped
-
-
-def descendants(pid: int) -> set[int]:
-    with contextlib.suppress(psutil.Error):
-        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
-    return set()
-
-
-def _scan(wanted: set[str]) -> tuple[dict[int, list[int]], dict[int, str]]:
-    """One pass over every process: the children of each pid, and those showing one of
-    the ``wanted`` marks in their environment (pid -> mark)."""
-    children: dict[int, list[int]] = {}
-    marked: dict[int, str] = {}
-    for proc in psutil.process_iter(["ppid", "environ"] if wanted else ["ppid"]):
-        ppid, environ = proc.info["ppid"], proc.info.get("environ")
-        if ppid is not None:
-            children.setdefault(ppid, []).append(proc.pid)
-        mark = environ.get(CALL_MARK) if environ else None
-        if mark in wanted:
-            marked[proc.pid] = mark
-    return children, marked
-
-
-def _descendants_of(roots: set[int], children: dict[int, list[int]]) -> set[int]:
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 def _same(proc: psutil.Process) -> bool:
@@ -315,49 +212,6 @@ def _same(proc: psutil.Process) -> bool:
     with contextlib.suppress(psutil.Error):
         return proc.is_running()
     return False
-
-
-def _signal_all(pids: set[int] | list[int], sig: int) -> None:
-    for pid in pids:
-        if pid <= 0:  # 0 and -1 name groups, never one process of a call
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-def _kill_all(pids: set[int]) -> bool:
-    _signal_all(pids, signal.SIGKILL)
-    return bool(pids)
-
-
-def _write(path: Path, value: str) -> bool:
-    try:
-        path.write_text(value)
-    except OSError:  # no such controller here
-        return False
-    return True
-
-
-def _events(path: Path) -> dict[str, int]:
-    """A cgroup ``*.events`` file: ``{"oom_kill": 1, ...}``; empty if unreadable."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return {}
-    return {name: int(count) for name, _, count in (line.partition(" ") for line in lines)}
-
-
-def _enable_controllers(root: Path) -> set[str]:
-    """Give the calls' cgroups under ``root`` the memory and pids controllers, where the
-    hierarchy has them and ``root`` may pass them on; the names of those they get."""
-    for directory in (root.parent, root):
-        for controller in _BOUNDING:
-            _write(directory / "cgroup.subtree_control", f"+{controller}")
-    try:
-        enabled = set((root / "cgroup.subtree_control").read_text().split())
-    except OSError:
-        return set()
-    return enabled & set(_BOUNDING)
 
 
 def confine(trees: CallTrees, pid: int, birth: str | None) -> Tree:
@@ -373,10 +227,10 @@ def confine(trees: CallTrees, pid: int, birth: str | None) -> Tree:
 def choose(setting: str, daemon_pid: int) -> CallTrees:
     """The trees of this daemon: ``setting`` is a directory, ``auto`` or ``none``.  Says
     once, in the log, which it is and why."""
-    root, why = _cgroup_root(setting)
+    root, why = cgroup_root(setting)
     if root is not None:
         try:
-            trees: CallTrees = CgroupTrees(_make_own(root / f"noded-{daemon_pid}"))
+            trees: CallTrees = CgroupTrees(make_own(root / f"noded-{daemon_pid}"))
         except OSError as exc:
             root, why = None, f"cannot make a cgroup under {root}: {exc.strerror}"
     if root is None:
@@ -384,41 +238,6 @@ def choose(setting: str, daemon_pid: int) -> CallTrees:
         event(log, "process.isolation", logging.WARNING if setting != "none" else logging.INFO,
               mode=trees.mode, why=why)  # fmt: skip
     else:
-        event(log, "process.isolation", mode=trees.mode, root=str(trees.root))  # type: ignore[attr-defined]
+        event(log, "process.isolation", mode=trees.mode, root=str(trees.root),
+              controllers=",".join(sorted(trees.controllers)) or "none")  # type: ignore[attr-defined]  # fmt: skip
     return trees
-
-
-def _cgroup_root(setting: str) -> tuple[Path | None, str]:
-    if setting == "none":
-        return None, "--cgroup-root none"
-    if setting != "auto":
-        path = Path(setting)
-        if not (path / "cgroup.procs").exists():
-            return None, f"{path} is not a cgroup v2 directory"
-        return path, ""
-    if "INVOCATION_ID" not in os.environ:
-        return None, "not under systemd (give --cgroup-root to use a cgroup)"
-    own = _own_cgroup()
-    if own is None or not os.access(own, os.W_OK):
-        return None, "the daemon's cgroup is not delegated (Delegate=yes in the unit)"
-    return own, ""
-
-
-def _own_cgroup() -> Path | None:
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    relative = next((line[3:] for line in lines if line.startswith("0::")), None)
-    if relative is None:
-        return None
-    for mount in _UNIFIED_MOUNTS:
-        candidate = mount / relative.lstrip("/")
-        if (candidate / "cgroup.procs").exists() and (mount / "cgroup.controllers").exists():
-            return candidate
-    return None
-
-
-def _make_own(path: Path) -> Path:
-    path.mkdir(mode=0o755, exist_ok=True)  # left by a daemon of the same pid: reusable
-    return path

@@ -18,7 +18,7 @@ from masterd.local import LocalNode
 from noded.process.tree import CgroupTree, CgroupTrees
 from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
-from tests.cgroups import UNIFIED, remove_cgroups
+from tests.cgroups import UNIFIED, call_cgroups, made_cgroup, remove_cgroups
 from tests.helpers import eventually, run_node, still_alive, wait_for_file
 
 
@@ -86,6 +86,8 @@ async def test_shutdown_kills_grandchildren_that_escaped(
             node.signal(signal.SIGTERM)
             assert await node.wait_exit(30) == 0
             assert await still_alive(kids) == []
+    if isolation[1] != "none":  # and its cgroups are gone, each emptied before removal
+        assert list(Path(isolation[1]).glob("noded-*")) == []
 
 
 @pytest.mark.parametrize("how", ESCAPES)
@@ -151,3 +153,32 @@ async def test_a_child_forked_without_exec_shows_its_call_mark_in_proc(spawn: st
     async with run_node(["--spawn", spawn]) as node, node.client() as client:
         state = await client.start_function("mark_in_proc", timeout=10)
     assert state.result["shown"] == [state.result["own"]]
+
+
+async def test_crash_recovery_leaves_no_call_cgroup_behind(tmp_path: Path) -> None:
+    # rmdir right after cgroup.kill finds the cgroup still populated (EBUSY): every
+    # crash used to leave its calls' cgroups, and the crashed daemon's own.
+    with made_cgroup() as root:
+        flags = ["--cgroup-root", str(root)]
+        async with run_node(flags, workdir=tmp_path) as first, first.client() as client:
+            for n in range(3):
+                pid_file = tmp_path / f"kids-{n}"
+                await client.start_function("escape", {"pid_file": str(pid_file)}, timeout=0)
+                await wait_for_file(pid_file)
+            assert len(call_cgroups(root)) == 3
+            first.signal(signal.SIGKILL)
+            await first.wait_exit(10)
+            async with run_node(flags, workdir=tmp_path) as second:
+                await eventually(lambda: "daemon.recovered" in second.log_text())
+                assert call_cgroups(root) == []
+                assert [path.name for path in root.glob("noded-*")] == [f"noded-{second.pid}"]
+
+
+async def test_at_start_empty_call_cgroups_of_daemons_gone_are_removed() -> None:
+    with made_cgroup() as root:
+        gone = root / "noded-999999999"  # above any pid_max: no such daemon runs
+        (gone / "call-1").mkdir(parents=True)
+        (gone / "call-2").mkdir()
+        async with run_node(["--cgroup-root", str(root)]) as node:
+            await eventually(lambda: "cgroup.leftovers_removed" in node.log_text())
+            assert not gone.exists()
