@@ -89,6 +89,7 @@ class DescriptorBudget:
     def admit_call(self) -> None:
         """Spend a call's descriptors, or raise ``NodeBusy`` (503, Retry-After)."""
         if not self.admit(CALL_DESCRIPTORS, self.reserve):
+            self._refused("call")
             raise NodeBusy(
                 f"the node is short of file descriptors (RLIMIT_NOFILE {self.limit}, fewer "
                 f"than {CALL_DESCRIPTORS + self.reserve} free; ganeti-noded "
@@ -97,15 +98,18 @@ class DescriptorBudget:
             )
 
     def admit_connection(self) -> bool:
-        """Spend a connection's descriptor; False if it would leave too few."""
-        return self.admit(1, self.connection_reserve)
+        """Spend a connection's descriptor; False (counted, logged) if it would leave
+        too few."""
+        if self.admit(1, self.connection_reserve):
+            return True
+        self._refused("connection")
+        return False
 
     def admit(self, need: int, keep: int) -> bool:
         """Spend ``need`` descriptors if ``keep`` remain free after them."""
         if self._free - need < keep or time.monotonic() - self._looked_at > _LOOK_EVERY_S:
             self._look(need + keep)
         if self._free - need < keep:
-            self._refused(need)
             return False
         self._free -= need
         return True
@@ -126,10 +130,9 @@ class DescriptorBudget:
         admission looks again (the estimate was wrong)."""
         self._looked_at = float("-inf")
         self._free = 0
-        self._refused(1)
+        self._refused("connection")
 
-    def _refused(self, need: int) -> None:
-        what = "call" if need > 1 else "connection"
+    def _refused(self, what: str) -> None:
         self._metrics.rejections.labels("descriptors").inc()
         if self._refusals.allow():
             event(log, "limit.descriptors", logging.WARNING, refused=what, free=self._free,

@@ -73,7 +73,7 @@ class TLSSite(web.TCPSite):
             await self._slots.acquire()
             # Short of descriptors, connections wait in the backlog (a busy answer would
             # need a handshake): accepted once calls end and free theirs, never reset.
-            while not self._budget.admit_connection():
+            while not self._budget.admit(1, self._budget.connection_reserve):
                 await asyncio.sleep(0.05)
             try:
                 sock, peer = await loop.sock_accept(listener)
