@@ -44,7 +44,9 @@ async def test_a_second_masterd_on_the_same_sqlite_file_is_refused(tmp_path: Pat
         assert await first.nodes() == {}  # the first one serves on
 
 
-async def test_sigkill_then_a_restart_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+async def test_sigkill_then_a_restart_keeps_every_acknowledged_event_and_node(
+    tmp_path: Path,
+) -> None:
     masterd = await start_masterd([], tmp_path)
     node = registration("n1")
     await masterd.ok("Register", node)
@@ -59,13 +61,23 @@ async def test_sigkill_then_a_restart_keeps_every_acknowledged_event(tmp_path: P
                 acked = (await masterd.ok("Report", body, timeout_s=5))["acked"]
                 seq += 2
 
-    reporter = asyncio.create_task(report_forever())
+    answered: list[str] = []
+
+    async def register_forever() -> None:
+        with contextlib.suppress(Exception):
+            for n in range(10_000):
+                await masterd.ok("Register", registration(f"r{n}"), timeout_s=5)
+                answered.append(f"r{n}")
+
+    tasks = [asyncio.create_task(report_forever()), asyncio.create_task(register_forever())]
     await asyncio.sleep(0.5)
     await masterd.kill()
-    await asyncio.wait_for(reporter, 10)
-    assert acked > 2
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert acked > 2 and answered
     async with run_masterd([], workdir=tmp_path) as again:
-        kept = (await again.nodes())["n1"]
+        nodes = await again.nodes()
+        assert set(answered) <= set(nodes)  # every answered Register is kept
+        kept = nodes["n1"]
         assert kept["uuid"] == node["uuid"] and kept["instance"] == node["instance"]
         beat = {"uuid": node["uuid"], "instance": node["instance"], "running": 0}
         assert await again.ok("Heartbeat", beat) == {"reregister": False}
