@@ -6,6 +6,7 @@ a margin, so a node that never answers is detected here, not by TCP.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,9 +23,12 @@ from rpc_client.errors import (
     WrongNode,
     remote_error_from_wire,
 )
+from rpc_client.logs import event
 from rpc_client.protocol import CallState, FncId
 from rpc_client.tls import TLSConfig
 from rpc_client.transport import Answer, CannotConnect, Endpoint, Pool
+
+log = logging.getLogger("rpc_client.client")
 
 _MAX_ANSWER_PREVIEW = 200
 #: what the transport raises besides RPCError (see rpc_client.transport)
@@ -292,6 +296,8 @@ class NodeClient:
         except ValueError as exc:
             raise ProtocolError(f"bad call state: {exc}", node=self.name) from exc
         if of is not None and state.fnc_id != of:
+            event(log, "client.answer_about_another_call", logging.WARNING, node=self.name,
+                  fnc_id=of, answered_fnc_id=state.fnc_id)  # fmt: skip
             raise ProtocolError(
                 f"asked about call {of}, the node answered about call {state.fnc_id}",
                 node=self.name,

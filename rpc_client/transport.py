@@ -13,22 +13,35 @@ What this raises, for :mod:`rpc_client.client` to map to the contract's errors:
 :class:`MalformedAnswer`, :class:`AnswerTooLarge`, :class:`ConnectTimeout`,
 :class:`PoolTimeout` and :class:`TimeoutError`.
 
-What a connection believes: one answer per request.  Interim answers (``100
-Continue`` and the other 1xx but 101) are skipped; the headers and body are collected
-afresh for each answer (as uvicorn's httptools protocol does), so nothing after an answer
-changes it; and a connection on which the node sends anything nobody asked for (bytes
-after an answer, in the same read or later) is closed, never kept for another request.
+One connection, its answers and what it believes of them: :mod:`rpc_client.connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
-import httptools
+from rpc_client.connection import (
+    Answer,
+    AnswerTooLarge,
+    Connection,
+    ConnectionClosed,
+    Endpoint,
+    MalformedAnswer,
+)
+
+__all__ = [
+    "Answer",
+    "AnswerTooLarge",
+    "CannotConnect",
+    "ConnectTimeout",
+    "ConnectionClosed",
+    "Endpoint",
+    "MalformedAnswer",
+    "Pool",
+    "PoolTimeout",
+]
 
 #: the largest answer read; the daemon's result limit is 64 MiB, and an answer carries
 #: one result plus its frame
@@ -64,194 +77,9 @@ class ConnectTimeout(TimeoutError):
     """No connection (and handshake) within the connect bound."""
 
 
-class ConnectionClosed(ConnectionError):
-    """The node closed the connection before its answer was whole."""
-
-    def __init__(self, message: str, *, answered: bool) -> None:
-        super().__init__(message)
-        #: whether any byte of the answer had arrived
-        self.answered = answered
-
-
 class PoolTimeout(TimeoutError):
     """No connection to the node free within the request's timeout: all of the pool's
     ``max_connections_per_node`` to it were in use."""
-
-
-class MalformedAnswer(ValueError):
-    """What the node sent is not an HTTP answer."""
-
-
-class AnswerTooLarge(ValueError):
-    """The answer is over :data:`MAX_ANSWER_BYTES`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where requests go: a connection is kept and reused per endpoint."""
-
-    host: str
-    port: int
-    ssl: ssl.SSLContext | None = None
-    #: the name the node's certificate must carry (``None``: the host)
-    server_hostname: str | None = None
-
-    @property
-    def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer: its status, its headers (names in lower case) and its body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Connection(asyncio.Protocol):
-    """One connection to a node: one request at a time, answers parsed as they arrive."""
-
-    def __init__(
-        self, endpoint: Endpoint, max_answer_bytes: int, on_closed: Callable[[_Connection], None]
-    ) -> None:
-        self.endpoint = endpoint
-        self.transport: asyncio.Transport | None = None
-        self._on_closed = on_closed
-        self.closed = False
-        self.idle_since = 0.0
-        self._max_answer_bytes = max_answer_bytes
-        self._answer: asyncio.Future[Answer] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self._headers: dict[str, str] = {}
-        self._body: list[bytes] = []
-        self._received = 0
-        self._headers_done = False
-        self._keep = False
-
-    # --- asyncio.Protocol ---------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        if self._answer is None or self._answer.done():
-            self.abort()  # nothing was asked: a node that talks out of turn is not reused
-            return
-        self._received += len(data)
-        if self._received > self._max_answer_bytes:
-            self._fail(AnswerTooLarge(f"the answer is over {self._max_answer_bytes} bytes"))
-            return
-        try:
-            self._parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self._answer is None:  # bytes after the answer, in the same read
-                self.abort()  # the answer stands; the connection is not reused
-                return
-            self._fail(MalformedAnswer(f"not an HTTP answer ({exc}): {data[:60]!r}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._on_closed(self)
-        if self._answer is None or self._answer.done():
-            return
-        if self._headers_done and not self._delimited():  # an answer that ends at EOF
-            self._complete()
-            return
-        reason = f": {exc}" if exc is not None else ""
-        self._fail(ConnectionClosed(f"the node closed the connection{reason}",
-                                    answered=self._received > 0))  # fmt: skip
-
-    # --- httptools callbacks --------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self._answer is None:  # the answer came already: nobody asked for this one
-            raise MalformedAnswer("a second answer to one request")
-        self._headers, self._body, self._headers_done = {}, [], False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        self._headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        status = self._parser.get_status_code()
-        if status == 101:  # an upgrade nobody asked for: the parser fails it next
-            return
-        if status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
-            self._headers, self._body, self._headers_done = {}, [], False
-            return
-        self._keep = self._parser.should_keep_alive()
-        self._complete()
-
-    # --- for the pool -----------------------------------------------------------------
-
-    def send(self, request: bytes, deadline: float) -> asyncio.Future[Answer]:
-        """Write ``request``; the future of its answer, which fails with
-        :class:`TimeoutError` at ``deadline`` (of the loop's clock).  One timer handle,
-        not a timeout context: a fan-out to a thousand nodes felt the difference."""
-        assert self.transport is not None
-        self._reset()
-        self._parser = httptools.HttpResponseParser(self)  # one per answer, made here only
-        loop = asyncio.get_running_loop()
-        self._answer = loop.create_future()
-        self._timer = loop.call_at(deadline, self._expire)
-        self.transport.write(request)
-        return self._answer
-
-    @property
-    def reusable(self) -> bool:
-        return self._keep and not self.closed
-
-    def abort(self) -> None:
-        """End the connection at once (a failed or abandoned exchange)."""
-        self.closed = True
-        self._stop_timer()
-        if self.transport is not None:
-            self.transport.abort()
-
-    def close(self) -> None:
-        """End a connection that is done with, politely (FIN, not RST)."""
-        self.closed = True
-        self._stop_timer()
-        if self.transport is not None:
-            self.transport.close()
-
-    def _expire(self) -> None:
-        self._timer = None
-        self._fail(TimeoutError())
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _delimited(self) -> bool:
-        return "content-length" in self._headers or "transfer-encoding" in self._headers
-
-    def _complete(self) -> None:
-        answer = Answer(self._parser.get_status_code(), self._headers, b"".join(self._body))
-        future, self._answer = self._answer, None
-        self._stop_timer()
-        if not self._keep:
-            self.close()
-        if future is not None and not future.done():
-            future.set_result(answer)
-
-    def _fail(self, exc: Exception) -> None:
-        future, self._answer = self._answer, None
-        self.abort()
-        if future is not None and not future.done():
-            future.set_exception(exc)
 
 
 @dataclass(eq=False)
@@ -265,8 +93,8 @@ class Pool:
     max_handshakes: int = MAX_HANDSHAKES
     max_connections_per_node: int = MAX_CONNECTIONS_PER_NODE
     _handshakes: asyncio.Semaphore | None = None
-    _idle: dict[Endpoint, list[_Connection]] = field(default_factory=dict)
-    _open: set[_Connection] = field(default_factory=set)
+    _idle: dict[Endpoint, list[Connection]] = field(default_factory=dict)
+    _open: set[Connection] = field(default_factory=set)
     _slots: dict[Endpoint, asyncio.Semaphore] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -338,7 +166,7 @@ class Pool:
         """Connections open now, in use or kept."""
         return len(self._open)
 
-    async def _exchange(self, connection: _Connection, request: bytes, deadline: float) -> Answer:
+    async def _exchange(self, connection: Connection, request: bytes, deadline: float) -> Answer:
         try:
             answer = await connection.send(request, deadline)
         except BaseException:
@@ -348,7 +176,7 @@ class Pool:
             self._keep_idle(connection)
         return answer
 
-    async def _connect(self, endpoint: Endpoint, connect_s: float, deadline: float) -> _Connection:
+    async def _connect(self, endpoint: Endpoint, connect_s: float, deadline: float) -> Connection:
         """A new connection within ``connect_s``; :class:`TimeoutError` at ``deadline``
         if that comes first."""
         if endpoint.ssl is None:
@@ -360,9 +188,9 @@ class Pool:
 
     async def _connect_now(
         self, endpoint: Endpoint, connect_s: float, deadline: float
-    ) -> _Connection:
+    ) -> Connection:
         loop = asyncio.get_running_loop()
-        connection = _Connection(endpoint, self.max_answer_bytes, self._forget)
+        connection = Connection(endpoint, self.max_answer_bytes, self._forget)
         left_s = deadline - loop.time()
         try:
             async with asyncio.timeout(min(connect_s, left_s)):
@@ -383,7 +211,7 @@ class Pool:
         self._open.add(connection)
         return connection
 
-    def _take_idle(self, endpoint: Endpoint) -> _Connection | None:
+    def _take_idle(self, endpoint: Endpoint) -> Connection | None:
         idle = self._idle.get(endpoint)
         now = asyncio.get_running_loop().time()
         while idle:
@@ -393,7 +221,7 @@ class Pool:
             connection.close()
         return None
 
-    def _keep_idle(self, connection: _Connection) -> None:
+    def _keep_idle(self, connection: Connection) -> None:
         idle = self._idle.setdefault(connection.endpoint, [])
         if len(idle) >= self.max_idle_per_node:
             connection.close()
@@ -401,7 +229,7 @@ class Pool:
         connection.idle_since = asyncio.get_running_loop().time()
         idle.append(connection)
 
-    def _forget(self, connection: _Connection) -> None:
+    def _forget(self, connection: Connection) -> None:
         """A connection ended (either side closed it): it is neither open nor kept."""
         self._open.discard(connection)
         idle = self._idle.get(connection.endpoint)

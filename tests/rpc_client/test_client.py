@@ -148,7 +148,9 @@ async def answers_about_another_call(
         await writer.drain()
 
 
-async def test_an_answer_about_another_call_is_a_protocol_error_not_a_result() -> None:
+async def test_an_answer_about_another_call_is_a_protocol_error_not_a_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with (
         fake_node(answers_about_another_call) as port,
         NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
@@ -160,3 +162,6 @@ async def test_an_answer_about_another_call_is_a_protocol_error_not_a_result() -
             await client.abort_function(OURS)
         with pytest.raises(ProtocolError, match=words):
             await wait_for_call(client, OURS, timeout=5)
+    logged = [vars(r)["fields"] for r in caplog.records
+              if r.msg == "client.answer_about_another_call"]  # fmt: skip
+    assert logged and logged[0]["fnc_id"] == OURS

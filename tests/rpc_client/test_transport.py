@@ -276,7 +276,7 @@ async def test_an_upgrade_nobody_asked_for_is_malformed() -> None:
     ids=["whole-answer", "half-answer", "garbage"],
 )
 async def test_bytes_after_an_answer_change_nothing_and_the_connection_is_dropped(
-    extra: bytes,
+    extra: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def says_more(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_http_message(reader):
@@ -294,6 +294,7 @@ async def test_bytes_after_an_answer_change_nothing_and_the_connection_is_droppe
         await eventually(lambda: pool.open_connections == 0)
         assert await request(pool, endpoint) == b"asked"
         assert len(accepted) == 2  # the second request went over a new connection
+    assert "transport.unasked_bytes" in caplog.text
     await pool.close()
 
 
@@ -350,5 +351,7 @@ def test_a_kept_connection_is_closed_before_the_node_would_close_it() -> None:
     sent on one just then would be lost with it."""
     from noded.config import NodedConfig
 
-    node_idle_s = {f.name: f.default for f in dataclasses.fields(NodedConfig)}["idle_timeout_s"]
+    (node_idle_s,) = [f.default for f in dataclasses.fields(NodedConfig)
+                      if f.name == "idle_timeout_s"]  # fmt: skip
+    assert isinstance(node_idle_s, float)
     assert node_idle_s > IDLE_S and Pool().idle_s == IDLE_S
