@@ -2,7 +2,8 @@
 
 Exit status: 0 finished and succeeded, 1 the function failed, 2 usage error (including
 requests the node refused as malformed), 3 not finished yet (the fnc_id is printed),
-4 node unreachable, not answering, busy or shutting down.
+4 node unreachable, not answering, busy or shutting down, 130 interrupted, 141 stdout's
+reader went away (``| head``).
 """
 
 from __future__ import annotations
