@@ -176,7 +176,7 @@ async def test_rpc_cli_resume_applies_timeout_and_refuses_canary(
     tmp_path: Path, daemons: dict[str, LocalNode]
 ) -> None:
     batch, count = tmp_path / "batch.jsonl", tmp_path / "count"
-    write_batch(batch, count)
+    write_batch(batch, count, b'{"node":"n1","req')
     nodes = str(nodes_file(tmp_path, daemons))
     async with rpc_cli("--nodes", nodes, "gather", "--resume", str(batch), "--canary", "1") as cli:
         _, err = await asyncio.wait_for(cli.communicate(), 30)
@@ -187,3 +187,4 @@ async def test_rpc_cli_resume_applies_timeout_and_refuses_canary(
         out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 4, err  # the calls take a second: timed out at 0.3 s
     assert "3 nodes: 0 ok, 0 failed, 3 timed out" in out.decode()
+    assert f"WARNING batch.torn_line_dropped path={batch} line=2" in err.decode()
