@@ -37,7 +37,7 @@ FUNCTION_ABORTED: Final = "FunctionAborted"
 FUNCTION_PROCESS_DIED: Final = "FunctionProcessDied"
 RESULT_TOO_LARGE: Final = "ResultTooLarge"
 INVALID_RESULT: Final = "InvalidResult"
-#: (1.1) stopped by one of its limits; ``limit`` is "memory", "cpu" or "open_files"
+#: (1.1) stopped by one of its limits; ``limit``: "memory", "cpu", "open_files", "processes"
 RESOURCE_LIMIT_EXCEEDED: Final = "ResourceLimitExceeded"
 
 #: the contract's pattern, with the numbers bounded to what a pid and a time can be (a
