@@ -41,6 +41,14 @@ async def crash(node: LocalNode) -> None:
     assert await node.wait_exit(10) is not None
 
 
+def second_daemon(state_dir: Path, log: Path) -> subprocess.CompletedProcess[str]:
+    """Start a daemon of its own state directory on ``log``; how it ended."""
+    argv = [sys.executable, "-m", "noded", "--state-dir", str(state_dir),
+            "--functions", "tests.functions", "--audit-log", str(log), "--port", "0"]  # fmt: skip
+    env = {**node_env(), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+
+
 async def test_records_cut_from_the_end_are_recorded_loudly_and_no_seq_is_reused(
     tmp_path: Path,
 ) -> None:
@@ -69,13 +77,7 @@ async def test_records_cut_from_the_end_are_recorded_loudly_and_no_seq_is_reused
 async def test_a_second_daemon_on_the_same_audit_log_refuses_to_start(tmp_path: Path) -> None:
     log = tmp_path / "audit.log"
     async with run_node(["--audit-log", str(log)], workdir=tmp_path / "one") as first:
-        argv = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "two"),
-                "--functions", "tests.functions", "--audit-log", str(log),
-                "--port", "0"]  # fmt: skip
-        env = {**node_env(), "PATH": "/usr/bin:/bin"}
-        done = await asyncio.to_thread(
-            subprocess.run, argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
-        )
+        done = await asyncio.to_thread(second_daemon, tmp_path / "two", log)
         assert done.returncode == 1, done.stderr
         assert (
             f"cannot start: the audit log {log} is in use by another ganeti-noded "
@@ -89,6 +91,17 @@ async def test_a_second_daemon_on_the_same_audit_log_refuses_to_start(tmp_path: 
         await crash(second)
     async with run_node(["--audit-log", str(log)], workdir=tmp_path / "one"):
         pass
+
+
+async def test_a_reopened_audit_log_is_locked_too(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+    async with run_node(["--audit-log", str(log)], workdir=tmp_path / "one") as first:
+        log.rename(tmp_path / "audit.log.1")  # logrotate's create, then SIGHUP
+        first.signal(signal.SIGHUP)
+        await eventually(lambda: "audit.reopened" in first.log_text())
+        done = await asyncio.to_thread(second_daemon, tmp_path / "two", log)
+        assert done.returncode == 1, done.stderr
+        assert f"is in use by another ganeti-noded (pid {first.pid})" in done.stderr
 
 
 async def _flood_denials(node: LocalNode, stop: asyncio.Event) -> None:
