@@ -119,20 +119,13 @@ class Supervisor:
             on_lost=self.recorder.lost_at_start,
         )  # fmt: skip
         for call in found.finished:
-            call.request_key = self._request_key(call.request_id, call.owner)
             self._outputs.reopen(call)
-            self.calls.restore(call)
-        for one in [*found.lost, *lost]:
-            key = self._request_key(one.request_id, one.owner)
-            assert key is not None
-            self.calls.lost.keep(one, key)
-            self.calls.remember_lost(one.fnc_id, one.why)
+        self.calls.take_over(found.finished, [*found.lost, *lost], self._request_key)
         self.recorder.rewrite(self.calls.all_calls(), self.calls.lost)
         self._outputs.keep_only(call.fnc_id for call in self.calls.all_calls())
         if found.unfinished or found.finished or found.lost:
-            event(log, "daemon.recovered", results=len(found.finished),
-                  lost=len(found.unfinished), killed_groups=killed,
-                  lost_keys=len(self.calls.lost))  # fmt: skip
+            event(log, "daemon.recovered", results=len(found.finished), killed_groups=killed,
+                  lost=len(found.unfinished), lost_keys=len(self.calls.lost))  # fmt: skip
 
     # --- procedures -------------------------------------------------------------
 

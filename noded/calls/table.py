@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
-from noded.calls.lost import LostCalls
+from noded.calls.lost import LostCall, LostCalls
 from noded.calls.output import OutputLog, OutputPage
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import CallState, FncId
@@ -270,6 +270,23 @@ class CallTable:
         """Keep a finished call recovered from an earlier daemon (oldest first)."""
         self.add(call)
         self.retain(call)
+
+    def take_over(
+        self,
+        finished: list[FunctionCall],
+        lost: list[LostCall],
+        key_of: Callable[[str | None, str | None], str | None],
+    ) -> None:
+        """Keep what an earlier daemon left: its finished calls and the calls it lost,
+        each oldest first; ``key_of(request_id, owner)`` is a call's request key."""
+        for call in finished:
+            call.request_key = key_of(call.request_id, call.owner)
+            self.restore(call)
+        for one in lost:
+            self.remember_lost(one.fnc_id, one.why)
+            key = key_of(one.request_id, one.owner)
+            if key is not None:
+                self.lost.keep(one, key)
 
     def remember_lost(self, fnc_id: str, why: str) -> None:
         """Say ``why`` when asked for a call that cannot be answered any more."""
