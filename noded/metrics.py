@@ -66,12 +66,10 @@ class Metrics:
         self.running = Gauge("noded_functions_running", "Function calls running", registry=r)
         self.retained = Gauge("noded_results_retained", "Finished calls kept", registry=r)
         self.retained_bytes = Gauge(
-            "noded_results_retained_bytes",
-            "Bytes of the finished calls kept (their journal records; --max-retained-bytes)",
+            "noded_results_retained_bytes", "Bytes of finished calls kept (--max-retained-bytes)",
             registry=r)  # fmt: skip
         self.results_dropped = Counter(
-            "noded_results_dropped",
-            "Finished calls dropped before their TTL, by limit (max_retained, max_retained_bytes)",
+            "noded_results_dropped", "Finished calls dropped before their TTL, by limit",
             ["limit"], registry=r)  # fmt: skip
         self.aborts = Counter(
             "noded_aborts",
