@@ -95,7 +95,7 @@ class NodeRegistry:
                 functions=request.functions,
                 registered=old.record.registered if old else now, last_seen=now,
             )  # fmt: skip
-            events = _registration_events(old.record if old else None, record, now)
+            events = _registration_events(old.record if old else None, record, now, replaces)
             stored = await self._store.save_node(record, replaces, events)
             self._forget(replaces)
             if old is not None and old.record.name != record.name:
@@ -188,11 +188,15 @@ class NodeRegistry:
             await self.flush()
 
 
-def _registration_events(old: NodeRecord | None, new: NodeRecord, now: float) -> list[NewEvent]:
-    """``node.registered`` for a new uuid, ``node.restarted`` for a new instance."""
+def _registration_events(
+    old: NodeRecord | None, new: NodeRecord, now: float, replaces: str | None
+) -> list[NewEvent]:
+    """``node.registered`` for a new uuid (``replaced``: the uuid of the dead node whose
+    name it took), ``node.restarted`` for a new instance."""
     if old is None:
         data: dict[str, Any] = {"address": new.address, "port": new.port,
-                                "instance": new.instance, "version": new.version}  # fmt: skip
+                                "instance": new.instance, "version": new.version,
+                                "replaced": replaces}  # fmt: skip
         return [NewEvent(new.uuid, new.name, NODE_REGISTERED, now, data)]
     if old.instance == new.instance:
         return []

@@ -103,6 +103,8 @@ async def test_a_name_held_by_a_live_node_is_a_conflict_until_it_goes_missing(
     await until(lambda: _state_is(masterd, "n6", "missing"))
     await masterd.ok("Register", second)
     assert (await masterd.nodes())["n6"]["uuid"] == second["uuid"]
+    registered = [e for e in await _events(masterd, ["node.registered"]) if e["node"] == "n6"]
+    assert [e["data"]["replaced"] for e in registered] == [None, first["uuid"]]
 
 
 async def _state_is(masterd: Masterd, name: str, state: str) -> bool:
