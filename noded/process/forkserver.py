@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -244,6 +245,17 @@ class ForkSpawner:
         self._reaps[pid] = (on_status, timer)
         self._outbox.put(zygote.PID.pack(zygote.REAP, pid))
 
+    def _reap_child_of(
+        self, parent: ZygoteProcess | None, pid: int, on_status: Callable[[int | None], None]
+    ) -> None:
+        """Ask ``parent`` to reap its child ``pid``.  If that fork server is gone, init
+        took the child and its status is lost: no later fork server is asked, for whom the
+        pid may name a child of its own by now (it would wait for that child)."""
+        if parent is not self._zygote:
+            on_status(None)
+            return
+        self.reap(pid, on_status)
+
     def _reaped(self, pid: int, status: int | None) -> None:
         waiting = self._reaps.pop(pid, None)
         if waiting is not None:
@@ -291,7 +303,8 @@ class ForkSpawner:
             if len(fds) != _MAX_FDS:
                 raise OSError(errno.EMFILE, f"{len(fds)} of a child's {_MAX_FDS} pipes arrived")
             pipes = (fds[0], fds[1], fds[2], fds[3])
-            proc = FunctionProcess(pid, pipes, self._limits, self._watcher, self.reap)
+            reaper = functools.partial(self._reap_child_of, self._zygote)
+            proc = FunctionProcess(pid, pipes, self._limits, self._watcher, reaper)
         except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
             close_all(*fds)
             self._outbox.put(zygote.PID.pack(zygote.REAP, pid))  # it leaves: stdin is closed

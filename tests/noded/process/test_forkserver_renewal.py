@@ -15,6 +15,10 @@ from typing import Any
 import psutil
 import pytest
 
+from noded.process.child import zygote as protocol
+from noded.process.child.frames import encode_request
+from noded.process.forkserver import ForkSpawner
+from noded.process.function import FunctionProcess, ProcessLimits
 from tests.helpers import alive, eventually, marked_processes, put, run_node, zygote_of, zygotes
 
 SPARES = 4
@@ -188,3 +192,37 @@ async def test_a_reload_while_a_fork_is_asked_answers_that_call() -> None:
         status, answer, _ = await asyncio.wait_for(call, 30)
         assert (status, answer.get("result")) == (200, "kept"), answer
         await eventually(lambda: not alive(old.pid))  # and then it leaves
+
+
+async def test_a_dead_fork_servers_call_is_asked_of_no_later_fork_server() -> None:
+    """A call of a killed fork server ends once a new one serves: init reaped it, and the
+    new fork server is not asked for its status (the pid may name a child of its own by
+    then, for which it would wait, answering no fork meanwhile)."""
+    spawner = ForkSpawner(["tests.functions"], ProcessLimits(), spares=0)
+    await spawner.start()
+    asked: list[int] = []
+    send = spawner._outbox.put
+
+    def recording(message: bytes, *, now: bool = False) -> None:
+        if message[:1] == protocol.REAP:
+            asked.append(protocol.PID.unpack(message)[1])
+        send(message, now=now)
+
+    spawner._outbox.put = recording  # type: ignore[method-assign]
+
+    async def nothing(_: FunctionProcess) -> None:
+        pass
+
+    try:
+        old = zygote_of(os.getpid())
+        request = encode_request("sleep_then", {"seconds": 2.0, "value": 1})
+        running = await spawner.spawn(request, nothing)
+        old.kill()
+        await eventually(lambda: new_zygote(os.getpid(), old.pid) is not None)
+        await asyncio.wait_for(running.reaped, 15)
+        assert running.pid not in asked
+        after = await spawner.spawn(encode_request("echo", {"value": 2}), nothing)
+        await asyncio.wait_for(after.reaped, 15)
+        assert after.outcome.exit_code == 0 and after.pid in asked  # its own is asked
+    finally:
+        await spawner.close()
