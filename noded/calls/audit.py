@@ -242,7 +242,10 @@ class AuditLog:
             with contextlib.suppress(TimeoutError, OSError):
                 async with asyncio.timeout(SYNC_TIMEOUT_S):
                     await self._syncing
-        for fd in [*self._retired, self._fd, self._head_fd]:
+        fds = [*self._retired, self._fd]
+        if self._syncing is None or self._syncing.done():
+            fds.append(self._head_fd)  # else a late fsync thread may still write it
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._retired = []
