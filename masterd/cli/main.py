@@ -346,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     it quietly with 141, as SIGPIPE would, and leaves the calls on the nodes as a
     Ctrl-C does.  Not by restoring SIGPIPE's default: a node's socket could raise it."""
     try:
-        status = _run_command(argv)
-        sys.stdout.flush()  # here, not at exit, where a reader gone prints a traceback
+        try:
+            status = _run_command(argv)
+        finally:  # --help and --version exit: their output is flushed here too
+            sys.stdout.flush()  # here, not at exit, where a reader gone prints a traceback
     except BrokenPipeError:
         return _stdout_gone()
     return status

@@ -57,6 +57,12 @@ async def test_a_node_command_into_a_closed_pipe_ends_quietly(
     assert (status, err) == (BROKEN_PIPE, "")
 
 
+async def test_help_and_version_into_a_closed_pipe_end_quietly() -> None:
+    for option in ("--help", "--version"):  # argparse itself ignores a failed write
+        status, err = await rpc_cli_into_a_closed_pipe(option)
+        assert status in (0, BROKEN_PIPE) and err == "", option
+
+
 async def test_gather_and_nodes_into_a_closed_pipe_or_head_1_end_quietly(
     tmp_path: Path, make_node: NodeFactory
 ) -> None:
