@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from openapi_spec_validator import validate
 
 from tests.masterd.daemon.running import Masterd, events, registration, start_masterd
 
@@ -85,6 +86,7 @@ async def test_metrics_and_openapi_are_served(masterd: Masterd) -> None:
     assert status == 200 and "masterd_heartbeats_total" in text
     status, text = await masterd.get("/openapi.json")
     assert status == 200 and '"/WaitForEvents"' in text and '"NodeConflict"' in text
+    validate(orjson.loads(text))  # OpenAPI 3.1
 
 
 @pytest.mark.parametrize(
