@@ -13,7 +13,7 @@ SQLITE_PREFIX = "sqlite:///"
 def sqlite_path(url: str) -> Path:
     """The file of ``sqlite:///ABS/PATH`` (SQLAlchemy's spelling: four slashes before an
     absolute path); ``ValueError`` for anything else."""
-    if not url.startswith(SQLITE_PREFIX) or not url.startswith(SQLITE_PREFIX + "/"):
+    if not url.startswith(SQLITE_PREFIX + "/"):
         raise ValueError(
             f"--store {url!r}: expected sqlite:////ABSOLUTE/PATH (four slashes, as "
             "SQLAlchemy writes it), e.g. sqlite:////var/lib/ganeti-masterd/masterd.sqlite3"
