@@ -21,9 +21,12 @@ from masterd.daemon.metrics import MasterdMetrics
 from masterd.store.base import NewEvent, Store, StoredEvent
 from rpc_client.errors import NodeBusy, RequestTooLarge
 from rpc_client.master_protocol import ReportRequest, WaitForEventsRequest
+from rpc_client.protocol import dumps
 
 #: events read from the store per look, and at most answered at once
 PAGE = 1000
+#: an answer stops adding events past this many bytes of their data (at least one goes)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 class _Bucket:
@@ -134,7 +137,7 @@ class EventLog:
                     position = batch[-1].id + 1
                 matching = [e for e in batch if _fits(e, request)]
                 if matching:
-                    return matching, position
+                    return _bounded(matching, position)
                 if len(batch) == PAGE:
                     continue  # more to read past what did not match
             remaining = deadline - loop.time()
@@ -151,3 +154,14 @@ def _fits(event: StoredEvent, request: WaitForEventsRequest) -> bool:
     if request.nodes is not None and event.node not in request.nodes:
         return False
     return request.types is None or any(fnmatchcase(event.type, p) for p in request.types)
+
+
+def _bounded(events: list[StoredEvent], position: int) -> tuple[list[StoredEvent], int]:
+    """At most :data:`MAX_ANSWER_BYTES` of events' data; the next position is then the
+    first event left out."""
+    size = 0
+    for index, event in enumerate(events):
+        size += len(dumps(event.data))
+        if size > MAX_ANSWER_BYTES and index > 0:
+            return events[:index], event.id
+    return events, position

@@ -125,3 +125,19 @@ async def test_a_wait_is_capped_by_max_wait(masterd: Masterd) -> None:
     started = time.monotonic()
     answer = await masterd.ok("WaitForEvents", {"from": None, "timeout": 3600}, timeout_s=30)
     assert answer["events"] == [] and time.monotonic() - started < 15
+
+
+async def test_a_large_backlog_comes_in_bounded_answers(masterd: Masterd) -> None:
+    node = await registered(masterd, "n1")
+    big = [{**e, "data": "x" * 1_000_000} for e in events(*range(1, 11))]
+    for start in range(0, 10, 2):  # within a request's 16 MiB and the node's rate
+        body = {"uuid": node["uuid"], "spool": "s", "events": big[start : start + 2]}
+        await masterd.ok("Report", body)
+    seen: list[int] = []
+    position = 0
+    while len(seen) < 10:
+        answer = await read(masterd, **{"from": position, "types": ["disk.*"]})
+        assert 1 <= len(answer["events"]) <= 5  # 4 MiB of data, and one more
+        seen += [e["seq"] for e in answer["events"]]
+        position = answer["next"]
+    assert seen == list(range(1, 11))
