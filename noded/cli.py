@@ -81,6 +81,8 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
         functions = functions.split(",")
     values["functions"] = tuple(m.strip() for m in functions if m.strip())
     values["functions_path"] = tuple(Path(path) for path in args.functions_path)
+    for listed in ("masters", "labels"):
+        values[listed] = _listed(getattr(args, listed))
     allowed = args.tls_allowed_clients
     if isinstance(allowed, str):
         allowed = allowed.split(",")
@@ -88,6 +90,12 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
         a.strip().lower() if _is_hex(a.strip()) else a.strip() for a in allowed if a.strip()
     )
     return NodedConfig(**values)
+
+
+def _listed(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated flag, or a TOML list, as a tuple of its non-empty items."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _is_hex(text: str) -> bool:
@@ -105,9 +113,11 @@ def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
         for a in parser._actions
         if a.option_strings and a.option_strings[0].startswith("--")
     }
+    # a setting by its field's name too: ``masters = [...]`` for ``--master``
+    by_dest = {a.dest: a for a in by_flag.values()}
     defaults = {}
     for key, value in settings.items():
-        action = by_flag.get(key.replace("_", "-"))
+        action = by_flag.get(key.replace("_", "-")) or by_dest.get(key.replace("-", "_"))
         if action is None or action.dest in ("config", "help", "version"):
             raise ValueError(f"{path}: unknown setting {key!r}")
         if action.type is Path:

@@ -144,16 +144,6 @@ class NodedConfig:
             metavar="N",
         ),
     )
-    #: file descriptors a call must leave free when it starts (a new connection: a quarter
-    #: of them); past that, 503 Busy with Retry-After (noded.http.descriptors)
-    descriptor_reserve: int = field(
-        default=32,
-        metadata=flag(
-            "file descriptors a new call must leave free, a new connection a quarter of "
-            "them; short of that, 503 Busy (default %(default)s)",
-            metavar="N",
-        ),
-    )
     #: "fork": from a pre-loaded fork server (fast); "exec": a fresh interpreter per call
     spawn: Literal["fork", "exec"] = field(
         default="fork",
@@ -258,6 +248,29 @@ class NodedConfig:
         default=False,
         metadata=flag("write the calls' arguments in the audit log, not only their SHA-256"),
     )
+    #: the ganeti-masterd processes this node registers with and reports its events to
+    #: (noded.master); empty: no master, the node serves its calls alone
+    masters: tuple[str, ...] = field(
+        default=(),
+        metadata=flag(
+            "comma-separated ganeti-masterd addresses to register with and report events "
+            "to (TOML: masters = [...]); none: no master",
+            metavar="HOST:PORT[,HOST:PORT...]",
+            name="--master",
+        ),
+    )
+    labels: tuple[str, ...] = field(
+        default=(),
+        metadata=flag("comma-separated labels sent with Register", metavar="a,b,..."),
+    )
+    spool_max_events: int = field(
+        default=10000,
+        metadata=flag(
+            "events kept for the master until it acknowledges them, the oldest dropped "
+            "first (default %(default)s)",
+            metavar="N",
+        ),
+    )
     log_format: Literal["text", "json"] = field(
         default="text", metadata=flag("log lines as key=value text or JSON")
     )
@@ -294,9 +307,9 @@ class NodedConfig:
             "journal_slack_lines": self.journal_slack_lines,
             "idle_timeout_s": self.idle_timeout_s,
             "descriptor_reserve": self.descriptor_reserve,
-            "descriptor_reserve": self.descriptor_reserve,
             "import_timeout_s": self.import_timeout_s,
             "limit_check_interval_s": self.limit_check_interval_s,
+            "spool_max_events": self.spool_max_events,
         }
         for field_name, value in positive.items():
             if value <= 0:
@@ -331,6 +344,8 @@ class NodedConfig:
             raise ValueError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
+        for master in self.masters:
+            check_master_address(master)
 
     def _check_output_bounds(self) -> None:
         """The output limits: each between its bounds, all calls' at least one call's."""
@@ -361,3 +376,10 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+def check_master_address(address: str) -> None:
+    """Raises ``ValueError`` unless ``address`` is ``HOST:PORT`` (``[V6]:PORT`` too)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"--master {address!r}: expected HOST:PORT")

@@ -29,6 +29,7 @@ from noded.http.listener import PlainSite
 from noded.http.protocol import NodedRunner
 from noded.http.tls_site import TLSSite
 from noded.identity import load_identity
+from noded.master.context import announce_relay, attach_master_side, start_reporting
 from noded.metrics import Metrics
 from noded.policy import Policy, PolicyError, load_policy
 from noded.process import tree
@@ -91,10 +92,12 @@ class Server:
         audit = open_audit_log(config, metrics)  # locked: before anything is started
         self._trees = tree.choose(config.cgroup_root, os.getpid())
         self._reloader = FunctionReloader(config, limits, metrics, self._trees)
+        # before a spawner copies the environment: where call_master is relayed
+        identity = announce_relay(config, load_identity(config.state_dir, config.name))
         app = create_app(
             config,
             registry=registry,
-            identity=load_identity(config.state_dir, config.name),
+            identity=identity,
             spawner=await make_spawner(config, limits, metrics, self._trees),
             metrics=metrics,
             trees=self._trees,
@@ -103,14 +106,12 @@ class Server:
             reload=self._reloader.reload,
         )
         self._reloader.supervisor = app[SUPERVISOR]
-        self._runner = NodedRunner(
-            app,
-            access_log=None,
-            keepalive_timeout=config.idle_timeout_s,
-            shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S,
-        )
+        attach_master_side(app)
+        self._runner = NodedRunner(app, access_log=None, keepalive_timeout=config.idle_timeout_s,
+                                   shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)  # fmt: skip
         await self._runner.setup()
         await self._site(config, metrics).start()
+        start_reporting(app, self._runner.addresses[0][1])
         # What start-up made (imports, the app, the registry) lives as long as the
         # daemon: out of the collector's way, which otherwise scans it again and again
         # under load (doc/performance.md, session 11).

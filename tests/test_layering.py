@@ -28,6 +28,7 @@ MAX_FUNCTION_LINES = 60
 #: A name stands for that module and those under it; every module of noded has a layer.
 NODED_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("entry", ("noded.__main__", "noded.entry", "noded.cli", "noded.server", "noded.reload")),
+    ("master", ("noded.master",)),
     ("http", ("noded.http",)),
     ("calls", ("noded.calls",)),
     ("processes", ("noded.process",)),

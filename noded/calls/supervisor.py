@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from noded.calls.call_events import Emit, finish_event, function_event
 from noded.calls.keeper import OutputKeeper
 from noded.calls.listing import listing_entry
 from noded.calls.outcomes import call_result
@@ -30,9 +31,9 @@ from noded.calls.table import (
 from noded.config import NodedConfig
 from noded.metrics import Metrics
 from noded.policy import Caller
+from noded.process.bounds import TreeBounds
 from noded.process.child.frames import encode_request
 from noded.process.function import FunctionProcess, Outcome
-from noded.process.bounds import TreeBounds
 from noded.process.process_set import ProcessSet
 from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees, CgroupTree
@@ -109,6 +110,8 @@ class Supervisor:
         self._launching: dict[str, asyncio.Future[FunctionCall]] = {}
         self._starting = 0
         self.shutting_down = False
+        #: where the calls' events go (noded.master sets it); None: nowhere
+        self.emit: Emit | None = None
 
     def recover(self) -> None:
         """Take over from the daemon before: kill its leftovers, keep its results, and
@@ -305,6 +308,7 @@ class Supervisor:
         self.calls.add(call)
         self._processes.add(call.fnc_id, proc, start.limits)
         proc.on_decided = lambda outcome: self._on_decided(call, outcome)
+        proc.on_event = lambda report: function_event(self.emit, call, report)
         proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
         return call
 
@@ -346,15 +350,10 @@ class Supervisor:
     def _record_finish(self, call: FunctionCall) -> None:
         outcome = call.error["type"] if call.error else "ok"
         self.metrics.call_finished(call.fn_name, outcome, call.elapsed_s)
-        event(
-            log,
-            "call.finish",
-            level=logging.INFO if call.error is None else logging.WARNING,
-            fnc_id=call.fnc_id,
-            fn_name=call.fn_name,
-            duration_s=round(call.elapsed_s, 6),
-            outcome=outcome,
-        )
+        finish_event(self.emit, call)
+        level = logging.INFO if call.error is None else logging.WARNING
+        event(log, "call.finish", level=level, fnc_id=call.fnc_id, fn_name=call.fn_name,
+              duration_s=round(call.elapsed_s, 6), outcome=outcome)  # fmt: skip
 
     def _abort_soon(self, call: FunctionCall, reason: AbortReason) -> None:
         if not call.finished:

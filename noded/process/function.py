@@ -128,6 +128,9 @@ class FunctionProcess:
         self.on_output: Callable[[str, bytes], None] | None = None
         #: called with each progress report (fraction, message, at)
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
+        #: called with each event it emits ({"type", "data", "at"}: noded.emit)
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        self._frame_reader.on_event = self._event
         #: every process of its call, escaped grandchildren included (set before its call)
         self.tree: Tree | None = None
 
@@ -265,6 +268,10 @@ class FunctionProcess:
     def _progress(self, report: dict[str, Any]) -> None:
         if self.on_progress is not None:
             self.on_progress(report)
+
+    def _event(self, report: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(report)
 
     def _on_stdout(self, turns: int = OUTPUT_CHUNKS_PER_TURN) -> None:
         assert self._stdout is not None

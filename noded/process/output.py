@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from noded.process.child.frames import decode_progress
+from noded.process.child.frames import EVENT_PREFIX, decode_event, decode_progress
 
 _READ_CHUNK = 1 << 16
 #: chunks of output read from one pipe in one turn of the event loop
@@ -48,6 +48,8 @@ class FrameReader:
         #: progress reports read but not handed on: a later one in the same read replaced them
         self.coalesced = 0
         self._latest: dict[str, Any] | None = None
+        #: called with each event line's ``{"type", "data", "at"}``
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
 
     def read(self, fd: int, max_chunks: int = FRAME_CHUNKS_PER_TURN) -> bool:
         """Read what ``fd`` has, at most ``max_chunks`` chunks (the rest on the next call);
@@ -85,6 +87,9 @@ class FrameReader:
             chunk = chunk[end + 1 :]
             line = bytes(self._buffer)
             self._buffer.clear()
+            if line.startswith(EVENT_PREFIX):
+                self._hand_on_event(line)
+                continue
             report = decode_progress(line)
             if report is None:
                 self.frame = line
@@ -93,6 +98,12 @@ class FrameReader:
                 self.coalesced += 1
             self._latest = report
         return False
+
+    def _hand_on_event(self, line: bytes) -> None:
+        """An event line (``noded.emit``): handed on at once, never coalesced."""
+        report = decode_event(line)
+        if report is not None and self.on_event is not None:
+            self.on_event(report)
 
     def partial(self) -> bytes:
         """The start of what was written without a frame's end."""

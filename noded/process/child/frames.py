@@ -3,8 +3,9 @@
 stdin: the call's mark (:func:`call_mark`, or nothing if the daemon could not read the
 process's start time) and a newline, one JSON object ``{"fn_name": ..., "fn_args": {...}}``,
 a newline, then EOF.
-fd 3, the *frame channel*: progress lines ``{"progress": {"fraction", "message", "at"}}``,
-then one result frame, a JSON object ending in a newline: ``{"ok": true, "result": ...}``
+fd 3, the *frame channel*: progress lines ``{"progress": {"fraction", "message", "at"}}``
+and event lines ``{"event": {"type", "data", "at"}}`` (``noded.emit``), then one result
+frame, a JSON object ending in a newline: ``{"ok": true, "result": ...}``
 or ``{"ok": false, "error": {"type", "message", ...}}``.
 stdout and stderr: the call's output, whatever the function and its children write.
 The daemon reads the frame at its newline, not at EOF, so a function that leaves a
@@ -138,6 +139,30 @@ def decode_progress(line: bytes) -> dict[str, Any] | None:
         "message": str(report.get("message", ""))[:1000],
         "at": at if isinstance(at, number) and not isinstance(at, bool) else time.time(),
     }
+
+
+#: how an event line starts (``{"event": {"type", "data", "at"}}``, from ``noded.emit``)
+EVENT_PREFIX = b'{"event"'
+
+
+def encode_event(kind: str, data: Any) -> bytes:
+    """An event line of the frame channel, stamped now; raises ``TypeError`` if ``data``
+    is not JSON."""
+    return orjson.dumps({"event": {"type": kind, "data": data, "at": time.time()}}) + FRAME_END
+
+
+def decode_event(line: bytes) -> dict[str, Any] | None:
+    """The ``{"type", "data", "at"}`` of an event line, or None if it is not one."""
+    try:
+        report = orjson.loads(line).get("event")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(report, dict) or not isinstance(report.get("type"), str):
+        return None
+    at = report.get("at")
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        at = time.time()
+    return {"type": report["type"], "data": report.get("data"), "at": at}
 
 
 def decode_frame(line: bytes) -> tuple[Any, dict[str, Any] | None]:

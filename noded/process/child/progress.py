@@ -67,6 +67,17 @@ def flush() -> None:
         _flush_locked()
 
 
+def send_line(line: bytes) -> bool:
+    """Send ``line`` (an event) now, after the report still waiting; False if the
+    channel is closed (the result went, or this is not a function process)."""
+    with _lock:
+        if channel_fd < 0:
+            return False
+        _flush_locked()
+        _write(channel_fd, line)
+        return True
+
+
 def write_last(frame: bytes) -> None:
     """Send the report still waiting, then ``frame`` (the result), the channel's last
     line: no report from another thread can come between its writes or after it.

@@ -1,0 +1,198 @@
+"""The reporter: registers the node, heartbeats, and delivers its events.
+
+Two tasks.  One keeps the node registered: Register at start (again when a master says
+``reregister`` or ``409 NotRegistered``), then a Heartbeat every ``heartbeat_s`` (from
+Register's answer) x a random 0.8-1.2.  The other delivers events: woken by each new
+one, it moves them into the spool and sends the oldest unacknowledged ones in a Report
+(up to :data:`REPORT_EVENTS`; under load the next Report goes at once with the next
+batch), forgets those acknowledged, and sends again what was not.
+
+When no master answers, both back off with jitter and try again; nothing else of the
+daemon waits for them: the node serves its calls as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from noded.master.events import EventQueue
+from noded.master.link import MasterLink
+from rpc_client.errors import NodeConflict, NodeUnreachable, NotRegistered, RPCError
+from rpc_client.logs import event
+from rpc_client.master_protocol import (
+    HEARTBEAT,
+    REGISTER,
+    REPORT,
+    HeartbeatRequest,
+    RegisterRequest,
+)
+
+log = logging.getLogger("noded.master")
+
+#: events in one Report (masterd takes 1,000 by default)
+REPORT_EVENTS = 500
+#: the longest a request to the masters may take, all of them tried
+REQUEST_TIMEOUT_S = 10.0
+#: unacknowledged events are sent again at least this often
+RESEND_S = 5.0
+#: the heartbeat interval until a master has said its own
+DEFAULT_HEARTBEAT_S = 30.0
+_STOP_TASKS_S = 2.0
+
+
+class Backoff:
+    """Waits that double from ``first_s`` up to ``most_s``, each x a random 0.5-1.5."""
+
+    def __init__(self, first_s: float = 0.1, most_s: float = 5.0) -> None:
+        self._first_s, self._most_s, self._failures = first_s, most_s, 0
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    async def sleep(self) -> None:
+        delay_s = min(self._most_s, self._first_s * 2**self._failures)
+        self._failures = min(self._failures + 1, 30)
+        await asyncio.sleep(delay_s * random.uniform(0.5, 1.5))
+
+
+class Reporter:
+    """The node's registration and event delivery, for as long as the daemon runs."""
+
+    def __init__(
+        self,
+        link: MasterLink,
+        events: EventQueue,
+        registration: Callable[[], RegisterRequest],
+        running: Callable[[], int],
+    ) -> None:
+        self.link = link
+        self.events = events
+        self._registration = registration
+        self._running = running
+        self.heartbeat_s = DEFAULT_HEARTBEAT_S
+        self.registered = asyncio.Event()
+        self._register_now = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._uuid = self._instance = ""
+
+    def start(self) -> None:
+        """Begin (once the node listens: Register says its port)."""
+        registration = self._registration()
+        self._uuid, self._instance = registration.uuid, registration.instance
+        self._tasks = [
+            asyncio.create_task(self._keep_registered(), name="master-registration"),
+            asyncio.create_task(self._deliver_forever(), name="master-delivery"),
+        ]
+
+    async def stop(self, deliver_within_s: float) -> None:
+        """Stop both tasks, then deliver what is spooled for up to ``deliver_within_s``
+        (what is not delivered stays in the spool for the next start)."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=_STOP_TASKS_S)
+        with contextlib.suppress(TimeoutError, RPCError, sqlite3.Error, OSError):
+            await asyncio.wait_for(self._deliver_all(), deliver_within_s)
+
+    # --- registration and heartbeats -------------------------------------------------
+
+    async def _keep_registered(self) -> None:
+        backoff = Backoff()
+        while True:
+            if not self.registered.is_set():
+                if not await self._register():
+                    await backoff.sleep()
+                    continue
+                backoff.reset()
+            await _wait(self._register_now, self.heartbeat_s * random.uniform(0.8, 1.2))
+            if self._register_now.is_set():
+                self._register_now.clear()
+                self.registered.clear()
+                continue
+            await self._heartbeat()
+
+    async def _register(self) -> bool:
+        registration = self._registration()
+        try:
+            answer = await self.link.request(REGISTER, registration.to_wire(), REQUEST_TIMEOUT_S)
+        except (NodeUnreachable, NodeConflict, RPCError) as exc:
+            event(log, "master.register_failed", logging.WARNING, error=str(exc))
+            return False
+        heartbeat_s = answer.get("heartbeat_s")
+        if isinstance(heartbeat_s, int | float) and heartbeat_s > 0:
+            self.heartbeat_s = float(heartbeat_s)
+        event(log, "master.registered", master=self.link.current, heartbeat_s=self.heartbeat_s,
+              instance=registration.instance)  # fmt: skip
+        self.registered.set()
+        self.events.wake.set()  # what waited for the registration goes now
+        return True
+
+    async def _heartbeat(self) -> None:
+        beat = HeartbeatRequest(self._uuid, self._instance, self._running())
+        try:
+            answer = await self.link.request(HEARTBEAT, beat.to_wire(), REQUEST_TIMEOUT_S)
+        except NotRegistered:
+            self.registered.clear()
+            return
+        except RPCError as exc:
+            event(log, "master.heartbeat_failed", logging.WARNING, error=str(exc))
+            return
+        if answer.get("reregister") is True:
+            self.registered.clear()
+
+    def reregister(self) -> None:
+        """Register again now (a master said it does not know this node)."""
+        self._register_now.set()
+
+    # --- events ---------------------------------------------------------------
+
+    async def _deliver_forever(self) -> None:
+        backoff = Backoff()
+        while True:
+            await _wait(self.events.wake, RESEND_S)
+            self.events.wake.clear()
+            try:
+                await self.events.flush()
+                if not self.registered.is_set():
+                    continue  # the registration wakes this task again
+                await self._deliver_all()
+            except NotRegistered:
+                self.reregister()
+            except (RPCError, sqlite3.Error, OSError, TimeoutError) as exc:
+                event(log, "master.report_failed", logging.WARNING, error=str(exc))
+                self.events.wake.set()  # try again after the backoff
+                await backoff.sleep()
+                continue
+            backoff.reset()
+
+    async def _deliver_all(self) -> None:
+        """Send Reports until the spool holds nothing unacknowledged."""
+        while True:
+            await self.events.flush()
+            pending = await self.events.pending(REPORT_EVENTS)
+            if not pending:
+                return
+            started = time.monotonic()
+            body: dict[str, Any] = {"uuid": self._uuid, "spool": self.events.spool.spool_id,
+                                    "events": [item.to_wire() for item in pending]}  # fmt: skip
+            answer = await self.link.request(REPORT, body, REQUEST_TIMEOUT_S)
+            acked = answer.get("acked")
+            if not isinstance(acked, int) or acked < pending[0].seq:
+                raise NodeUnreachable(f"a Report answered without progress: acked={acked!r}")
+            await self.events.acknowledge(acked)
+            event(log, "master.reported", logging.DEBUG, events=len(pending), acked=acked,
+                  duration_s=round(time.monotonic() - started, 6))  # fmt: skip
+
+
+async def _wait(flag: asyncio.Event, timeout_s: float) -> None:
+    """Until ``flag`` is set or ``timeout_s`` passed."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await flag.wait()

@@ -1,0 +1,23 @@
+"""Functions that use ``emit`` and ``call_master`` (loaded with tests.functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noded import call_master, emit, function
+
+
+@function
+def emit_events(count: int, kind: str = "test.event") -> int:
+    for n in range(count):
+        emit(kind, {"n": n})
+    return count
+
+
+@function
+def ask_master(command: str, timeout: float = 5.0) -> dict[str, Any]:
+    """call_master's result, or the type and message of what it raised."""
+    try:
+        return {"result": call_master(command, {"x": 1}, timeout=timeout)}
+    except Exception as exc:
+        return {"raised": type(exc).__name__, "message": str(exc)}

@@ -1,0 +1,71 @@
+"""ganeti-noded --master against a real ganeti-masterd: registration and liveness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from masterd.local import LocalNode
+from tests.helpers import run_node
+from tests.masterd.daemon.running import run_masterd
+from tests.noded.master.running import (
+    FUNCTIONS,
+    node_with_master,
+    run_call,
+    start_node,
+    wait_events,
+    wait_state,
+)
+
+
+async def test_a_node_registers_and_is_alive(tmp_path: Path) -> None:
+    async with (
+        run_masterd(["--heartbeat-s", "0.5"], workdir=tmp_path / "m") as masterd,
+        node_with_master([masterd.address], tmp_path / "n", "--labels", "rack1,ssd") as node,
+    ):
+        await wait_state(masterd, "node-a", "alive")
+        listed = (await masterd.nodes())["node-a"]
+        assert listed["port"] == node.port
+        assert {"rack1", "ssd"} <= set(listed["labels"])
+        starts = await wait_events(masterd, 1, ["node.start"])
+        assert starts[0]["node"] == "node-a"
+
+
+async def test_sigkill_makes_it_missing_and_a_restart_alive_again(tmp_path: Path) -> None:
+    async with run_masterd(["--heartbeat-s", "0.5"], workdir=tmp_path / "m") as masterd:
+        node = await start_node([masterd.address], tmp_path / "n")
+        await wait_state(masterd, "node-a", "alive")
+        first = (await masterd.nodes())["node-a"]["instance"]
+        node.proc.kill()
+        await node.wait_exit(10)
+        await wait_state(masterd, "node-a", "missing")
+        async with node_with_master([masterd.address], tmp_path / "n"):
+            await wait_state(masterd, "node-a", "alive")
+            restarted = await wait_events(masterd, 1, ["node.restarted"])
+            assert restarted[0]["data"]["old_instance"] == first
+            assert (await masterd.nodes())["node-a"]["instance"] != first
+
+
+async def test_the_first_master_dead_the_node_uses_the_second(tmp_path: Path) -> None:
+    async with run_masterd(["--heartbeat-s", "0.5"], workdir=tmp_path / "m") as masterd:
+        dead = "127.0.0.1:9"  # discard: nothing listens there
+        async with node_with_master([dead, masterd.address], tmp_path / "n"):
+            await wait_state(masterd, "node-a", "alive")
+        # and the other way round (the first master is chosen at random)
+        async with node_with_master([masterd.address, dead], tmp_path / "n"):
+            await wait_state(masterd, "node-a", "alive")
+
+
+async def test_with_no_master_reachable_the_node_serves_as_before(tmp_path: Path) -> None:
+    args = ["--functions", FUNCTIONS, "--master", "127.0.0.1:9"]
+    async with run_node(args, workdir=tmp_path / "n") as node:
+        assert (await run_call(node, "add", {"a": 1, "b": 2})).result == 3
+        assert (await run_call(node, "emit_events", {"count": 3})).result == 3
+        assert node.proc.poll() is None
+    assert node.proc.returncode == 0
+
+
+async def test_stop_is_bounded_with_no_master(tmp_path: Path) -> None:
+    node = await LocalNode.start(
+        ["--functions", FUNCTIONS, "--master", "127.0.0.1:9"], workdir=tmp_path / "n"
+    )
+    assert await node.stop(timeout_s=15) == 0
