@@ -65,13 +65,14 @@ async def start_after(delay_s: float, port: int, body: bytes) -> str:
     return await start_once(port, body)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit(1)")
 async def test_out_of_descriptors_every_start_is_answered(tmp_path: Path) -> None:
     prefix = ["prlimit", f"--nofile={NOFILE}:{NOFILE}", "--"]
     async with LocalNode.running(
         node_args(), env=node_env(), workdir=tmp_path, prefix=prefix
     ) as node:
-        body = orjson.dumps({"fn_name": "sleep_then", "fn_args": {"seconds": 2}, "timeout": 30})
+        body = orjson.dumps({"fn_name": "sleep_then", "fn_args": {"seconds": 1}, "timeout": 30})
         # over a second, so that calls hold descriptors while connections keep coming:
         # accept then fails for want of one (all at once, the connections alone fit)
         outcomes = await asyncio.gather(
@@ -84,6 +85,22 @@ async def test_out_of_descriptors_every_start_is_answered(tmp_path: Path) -> Non
         # and the daemon serves on, as before
         async with node.client() as client:
             assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit(1)")
+async def test_when_accept_finds_no_descriptor_the_reserve_answers(tmp_path: Path) -> None:
+    """With the smallest reserve, the budget lets descriptors run out, and accept fails
+    with EMFILE: the connections are answered on the reserve descriptor, one by one."""
+    prefix = ["prlimit", f"--nofile={NOFILE}:{NOFILE}", "--"]
+    async with LocalNode.running(
+        node_args(["--descriptor-reserve", "1"]), env=node_env(), workdir=tmp_path, prefix=prefix
+    ) as node:
+        body = orjson.dumps({"fn_name": "sleep_then", "fn_args": {"seconds": 1}, "timeout": 30})
+        outcomes = await asyncio.gather(*(start_once(node.port, body) for _ in range(2 * NOFILE)))
+        counted = collections.Counter(outcomes)
+        assert set(counted) <= {"200", "503 Busy with Retry-After"}, counted
+        assert "http.accept_failed" in node.log_text()
 
 
 def budget_of(open_now: int, *, limit: int = 140, table: int = 1024) -> DescriptorBudget:
