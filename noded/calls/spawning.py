@@ -80,7 +80,9 @@ class Spawners:
             self._close_idle()
 
     def replace(self, spawner: Spawner) -> None:
-        """Use ``spawner`` for new calls; the old one goes once its calls are done."""
+        """Use ``spawner`` for new calls; the old one goes once its calls are done (it
+        keeps no spare meanwhile)."""
+        self.current.retire()
         self._retired.append(self.current)
         self.current = spawner
         self._close_idle()

@@ -82,6 +82,7 @@ class ForkSpawner:
         self._zygote: ZygoteProcess | None = None
         self._fallback: ExecSpawner | None = None
         self._closing = False
+        self._retired = False
         self._restart_task: asyncio.Task[None] | None = None
         self._watcher = DescriptorWatcher()
         #: loop time of the zygote's last answer, or of the first fork asked since
@@ -129,6 +130,19 @@ class ForkSpawner:
                 return proc
             event(log, "spare.gone", logging.WARNING, pid=proc.pid)  # its reaping goes on
         return None
+
+    def retire(self) -> None:
+        """A reload replaced this fork server: its spares leave now (it stays while a call
+        it made runs, or one it is making is not yet made), and none is forked again."""
+        self._retired = True
+        self._spares_wanted = 0
+        while self._pool:
+            self._release(self._pool.popleft())
+
+    def _release(self, proc: FunctionProcess) -> None:
+        """Let a spare go: it reads EOF and leaves, and its zygote reaps it then."""
+        proc.discard()
+        self._outbox.put(zygote.PID.pack(zygote.REAP, proc.pid))
 
     async def close(self) -> None:
         """Release the spares, stop the zygote."""
@@ -338,6 +352,8 @@ class ForkSpawner:
             waiter.set_result(proc)
         elif self._closing:
             proc.discard()
+        elif self._retired:
+            self._release(proc)
         else:
             self._pool.append(proc)
 

@@ -26,6 +26,10 @@ class Spawner(Protocol):
 
     async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess: ...
 
+    def retire(self) -> None:
+        """A reload replaced it: no new call will ask it (those it is making go on), so
+        it keeps no process ahead of calls."""
+
     async def close(self) -> None: ...
 
 
@@ -51,6 +55,9 @@ class ExecSpawner:
         proc = start_process(self._argv, self._env, self._limits, self._watcher, self._trees)
         await send_after(proc, request, before_send)
         return proc
+
+    def retire(self) -> None:
+        pass  # it keeps nothing ahead
 
     async def close(self) -> None:
         if self._own_watcher:

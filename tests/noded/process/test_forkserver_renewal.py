@@ -226,3 +226,19 @@ async def test_a_dead_fork_servers_call_is_asked_of_no_later_fork_server() -> No
         assert after.outcome.exit_code == 0 and after.pid in asked  # its own is asked
     finally:
         await spawner.close()
+
+
+async def test_a_retired_fork_server_keeps_no_spares_while_its_calls_run() -> None:
+    async with run_node(["--spare-processes", str(SPARES)]) as node:
+        old = zygote_of(node.pid)
+        running = await start_sleepers(node, 1)
+        await eventually(lambda: len(spares_of(old)) >= 2)  # the call, and spares
+        status, answer, _ = await put(node, "/ReloadFunctions", {})
+        assert status == 200 and answer["reloaded"], answer
+        call_pid = int(running[0].split(":")[1])
+        with contextlib.suppress(AssertionError):
+            await eventually(lambda: spares_of(old) == [call_pid], timeout_s=5)
+        assert spares_of(old) == [call_pid], "the old fork server still has spares"
+        assert alive(old.pid)  # its call runs on
+        await abort_all(node, running)
+        await eventually(lambda: not alive(old.pid))
