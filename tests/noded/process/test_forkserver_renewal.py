@@ -242,3 +242,26 @@ async def test_a_retired_fork_server_keeps_no_spares_while_its_calls_run() -> No
         assert alive(old.pid)  # its call runs on
         await abort_all(node, running)
         await eventually(lambda: not alive(old.pid))
+
+
+def inheritable_descriptors(pid: int) -> list[str]:
+    """The descriptors of ``pid`` above stdio without O_CLOEXEC, with what they are."""
+    found = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(info.read().split("flags:")[1].split()[0], 8)
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except (OSError, IndexError):
+            continue  # closed meanwhile
+        if int(fd) > 2 and not flags & os.O_CLOEXEC:
+            found.append(f"{fd} -> {target}")
+    return found
+
+
+@pytest.mark.parametrize("spawn", ["fork", "exec"])
+async def test_every_descriptor_the_daemon_holds_for_calls_is_close_on_exec(spawn: str) -> None:
+    async with run_node(["--spawn", spawn, "--spare-processes", str(SPARES)]) as node:
+        running = await start_sleepers(node, RUNNING)
+        assert inheritable_descriptors(node.pid) == []
+        await abort_all(node, running)
