@@ -142,7 +142,8 @@ class Guard:
         if self.audit is not None:
             self.audit.try_append("deny", self.audit.fields(
                 caller, procedure,
-                fn_name=request.fn_name if request else None,
+                # a name that is no function's may be megabytes: never a whole one
+                fn_name=bounded(request.fn_name, REASON_CHARS) if request else None,
                 fn_args=request.fn_args if request else None,
                 request_id=request.request_id if request else None,
                 fnc_id=fnc_id, outcome="Forbidden", reason=what,
