@@ -21,6 +21,7 @@ import errno
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -77,6 +78,8 @@ def open_listener(address: Any, family: int, backlog: int) -> socket.socket:
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # "::" beside "0.0.0.0", as asyncio binds them
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         listener.bind(address)
         listener.listen(backlog)
         listener.setblocking(False)
@@ -86,29 +89,47 @@ def open_listener(address: Any, family: int, backlog: int) -> socket.socket:
     return listener
 
 
-async def listener_for(host: str | None, port: int, backlog: int) -> socket.socket:
+async def listeners_for(host: str | None, port: int, backlog: int) -> list[socket.socket]:
+    """A listener on each address ``host`` resolves to (``localhost``: 127.0.0.1 and
+    ::1), as ``loop.create_server`` makes them."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    family, _, _, _, address = infos[0]
-    return open_listener(address, family, backlog)
+    listeners: list[socket.socket] = []
+    try:
+        for family, address in dict.fromkeys((info[0], info[4]) for info in infos):
+            listeners.append(open_listener(address, family, backlog))
+    except OSError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
 
 
 class Listening:
     """What aiohttp's runner asks of a site's server: its sockets, and to close."""
 
-    def __init__(self, listener: socket.socket, accepting: asyncio.Task[None]) -> None:
-        self.sockets = [listener]
+    def __init__(self, listeners: list[socket.socket], accepting: list[asyncio.Task[None]]):
+        self.sockets = listeners
         self._accepting = accepting
 
     def close(self) -> None:
-        self._accepting.cancel()
+        for task in self._accepting:
+            task.cancel()
         for sock in self.sockets:
             with contextlib.suppress(OSError):
                 sock.close()
 
     async def wait_closed(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._accepting
+        await asyncio.gather(*self._accepting, return_exceptions=True)
+
+
+def accept_on(
+    listeners: list[socket.socket], accept_forever: Callable[[socket.socket], Any], name: str
+) -> Listening:
+    """One accepting task per listener, as a site's server."""
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(accept_forever(listener), name=name) for listener in listeners]
+    return Listening(listeners, tasks)
 
 
 class ReserveDescriptor:
@@ -144,13 +165,10 @@ class PlainSite(web.TCPSite):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site; its listener is made here
-        listener = await listener_for(self._host, self._port, self._backlog)
-        accepting = asyncio.get_running_loop().create_task(
-            self._accept_forever(listener), name="accept"
-        )
-        self._server = Listening(listener, accepting)  # type: ignore[assignment]
-        self._bound_port = listener.getsockname()[1]
+        await web.BaseSite.start(self)  # registers the site; its listeners are made here
+        listeners = await listeners_for(self._host, self._port, self._backlog)
+        self._server = accept_on(listeners, self._accept_forever, "accept")  # type: ignore[assignment]
+        self._bound_port = listeners[0].getsockname()[1]
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from noded.http.descriptors import DescriptorBudget
 from noded.http.guard import peer_text
-from noded.http.listener import Listening, listener_for
+from noded.http.listener import accept_on, listeners_for
 from noded.metrics import Metrics
 from rpc_client.logs import RateLimit, event
 
@@ -54,13 +54,10 @@ class TLSSite(web.TCPSite):
         self._slots = asyncio.Semaphore(MAX_HANDSHAKES)
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site; its listener is made here
-        listener = await listener_for(self._host, self._port, self._backlog)
-        accepting = asyncio.get_running_loop().create_task(
-            self._accept_forever(listener), name="tls accept"
-        )
-        self._server = Listening(listener, accepting)  # type: ignore[assignment]
-        self._bound_port = listener.getsockname()[1]
+        await web.BaseSite.start(self)  # registers the site; its listeners are made here
+        listeners = await listeners_for(self._host, self._port, self._backlog)
+        self._server = accept_on(listeners, self._accept_forever, "tls accept")  # type: ignore[assignment]
+        self._bound_port = listeners[0].getsockname()[1]
 
     async def stop(self) -> None:
         for task in self._handshakes:

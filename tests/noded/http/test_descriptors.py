@@ -8,13 +8,15 @@ import asyncio
 import collections
 import errno
 import shutil
+import socket
 from pathlib import Path
 
 import orjson
 import pytest
 
-from masterd.local import LocalNode
+from masterd.local import LocalNode, free_port
 from noded.http.descriptors import CALL_DESCRIPTORS, DescriptorBudget
+from noded.http.listener import listeners_for
 from noded.metrics import Metrics
 from rpc_client.errors import NodeBusy
 from tests.helpers import node_args, node_env
@@ -136,3 +138,29 @@ def test_with_no_descriptor_left_to_look_nothing_is_admitted() -> None:
     assert not DescriptorBudget(32, Metrics(), limit=256, count=count, bound=lambda: 256).admit(
         1, 1
     )
+
+
+async def test_a_name_is_listened_on_at_each_of_its_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As loop.create_server does: ``localhost`` may be 127.0.0.1 and ::1."""
+    port = free_port()
+    both = [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+    ]
+
+    async def getaddrinfo(*args: object, **kwargs: object) -> list[object]:
+        return both
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    try:
+        listeners = await listeners_for("localhost", port, 8)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert [s.getsockname()[:2] for s in listeners] == [("127.0.0.1", port), ("::1", port)]
+    finally:
+        for listener in listeners:
+            listener.close()
