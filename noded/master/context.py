@@ -36,6 +36,7 @@ NODE_STOP = "node.stop"
 #: at a clean stop, the longest wait to deliver what is spooled
 STOP_DELIVERY_S = 3.0
 _WILDCARDS = ("", "0.0.0.0", "::")
+_MIN_BUFFERED = 10000
 
 
 @dataclass
@@ -77,7 +78,8 @@ async def _master_side(app: web.Application) -> AsyncIterator[None]:
     config, identity, supervisor = app[CONFIG], app[IDENTITY], app[SUPERVISOR]
     side = app[MASTER_SIDE]
     spool = await asyncio.to_thread(Spool, config.state_dir / SPOOL_FILE, config.spool_max_events)
-    events = EventQueue(spool, max_buffered=config.spool_max_events)
+    # the buffer holds what comes while the spool is written: a stalled disk's bound
+    events = EventQueue(spool, max_buffered=max(config.spool_max_events, _MIN_BUFFERED))
     link = MasterLink(config.masters, _client_tls(config))
 
     def registration() -> RegisterRequest:

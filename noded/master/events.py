@@ -4,7 +4,7 @@
 puts an event in a bounded buffer in memory and wakes the reporter; the reporter moves
 the buffer into the spool (:mod:`.spool`, one fsynced transaction a batch) on a thread
 of its own, and reads from there what it sends.  A buffer that is full when the spool
-cannot keep up (a stalled disk) drops the new events, and the spool's next
+cannot keep up (a stalled disk) drops its oldest events, and the spool's next
 ``spool.dropped`` event counts them.
 """
 
@@ -55,9 +55,9 @@ class EventQueue:
         except (TypeError, orjson.JSONEncodeError) as exc:
             data = {"error": f"data is not JSON: {exc}"}
         if len(self._buffer) >= self._max_buffered:
+            del self._buffer[0]  # the oldest first, as in the spool
             self._lost += 1
-        else:
-            self._buffer.append(NewEvent(kind, data, fnc_id, time.time()))
+        self._buffer.append(NewEvent(kind, data, fnc_id, time.time()))
         self.wake.set()
 
     @property
