@@ -2,9 +2,11 @@
 
 Once a policy is given, everything it does not allow is denied.  A rule names clients
 (certificate common names, ``sha256:<hex fingerprint>``, ``*`` for any client the CA
-accepts, ``local`` for plain HTTP on loopback), the procedures and functions they may
-call, JSON Schemas their arguments must meet, and whether they may see other clients'
-calls.  A request is allowed if one rule that names its client allows all of it.
+accepts, ``local`` for plain HTTP on loopback), the procedures (by default the call
+procedures, :data:`CALL_PROCEDURES`: never ReloadFunctions or /metrics unless named) and
+functions they may call, JSON Schemas their arguments must meet, and whether they may
+see other clients' calls.  A request is allowed if one rule that names its client allows
+all of it.  A ``sha256:`` client is a certificate's fingerprint, never a common name.
 
 Loading checks the whole file: unknown keys, an empty ``clients``, an unknown procedure
 or a schema that is not one are errors (:class:`PolicyError`); a function pattern that
