@@ -13,7 +13,6 @@ falls back to an interpreter per call (:class:`ExecSpawner`) and says so in its 
 
 from __future__ import annotations
 
-import array
 import asyncio
 import collections
 import contextlib
@@ -30,7 +29,7 @@ from noded.process.outbox import Outbox
 from noded.process.spawners import BeforeSend, ExecSpawner, close_all, send_after
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
-from noded.process.zygote_process import ZygoteProcess
+from noded.process.zygote_process import ZygoteProcess, not_ready_reason, receive_answer
 from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.forkserver")
@@ -186,7 +185,7 @@ class ForkSpawner:
         if ready != zygote.READY:
             ours.close()
             await self._zygote.stop(_STOP_TIMEOUT_S)
-            raise ForkServerError(self._why_not_ready(failure)) from failure
+            raise ForkServerError(not_ready_reason(failure, self._ready_timeout_s)) from failure
         ours.setblocking(False)
         self._control = ours
         self._forks_asked = 0
@@ -195,16 +194,6 @@ class ForkSpawner:
         self._zygote.exited.add_done_callback(self._on_zygote_exit)
         event(log, "forkserver.ready", pid=self._zygote.pid, spares=self._spares_wanted)
         self._refill()
-
-    def _why_not_ready(self, failure: BaseException | None) -> str:
-        if isinstance(failure, TimeoutError):
-            return (
-                "the fork server did not import the function modules within "
-                f"{self._ready_timeout_s:g} s (--import-timeout)"
-            )
-        if failure is not None:
-            return f"the fork server did not start: {failure!r}"
-        return "the fork server could not import the function modules"
 
     # --- forking and reaping ------------------------------------------------------------
 
@@ -281,7 +270,7 @@ class ForkSpawner:
         assert self._control is not None
         while self._control is not None:
             try:
-                message, fds = _receive(self._control)
+                message, fds = receive_answer(self._control, _ANSWER_BYTES, _MAX_FDS)
             except BlockingIOError:
                 return
             except OSError:
@@ -398,21 +387,6 @@ class ForkSpawner:
     def _fail_waiting(self, exc: BaseException) -> None:
         while self._waiting:
             self._fail_one_waiter(exc)
-
-
-def _receive(control: socket.socket) -> tuple[bytes, list[int]]:
-    """One answer of the zygote and the descriptors it carries, close-on-exec from the
-    start: a fork server or interpreter started later must not hold a call's pipes (a
-    spare would never see EOF on its stdin).  Not ``socket.recv_fds``, which drops its
-    ``flags`` (CPython 3.11)."""
-    fds = array.array("i")
-    message, ancillary, _, _ = control.recvmsg(
-        _ANSWER_BYTES, socket.CMSG_LEN(_MAX_FDS * fds.itemsize), socket.MSG_CMSG_CLOEXEC
-    )
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-    return message, list(fds)
 
 
 #: forks the zygote could not make, logged at most once per 10 s (the rest counted)

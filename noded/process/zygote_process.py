@@ -1,11 +1,14 @@
-"""The fork server's own process: started here, watched through a pidfd, reaped here."""
+"""The fork server's own process: started here, watched through a pidfd, reaped here;
+and what it answers on its control socket, received close-on-exec."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 
 from noded.process.child import zygote
@@ -68,6 +71,33 @@ class ZygoteProcess:
             signal.pidfd_send_signal(self._pidfd, sig)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
+
+
+def receive_answer(control: socket.socket, max_bytes: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """One answer of the zygote and the descriptors it carries, close-on-exec from the
+    start: a fork server or interpreter started later must not hold a call's pipes (a
+    spare would never see EOF on its stdin).  Not ``socket.recv_fds``, which drops its
+    ``flags`` (CPython 3.11)."""
+    fds = array.array("i")
+    message, ancillary, _, _ = control.recvmsg(
+        max_bytes, socket.CMSG_LEN(max_fds * fds.itemsize), socket.MSG_CMSG_CLOEXEC
+    )
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return message, list(fds)
+
+
+def not_ready_reason(failure: BaseException | None, timeout_s: float) -> str:
+    """Why a new zygote did not say it was ready: ``failure`` is what waiting raised."""
+    if isinstance(failure, TimeoutError):
+        return (
+            "the fork server did not import the function modules within "
+            f"{timeout_s:g} s (--import-timeout)"
+        )
+    if failure is not None:
+        return f"the fork server did not start: {failure!r}"
+    return "the fork server could not import the function modules"
 
 
 def _zygote_environment() -> dict[str, str]:
