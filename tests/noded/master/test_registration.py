@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from masterd.local import LocalNode
 from tests.helpers import run_node
-from tests.masterd.daemon.running import run_masterd
+from tests.masterd.daemon.running import run_masterd, start_masterd
 from tests.noded.master.running import (
     FUNCTIONS,
     node_with_master,
@@ -30,6 +32,7 @@ async def test_a_node_registers_and_is_alive(tmp_path: Path) -> None:
         assert starts[0]["node"] == "node-a"
 
 
+@pytest.mark.slow
 async def test_sigkill_makes_it_missing_and_a_restart_alive_again(tmp_path: Path) -> None:
     async with run_masterd(["--heartbeat-s", "0.5"], workdir=tmp_path / "m") as masterd:
         node = await start_node([masterd.address], tmp_path / "n")
@@ -45,6 +48,7 @@ async def test_sigkill_makes_it_missing_and_a_restart_alive_again(tmp_path: Path
             assert (await masterd.nodes())["node-a"]["instance"] != first
 
 
+@pytest.mark.slow
 async def test_the_first_master_dead_the_node_uses_the_second(tmp_path: Path) -> None:
     async with run_masterd(["--heartbeat-s", "0.5"], workdir=tmp_path / "m") as masterd:
         dead = "127.0.0.1:9"  # discard: nothing listens there
@@ -69,3 +73,25 @@ async def test_stop_is_bounded_with_no_master(tmp_path: Path) -> None:
         ["--functions", FUNCTIONS, "--master", "127.0.0.1:9"], workdir=tmp_path / "n"
     )
     assert await node.stop(timeout_s=15) == 0
+
+
+@pytest.mark.slow
+async def test_a_master_that_forgot_the_node_gets_it_registered_again(tmp_path: Path) -> None:
+    """A master on a new store answers heartbeats ``reregister`` and Reports 409
+    NotRegistered: the node registers again, and its events follow."""
+    first = await start_masterd(["--heartbeat-s", "0.5"], tmp_path / "m1")
+    second = None
+    try:
+        async with node_with_master([first.address], tmp_path / "n") as node:
+            await wait_state(first, "node-a", "alive")
+            await first.kill()
+            second = await start_masterd(["--heartbeat-s", "0.5"], tmp_path / "m2",
+                                         port=first.port)  # fmt: skip
+            await wait_state(second, "node-a", "alive", timeout_s=60)
+            state = await run_call(node, "emit_events", {"count": 2, "kind": "after"})
+            arrived = await wait_events(second, 2, ["after"])
+            assert {e["fnc_id"] for e in arrived} == {state.fnc_id}
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
