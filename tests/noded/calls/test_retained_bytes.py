@@ -41,8 +41,8 @@ async def test_retained_results_are_bounded_in_bytes_oldest_dropped_first(
         with pytest.raises(UnknownFunctionCall, match="--max-retained-bytes"):
             await client.wait_for_function(states[0].fnc_id, timeout=0)
         assert (await client.wait_for_function(states[1].fnc_id, timeout=0)).finished
-        # a new result pushes the oldest out, counted
-        newest = await client.start_function("echo", {"value": VALUE}, timeout=10)
+        # a new result (larger than the one dropped) pushes the oldest out, counted
+        newest = await client.start_function("echo", {"value": VALUE + "w" * 1000}, timeout=10)
         with pytest.raises(UnknownFunctionCall, match="--max-retained-bytes"):
             await client.wait_for_function(states[1].fnc_id, timeout=0)
         _, text, _ = await get_text(node, "/metrics")
@@ -51,7 +51,9 @@ async def test_retained_results_are_bounded_in_bytes_oldest_dropped_first(
     # the newest is kept even when it alone is over the bound
     async with run_node(["--max-retained-bytes", "1000"], workdir=tmp_path) as node:
         async with node.client() as client:
-            assert (await client.wait_for_function(newest.fnc_id, timeout=0)).result == VALUE
+            assert (
+                await client.wait_for_function(newest.fnc_id, timeout=0)
+            ).result == newest.result
 
 
 def a_call(n: int, value: object = None) -> FunctionCall:
