@@ -157,11 +157,11 @@ async def call_function(
         return outcome_of(state, node.name, timeout)
     except CallTimeout as exc:
         if abort_on_timeout:
-            exc.aborted = await _send_abort(node, state.fnc_id)
+            exc.aborted = await send_abort(node, state.fnc_id)
         raise
 
 
-async def _send_abort(node: NodeClient, fnc_id: str) -> bool:
+async def send_abort(node: NodeClient, fnc_id: str) -> bool:
     """Ask the node to abort a call; True if it confirmed within ABORT_SEND_S."""
     try:
         await asyncio.wait_for(node.abort_function(fnc_id), ABORT_SEND_S)

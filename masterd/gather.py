@@ -32,7 +32,9 @@ from masterd.call import (
     outcome_of,
     resume_call,
     run_call,
+    send_abort,
 )
+from masterd.journal import FileJournal, Journal
 from masterd.output import OutputCallback
 from masterd.results import GatherSummary, NodeResult
 from masterd.rollout import Launcher, Rollout
@@ -87,7 +89,7 @@ async def call_many(
     batch = None
     if batch_file is not None:
         header = _header(fn_name, fn_args, timeout, options, rollout, clients)
-        batch = BatchFile.create(Path(batch_file), header)
+        batch = FileJournal(BatchFile.create(Path(batch_file), header))
     run = _GatherRun(Deadline(timeout), fn_name, fn_args, options, on_output, batch,
                      on_call=on_call)  # fmt: skip
     async with contextlib.aclosing(run.all(clients, rollout)) as results:
@@ -156,7 +158,7 @@ def _resumed_run(
     rollout = Rollout(window=option["window"], canary=header["canary"],
                       max_failures=option["max_failures"])  # fmt: skip
     run = _GatherRun(Deadline(option["timeout"]), header["fn_name"], header["fn_args"], options,
-                     on_output, batch, progress, on_call=on_call)  # fmt: skip
+                     on_output, FileJournal(batch), progress, on_call=on_call)  # fmt: skip
     return run, [by_name[name] for name in header["nodes"]], rollout
 
 
@@ -173,7 +175,11 @@ async def gather(
 
 
 class _GatherRun:
-    """One fan-out: its results queue, what each node started, its batch file."""
+    """One fan-out: its results queue, what each node started, its journal.
+
+    With ``node_timeout_s`` (a job of ganeti-masterd) there is no overall deadline: each
+    node's call has that long from its start, and one still running then is aborted on
+    its node.  ``stopped`` (set before :meth:`all`) starts no node, as an abort does."""
 
     def __init__(
         self,
@@ -182,10 +188,11 @@ class _GatherRun:
         fn_args: dict[str, Any] | None,
         options: CallOptions,
         on_output: OutputCallback | None = None,
-        batch: BatchFile | None = None,
+        batch: Journal | None = None,
         progress: Progress | None = None,
         *,
         on_call: CallCallback | None = None,
+        node_timeout_s: float | None = None,
     ) -> None:
         self.on_output = on_output
         self.deadline = deadline
@@ -196,6 +203,9 @@ class _GatherRun:
         self.results: asyncio.Queue[NodeResult] = asyncio.Queue()
         self.fnc_ids: dict[str, str] = dict(self.progress.fnc_ids)
         self.on_call = on_call
+        self.node_timeout_s = node_timeout_s
+        self.launcher: Launcher | None = None
+        self.stopped: str | None = None
         if on_call is not None:  # what a master that died had asked and not seen finish
             for name in self.progress.request_ids.keys() - self.progress.finished.keys():
                 on_call(name, self.fnc_ids.get(name))
@@ -203,7 +213,9 @@ class _GatherRun:
     async def all(
         self, clients: list[NodeClient], rollout: Rollout
     ) -> AsyncGenerator[NodeResult, None]:
-        launcher = Launcher(rollout, self.deadline, self.one, self.results.put_nowait)
+        launcher = self.launcher = Launcher(rollout, self.deadline, self.one,
+                                            self.results.put_nowait)  # fmt: skip
+        launcher.stopped = self.stopped
         for finished in self.progress.finished.values():
             launcher.count(finished)
         launching = asyncio.create_task(launcher.run(clients), name="launch nodes")
@@ -240,22 +252,31 @@ class _GatherRun:
 
     async def _call(self, client: NodeClient) -> Any:
         fnc_id = self.fnc_ids.get(client.name)
+        left = self.deadline.left_s() if self.node_timeout_s is None else self.node_timeout_s
         if fnc_id is not None:  # started before the master died: wait for it
-            state = await resume_call(client, fnc_id, self.deadline.left_s(), self.options,
+            state = await resume_call(client, fnc_id, left, self.options,
                                       on_output=self.on_output)  # fmt: skip
         else:
-            request_id = self.progress.request_ids.get(client.name) or new_request_id()
+            request_id = self.progress.request_ids.get(client.name) or self._new_key(client)
             if self.batch is not None:
-                self.batch.asked(client.name, request_id)
+                await self.batch.asked(client.name, request_id)
             if self.on_call is not None:
                 self.on_call(client.name, None)
             state = await run_call(
-                client, self.fn_name, self.fn_args, self.deadline.left_s(), self.options,
+                client, self.fn_name, self.fn_args, left, self.options,
                 request_id=request_id, on_progress=lambda s: self._started(client, s),
                 on_output=self.on_output,
             )  # fmt: skip
             self._started(client, state)
-        return outcome_of(state, client.name, self.deadline.timeout_s)
+        try:
+            return outcome_of(state, client.name, self.node_timeout_s or self.deadline.timeout_s)
+        except CallTimeout as exc:
+            if self.node_timeout_s is not None:  # a job's call ends with its node's timeout
+                exc.aborted = await send_abort(client, state.fnc_id)
+            raise
+
+    def _new_key(self, client: NodeClient) -> str:
+        return new_request_id() if self.batch is None else self.batch.request_id(client.name)
 
     def _started(self, client: NodeClient, state: CallState) -> None:
         if client.name not in self.fnc_ids:
