@@ -14,12 +14,16 @@ first), and across later restarts (the journal's ``lost`` records).
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from rpc_client.errors import RemoteError, RequestIdConflict, UnknownFunctionCall
+from rpc_client.logs import event
 from rpc_client.protocol import FncId
+
+log = logging.getLogger("noded.calls")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,8 @@ class LostCalls:
         """Raise the refusal of a StartFunction whose key names a lost call."""
         lost = self._by_key.get(key)
         if lost is not None:
+            event(log, "call.lost_request_id", logging.WARNING, fnc_id=lost.fnc_id,
+                  request_id=lost.request_id, fn_name=lost.fn_name)  # fmt: skip
             raise lost.refusal(digest)
 
     def expire(self, now: float) -> int:

@@ -57,6 +57,7 @@ async def test_a_call_lost_in_a_crash_is_not_run_again_by_its_request_id(
     async with run_node(workdir=tmp_path) as second, second.client() as client:
         message = await refused_as_lost(client, args, "once")
         assert fnc_id in message and "earlier ganeti-noded" in message
+        assert f"call.lost_request_id fnc_id={fnc_id}" in second.log_text()
         assert "lost" in message and f"pid {first.pid}" in message
         with pytest.raises(RequestIdConflict, match=fnc_id):  # other arguments: 409
             await client.start_function(
