@@ -1,4 +1,5 @@
-"""The master side: calling functions on nodes with deadlines, one node or many.
+"""The master side: calling functions on nodes with deadlines, one node or many; and
+asking ganeti-masterd about its nodes and their events (``MasterClient``).
 
 The names below are imported on first use (PEP 562), so that importing a part of the
 package, as ``rpc-cli`` does first, does not import the whole of it: a Ctrl-C while
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from masterd.cluster import Cluster
     from masterd.follow import follow
     from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
+    from masterd.master_client import MasterClient
     from masterd.node import Node, load_nodes
     from masterd.output import OutputEvent
     from masterd.rollout import Rollout
@@ -35,6 +37,7 @@ _DEFINED_IN = {
     "call_many": "masterd.gather",
     "gather": "masterd.gather",
     "resume": "masterd.gather",
+    "MasterClient": "masterd.master_client",
     "Node": "masterd.node",
     "load_nodes": "masterd.node",
     "OutputEvent": "masterd.output",
@@ -45,6 +48,7 @@ __all__ = [
     "CallOptions",
     "Cluster",
     "GatherSummary",
+    "MasterClient",
     "Node",
     "NodeResult",
     "OutputEvent",

@@ -1,6 +1,7 @@
 """The master side for programs that are not async, and for threads of ones that are.
 
-``blocking.Cluster`` has the calls of :class:`masterd.cluster.Cluster` as plain methods.
+``blocking.Cluster`` has the calls of :class:`masterd.cluster.Cluster` as plain methods,
+``blocking.MasterClient`` those of :class:`masterd.master_client.MasterClient`.
 They run on one event loop in a background thread, so any number of threads may call
 them at once; ``call_many`` returns an iterator that yields results as they come in.
 """
@@ -19,8 +20,11 @@ from typing import Any, TypeVar
 from masterd import cluster as async_cluster
 from masterd.follow import follow
 from masterd.gather import GatherSummary, NodeResult
+from masterd.master_client import EventPage, ListedNode, MasterEvent
+from masterd.master_client import MasterClient as AsyncMasterClient
 from masterd.node import Node
 from masterd.output import OutputEvent
+from rpc_client.master_protocol import MASTER_PORT
 
 T = TypeVar("T")
 
@@ -44,6 +48,35 @@ class _LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.submit(coro).result()
+
+    def iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+        """The items of the async iterator ``make()`` runs in the loop, here as they come;
+        leaving early cancels it."""
+        items: queue.Queue[Any] = queue.Queue()
+        pump = self.submit(self._pump(items, make))
+        try:
+            while (item := self._next(items, pump)) is not _DONE:
+                yield item
+        finally:
+            pump.cancel()
+
+    @staticmethod
+    async def _pump(items: queue.Queue[Any], make: Callable[[], AsyncIterator[Any]]) -> None:
+        try:
+            async for item in make():
+                items.put(item)
+        finally:
+            items.put(_DONE)
+
+    @staticmethod
+    def _next(results: queue.Queue[Any], pump: concurrent.futures.Future[None]) -> Any:
+        while True:
+            try:
+                return results.get(timeout=_POLL_S)
+            except queue.Empty:
+                if pump.done() and results.empty():
+                    pump.result()  # raises what stopped the pump, if anything
+                    return _DONE
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -126,33 +159,7 @@ class Cluster:
         )
 
     def _iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
-        """The items of the async iterator ``make()`` runs in the loop, here as they come;
-        leaving early cancels it."""
-        items: queue.Queue[Any] = queue.Queue()
-        pump = self._loop.submit(self._pump(items, make))
-        try:
-            while (item := self._next(items, pump)) is not _DONE:
-                yield item
-        finally:
-            pump.cancel()
-
-    @staticmethod
-    async def _pump(items: queue.Queue[Any], make: Callable[[], AsyncIterator[Any]]) -> None:
-        try:
-            async for item in make():
-                items.put(item)
-        finally:
-            items.put(_DONE)
-
-    @staticmethod
-    def _next(results: queue.Queue[Any], pump: concurrent.futures.Future[None]) -> Any:
-        while True:
-            try:
-                return results.get(timeout=_POLL_S)
-            except queue.Empty:
-                if pump.done() and results.empty():
-                    pump.result()  # raises what stopped the pump, if anything
-                    return _DONE
+        return self._loop.iterate(make)
 
     def close(self) -> None:
         """Close the connections and stop the background loop."""
@@ -171,3 +178,51 @@ class Cluster:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class MasterClient:
+    """A blocking :class:`masterd.master_client.MasterClient`; close it (or use ``with``)."""
+
+    def __init__(self, address: str, port: int = MASTER_PORT, **kwargs: Any) -> None:
+        self._loop = _LoopThread()
+        try:
+            self._client = self._loop.run(_make_master_client(address, port, **kwargs))
+        except BaseException:  # a bad TLS file, say: no thread left behind
+            self._loop.stop()
+            raise
+
+    def nodes(self) -> list[ListedNode]:
+        """ListNodes; see :meth:`masterd.master_client.MasterClient.nodes`."""
+        return self._loop.run(self._client.nodes())
+
+    def events(self, from_: int | None = 0, **kwargs: Any) -> EventPage:
+        """One WaitForEvents; see :meth:`masterd.master_client.MasterClient.events`."""
+        return self._loop.run(self._client.events(from_, **kwargs))
+
+    def follow_events(self, from_: int | None = None, **kwargs: Any) -> Iterator[MasterEvent]:
+        """Yield every event from ``from_`` on as it is stored, for ever; leaving the loop
+        stops it.  See :meth:`masterd.master_client.MasterClient.follow_events`."""
+        return self._loop.iterate(lambda: self._client.follow_events(from_, **kwargs))
+
+    def close(self) -> None:
+        """Close the connection and stop the background loop."""
+        try:
+            self._loop.submit(self._client.close()).result(_STOP_TIMEOUT_S)
+        finally:
+            self._loop.stop()
+
+    def __enter__(self) -> MasterClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def _make_master_client(address: str, port: int, **kwargs: Any) -> AsyncMasterClient:
+    """Made in the loop's thread: what it makes (its pool) belongs to that loop."""
+    return AsyncMasterClient(address, port, **kwargs)
