@@ -21,6 +21,7 @@ from rpc_client.errors import (
     NodeShuttingDown,
     RemoteError,
     RPCError,
+    StoreUnavailable,
     TransportError,
 )
 from rpc_client.protocol import DEFAULT_PORT, CallState
@@ -46,12 +47,14 @@ def add_function_args(parser: argparse.ArgumentParser, *, optional: str | None =
     )
 
 
-def parse_node(text: str) -> tuple[str, int]:
+def parse_node(
+    text: str, *, default_port: int = DEFAULT_PORT, flag: str = "--node"
+) -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address; ``ValueError``
-    saying what is wrong with anything else."""
+    saying what is wrong with anything else (naming ``flag``)."""
     if "://" in text or "/" in text:
         raise ValueError(
-            f"--node {text!r}: give HOST or HOST:PORT, not a URL (TLS is chosen with "
+            f"{flag} {text!r}: give HOST or HOST:PORT, not a URL (TLS is chosen with "
             "--tls-cert, --tls-key and --tls-ca)"
         )
     if text.startswith("["):
@@ -62,13 +65,13 @@ def parse_node(text: str) -> tuple[str, int]:
     else:
         host, port = text, None
     if not host:
-        raise ValueError(f"--node {text!r}: no host")
-    return host, DEFAULT_PORT if port is None else _port(text, port)
+        raise ValueError(f"{flag} {text!r}: no host")
+    return host, default_port if port is None else _port(text, port, flag)
 
 
-def _port(text: str, port: str) -> int:
+def _port(text: str, port: str, flag: str) -> int:
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--node {text!r}: the port must be a number from 1 to 65535")
+        raise ValueError(f"{flag} {text!r}: the port must be a number from 1 to 65535")
     return int(port)
 
 
@@ -138,7 +141,9 @@ def print_state(state: CallState, *, raw: bool = False) -> int:
 
 def exit_status_of(exc: RPCError) -> int:
     """The exit status for an error that stopped the command."""
-    if isinstance(exc, TransportError | NodeBusy | NodeShuttingDown | InsufficientStorage):
+    if isinstance(
+        exc, TransportError | NodeBusy | NodeShuttingDown | InsufficientStorage | StoreUnavailable
+    ):
         return EXIT_NODE
     if isinstance(exc, RemoteError):
         return EXIT_USAGE

@@ -83,12 +83,15 @@ def _add_rollout_options(gather: argparse.ArgumentParser) -> None:
 
 
 def add_nodes_command(sub: Any) -> None:
-    sub.add_parser("nodes", help="list the nodes of --nodes, with their labels")
+    nodes = sub.add_parser("nodes", help="the master's nodes and their states (with --master), "
+                           "else the nodes of --nodes, with their labels")  # fmt: skip
+    nodes.add_argument("--json", action="store_true", help="with --master: JSON, not a table")
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
     if args.nodes is None:
-        raise ValueError("nodes needs --nodes NODES_TOML")
+        raise ValueError("nodes needs --master HOST:PORT (the master's registry) or --nodes "
+                         "NODES_TOML")  # fmt: skip
     nodes = load_nodes(args.nodes)
     width = max(len(node.name) for node in nodes)
     for node in nodes:

@@ -1,4 +1,5 @@
-"""``rpc-cli``: every procedure of one node, by hand.  JSON on stdout.
+"""``rpc-cli``: every procedure of one node, by hand.  JSON on stdout.  With ``--master``,
+ganeti-masterd's nodes and events (:mod:`masterd.cli.master`).
 
 Exit status: 0 finished and succeeded, 1 the function failed, 2 usage error (including
 requests the node refused as malformed), 3 not finished yet (the fnc_id is printed),
@@ -43,6 +44,7 @@ from masterd.cli.exits import (
 )
 from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
+from masterd.cli.master import MASTER_ENV, add_events_command, master_of, run_master_command
 from masterd.cli.output import OutputPrinter
 from masterd.cli.query import QUERY_COMMANDS, add_query_commands
 from masterd.node import load_nodes
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_commands(sub)
     add_gather_command(sub)
     add_nodes_command(sub)
+    add_events_command(sub)
     for name, command in sub.choices.items():  # accepted after the command too
         if name not in ("certs", "audit"):  # they take no node
             _add_global_options(command, after_command=True)
@@ -95,6 +98,10 @@ def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool 
     parser.add_argument(
         "--nodes", default=default(os.environ.get(NODES_ENV)), metavar="NODES_TOML",
         help=f"the cluster's nodes file, for gather and --node NAME (default ${NODES_ENV})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--master", default=default(os.environ.get(MASTER_ENV)), metavar="HOST[:PORT]",
+        help=f"ganeti-masterd, for nodes and events (default ${MASTER_ENV}; port 1812)",
     )  # fmt: skip
     tls = parser.add_argument_group("mutual TLS (all three, or none)")
     for flag, variable, help_text in (
@@ -371,6 +378,8 @@ def _run_command(argv: list[str] | None) -> int:
     # fan-out to a thousand nodes spends a sixth less CPU (doc/performance.md).
     gc.freeze()
     try:
+        if args.command == "events" or (args.command == "nodes" and master_of(args)):
+            return uvloop.run(run_master_command(args))
         if args.command in LOCAL_COMMANDS:
             return LOCAL_COMMANDS[args.command](args)
         return uvloop.run(run(args))
