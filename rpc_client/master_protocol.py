@@ -22,6 +22,7 @@ HEARTBEAT: Final = "Heartbeat"
 REPORT: Final = "Report"
 LIST_NODES: Final = "ListNodes"
 WAIT_FOR_EVENTS: Final = "WaitForEvents"
+CALL_MASTER: Final = "CallMaster"
 
 #: node states in ListNodes
 ALIVE: Final = "alive"
@@ -204,6 +205,31 @@ class WaitForEventsRequest:
         }
 
 
+@dataclass(frozen=True)
+class CallMasterRequest:
+    """A parsed CallMaster: a master command for the node with that uuid."""
+
+    uuid: str
+    command: str
+    args: dict[str, Any]
+    timeout: float
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> CallMasterRequest:
+        args = body.get("args", {})
+        if not isinstance(args, dict):
+            raise BadRequest(f"field 'args' must be an object, got {shown(args)}")
+        return cls(
+            uuid=_string(body, "uuid"),
+            command=_string(body, "command"),
+            args=args,
+            timeout=parse_timeout(body),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 #: each part-2 procedure's request fields (for GET /openapi.json and the docs)
 MASTER_REQUESTS: Final[dict[str, tuple[str, ...]]] = {
     REGISTER: ("uuid", "name", "address", "port", "boot_id", "instance", "pid", "version",
@@ -212,4 +238,5 @@ MASTER_REQUESTS: Final[dict[str, tuple[str, ...]]] = {
     REPORT: ("uuid", "spool", "events"),
     LIST_NODES: (),
     WAIT_FOR_EVENTS: ("from", "timeout", "types", "nodes"),
+    CALL_MASTER: ("uuid", "command", "args", "timeout"),
 }  # fmt: skip

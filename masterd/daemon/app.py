@@ -12,11 +12,15 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
+from masterd.commands import Commands
+from masterd.daemon.commands import CommandRunner
 from masterd.daemon.config import MasterdConfig
 from masterd.daemon.events import EventLog
 from masterd.daemon.handlers import dispatch, metrics_page, openapi_page
 from masterd.daemon.keys import (
     CALLER_OF,
+    COMMAND_RUNNER,
+    COMMANDS,
     CONFIG,
     EVENTS,
     INSTANCE,
@@ -45,11 +49,13 @@ def create_app(
     listed: Iterable[Node] = (),
     metrics: MasterdMetrics | None = None,
     caller_of: CallerOf = _no_tls_caller,
+    commands: Commands | None = None,
 ) -> web.Application:
     """The application: every procedure on ``/{procedure}``, errors from one middleware.
 
-    ``listed``: the nodes of ``--nodes FILE``; ``caller_of``: the identity of a request's
-    client certificate (None without TLS)."""
+    ``listed``: the nodes of ``--nodes FILE``; ``commands``: those of ``--commands``
+    (already imported); ``caller_of``: the identity of a request's client certificate
+    (None without TLS)."""
     app = web.Application(client_max_size=config.max_request_bytes, middlewares=[error_middleware])
     metrics = metrics or MasterdMetrics()
     events = EventLog(store, metrics, max_report_events=config.max_report_events,
@@ -60,6 +66,8 @@ def create_app(
     app[CONFIG], app[STORE], app[INSTANCE], app[METRICS] = config, store, instance, metrics
     app[EVENTS], app[REGISTRY], app[CALLER_OF] = events, registry, caller_of
     app[MASTERS] = [config.advertised]
+    app[COMMANDS] = commands or Commands()
+    app[COMMAND_RUNNER] = CommandRunner(config.command_threads, metrics.commands)
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)

@@ -95,9 +95,16 @@ def parse_config(argv: list[str] | None) -> tuple[argparse.ArgumentParser, Maste
             apply_config_file(parser, args.config)
             args = parser.parse_args(argv)
         values = {k: v for k, v in vars(args).items() if k != "config"}
+        values["commands"] = _modules(values["commands"])
         return parser, MasterdConfig(**values)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+
+
+def _modules(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """--commands a,b (or a TOML list): importable module names."""
+    names = value.split(",") if isinstance(value, str) else value
+    return tuple(name.strip() for name in names if name.strip())
 
 
 def main(argv: list[str] | None = None) -> int:

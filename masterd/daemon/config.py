@@ -45,6 +45,16 @@ class MasterdConfig:
         metadata=flag("a nodes.toml: its nodes are listed (unknown until they register), "
                       "and their labels added to the nodes'", metavar="FILE"),
     )  # fmt: skip
+    commands: tuple[str, ...] = field(
+        default=(),
+        metadata=flag("modules of master commands (@command), comma-separated importable "
+                      "names", metavar="MODS"),
+    )  # fmt: skip
+    command_threads: int = field(
+        default=16,
+        metadata=flag("plain (not async) master commands running at once; more wait "
+                      "(default %(default)s)"),
+    )  # fmt: skip
     heartbeat_s: float = field(
         default=30.0,
         metadata=flag("how often nodes heartbeat; alive = heard from within 3 x this "
@@ -93,7 +103,7 @@ class MasterdConfig:
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_s", "max_wait_s", "max_request_bytes", "max_report_events",
-                     "node_events_per_s"):  # fmt: skip
+                     "node_events_per_s", "command_threads"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:

@@ -12,9 +12,19 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from masterd.daemon.keys import CALLER_OF, CONFIG, EVENTS, MASTERS, METRICS, REGISTRY
+from masterd.daemon.keys import (
+    CALLER_OF,
+    COMMAND_RUNNER,
+    COMMANDS,
+    CONFIG,
+    EVENTS,
+    MASTERS,
+    METRICS,
+    REGISTRY,
+)
 from masterd.daemon.metrics import CONTENT_TYPE
 from masterd.daemon.openapi import openapi_document
+from masterd.daemon.registry import Entry
 from rpc_client import master_protocol as wire
 from rpc_client import protocol
 from rpc_client.errors import (
@@ -22,6 +32,7 @@ from rpc_client.errors import (
     Forbidden,
     MethodNotAllowed,
     NotRegistered,
+    UnknownCommand,
     UnknownProcedure,
 )
 
@@ -47,14 +58,20 @@ async def heartbeat(app: web.Application, body: dict[str, Any], caller: str | No
 
 async def report(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
     request = wire.ReportRequest.from_wire(body)
-    registry = app[REGISTRY]
-    entry = registry.get(request.uuid)
-    if entry is None:
-        raise NotRegistered(f"no node with uuid {request.uuid} registered here: register, "
-                            "then send the events again")  # fmt: skip
-    _check_is(caller, entry.record.name)
-    registry.seen(entry)
+    entry = _calling_node(app, request.uuid, caller, "then send the events again")
     return {"acked": await app[EVENTS].report(request, request.uuid, entry.record.name)}
+
+
+async def call_master(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+    request = wire.CallMasterRequest.from_wire(body)
+    entry = _calling_node(app, request.uuid, caller, "then call again")
+    spec = app[COMMANDS].get(request.command)
+    if spec is None:
+        known = ", ".join(app[COMMANDS].names()) or "none (ganeti-masterd --commands MODS)"
+        raise UnknownCommand(f"no master command {request.command!r}; commands: {known}")
+    spec.check_args(request.args)
+    kwargs = spec.keywords(request.args, entry.record.name)
+    return await app[COMMAND_RUNNER].run(spec, kwargs, request.timeout)
 
 
 async def list_nodes(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
@@ -64,6 +81,17 @@ async def list_nodes(app: web.Application, body: dict[str, Any], caller: str | N
 async def wait_for_events(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
     events, position = await app[EVENTS].wait(wire.WaitForEventsRequest.from_wire(body))
     return {"events": [e.to_wire() for e in events], "next": position}
+
+
+def _calling_node(app: web.Application, uuid: str, caller: str | None, then: str) -> Entry:
+    """The registered node that calls (heard from now); ``NotRegistered`` if none has
+    that uuid, ``Forbidden`` if the certificate is another node's."""
+    entry = app[REGISTRY].get(uuid)
+    if entry is None:
+        raise NotRegistered(f"no node with uuid {uuid} registered here: register, {then}")
+    _check_is(caller, entry.record.name)
+    app[REGISTRY].seen(entry)
+    return entry
 
 
 def _check_is(caller: str | None, name: str) -> None:
@@ -78,6 +106,7 @@ PROCEDURES: dict[str, Handler] = {
     wire.REPORT: report,
     wire.LIST_NODES: list_nodes,
     wire.WAIT_FOR_EVENTS: wait_for_events,
+    wire.CALL_MASTER: call_master,
 }
 
 

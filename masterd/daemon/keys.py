@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from masterd.commands import Commands
+from masterd.daemon.commands import CommandRunner
 from masterd.daemon.config import MasterdConfig
 from masterd.daemon.events import EventLog
 from masterd.daemon.metrics import MasterdMetrics
@@ -22,6 +24,9 @@ REGISTRY = web.AppKey("registry", NodeRegistry)
 EVENTS = web.AppKey("events", EventLog)
 METRICS = web.AppKey("metrics", MasterdMetrics)
 CALLER_OF: web.AppKey[CallerOf] = web.AppKey("caller_of")
+#: the master commands (--commands) and what runs them (CallMaster)
+COMMANDS = web.AppKey("commands", Commands)
+COMMAND_RUNNER = web.AppKey("command_runner", CommandRunner)
 #: this masterd process's id, made at its start (a job's ``owner``)
 INSTANCE = web.AppKey("instance", str)
 #: Register's ``masters``: the live masterd as nodes reach them (with one masterd, itself;

@@ -32,6 +32,9 @@ class MasterdMetrics:
         self.store_errors = Counter(
             "masterd_store_errors", "Store operations that failed, by error type",
             ["type"], registry=r)  # fmt: skip
+        self.commands = Counter(
+            "masterd_commands", "Master commands run (CallMaster), by command and outcome "
+            "(ok, error, timeout)", ["command", "outcome"], registry=r)  # fmt: skip
         self.nodes = Gauge("masterd_nodes", "Nodes by state", ["state"], registry=r)
         self.rejections = Counter(
             "masterd_limit_rejections", "Requests refused at a limit", ["limit"], registry=r

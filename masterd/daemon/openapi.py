@@ -25,8 +25,10 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "timeout": {"type": "number", "minimum": 0},
     "types": {"type": ["array", "null"], "items": _STRING},
     "nodes": {"type": ["array", "null"], "items": _STRING},
+    "command": _STRING,
+    "args": {"type": "object"},
 }  # fmt: skip
-_OPTIONAL = {"labels", "functions", "types", "nodes"}
+_OPTIONAL = {"labels", "functions", "types", "nodes", "args"}
 _ERROR = {
     "type": "object",
     "required": ["error"],

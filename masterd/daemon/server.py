@@ -18,6 +18,7 @@ import uuid
 import uvloop
 from aiohttp import web
 
+from masterd.commands import load_commands
 from masterd.daemon import systemd
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
@@ -60,9 +61,11 @@ class Server:
     async def startup(self) -> None:
         config = self.config
         listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
+        commands = load_commands(config.commands)
         self._store = store = store_for(config.store_url)
         await store.open()
-        app = create_app(config, store=store, instance=self.instance, listed=listed)
+        app = create_app(config, store=store, instance=self.instance, listed=listed,
+                         commands=commands)  # fmt: skip
         self._runner = MasterdRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
