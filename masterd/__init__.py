@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
     from masterd.cluster import Cluster
+    from masterd.commands import command
     from masterd.follow import follow
     from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
     from masterd.master_client import MasterClient
@@ -31,6 +32,7 @@ _DEFINED_IN = {
     "run_call": "masterd.call",
     "wait_for_call": "masterd.call",
     "Cluster": "masterd.cluster",
+    "command": "masterd.commands",
     "follow": "masterd.follow",
     "GatherSummary": "masterd.gather",
     "NodeResult": "masterd.gather",
@@ -56,6 +58,7 @@ __all__ = [
     "Rollout",
     "call_function",
     "call_many",
+    "command",
     "follow",
     "gather",
     "load_nodes",

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from masterd.commands import command
+from masterd import command
 
 
 @command
