@@ -18,6 +18,7 @@ from noded.process.leftovers import process_birth
 from rpc_client.client import NodeClient
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from tests.helpers import alive, eventually, node_args, node_env, run_node
+from tests.pki import make_pki
 
 
 def tally_args(tmp_path: Path, seconds: float = 60) -> dict[str, Any]:
@@ -218,3 +219,41 @@ async def test_a_finish_record_with_an_error_of_no_type_is_skipped(tmp_path: Pat
         with pytest.raises(UnknownFunctionCall):
             await client.wait_for_function(finish["fnc_id"], timeout=0)
         assert "field 'error' has no type" in node.log_text()
+
+
+OWNERS_POLICY = """
+[[allow]]
+clients = ["master", "other"]
+procedures = ["Identify", "StartFunction", "WaitForFunction"]
+functions = ["soak_tally"]
+"""
+
+
+async def test_a_lost_request_id_is_its_owners_only(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path / "pki")
+    for who in ("master", "other"):
+        pki.master(who)
+    (tmp_path / "policy.toml").write_text(OWNERS_POLICY)
+    args = node_args([*pki.node_args(), "--policy", str(tmp_path / "policy.toml")])
+
+    def start() -> Any:
+        return LocalNode.start(args, env=node_env(), workdir=tmp_path, client_tls=pki.tls("master"))
+
+    first = await start()
+    try:
+        fnc_id = await start_and_crash(first, tmp_path, "shared-key")
+    finally:
+        await first.stop()
+    second = await start()
+    try:
+        async with second.client(tls=pki.tls("master")) as master:
+            assert fnc_id in await refused_as_lost(master, tally_args(tmp_path), "shared-key")
+        tally = tally_args(tmp_path, 0)
+        async with second.client(tls=pki.tls("other")) as other:  # its own key: it runs
+            ran = await other.start_function(
+                "soak_tally", tally, timeout=10, request_id="shared-key"
+            )
+            assert ran.finished and ran.error is None
+    finally:
+        await second.stop()
+    assert runs(tmp_path) == 2
