@@ -31,6 +31,8 @@ T = TypeVar("T")
 SPOOL_TIMEOUT_S = 30.0
 #: the longest event type
 MAX_TYPE_CHARS = 200
+#: the most bytes of an event's data (emit() refuses more in the function)
+MAX_DATA_BYTES = 256 * 1024
 
 
 class EventQueue:
@@ -51,9 +53,11 @@ class EventQueue:
         if not isinstance(kind, str) or not kind or len(kind) > MAX_TYPE_CHARS:
             kind = "event.invalid"
         try:
-            orjson.dumps(data)
+            size = len(orjson.dumps(data))
         except (TypeError, orjson.JSONEncodeError) as exc:
-            data = {"error": f"data is not JSON: {exc}"}
+            data, size = {"error": f"data is not JSON: {exc}"}, 0
+        if size > MAX_DATA_BYTES:  # written on fd 3 by other means than emit()
+            data = {"error": f"data of {size} bytes, over {MAX_DATA_BYTES}: left out"}
         if len(self._buffer) >= self._max_buffered:
             del self._buffer[0]  # the oldest first, as in the spool
             self._lost += 1

@@ -22,15 +22,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from noded.master.events import EventQueue
 from noded.master.link import MasterLink
-from rpc_client.errors import NodeConflict, NodeUnreachable, NotRegistered, RPCError
+from rpc_client.errors import (
+    NodeConflict,
+    NodeUnreachable,
+    NotRegistered,
+    RequestTooLarge,
+    RPCError,
+)
 from rpc_client.logs import event
 from rpc_client.master_protocol import (
     HEARTBEAT,
     REGISTER,
     REPORT,
     HeartbeatRequest,
+    NodeEvent,
     RegisterRequest,
 )
 
@@ -38,6 +47,9 @@ log = logging.getLogger("noded.master")
 
 #: events in one Report (masterd takes 1,000 by default)
 REPORT_EVENTS = 500
+#: the encoded events of one Report, at most (masterd takes 16 MiB by default); an event
+#: is at most 256 KiB (noded.master.events.MAX_DATA_BYTES)
+REPORT_BYTES = 4 * 2**20
 #: the longest a request to the masters may take, all of them tried
 REQUEST_TIMEOUT_S = 10.0
 #: unacknowledged events are sent again at least this often
@@ -81,6 +93,8 @@ class Reporter:
         self._register_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._uuid = self._instance = ""
+        #: events in the next Report: halved when a master finds a Report too large
+        self._batch = REPORT_EVENTS
 
     def start(self) -> None:
         """Begin (once the node listens: Register says its port)."""
@@ -176,13 +190,17 @@ class Reporter:
         """Send Reports until the spool holds nothing unacknowledged."""
         while True:
             await self.events.flush()
-            pending = await self.events.pending(REPORT_EVENTS)
+            pending = _within_bytes(await self.events.pending(self._batch))
             if not pending:
                 return
             started = time.monotonic()
             body: dict[str, Any] = {"uuid": self._uuid, "spool": self.events.spool.spool_id,
                                     "events": [item.to_wire() for item in pending]}  # fmt: skip
-            answer = await self.link.request(REPORT, body, REQUEST_TIMEOUT_S)
+            try:
+                answer = await self.link.request(REPORT, body, REQUEST_TIMEOUT_S)
+            except RequestTooLarge:
+                self._batch = max(1, self._batch // 2)  # a master with a lower limit
+                raise
             acked = answer.get("acked")
             if not isinstance(acked, int) or acked < pending[0].seq:
                 raise NodeUnreachable(f"a Report answered without progress: acked={acked!r}")
@@ -196,3 +214,13 @@ async def _wait(flag: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await flag.wait()
+
+
+def _within_bytes(pending: list[NodeEvent]) -> list[NodeEvent]:
+    """The first of ``pending`` whose data fits in :data:`REPORT_BYTES` (one at least)."""
+    total = 0
+    for count, item in enumerate(pending):
+        total += len(orjson.dumps(item.data)) + len(item.type) + 100
+        if total > REPORT_BYTES and count:
+            return pending[:count]
+    return pending
