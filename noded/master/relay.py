@@ -32,13 +32,13 @@ import orjson
 from noded.master.link import MasterLink
 from rpc_client.errors import RemoteError, RPCError
 from rpc_client.logs import event
+from rpc_client.master_protocol import CALL_MASTER, CallMasterRequest
 
 log = logging.getLogger("noded.master")
 
 #: the environment variable that tells a function process where the relay listens
 #: (``@NAME`` for an abstract socket)
 RELAY_ENV: Final = "NODED_MASTER_SOCKET"
-CALL_MASTER: Final = "CallMaster"
 SOCKET_FILE: Final = "master.sock"
 #: the largest request or answer line
 MAX_LINE_BYTES = 16 * 2**20
@@ -103,7 +103,7 @@ class Relay:
             command, args, timeout_s = request["command"], request["args"], request["timeout"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return _raise("BadRequest", "a call_master request is {command, args, timeout}")
-        body = {"uuid": self._uuid, "command": command, "args": args, "timeout": timeout_s}
+        body = CallMasterRequest(self._uuid, command, args, timeout_s).to_wire()
         try:
             answer = await self._link.request(CALL_MASTER, body, float(timeout_s) + _MARGIN_S)
         except RemoteError as exc:

@@ -15,9 +15,17 @@ def emit_events(count: int, kind: str = "test.event") -> int:
 
 
 @function
-def ask_master(command: str, timeout: float = 5.0) -> dict[str, Any]:
-    """call_master's result, or the type and message of what it raised."""
+def ask_master(
+    command: str, args: dict[str, Any] | None = None, timeout: float = 5.0
+) -> dict[str, Any]:
+    """call_master's result, or what it raised: its class, message, and the command's
+    error type and traceback if it carries them."""
     try:
-        return {"result": call_master(command, {"x": 1}, timeout=timeout)}
+        return {"result": call_master(command, args, timeout=timeout)}
     except Exception as exc:
-        return {"raised": type(exc).__name__, "message": str(exc)}
+        return {
+            "raised": type(exc).__name__,
+            "message": str(exc),
+            "type": getattr(exc, "type", None),
+            "traceback": getattr(exc, "traceback", None),
+        }

@@ -7,12 +7,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from masterd.local import LocalNode
 from tests.helpers import run_node
 from tests.masterd.daemon.running import run_masterd
 from tests.noded.master.running import FUNCTIONS, node_with_master, run_call, wait_state
+
+COMMANDS = ["--heartbeat-s", "0.5", "--commands", "tests.commands"]
 
 
 @contextlib.asynccontextmanager
@@ -59,5 +63,31 @@ async def test_a_master_without_call_master_gives_a_typed_error(tmp_path: Path) 
     ):
         await wait_state(masterd, "node-a", "alive")
         answer = (await run_call(node, "ask_master", {"command": "allocate_slot"})).result
-    # masterd does not serve CallMaster yet: 404 UnknownProcedure, raised as that class
+    # a masterd without that command (or without CallMaster): a 404, raised as its class
     assert answer["raised"] in ("UnknownProcedure", "UnknownCommand"), answer
+
+
+async def test_a_command_answers_through_the_node(tmp_path: Path) -> None:
+    async with (
+        run_masterd(COMMANDS, workdir=tmp_path / "m") as masterd,
+        node_with_master([masterd.address], tmp_path / "n") as node,
+    ):
+        await wait_state(masterd, "node-a", "alive")
+        answer = await ask(node, "allocate_slot", {"disk": "sdb"})
+        assert answer == {"result": {"node": "node-a", "disk": "sdb", "size_gb": 10}}
+        failed = await ask(node, "fails", {"message": "no slot"})
+        assert failed["raised"] == "FunctionFailed" and failed["type"] == "ValueError"
+        assert "no slot" in failed["message"] and "ValueError" in failed["traceback"]
+        unknown = await ask(node, "no_such_command", {})
+        assert unknown["raised"] == "UnknownCommand", unknown
+        bad = await ask(node, "add", {"a": "one"})
+        assert bad["raised"] == "InvalidArguments", bad
+        late = await ask(node, "slow", {"seconds": 3}, timeout=0.5)
+        assert late["raised"] == "CommandTimeout", late
+
+
+async def ask(
+    node: LocalNode, command: str, args: dict[str, Any], timeout: float = 5.0
+) -> dict[str, Any]:
+    fn_args = {"command": command, "args": args, "timeout": timeout}
+    return dict((await run_call(node, "ask_master", fn_args)).result)
