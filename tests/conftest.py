@@ -12,6 +12,7 @@ from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from tests.helpers import NodeFactory, marked_processes, node_args, node_env, run_node
 from tests.pki import Pki, make_pki
+from tests.postgres import PostgresServer, start_server
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -72,6 +73,21 @@ async def make_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
 def pki(tmp_path: Path) -> Pki:
     """A cluster CA (``pki.master(name)``, ``pki.node_args()``) and a foreign one."""
     return make_pki(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL for this worker (skips, or fails under CI=true, without one);
+    stopped by its data directory at the end."""
+    server = start_server()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A new empty database on :func:`postgres_server`, for one test."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,5 +1,6 @@
 """masterd's store: one interface (:class:`~masterd.store.base.Store`), one backend per
-URL scheme.  ``sqlite:///ABS/PATH`` now; ``postgresql://...`` next (issue 32)."""
+URL scheme: ``sqlite:///ABS/PATH`` (one masterd), ``postgresql://USER@HOST:PORT/DB``
+(any number of masterd on one database)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from masterd.store.base import Store
 
 SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 
 def sqlite_path(url: str) -> Path:
@@ -23,16 +25,18 @@ def sqlite_path(url: str) -> Path:
 
 def check_url(url: str) -> None:
     """``ValueError`` saying what is wrong with a --store URL."""
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError(
-            "--store postgresql://... is not built yet (issue 32); use sqlite:////PATH"
-        )
+    if url.startswith(POSTGRES_PREFIXES):
+        return
     sqlite_path(url)
 
 
 def store_for(url: str) -> Store:
     """The store of a URL, not yet opened."""
     check_url(url)
+    if url.startswith(POSTGRES_PREFIXES):
+        from masterd.store.postgres import PostgresStore
+
+        return PostgresStore(url)
     from masterd.store.sqlite import SQLiteStore
 
     return SQLiteStore(sqlite_path(url))

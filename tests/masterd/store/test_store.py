@@ -1,5 +1,6 @@
-"""One suite for every store backend (SQLite now; PostgreSQL joins with issue 32), as
-httpx runs one suite over its transports: the Store interface, in process."""
+"""One suite for every store backend (SQLite, and PostgreSQL on a real server the suite
+starts: tests/postgres.py), as httpx runs one suite over its transports: the Store
+interface, in process."""
 
 from __future__ import annotations
 
@@ -15,15 +16,30 @@ from masterd.store.base import NewEvent, NodeRecord, Store
 from masterd.store.lock import StoreInUse
 
 Opener = Callable[[], Awaitable[Store]]
+DIALECTS = ("sqlite", "postgres")
 
 
-@pytest.fixture(params=["sqlite"])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """Opens the backend's store on one database (again after a close: a restart)."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One database of the backend (PostgreSQL: a new one on the worker's server)."""
+    if backend == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'masterd.sqlite3'}"
+
+
+@pytest.fixture
+async def open_store(store_url: str) -> AsyncIterator[Opener]:
+    """Opens the backend's store on one database (again after a close: a restart; or a
+    second masterd's, where the backend allows it)."""
     opened: list[Store] = []
 
     async def opener() -> Store:
-        store = store_for(f"sqlite:///{tmp_path / 'masterd.sqlite3'}")
+        store = store_for(store_url)
         await store.open()
         opened.append(store)
         return store
@@ -44,14 +60,23 @@ def reported(*seqs: int, spool: str = "s1") -> list[NewEvent]:
     return [NewEvent("u1", "n1", "t.x", 1.0, {"seq": s}, None, spool, s) for s in seqs]
 
 
-async def test_every_migration_is_applied_once(open_store: Opener) -> None:
+async def test_every_migration_is_applied_once(open_store: Opener, backend: str) -> None:
     store = await open_store()
-    assert await store.schema_version() == len(migrations.migrations("sqlite"))
+    assert await store.schema_version() == len(migrations.migrations(backend))
     await store.close()
-    assert await (await open_store()).schema_version() == len(migrations.migrations("sqlite"))
+    assert await (await open_store()).schema_version() == len(migrations.migrations(backend))
 
 
-async def test_a_second_open_of_one_sqlite_file_is_refused(open_store: Opener) -> None:
+def test_both_dialects_have_the_same_migrations() -> None:
+    names = {d: [(m.version, m.name) for m in migrations.migrations(d)] for d in DIALECTS}
+    assert names["postgres"] == names["sqlite"]
+
+
+async def test_a_second_open_of_one_sqlite_file_is_refused(
+    open_store: Opener, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("a PostgreSQL store is shared by design")
     await open_store()
     with pytest.raises(StoreInUse, match=r"in use by another ganeti-masterd \(pid \d+\)"):
         await open_store()
