@@ -20,6 +20,7 @@ must reach, including grandchildren that left the call's process group or sessio
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -89,10 +90,11 @@ class CallTrees:
         leaders = {pid for pid, birth, _ in leftovers if birth and process_birth(pid) == birth}
         found = set(leaders)
 
-        def members() -> set[int]:
-            table = process_table(set(marks))
-            found.update(marks[mark] for mark in table.marked.values())
-            return table.descendants(leaders) | leaders | set(table.marked)
+        def members(_: bool) -> set[int]:
+            table = process_table(marks=True)  # at start: no table to share yet
+            marked = table.marked(set(marks))
+            found.update(marks[mark] for mark in marked.values())
+            return table.descendants(leaders) | leaders | set(marked)
 
         freeze_and_kill(members)
         cgroups = {pid: CgroupTree(Path(path)) for pid, _, path in leftovers if path}
@@ -160,17 +162,23 @@ class MarkedTree:
 
     def signal(self, sig: int) -> None:
         """``sig`` to every process of the call but the leader (its group is signalled
-        next); SIGKILL to the leader too, all of them stopped first (:func:`freeze_and_kill`)."""
-        if sig == signal.SIGKILL:
-            freeze_and_kill(self.members)
-        else:
-            signal_all(self.members() - {self.leader}, sig)
+        next).  A SIGKILL stops them all first (the leader too, which its group's SIGKILL
+        then takes), and kills them once a fresh look finds no more (:class:`_Freezes`)."""
+        found = self.members(process_table(marks=self.mark is not None, shared=True))
+        if sig != signal.SIGKILL:
+            signal_all(found - {self.leader}, sig)
+            return
+        signal_all(found - {os.getpid()}, signal.SIGSTOP)
+        _FREEZES.add(self, found - {os.getpid()})
 
-    def members(self) -> set[int]:
-        """The call's processes now, its leader included while it is there."""
-        table = process_table({self.mark} if self.mark else None)
-        roots = {self.leader} | {pid for pid, proc in self._seen.items() if _same(proc)}
-        found = table.descendants(roots) | roots | set(table.marked)
+    def members(self, table: ProcessTable, roots: set[int] | None = None) -> set[int]:
+        """The call's processes in ``table``: ``roots`` (by default the leader and every
+        process seen in the call before that still runs), their descendants, and those
+        showing the call's mark."""
+        marked = table.marked({self.mark}) if self.mark else {}
+        if roots is None:
+            roots = {self.leader} | {pid for pid, proc in self._seen.items() if _same(proc)}
+        found = table.descendants(roots) | roots | set(marked)
         for pid in found - self._seen.keys() - {self.leader}:
             with contextlib.suppress(psutil.Error):
                 self._seen[pid] = psutil.Process(pid)
@@ -192,14 +200,51 @@ class MarkedTree:
         return tree - table.zombies
 
 
-def freeze_and_kill(find: Callable[[], set[int]]) -> set[int]:
-    """SIGSTOP what ``find()`` returns, again until it finds nothing new (a stopped
-    process forks no more), then SIGKILL them all: none can start one that escapes the
-    walk in between.  Returns the pids signalled."""
+class _Freezes:
+    """The SIGKILLs of walked trees asked for in one turn of the event loop, finished
+    together at its end: one fresh look at /proc for them all, not one each (a shutdown
+    kills hundreds of calls at once), and again while one finds more to stop."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[MarkedTree, set[int]]] = []
+
+    def add(self, tree: MarkedTree, stopped: set[int]) -> None:
+        self._pending.append((tree, stopped))
+        if len(self._pending) > 1:
+            return  # already due
+        try:
+            asyncio.get_running_loop().call_soon(self.finish)
+        except RuntimeError:  # no event loop: finish now
+            self.finish()
+
+    def finish(self) -> None:
+        pending, self._pending = self._pending, []
+        for _ in range(_FREEZE_ROUNDS):
+            table, grew = process_table(marks=True), False
+            for tree, stopped in pending:
+                # not from the leader: it may be reaped by now (its group took it)
+                new = tree.members(table, stopped - {tree.leader}) - stopped - {os.getpid()}
+                signal_all(new, signal.SIGSTOP)
+                stopped |= new
+                grew = grew or bool(new)
+            if not grew:
+                break
+        for tree, stopped in pending:
+            signal_all(stopped - {tree.leader}, signal.SIGKILL)
+
+
+_FREEZES = _Freezes()
+
+
+def freeze_and_kill(find: Callable[[bool], set[int]]) -> set[int]:
+    """SIGSTOP what ``find(shared)`` returns, again until a fresh look finds nothing new
+    (a stopped process forks no more), then SIGKILL them all: none can start one that
+    escapes the walk in between.  The first look may take a shared table (``shared``
+    True): what it misses, the fresh one finds.  Returns the pids signalled."""
     stopped: set[int] = set()
-    for _ in range(_FREEZE_ROUNDS):
-        new = find() - stopped - {os.getpid()}
-        if not new:
+    for round_ in range(_FREEZE_ROUNDS):
+        new = find(round_ == 0) - stopped - {os.getpid()}
+        if not new and round_ > 0:
             break
         signal_all(new, signal.SIGSTOP)
         stopped |= new
