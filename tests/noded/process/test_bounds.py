@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.cgroups import call_cgroups, made_cgroup
 from tests.helpers import eventually, run_node
 
 #: checked often, so that a call past a limit is stopped in a moment
@@ -52,3 +53,18 @@ async def test_describe_functions_shows_the_default_process_limit() -> None:
     async with run_node(["--limit-processes", "64"]) as node, node.client() as client:
         described = await client.describe_functions()
     assert described["echo"]["limits"] == {"processes": 64}
+
+
+async def test_with_the_controllers_the_calls_cgroup_keeps_its_limits() -> None:
+    with made_cgroup() as root:
+        if not {"memory", "pids"} <= set((root / "cgroup.controllers").read_text().split()):
+            pytest.skip("this cgroup v2 hierarchy has no memory and pids controllers")
+        flags = ["--cgroup-root", str(root), "--limit-processes", "16"]
+        async with run_node(flags) as node, node.client() as client:
+            await eventually(lambda: "controllers=memory,pids" in node.log_text())
+            args = {"children": 1, "megabytes": 1, "seconds": 30}
+            await client.start_function("spread_memory", args, timeout=0)
+            await eventually(lambda: len(call_cgroups(root)) == 1)
+            cgroup = call_cgroups(root)[0]
+            assert (cgroup / "memory.max").read_text().strip() == str(200 * 1024 * 1024)
+            assert (cgroup / "pids.max").read_text().strip() == "16"
