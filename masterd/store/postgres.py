@@ -15,8 +15,8 @@ Several masters at once (PROTOCOL.md, "Several masters on one PostgreSQL"):
   batch.)
 - ``last_seen`` is flushed with ``GREATEST``: a master with an older heartbeat in memory
   never moves it back.
-- After a commit that stored events, a ``NOTIFY`` on :data:`CHANNEL` carries the newest
-  id; every masterd LISTENs and wakes its waiters, and reads ``max(id)`` every
+- After a commit that stored events, a ``NOTIFY`` (``postgres_sql.CHANNEL``) carries the
+  newest id; every masterd LISTENs and wakes its waiters, and reads ``max(id)`` every
   :data:`FALLBACK_POLL_S` in case a notification was lost across a reconnect.
 - Live masters: ``renewed`` is the database's clock (``now()``), so masters whose clocks
   differ still agree on who is live.
@@ -34,17 +34,16 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from masterd.store import migrations
+from masterd.store import postgres_sql as sql
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
 from rpc_client.errors import InsufficientStorage, NodeConflict, StoreUnavailable
 from rpc_client.logs import event
-from rpc_client.protocol import dumps, loads
+from rpc_client.protocol import loads
 
 log = logging.getLogger("masterd.store")
 
@@ -52,8 +51,6 @@ T = TypeVar("T")
 
 #: connections each masterd keeps for requests (one more LISTENs)
 POOL_SIZE = 8
-#: the NOTIFY channel of new events; the payload is the newest id
-CHANNEL = "masterd_events"
 #: how often a masterd looks for events another stored, should a NOTIFY be lost
 FALLBACK_POLL_S = 1.0
 MAX_BACKOFF_S = 1.0
@@ -62,16 +59,6 @@ _RETRY_AFTER_S = 1.0
 #: longest a store operation (connecting included) may take before it is 503
 _STORE_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5.0
-#: advisory lock keys (any two fixed numbers of ours)
-_MIGRATE_LOCK = 0x6D617374_01
-_EVENTS_LOCK = 0x6D617374_02
-
-_NODE_COLUMNS = ("uuid, name, address, port, boot_id, instance, pid, version, labels, "
-                 "functions, registered, last_seen")  # fmt: skip
-_EVENT_COLUMNS = "id, node, seq, type, at, data, fnc_id"
-_NOW = "extract(epoch from now())"
-_CONNECTION_LOST = (OSError, TimeoutError, asyncpg.InterfaceError,
-                    asyncpg.PostgresConnectionError)  # fmt: skip
 
 
 class PostgresStore:
@@ -86,7 +73,7 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._backoff_s = 0.0
         self._retry_at = 0.0
-        self._reports: list[_Report] = []
+        self._reports: list[sql.PendingReport] = []
         self._committing: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
         self._on_events: Callable[[int], None] = lambda _: None
@@ -101,8 +88,8 @@ class PostgresStore:
                     timeout=_CONNECT_TIMEOUT_S, command_timeout=_STORE_TIMEOUT_S,
                 )  # fmt: skip
                 async with self._pool.acquire() as conn:
-                    await _migrate(conn)
-        except (*_CONNECTION_LOST, asyncpg.PostgresError) as exc:
+                    await sql.migrate(conn)
+        except (*sql.CONNECTION_LOST, asyncpg.PostgresError) as exc:
             await self.close()
             raise _mapped(exc, self.url) from exc
         except BaseException:
@@ -120,7 +107,7 @@ class PostgresStore:
             try:
                 async with asyncio.timeout(_STORE_TIMEOUT_S):
                     await pool.close()
-            except (*_CONNECTION_LOST, asyncpg.PostgresError):
+            except (*sql.CONNECTION_LOST, asyncpg.PostgresError):
                 pool.terminate()
 
     def subscribe(self, on_events: Callable[[int], None]) -> None:
@@ -144,12 +131,12 @@ class PostgresStore:
         try:
             async with asyncio.timeout(_STORE_TIMEOUT_S), self._pool.acquire() as conn:
                 result = await work(conn)
-        except (*_CONNECTION_LOST, asyncpg.PostgresError) as exc:
+        except (*sql.CONNECTION_LOST, asyncpg.PostgresError) as exc:
             if isinstance(exc, asyncpg.UniqueViolationError) and "nodes_name" in str(
                 exc.constraint_name
             ):
                 raise _name_taken(exc) from exc
-            if isinstance(exc, _CONNECTION_LOST):
+            if isinstance(exc, sql.CONNECTION_LOST):
                 self._failed(exc)
             raise _mapped(exc, self.url) from exc
         self._backoff_s = 0.0
@@ -169,7 +156,7 @@ class PostgresStore:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT_S)
-                await conn.add_listener(CHANNEL, self._notified)
+                await conn.add_listener(sql.CHANNEL, self._notified)
                 backoff_s = _FIRST_BACKOFF_S
                 while True:  # the fallback poll, which also notices a dead connection
                     async with asyncio.timeout(_STORE_TIMEOUT_S):
@@ -178,7 +165,7 @@ class PostgresStore:
                         newest = found
                         self._on_events(found)
                     await asyncio.sleep(FALLBACK_POLL_S)
-            except (*_CONNECTION_LOST, asyncpg.PostgresError) as exc:
+            except (*sql.CONNECTION_LOST, asyncpg.PostgresError) as exc:
                 event(log, "store.listen_lost", logging.WARNING, store=self.url,
                       error=f"{type(exc).__name__}: {exc}", retry_s=backoff_s)  # fmt: skip
             finally:
@@ -200,24 +187,24 @@ class PostgresStore:
 
     async def add_instance(self, instance: str, advertise: str, pid: int, at: float) -> None:
         await self._run(lambda conn: conn.execute(
-            f"INSERT INTO instances VALUES ($1, $2, $3, $4, {_NOW})",
+            f"INSERT INTO instances VALUES ($1, $2, $3, $4, {sql.NOW})",
             instance, advertise, pid, at))  # fmt: skip
 
     async def renew_instance(self, instance: str, advertise: str, pid: int) -> None:
         await self._run(lambda conn: conn.execute(
-            f"INSERT INTO instances VALUES ($1, $2, $3, {_NOW}, {_NOW}) ON CONFLICT (id) "
-            f"DO UPDATE SET renewed = {_NOW}, advertise = $2",
+            f"INSERT INTO instances VALUES ($1, $2, $3, {sql.NOW}, {sql.NOW}) ON CONFLICT (id) "
+            f"DO UPDATE SET renewed = {sql.NOW}, advertise = $2",
             instance, advertise, pid))  # fmt: skip
 
     async def live_instances(self, within_s: float) -> list[str]:
         rows = await self._run(lambda conn: conn.fetch(
-            f"SELECT advertise FROM instances WHERE renewed >= {_NOW} - $1 "
+            f"SELECT advertise FROM instances WHERE renewed >= {sql.NOW} - $1 "
             "ORDER BY started, id", within_s))  # fmt: skip
         return list(dict.fromkeys(row[0] for row in rows))
 
     async def load_nodes(self) -> list[NodeRecord]:
-        rows = await self._run(lambda conn: conn.fetch(f"SELECT {_NODE_COLUMNS} FROM nodes"))
-        return [_node_of(tuple(row)) for row in rows]
+        rows = await self._run(lambda conn: conn.fetch(f"SELECT {sql.NODE_COLUMNS} FROM nodes"))
+        return [sql.node_of(tuple(row)) for row in rows]
 
     async def save_node(
         self, node: NodeRecord, replaces: str | None, events: list[NewEvent]
@@ -226,9 +213,9 @@ class PostgresStore:
             async with conn.transaction():
                 if replaces is not None:
                     await conn.execute("DELETE FROM nodes WHERE uuid = $1", replaces)
-                await conn.execute(_UPSERT_NODE, *_node_row(node))
-                stored = await _insert_events(conn, events)
-            await _notify(conn, stored)
+                await conn.execute(sql.UPSERT_NODE, *sql.node_row(node))
+                stored = await sql.insert_events(conn, events)
+            await sql.notify(conn, stored)
             return stored
 
         return await self._run(work)
@@ -245,7 +232,7 @@ class PostgresStore:
         """Group commit, as the SQLite store: Reports that come while a commit runs share
         the next transaction (and its one advisory lock)."""
         answer: asyncio.Future[Reported] = asyncio.get_running_loop().create_future()
-        self._reports.append(_Report(node_uuid, spool, events, answer))
+        self._reports.append(sql.PendingReport(node_uuid, spool, events, answer))
         if self._committing is None:
             self._committing = asyncio.create_task(self._commit_reports(), name="store-reports")
         return await answer
@@ -255,7 +242,7 @@ class PostgresStore:
             while self._reports:
                 batch, self._reports = self._reports, []
                 try:
-                    results = await self._run(functools.partial(_store_reports, batch=batch))
+                    results = await self._run(functools.partial(sql.store_reports, batch=batch))
                 except Exception as exc:  # each waiting Report gets the store's error
                     for report in batch:
                         if not report.answer.done():
@@ -269,7 +256,7 @@ class PostgresStore:
 
     async def events_after(self, from_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._run(lambda conn: conn.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE id >= $1 ORDER BY id LIMIT $2",
+            f"SELECT {sql.EVENT_COLUMNS} FROM events WHERE id >= $1 ORDER BY id LIMIT $2",
             from_id, limit))  # fmt: skip
         return [StoredEvent(row[0], row[1], row[2], row[3], row[4], loads(row[5]), row[6])
                 for row in rows]  # fmt: skip
@@ -278,123 +265,6 @@ class PostgresStore:
         return await self._run(
             lambda conn: conn.fetchval("SELECT coalesce(max(id), 0) FROM events")
         )
-
-
-@dataclass
-class _Report:
-    """A Report waiting for the next group commit."""
-
-    node_uuid: str
-    spool: str
-    events: list[NewEvent]
-    answer: asyncio.Future[Reported]
-
-
-_UPSERT_NODE = (
-    f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-    "$11, $12) ON CONFLICT (uuid) DO UPDATE SET name = $2, address = $3, port = $4, "
-    "boot_id = $5, instance = $6, pid = $7, version = $8, labels = $9, functions = $10, "
-    "registered = $11, last_seen = GREATEST(nodes.last_seen, $12)"
-)
-_INSERT_EVENT = (
-    "INSERT INTO events (node_uuid, node, spool, seq, type, at, data, fnc_id, stored) "
-    f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {_NOW}) "
-    "ON CONFLICT (node_uuid, spool, seq) DO NOTHING RETURNING id"
-)
-
-
-async def _migrate(conn: asyncpg.Connection) -> None:
-    """The pending migrations, each in a transaction with its record; masters starting
-    together take turns (an advisory lock)."""
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATE_LOCK)
-    try:
-        await conn.execute(migrations.SCHEMA_TABLE)
-        applied = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        for migration in migrations.pending("postgres", applied):
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
-                                   migration.version, migration.name, time.time())  # fmt: skip
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
-
-
-async def _insert_events(conn: asyncpg.Connection, events: list[NewEvent]) -> list[StoredEvent]:
-    """Insert events (in the caller's transaction); those whose (node, spool, seq) is
-    stored already are left out."""
-    if not events:
-        return []
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENTS_LOCK)
-    stored = []
-    for e in events:
-        new_id = await conn.fetchval(
-            _INSERT_EVENT, e.node_uuid, e.node, e.spool, e.seq, e.type, e.at,
-            dumps(e.data).decode(), e.fnc_id,
-        )  # fmt: skip
-        if new_id is not None:
-            stored.append(StoredEvent(new_id, e.node, e.seq, e.type, e.at, e.data, e.fnc_id))
-    return stored
-
-
-async def _notify(conn: asyncpg.Connection, stored: list[StoredEvent]) -> None:
-    """After the commit: tell the other masters; a lost notification is found by their
-    fallback poll, so a failure here fails nothing."""
-    if stored:
-        with contextlib.suppress(*_CONNECTION_LOST, asyncpg.PostgresError):
-            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(stored[-1].id))
-
-
-async def _store_reports(conn: asyncpg.Connection, *, batch: list[_Report]) -> list[Reported]:
-    """Every Report of the batch in one transaction, then one NOTIFY."""
-    async with conn.transaction():
-        results = [await _store_report(conn, report) for report in batch]
-    await _notify(conn, [e for result in results for e in result.stored])
-    return results
-
-
-async def _store_report(conn: asyncpg.Connection, report: _Report) -> Reported:
-    stored = await _insert_events(conn, report.events)
-    lowest = min((e.seq for e in report.events if e.seq is not None), default=None)
-    return Reported(await _advance_acked(conn, report.node_uuid, report.spool, lowest), stored)
-
-
-async def _advance_acked(
-    conn: asyncpg.Connection, uuid: str, spool: str, lowest: int | None
-) -> int:
-    """The spool's new ``acked`` (the rule of the SQLite store's ``_advance_acked``);
-    written with GREATEST, so two masters never move it back."""
-    acked = await conn.fetchval("SELECT acked FROM spools WHERE node_uuid = $1 AND spool = $2",
-                                uuid, spool)  # fmt: skip
-    acked = -1 if acked is None else acked
-    if lowest is not None:
-        acked = max(acked, lowest - 1)
-    rows = await conn.fetch(
-        "SELECT seq FROM events WHERE node_uuid = $1 AND spool = $2 AND seq > $3 ORDER BY seq",
-        uuid, spool, acked,
-    )  # fmt: skip
-    for (seq,) in rows:
-        if seq != acked + 1:
-            break
-        acked = seq
-    if acked >= 0:
-        acked = await conn.fetchval(
-            "INSERT INTO spools VALUES ($1, $2, $3) ON CONFLICT (node_uuid, spool) "
-            "DO UPDATE SET acked = GREATEST(spools.acked, $3) RETURNING acked",
-            uuid, spool, acked,
-        )  # fmt: skip
-    return acked
-
-
-def _node_row(node: NodeRecord) -> tuple[Any, ...]:
-    return (node.uuid, node.name, node.address, node.port, node.boot_id, node.instance,
-            node.pid, node.version, dumps(list(node.labels)).decode(),
-            dumps(list(node.functions)).decode(), node.registered, node.last_seen)  # fmt: skip
-
-
-def _node_of(row: tuple[Any, ...]) -> NodeRecord:
-    values = list(row)
-    values[8], values[9] = tuple(loads(values[8])), tuple(loads(values[9]))
-    return NodeRecord(*values)
 
 
 def without_password(dsn: str) -> str:

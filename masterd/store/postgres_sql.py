@@ -1,0 +1,147 @@
+"""The PostgreSQL store's transactions: what runs on one connection (asyncpg), used by
+:class:`masterd.store.postgres.PostgresStore`, which owns the pool and maps the errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from masterd.store import migrations
+from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
+from rpc_client.protocol import dumps, loads
+
+#: the NOTIFY channel of new events; the payload is the newest id
+CHANNEL = "masterd_events"
+#: errors that mean the connection (or the server) is gone, not that a statement failed
+CONNECTION_LOST = (OSError, TimeoutError, asyncpg.InterfaceError,
+                   asyncpg.PostgresConnectionError)  # fmt: skip
+#: advisory lock keys (any two fixed numbers of ours)
+_MIGRATE_LOCK = 0x6D617374_01
+_EVENTS_LOCK = 0x6D617374_02
+
+NODE_COLUMNS = ("uuid, name, address, port, boot_id, instance, pid, version, labels, "
+                "functions, registered, last_seen")  # fmt: skip
+EVENT_COLUMNS = "id, node, seq, type, at, data, fnc_id"
+NOW = "extract(epoch from now())"
+
+
+@dataclass
+class PendingReport:
+    """A Report waiting for the next group commit."""
+
+    node_uuid: str
+    spool: str
+    events: list[NewEvent]
+    answer: asyncio.Future[Reported]
+
+
+UPSERT_NODE = (
+    f"INSERT INTO nodes ({NODE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+    "$11, $12) ON CONFLICT (uuid) DO UPDATE SET name = $2, address = $3, port = $4, "
+    "boot_id = $5, instance = $6, pid = $7, version = $8, labels = $9, functions = $10, "
+    "registered = $11, last_seen = GREATEST(nodes.last_seen, $12)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (node_uuid, node, spool, seq, type, at, data, fnc_id, stored) "
+    f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {NOW}) "
+    "ON CONFLICT (node_uuid, spool, seq) DO NOTHING RETURNING id"
+)
+
+
+async def migrate(conn: asyncpg.Connection) -> None:
+    """The pending migrations, each in a transaction with its record; masters starting
+    together take turns (an advisory lock)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATE_LOCK)
+    try:
+        await conn.execute(migrations.SCHEMA_TABLE)
+        applied = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        for migration in migrations.pending("postgres", applied):
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute("INSERT INTO schema_migrations VALUES ($1, $2, $3)",
+                                   migration.version, migration.name, time.time())  # fmt: skip
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
+
+
+async def insert_events(conn: asyncpg.Connection, events: list[NewEvent]) -> list[StoredEvent]:
+    """Insert events (in the caller's transaction); those whose (node, spool, seq) is
+    stored already are left out."""
+    if not events:
+        return []
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENTS_LOCK)
+    stored = []
+    for e in events:
+        new_id = await conn.fetchval(
+            _INSERT_EVENT, e.node_uuid, e.node, e.spool, e.seq, e.type, e.at,
+            dumps(e.data).decode(), e.fnc_id,
+        )  # fmt: skip
+        if new_id is not None:
+            stored.append(StoredEvent(new_id, e.node, e.seq, e.type, e.at, e.data, e.fnc_id))
+    return stored
+
+
+async def notify(conn: asyncpg.Connection, stored: list[StoredEvent]) -> None:
+    """After the commit: tell the other masters; a lost notification is found by their
+    fallback poll, so a failure here fails nothing."""
+    if stored:
+        with contextlib.suppress(*CONNECTION_LOST, asyncpg.PostgresError):
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(stored[-1].id))
+
+
+async def store_reports(conn: asyncpg.Connection, *, batch: list[PendingReport]) -> list[Reported]:
+    """Every Report of the batch in one transaction, then one NOTIFY."""
+    async with conn.transaction():
+        results = [await _store_report(conn, report) for report in batch]
+    await notify(conn, [e for result in results for e in result.stored])
+    return results
+
+
+async def _store_report(conn: asyncpg.Connection, report: PendingReport) -> Reported:
+    stored = await insert_events(conn, report.events)
+    lowest = min((e.seq for e in report.events if e.seq is not None), default=None)
+    return Reported(await _advance_acked(conn, report.node_uuid, report.spool, lowest), stored)
+
+
+async def _advance_acked(
+    conn: asyncpg.Connection, uuid: str, spool: str, lowest: int | None
+) -> int:
+    """The spool's new ``acked`` (the rule of the SQLite store's ``_advance_acked``);
+    written with GREATEST, so two masters never move it back."""
+    acked = await conn.fetchval("SELECT acked FROM spools WHERE node_uuid = $1 AND spool = $2",
+                                uuid, spool)  # fmt: skip
+    acked = -1 if acked is None else acked
+    if lowest is not None:
+        acked = max(acked, lowest - 1)
+    rows = await conn.fetch(
+        "SELECT seq FROM events WHERE node_uuid = $1 AND spool = $2 AND seq > $3 ORDER BY seq",
+        uuid, spool, acked,
+    )  # fmt: skip
+    for (seq,) in rows:
+        if seq != acked + 1:
+            break
+        acked = seq
+    if acked >= 0:
+        acked = await conn.fetchval(
+            "INSERT INTO spools VALUES ($1, $2, $3) ON CONFLICT (node_uuid, spool) "
+            "DO UPDATE SET acked = GREATEST(spools.acked, $3) RETURNING acked",
+            uuid, spool, acked,
+        )  # fmt: skip
+    return acked
+
+
+def node_row(node: NodeRecord) -> tuple[Any, ...]:
+    return (node.uuid, node.name, node.address, node.port, node.boot_id, node.instance,
+            node.pid, node.version, dumps(list(node.labels)).decode(),
+            dumps(list(node.functions)).decode(), node.registered, node.last_seen)  # fmt: skip
+
+
+def node_of(row: tuple[Any, ...]) -> NodeRecord:
+    values = list(row)
+    values[8], values[9] = tuple(loads(values[8])), tuple(loads(values[9]))
+    return NodeRecord(*values)
