@@ -32,8 +32,11 @@ change):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from masterd.store.jobs import JobProgress, JobRecord, JobResult, NewResult
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class Store(Protocol):
 
     #: ``sqlite:///...``, without secrets, for logs and messages
     url: str
+    #: several masterd may use it at once (PostgreSQL): what others store (nodes,
+    #: ``last_seen``, events) must be read back
+    shared: bool
 
     async def open(self) -> None:
         """Take the store (SQLite: its lock), apply the migrations not yet applied."""
@@ -110,6 +116,17 @@ class Store(Protocol):
 
     async def add_instance(self, instance: str, advertise: str, pid: int, at: float) -> None:
         """Record a masterd process at its start (the ``owner`` of jobs, later)."""
+
+    async def renew_instance(self, instance: str) -> None:
+        """Mark a masterd live now, by the store's clock (PostgreSQL: ``now()``)."""
+
+    async def live_instances(self, within_s: float) -> list[str]:
+        """The ``advertise`` of each masterd renewed within ``within_s``, oldest first
+        (Register's ``masters``)."""
+
+    def subscribe(self, on_events: Callable[[int], None]) -> None:
+        """Have ``on_events(newest_id)`` called when any masterd stored events (a shared
+        store; SQLite, with one masterd, has no one else to hear from)."""
 
     async def load_nodes(self) -> list[NodeRecord]:
         """Every registered node."""
@@ -132,3 +149,48 @@ class Store(Protocol):
 
     async def last_event_id(self) -> int:
         """The highest event id (0: none yet)."""
+
+    # --- jobs (issue 31; the records in masterd.store.jobs) ------------------------
+
+    async def add_job(self, job: JobRecord) -> JobRecord:
+        """Store a new job with its nodes, durably; if a job with its ``request_id`` is
+        stored, that one instead (checked in the same transaction: of two racing
+        submits, one makes the job)."""
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """A job, or None."""
+
+    async def list_jobs(self, limit: int) -> list[JobRecord]:
+        """The newest ``limit`` jobs, newest first."""
+
+    async def claim_jobs(self, owner: str) -> list[JobRecord]:
+        """Make ``owner`` the owner of every unfinished job and return them (at start: one
+        masterd per SQLite file; issue 32 makes this a lease)."""
+
+    async def set_job_state(self, job_id: str, state: str, at: float | None = None) -> None:
+        """``running``, or an end (``finished``, ``aborted``) at ``at``; durably."""
+
+    async def abort_job(self, job_id: str, calls: bool) -> None:
+        """Record AbortJob (``calls``: abort the running calls too), durably."""
+
+    async def job_progress(self, job_id: str) -> JobProgress:
+        """What was asked of, and how ended, each node of a job (for a resume)."""
+
+    async def job_results(self, job_id: str, from_seq: int, limit: int) -> list[JobResult]:
+        """Up to ``limit`` results with ``seq >= from_seq``, in order."""
+
+    async def job_counts(self, job_id: str) -> dict[str, int]:
+        """The job's nodes by outcome, and ``running`` (asked, not ended), ``pending``."""
+
+    async def record_asked(self, job_id: str, node: str, request_id: str, at: float) -> None:
+        """Returns once the node's request_id is committed: only then is it sent.  Records
+        that come together share one commit."""
+
+    async def record_started(self, job_id: str, node: str, fnc_id: str) -> None:
+        """The fnc_id the node named (a shortcut for a resume; group-committed)."""
+
+    async def record_result(self, job_id: str, result: NewResult) -> JobResult | None:
+        """A node's end at the job's next ``seq``, durably; None if it had one (kept)."""
+
+    async def expire_jobs(self, ended_before: float) -> int:
+        """Delete the jobs that ended before then, with their records; how many."""

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from masterd.store import migrations
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
 from masterd.store.lock import StoreLock, hold_store_file
+from masterd.store.sqlite_jobs import SQLiteJobs
 from rpc_client.errors import InsufficientStorage, StoreUnavailable
 from rpc_client.protocol import dumps, loads
 
@@ -46,8 +47,10 @@ _NODE_COLUMNS = ("uuid, name, address, port, boot_id, instance, pid, version, la
 _EVENT_COLUMNS = "id, node, seq, type, at, data, fnc_id"
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteJobs):
     """The :class:`~masterd.store.base.Store` on one SQLite file this masterd holds."""
+
+    shared = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -163,6 +166,23 @@ class SQLiteStore:
                            (instance, advertise, pid, at, at))  # fmt: skip
 
         await self._write(work)
+
+    async def renew_instance(self, instance: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                db.execute("UPDATE instances SET renewed = ? WHERE id = ?",
+                           (time.time(), instance))  # fmt: skip
+
+        await self._write(work)
+
+    async def live_instances(self, within_s: float) -> list[str]:
+        rows = await self._read(lambda db: db.execute(
+            "SELECT advertise FROM instances WHERE renewed >= ? ORDER BY started, id",
+            (time.time() - within_s,)).fetchall())  # fmt: skip
+        return list(dict.fromkeys(row[0] for row in rows))
+
+    def subscribe(self, on_events: Callable[[int], None]) -> None:
+        """One masterd per file: every event stored is its own."""
 
     async def load_nodes(self) -> list[NodeRecord]:
         rows = await self._read(
