@@ -305,6 +305,11 @@ class _GatherRun:
         return NodeResult(name, False, error=error)
 
 
+#: one fan-out's run, for the jobs of ganeti-masterd (:mod:`masterd.jobs.runner`): the
+#: same roll-out and records as call_many's, another journal
+FanOutRun = _GatherRun
+
+
 def _header(
     fn_name: str, fn_args: dict[str, Any] | None, timeout: float | None, options: CallOptions,
     rollout: Rollout, clients: list[NodeClient],

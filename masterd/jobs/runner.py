@@ -1,0 +1,165 @@
+"""One job's run: ``call_many``'s roll-out (:class:`masterd.gather.FanOutRun`) on the
+job's nodes, its records in the store, every node's end recorded once.
+
+A resumed job (masterd was killed, or stopped, and started again) goes on from the store:
+a node with an fnc_id is waited for, one with only a request_id is sent it again (the
+node answers with the call it started, or ``404 UnknownFunctionCall`` if it lost it: that
+node's end), one never asked is started, one that ended is not touched.  A resumed call
+has the job's whole ``timeout`` again, counted from the resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from masterd.batch import Progress
+from masterd.call import CallOptions, Deadline, send_abort
+from masterd.gather import FanOutRun
+from masterd.jobs.journal import StoreJournal
+from masterd.results import NodeResult
+from masterd.rollout import Rollout
+from masterd.store.base import Store
+from masterd.store.jobs import ABORTED, FINISHED, RUNNING, JobProgress, JobRecord, NewResult
+from rpc_client.client import NodeClient
+from rpc_client.errors import FunctionFailed, RPCError, Skipped
+from rpc_client.logs import event
+from rpc_client.protocol import dumps
+from rpc_client.transport import Pool
+
+log = logging.getLogger("masterd.jobs")
+
+ABORTED_WHY = "the job was aborted (AbortJob)"
+#: how long AbortJob's look for a call by its request_id may take
+_FIND_CALL_S = 2.0
+
+
+class JobRun:
+    """A job running in this masterd: its fan-out, and what AbortJob may do to it."""
+
+    def __init__(
+        self, store: Store, job: JobRecord, progress: JobProgress, *,
+        max_result_bytes: int, on_change: Callable[[], None],
+    ) -> None:  # fmt: skip
+        self.job = job
+        self._store = store
+        self._max_result_bytes = max_result_bytes
+        self._on_change = on_change
+        self._pool = Pool()
+        spec = job.spec
+        self._clients = [NodeClient(n.address, n.port, name=n.name, pool=self._pool)
+                         for n in spec.nodes]  # fmt: skip
+        journal = self._journal = StoreJournal(store, job.id, [n.name for n in spec.nodes])
+        done = {name: _stored(result) for name, result in progress.results.items()}
+        self._ended: set[str] = set(done)
+        self.fan_out = FanOutRun(
+            Deadline(None), spec.fn_name, spec.fn_args, CallOptions(abort_after=spec.abort_after),
+            None, journal, Progress(header={}, request_ids=dict(progress.request_ids),
+                                    fnc_ids=dict(progress.fnc_ids), finished=done),
+            node_timeout_s=spec.timeout_s,
+        )  # fmt: skip
+        self.aborted = job.abort is not None
+        if self.aborted:
+            self.fan_out.stopped = ABORTED_WHY
+        self._aborts: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """The whole job: every node's end recorded, then the job's."""
+        spec = self.job.spec
+        rollout = Rollout(window=spec.window, canary=spec.canary, max_failures=spec.max_failures)
+        try:
+            await self._store.set_job_state(self.job.id, RUNNING)
+            async with contextlib.aclosing(self.fan_out.all(self._clients, rollout)) as results:
+                async for result in results:
+                    await self._record(result)
+            state = ABORTED if self.aborted else FINISHED
+            await self._store.set_job_state(self.job.id, state, time.time())
+            event(log, "job.ended", job_id=self.job.id, state=state)
+        finally:
+            await self._pool.close()
+            self._on_change()
+
+    async def _record(self, result: NodeResult) -> None:
+        if result.node in self._ended:  # ended before a resume: kept as it was
+            return
+        self._ended.add(result.node)
+        fnc_id = self.fan_out.fnc_ids.get(result.node)
+        await self._store.record_result(
+            self.job.id, new_result(result, fnc_id, self._max_result_bytes)
+        )
+        self._on_change()
+
+    def abort(self, calls: bool) -> None:
+        """Start no further node; with ``calls``, abort the running calls on their nodes
+        (they end ``failed`` with ``FunctionAborted``)."""
+        self.aborted = True
+        self.fan_out.stopped = self.fan_out.stopped or ABORTED_WHY
+        launcher = self.fan_out.launcher
+        if launcher is not None and launcher.stopped is None:
+            launcher.stopped = ABORTED_WHY
+        if not calls:
+            return
+        asked = {**self.fan_out.progress.request_ids, **self._journal.asked_ids}
+        for client in self._clients:
+            if client.name in asked and client.name not in self._ended:
+                task = asyncio.create_task(self._abort_call(client, asked[client.name]),
+                                           name=f"abort {client.name}")  # fmt: skip
+                self._aborts.add(task)
+                task.add_done_callback(self._aborts.discard)
+
+    async def _abort_call(self, client: NodeClient, request_id: str) -> None:
+        """Abort a node's call; one whose fnc_id is not known yet (its StartFunction is
+        still waiting) is found by its request_id: a StartFunction with it answers that
+        call's state at once and starts nothing new."""
+        fnc_id = self.fan_out.fnc_ids.get(client.name)
+        try:
+            if fnc_id is None:
+                spec = self.job.spec
+                async with asyncio.timeout(_FIND_CALL_S):
+                    state = await client.start_function(
+                        spec.fn_name, spec.fn_args, timeout=0, abort_after=spec.abort_after,
+                        request_id=request_id)  # fmt: skip
+                fnc_id = state.fnc_id
+        except (RPCError, TimeoutError) as exc:
+            event(log, "job.abort_failed", logging.WARNING, job_id=self.job.id,
+                  node=client.name, error=str(exc) or type(exc).__name__)  # fmt: skip
+            return
+        await send_abort(client, fnc_id)
+
+
+def new_result(result: NodeResult, fnc_id: str | None, max_bytes: int) -> NewResult:
+    """How a node ended, as the store keeps it; a result over ``max_bytes`` is left on
+    the node (``ResultTooLarge``, with the fnc_id to fetch it by)."""
+    error = result.error
+    fnc_id = fnc_id or getattr(error, "fnc_id", None)
+    if result.ok:
+        size = len(dumps(result.value))
+        if size <= max_bytes:
+            return NewResult(result.node, "ok", fnc_id, result.value, None)
+        too_large = {"type": "ResultTooLarge", "size": size, "message": (
+            f"the result is {size} bytes, over --max-job-result-bytes={max_bytes}: fetch it "
+            f"from the node (WaitForFunction {fnc_id}) while the node keeps it")}  # fmt: skip
+        return NewResult(result.node, "ok", fnc_id, None, too_large)
+    return NewResult(result.node, result.outcome, fnc_id, None, _error_of(error))
+
+
+def _error_of(error: BaseException | None) -> dict[str, Any]:
+    wire = getattr(error, "error", None)
+    if isinstance(error, FunctionFailed) or isinstance(wire, dict):
+        return dict(wire)  # type: ignore[arg-type]
+    kind = getattr(error, "wire_type", None) or type(error).__name__
+    return {"type": kind, "message": str(error) or kind}
+
+
+def _stored(result: Any) -> NodeResult:
+    """A stored end, as the roll-out counts it (its failure budget, its canaries)."""
+    if result.outcome == "ok":
+        return NodeResult(result.node, True, result.result)
+    message = (result.error or {}).get("message", result.outcome)
+    error = Skipped(message, node=result.node) if result.outcome == "skipped" else RPCError(
+        message, node=result.node)  # fmt: skip
+    return NodeResult(result.node, False, error=error)

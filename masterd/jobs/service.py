@@ -1,0 +1,234 @@
+"""SubmitJob, WaitForJob, AbortJob and ListJobs: the jobs' in-process side.
+
+A job runs here as a background task (:class:`~masterd.jobs.runner.JobRun`), its owner
+this masterd's instance id.  At start the jobs an earlier masterd on this store left
+unfinished are claimed and go on (:meth:`Jobs.resume`).  WaitForJob waiters are woken by
+an in-process signal set after each commit of a node's end or a job's, never by polling:
+a waiter takes the current signal, reads the store, and sleeps on that signal only if
+there was nothing to answer, so a result stored between its read and its sleep still
+wakes it.  Jobs that ended more than ``job_ttl_s`` ago are deleted in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from masterd.jobs.runner import JobRun
+from masterd.store.base import Store
+from masterd.store.jobs import (
+    ABORTED,
+    FINISHED,
+    QUEUED,
+    JobNode,
+    JobProgress,
+    JobRecord,
+    JobResult,
+    JobSpec,
+)
+from rpc_client.errors import BadRequest, RemoteError, RequestIdConflict, UnknownJob
+from rpc_client.job_protocol import (
+    COUNTS,
+    AbortJobRequest,
+    ListJobsRequest,
+    SubmitJobRequest,
+    WaitForJobRequest,
+)
+from rpc_client.logs import event
+from rpc_client.protocol import dumps, loads
+
+log = logging.getLogger("masterd.jobs")
+
+#: results in one WaitForJob answer, at most; and bytes of them (at least one goes)
+RESULTS_PAGE = 1000
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+LIST_DEFAULT = 100
+#: how often the expiry looks, at most and at least
+_EXPIRE_EVERY_MAX_S, _EXPIRE_EVERY_MIN_S = 3600.0, 0.2
+
+
+class Jobs:
+    """The jobs of one masterd."""
+
+    def __init__(
+        self, store: Store, instance: str, *, known_nodes: Callable[[], list[dict[str, Any]]],
+        job_ttl_s: float, max_result_bytes: int, max_wait_s: float,
+    ) -> None:  # fmt: skip
+        self._store = store
+        self.instance = instance
+        self._known_nodes = known_nodes
+        self._job_ttl_s = job_ttl_s
+        self._max_result_bytes = max_result_bytes
+        self._max_wait_s = max_wait_s
+        self._runs: dict[str, JobRun] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._closing = False
+
+    # --- procedures -------------------------------------------------------------------
+
+    async def submit(self, request: SubmitJobRequest) -> dict[str, Any]:
+        asked = _comparable(request)
+        spec = JobSpec(fn_name=request.fn_name, fn_args=request.fn_args,
+                       nodes=select_nodes(self._known_nodes(), request.nodes, request.labels),
+                       timeout_s=request.timeout, abort_after=request.abort_after,
+                       window=request.window, canary=request.canary,
+                       max_failures=request.max_failures)  # fmt: skip
+        job = JobRecord(id=uuid.uuid4().hex, spec=spec, request=asked,
+                        request_id=request.request_id, state=QUEUED, owner=self.instance,
+                        abort=None, submitted=time.time())  # fmt: skip
+        stored = await self._store.add_job(job)
+        if stored.id != job.id:
+            if stored.request != asked:
+                raise RequestIdConflict(
+                    f"request_id {request.request_id!r} is job {stored.id}'s, submitted "
+                    f"with other arguments: {dumps(stored.request).decode()}"
+                )
+            return await self._state(stored, None)
+        event(log, "job.submitted", job_id=job.id, fn_name=spec.fn_name, nodes=len(spec.nodes))
+        self._start(job, JobProgress())
+        return await self._state(job, None)
+
+    async def wait(self, request: WaitForJobRequest) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + min(request.timeout, self._max_wait_s)
+        while True:
+            changed = self._changed
+            job = await self._job(request.job_id)
+            answer = await self._state(job, request.results_from)
+            left = end - loop.time()
+            ended = job.state in (FINISHED, ABORTED)
+            if ended or left <= 0 or self._closing or answer.get("results", {}).get("items"):
+                return answer
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+
+    async def abort(self, request: AbortJobRequest) -> dict[str, Any]:
+        job = await self._job(request.job_id)
+        if job.state not in (FINISHED, ABORTED):
+            await self._store.abort_job(job.id, request.calls)
+            run = self._runs.get(job.id)
+            if run is not None:
+                run.abort(request.calls)
+            event(log, "job.abort", job_id=job.id, calls=request.calls)
+            self.changed()
+        return await self._state(await self._job(job.id), None)
+
+    async def list(self, request: ListJobsRequest) -> dict[str, Any]:
+        jobs = await self._store.list_jobs(request.limit or LIST_DEFAULT)
+        return {"jobs": [await self._state(job, None) for job in jobs]}
+
+    # --- life -------------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Claim the jobs an earlier masterd on this store left unfinished; go on."""
+        for job in await self._store.claim_jobs(self.instance):
+            progress = await self._store.job_progress(job.id)
+            event(log, "job.resumed", job_id=job.id, ended=len(progress.results),
+                  asked=len(progress.request_ids), nodes=len(job.spec.nodes))  # fmt: skip
+            self._start(job, progress)
+
+    async def expire_forever(self) -> None:
+        interval = max(_EXPIRE_EVERY_MIN_S, min(_EXPIRE_EVERY_MAX_S, self._job_ttl_s / 4))
+        while True:
+            try:
+                expired = await self._store.expire_jobs(time.time() - self._job_ttl_s)
+                if expired:
+                    event(log, "job.expired", jobs=expired, job_ttl_s=self._job_ttl_s)
+            except RemoteError as exc:
+                event(log, "job.expire_failed", logging.WARNING, error=str(exc))
+            await asyncio.sleep(interval)
+
+    def close_waiters(self) -> None:
+        """Shutdown: long-polls answer at once."""
+        self._closing = True
+        self.changed()
+
+    async def stop(self) -> None:
+        """Shutdown: the runs stop where they are; the next start goes on from the store."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5.0)
+
+    def changed(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # --- inside -----------------------------------------------------------------------
+
+    def _start(self, job: JobRecord, progress: JobProgress) -> None:
+        run = JobRun(self._store, job, progress, max_result_bytes=self._max_result_bytes,
+                     on_change=self.changed)  # fmt: skip
+        self._runs[job.id] = run
+        task = asyncio.create_task(self._run(run), name=f"job {job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, run: JobRun) -> None:
+        try:
+            await run.run()
+        except RemoteError as exc:  # the store failed: the next start goes on with it
+            event(log, "job.stalled", logging.ERROR, job_id=run.job.id, error=str(exc))
+        finally:
+            self._runs.pop(run.job.id, None)
+
+    async def _job(self, job_id: str) -> JobRecord:
+        job = await self._store.get_job(job_id)
+        if job is None:
+            raise UnknownJob(f"no job {job_id!r} here (it never was, or it expired)")
+        return job
+
+    async def _state(self, job: JobRecord, results_from: int | None) -> dict[str, Any]:
+        counts = dict.fromkeys(COUNTS, 0)
+        counts.update(await self._store.job_counts(job.id))
+        answer: dict[str, Any] = {
+            "job_id": job.id, "state": job.state, "fn_name": job.spec.fn_name,
+            "submitted": job.submitted, "owner": job.owner, "counts": counts,
+        }  # fmt: skip
+        if results_from is not None:
+            answer["results"] = await self._results(job.id, results_from)
+        return answer
+
+    async def _results(self, job_id: str, results_from: int) -> dict[str, Any]:
+        items: list[JobResult] = []
+        size = 0
+        for result in await self._store.job_results(job_id, results_from, RESULTS_PAGE):
+            size += len(dumps(result.result)) + len(dumps(result.error))
+            if items and size > MAX_ANSWER_BYTES:
+                break
+            items.append(result)
+        position = items[-1].seq + 1 if items else results_from
+        return {"from": results_from, "next": position, "items": [i.to_wire() for i in items]}
+
+
+def select_nodes(
+    known: list[dict[str, Any]], names: tuple[str, ...] | None, labels: tuple[str, ...] | None
+) -> tuple[JobNode, ...]:
+    """SubmitJob's nodes: by name (in that order), by labels (all of them), or all."""
+    by_name = {node["name"]: node for node in known}
+    if names is not None:
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise BadRequest(f"no node named {', '.join(map(repr, unknown))} is registered "
+                             "or listed in --nodes")  # fmt: skip
+        if len(set(names)) != len(names):
+            raise BadRequest("field 'nodes' names a node more than once")
+        chosen = [by_name[name] for name in names]
+    else:
+        wanted = set(labels or ())
+        chosen = [by_name[name] for name in sorted(by_name)
+                  if wanted <= set(by_name[name]["labels"])]  # fmt: skip
+    return tuple(JobNode(node["name"], node["address"], node["port"]) for node in chosen)
+
+
+def _comparable(request: SubmitJobRequest) -> dict[str, Any]:
+    """The request as stored and compared on a resend (through JSON, as the store has it)."""
+    body = request.to_wire()
+    body.pop("request_id")
+    return dict(loads(dumps(body)))
