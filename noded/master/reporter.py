@@ -1,11 +1,12 @@
 """The reporter: registers the node, heartbeats, and delivers its events.
 
 Two tasks.  One keeps the node registered: Register at start (again when a master says
-``reregister`` or ``409 NotRegistered``), then a Heartbeat every ``heartbeat_s`` (from
-Register's answer) x a random 0.8-1.2.  The other delivers events: woken by each new
-one, it moves them into the spool and sends the oldest unacknowledged ones in a Report
-(up to :data:`REPORT_EVENTS`; under load the next Report goes at once with the next
-batch), forgets those acknowledged, and sends again what was not.
+``reregister`` or ``409 NotRegistered``, and after a reload changed the functions), then a
+Heartbeat every ``heartbeat_s`` (from Register's answer) x a random 0.8-1.2.  The other
+delivers events: woken by each new one, it moves them into the spool and sends the oldest
+unacknowledged ones in a Report (up to :data:`REPORT_EVENTS` and :data:`REPORT_BYTES`;
+under load the next Report goes at once with the next batch), forgets those
+acknowledged, and sends again what was not.
 
 When no master answers, both back off with jitter and try again; nothing else of the
 daemon waits for them: the node serves its calls as before.
@@ -93,6 +94,7 @@ class Reporter:
         self._register_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._uuid = self._instance = ""
+        self._functions: tuple[str, ...] = ()
         #: events in the next Report: halved when a master finds a Report too large
         self._batch = REPORT_EVENTS
 
@@ -144,11 +146,15 @@ class Reporter:
             self.heartbeat_s = float(heartbeat_s)
         event(log, "master.registered", master=self.link.current, heartbeat_s=self.heartbeat_s,
               instance=registration.instance)  # fmt: skip
+        self._functions = registration.functions
         self.registered.set()
         self.events.wake.set()  # what waited for the registration goes now
         return True
 
     async def _heartbeat(self) -> None:
+        if self._registration().functions != self._functions:
+            self.registered.clear()  # reloaded: the masters learn the new functions
+            return
         beat = HeartbeatRequest(self._uuid, self._instance, self._running())
         try:
             answer = await self.link.request(HEARTBEAT, beat.to_wire(), REQUEST_TIMEOUT_S)

@@ -29,3 +29,19 @@ def test_a_master_is_host_and_port(bad: str, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         parse_config(["--master", bad])
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_node_serving_tls_talks_to_its_masters_with_its_own_certificate(
+    tmp_path: Path,
+) -> None:
+    import ssl
+
+    from noded.master.context import _client_tls
+    from tests.pki import make_pki
+
+    pki = make_pki(tmp_path)
+    _, config = parse_config([*pki.node_args("node1"), "--master", "m1:1812"])
+    context = _client_tls(config)
+    assert context is not None and context.verify_mode == ssl.CERT_REQUIRED
+    _, plain = parse_config(["--master", "m1:1812"])
+    assert _client_tls(plain) is None
