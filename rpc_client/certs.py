@@ -3,11 +3,15 @@
 Layout of a certificates directory (mode 0700)::
 
     ca.crt  ca.key              the cluster CA (keep ca.key off the nodes)
-    NAME.crt  NAME.key          one per node (serverAuth) or master (clientAuth)
+    NAME.crt  NAME.key          one per node, operator (master) or ganeti-masterd
 
-Keys are EC P-256 and written with mode 0600; certificates 0644.  A node certificate
-carries its name (and any addresses given) as subjectAltName, so that masters can check
-that they reach the node they meant.
+Keys are EC P-256 and written with mode 0600; certificates 0644.  Each certificate's
+subject carries its name (common name) and its role (organizational unit: ``node``,
+``operator`` or ``masterd``; ganeti-masterd decides by it what a client may call).  A
+node's certificate is valid for server and client authentication (it serves its own
+calls and calls ganeti-masterd), an operator's for client authentication, a masterd's
+for both.  Node and masterd certificates carry their name (and any addresses given) as
+subjectAltName, so that a client can check that it reaches the server it meant.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-Role = Literal["node", "master"]
+from rpc_client.tls import MASTERD_ROLE, NODE_ROLE, OPERATOR_ROLE
+
+Role = Literal["node", "master", "masterd"]
+
+#: each role's organizational unit in the subject, and its extended key usages
+_UNITS = {"node": NODE_ROLE, "master": OPERATOR_ROLE, "masterd": MASTERD_ROLE}
+_SERVER, _CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+_USAGES = {"node": [_SERVER, _CLIENT], "master": [_CLIENT], "masterd": [_SERVER, _CLIENT]}
 
 CA_DAYS = 3650
 CERT_DAYS = 825
@@ -84,6 +95,8 @@ def issue(
     then kept as ``NAME.crt.old``/``NAME.key.old``.
     """
     _check_name(name)
+    if role not in _UNITS:
+        raise ValueError(f"role must be one of {', '.join(_UNITS)}, got {role!r}")
     if days < 1:
         raise ValueError(f"--days must be at least 1, got {days}")
     issued = Issued(directory / f"{name}.crt", directory / f"{name}.key")
@@ -91,17 +104,22 @@ def issue(
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     start = not_before or _now() - datetime.timedelta(minutes=5)
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if role == "node" else ExtendedKeyUsageOID.CLIENT_AUTH
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _UNITS[role]),
+        ]
+    )
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .subject_name(subject)
         .issuer_name(ca_cert.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(_USAGES[role]), critical=False)
     )  # fmt: skip
-    if role == "node":
+    if role != "master":
         builder = builder.add_extension(_alt_names(name, addresses), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     _write_key(issued.key, key)

@@ -11,7 +11,13 @@ import hashlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+#: the roles a certificate's subject names (its organizational unit), by ``rpc-cli certs
+#: issue --node | --master | --masterd``; ganeti-masterd allows procedures by them
+NODE_ROLE: Final = "node"
+OPERATOR_ROLE: Final = "operator"
+MASTERD_ROLE: Final = "masterd"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,8 +108,18 @@ def fingerprint(der: bytes) -> str:
 
 def common_name(der: bytes) -> str | None:
     """The subject common name of a DER certificate, if it has one."""
-    from cryptography import x509  # only needed under a policy or an audit log
+    return identity(der)[0]
+
+
+def identity(der: bytes) -> tuple[str | None, str | None]:
+    """(common name, role) of a DER certificate; the role is its subject's one
+    organizational unit (None when it has none or several: a certificate issued before
+    roles, or not by ``rpc-cli certs issue``)."""
+    from cryptography import x509  # only needed under a policy, an audit log or roles
     from cryptography.x509.oid import NameOID
 
-    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else None
+    subject = x509.load_der_x509_certificate(der).subject
+    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    units = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    name = str(names[0].value) if names else None
+    return name, str(units[0].value) if len(units) == 1 else None

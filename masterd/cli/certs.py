@@ -19,13 +19,27 @@ def add_certs_commands(sub: Any) -> None:
     issue.add_argument("dir", type=Path)
     issue.add_argument("name")
     role = issue.add_mutually_exclusive_group(required=True)
-    role.add_argument("--node", dest="role", action="store_const", const="node")
-    role.add_argument("--master", dest="role", action="store_const", const="master")
+    role.add_argument(
+        "--node",
+        dest="role",
+        action="store_const",
+        const="node",
+        help="a node's: serves its calls, calls ganeti-masterd as itself",
+    )
+    role.add_argument(
+        "--master",
+        dest="role",
+        action="store_const",
+        const="master",
+        help="an operator's (rpc-cli, a master): calls nodes, asks masterd",
+    )
+    role.add_argument("--masterd", dest="role", action="store_const", const="masterd",
+                      help="ganeti-masterd's own (give --address)")  # fmt: skip
     issue.add_argument(
         "--address",
         action="append",
         default=[],
-        help="an address or other name of the node (repeatable)",
+        help="an address or other name of the node or masterd (repeatable)",
     )
     issue.add_argument("--days", type=int, default=825, help="valid this long (default 825)")
     issue.add_argument(
