@@ -442,7 +442,10 @@ def mark_in_proc() -> dict[str, Any]:
         os.waitpid(child, 0)
     shown = [entry.split(b"=", 1)[1].decode() for entry in block.split(b"\0")
              if entry.startswith(CALL_MARK.encode() + b"=")]  # fmt: skip
-    return {"shown": shown, "own": call_mark(os.getpid(), start_ticks())}
+    passed_on = subprocess.run(["sh", "-c", f"echo ${CALL_MARK}"], env=dict(os.environ),
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+    own = call_mark(os.getpid(), start_ticks())
+    return {"shown": shown, "own": own, "environ": os.environ.get(CALL_MARK), "env": passed_on}
 
 
 @function

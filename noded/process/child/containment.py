@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -36,7 +37,10 @@ def hold_orphans() -> bool:
 
 def publish_mark(name: str, mark: str) -> None:
     """Set environment variable ``name`` to ``mark`` where ``/proc`` shows it, in place
-    when the placeholder is there (``mark`` "" blanks it); else with ``os.putenv``."""
+    when the placeholder is there (``mark`` "" blanks it); else with ``os.putenv``.
+    ``os.environ`` says it too, so that a program started with ``env=os.environ`` (or a
+    copy) inherits it."""
+    _set_python_environ(name, mark)
     address = _placeholder_address(name)
     if address is None or len(mark) > PLACEHOLDER_CHARS - 2:
         os.putenv(name, mark)
@@ -45,6 +49,14 @@ def publish_mark(name: str, mark: str) -> None:
     # and stop at two NULs in a row, so the filler is never empty.
     value = mark.encode() + b"\0" + b"." * (PLACEHOLDER_CHARS - len(mark) - 1)
     ctypes.memmove(address, value, PLACEHOLDER_CHARS)
+
+
+def _set_python_environ(name: str, mark: str) -> None:
+    # os.environ's own mapping, without the putenv() that os.environ[name] = mark would
+    # also make (it would move the C library's entry out of the block /proc shows)
+    environ = os.environ
+    with contextlib.suppress(AttributeError, TypeError):
+        environ._data[environ.encodekey(name)] = environ.encodevalue(mark)  # type: ignore[attr-defined]
 
 
 def _placeholder_address(name: str) -> int | None:

@@ -154,6 +154,8 @@ async def test_a_child_forked_without_exec_shows_its_call_mark_in_proc(spawn: st
     async with run_node(["--spawn", spawn]) as node, node.client() as client:
         state = await client.start_function("mark_in_proc", timeout=10)
     assert state.result["shown"] == [state.result["own"]]
+    # os.environ says it too: a program started with env=os.environ (or a copy) has it
+    assert state.result["environ"] == state.result["env"] == state.result["own"]
 
 
 async def test_crash_recovery_leaves_no_call_cgroup_behind(tmp_path: Path) -> None:
