@@ -19,6 +19,7 @@ class MasterdMetrics:
         self.requests = Counter(
             "masterd_requests", "Requests answered, by procedure and status",
             ["procedure", "status"], registry=r)  # fmt: skip
+        self._request_children: dict[tuple[str, int], Counter] = {}
         self.registrations = Counter("masterd_registrations", "Register calls stored",
                                      registry=r)  # fmt: skip
         self.heartbeats = Counter("masterd_heartbeats", "Heartbeats received", registry=r)
@@ -39,6 +40,15 @@ class MasterdMetrics:
         self.rejections = Counter(
             "masterd_limit_rejections", "Requests refused at a limit", ["limit"], registry=r
         )
+
+    def count_request(self, procedure: str, status: int) -> None:
+        """One answered request.  Each (procedure, status) child is looked up once: a
+        ``labels()`` call per request was a tenth of masterd's own CPU per heartbeat."""
+        child = self._request_children.get((procedure, status))
+        if child is None:
+            child = self.requests.labels(procedure, str(status))
+            self._request_children[(procedure, status)] = child
+        child.inc()
 
     def count_nodes(self, counts: Callable[[], dict[str, int]]) -> None:
         """Read the nodes by state when scraped."""

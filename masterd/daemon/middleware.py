@@ -47,7 +47,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
     name = request.match_info.get("procedure", "")
     procedure = name if name in PROCEDURES else "other"  # unknown paths: one label, bounded
-    metrics.requests.labels(procedure, str(response.status)).inc()
+    metrics.count_request(procedure, response.status)
     return response
 
 
