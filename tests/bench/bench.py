@@ -30,6 +30,8 @@ measured then.
 8. Scale: 1,000 ``sleep(5)`` started with timeout 0, then waited for concurrently; twice
    in the same daemon, since on a VM the first run may be the first to touch some of the
    guest's memory, which costs a host fault per page (see doc/performance.md).
+9. ganeti-masterd (``tests/bench/master_daemon.py``; alone: ``--only masterd``): CPU per
+   heartbeat of 1,000 nodes, Report -> WaitForEvents latency, events/s from 10 nodes.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ import orjson
 import psutil
 
 from masterd.local import LocalNode, free_port
-from tests.bench import output
+from tests.bench import master_daemon, output
 from tests.bench.cpu import CallCpu, CpuMeter, CpuUse, ServerCpu, cpu_summary
 from tests.helpers import lasting_zombies, node_env
 
@@ -313,6 +315,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
             for turn in ("first", "second"):  # the first may touch guest memory never used
                 step(f"scale: 1,000 sleep(5), {turn} run")
                 report["scale"].append(await scale(fork, 1000, 5.0))
+    report["masterd"] = await master_daemon.run()
     return report
 
 
@@ -438,6 +441,7 @@ def table(report: dict[str, Any]) -> str:
             f"{s['zombies']} zombies left"
             for i, s in enumerate(report["scale"], 1)
         ),
+        *master_daemon.rows(report["masterd"]),
         f"machine: {report['machine']}",
     ]
     return "\n".join(rows)
@@ -530,7 +534,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="per throughput point")
     parser.add_argument("--rounds", type=int, default=5, help="turns the targets take")
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
+    parser.add_argument("--only", choices=["masterd"], help="only this section")
     args = parser.parse_args()
+    if args.only == "masterd":
+        report = {"machine": machine(), "masterd": asyncio.run(master_daemon.run())}
+        args.out.write_text(json.dumps(report, indent=2))
+        print("\n".join([*master_daemon.rows(report["masterd"]), f"machine: {machine()}"]))
+        print(f"(numbers in {args.out})")
+        return
     report = asyncio.run(run(args.calls, args.seconds, args.rounds))
     args.out.write_text(json.dumps(report, indent=2))
     print(table(report))
