@@ -25,6 +25,7 @@ from noded.http.keys import CONFIG, IDENTITY, SUPERVISOR
 from noded.identity import Identity
 from noded.master.events import EventQueue
 from noded.master.link import MasterLink
+from noded.master.metrics import MasterMetrics
 from noded.master.relay import RELAY_ENV, Relay, relay_address
 from noded.master.reporter import Reporter
 from noded.master.spool import SPOOL_FILE, Spool
@@ -78,14 +79,19 @@ async def _master_side(app: web.Application) -> AsyncIterator[None]:
     config, identity, supervisor = app[CONFIG], app[IDENTITY], app[SUPERVISOR]
     side = app[MASTER_SIDE]
     spool = await asyncio.to_thread(Spool, config.state_dir / SPOOL_FILE, config.spool_max_events)
+    metrics = MasterMetrics(supervisor.metrics.registry)
     # the buffer holds what comes while the spool is written: a stalled disk's bound
-    events = EventQueue(spool, max_buffered=max(config.spool_max_events, _MIN_BUFFERED))
+    events = EventQueue(spool, max(config.spool_max_events, _MIN_BUFFERED), metrics.dropped.inc)
+    metrics.count_pending(lambda: spool.count + events.buffered)
     link = MasterLink(config.masters, _client_tls(config))
 
     def registration() -> RegisterRequest:
         return _registration(config, identity, side, supervisor.registry.names())
 
-    side.reporter = Reporter(link, events, registration, lambda: len(supervisor.calls.running))
+    def running() -> int:
+        return len(supervisor.calls.running)
+
+    side.reporter = Reporter(link, events, registration, running, metrics)
     events.emit(NODE_START, {"instance": side.instance, "pid": identity.pid,
                              "version": identity.version, "boot_id": identity.boot_id})  # fmt: skip
     supervisor.emit = events.emit

@@ -38,8 +38,11 @@ MAX_DATA_BYTES = 256 * 1024
 class EventQueue:
     """The buffer in front of the spool, and the spool's thread."""
 
-    def __init__(self, spool: Spool, max_buffered: int) -> None:
+    def __init__(
+        self, spool: Spool, max_buffered: int, on_dropped: Callable[[int], None] | None = None
+    ) -> None:
         self.spool = spool
+        self._on_dropped = on_dropped
         self._max_buffered = max_buffered
         self._buffer: list[NewEvent] = []
         self._lost = 0
@@ -83,6 +86,8 @@ class EventQueue:
         if dropped or lost:
             event(log, "spool.dropped", logging.WARNING, dropped=dropped + lost,
                   max_events=self.spool.max_events)  # fmt: skip
+            if self._on_dropped is not None:
+                self._on_dropped(dropped + lost)
 
     async def pending(self, limit: int) -> list[NodeEvent]:
         return await self._run(self.spool.pending, limit)

@@ -27,6 +27,7 @@ import orjson
 
 from noded.master.events import EventQueue
 from noded.master.link import MasterLink
+from noded.master.metrics import MasterMetrics
 from rpc_client.errors import (
     NodeConflict,
     NodeUnreachable,
@@ -84,8 +85,10 @@ class Reporter:
         events: EventQueue,
         registration: Callable[[], RegisterRequest],
         running: Callable[[], int],
+        metrics: MasterMetrics,
     ) -> None:
         self.link = link
+        self.metrics = metrics
         self.events = events
         self._registration = registration
         self._running = running
@@ -140,6 +143,7 @@ class Reporter:
             answer = await self.link.request(REGISTER, registration.to_wire(), REQUEST_TIMEOUT_S)
         except (NodeUnreachable, NodeConflict, RPCError) as exc:
             event(log, "master.register_failed", logging.WARNING, error=str(exc))
+            self.metrics.failures.labels(REGISTER).inc()
             return False
         heartbeat_s = answer.get("heartbeat_s")
         if isinstance(heartbeat_s, int | float) and heartbeat_s > 0:
@@ -147,6 +151,7 @@ class Reporter:
         event(log, "master.registered", master=self.link.current, heartbeat_s=self.heartbeat_s,
               instance=registration.instance)  # fmt: skip
         self._functions = registration.functions
+        self.metrics.registered.set(1)
         self.registered.set()
         self.events.wake.set()  # what waited for the registration goes now
         return True
@@ -159,13 +164,19 @@ class Reporter:
         try:
             answer = await self.link.request(HEARTBEAT, beat.to_wire(), REQUEST_TIMEOUT_S)
         except NotRegistered:
-            self.registered.clear()
+            self._forgotten()
             return
         except RPCError as exc:
             event(log, "master.heartbeat_failed", logging.WARNING, error=str(exc))
+            self.metrics.failures.labels(HEARTBEAT).inc()
             return
         if answer.get("reregister") is True:
-            self.registered.clear()
+            self._forgotten()
+
+    def _forgotten(self) -> None:
+        """A master does not know this node (any more): register again."""
+        self.metrics.registered.set(0)
+        self.registered.clear()
 
     def reregister(self) -> None:
         """Register again now (a master said it does not know this node)."""
@@ -187,6 +198,7 @@ class Reporter:
                 self.reregister()
             except (RPCError, sqlite3.Error, OSError, TimeoutError) as exc:
                 event(log, "master.report_failed", logging.WARNING, error=str(exc))
+                self.metrics.failures.labels(REPORT).inc()
                 self.events.wake.set()  # try again after the backoff
                 await backoff.sleep()
                 continue
@@ -211,6 +223,7 @@ class Reporter:
             if not isinstance(acked, int) or acked < pending[0].seq:
                 raise NodeUnreachable(f"a Report answered without progress: acked={acked!r}")
             await self.events.acknowledge(acked)
+            self.metrics.delivered.inc(sum(1 for item in pending if item.seq <= acked))
             event(log, "master.reported", logging.DEBUG, events=len(pending), acked=acked,
                   duration_s=round(time.monotonic() - started, 6))  # fmt: skip
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.masterd.daemon.running import run_masterd, start_masterd
+from tests.helpers import get_text, metric
+from tests.masterd.daemon.running import run_masterd, start_masterd, until
 from tests.noded.master.running import (
     events_of,
     node_with_master,
@@ -36,6 +37,12 @@ async def test_emitted_events_arrive_with_their_fnc_id(tmp_path: Path) -> None:
         assert finish["data"]["fn_name"] == "emit_events"
         assert finish["data"]["outcome"] == "ok"
         assert finish["data"]["duration_s"] >= 0
+
+        async def all_delivered() -> bool:  # counted once the node has the acknowledgement
+            _, page, _ = await get_text(node, "/metrics")
+            return metric(page, "noded_master_events_delivered_total") >= 5
+
+        await until(all_delivered)
 
 
 async def test_call_finish_says_the_error_type(tmp_path: Path) -> None:
@@ -114,5 +121,7 @@ async def test_a_full_spool_drops_the_oldest_and_says_so(tmp_path: Path) -> None
             kept = [e["data"]["n"] for e in await events_of(masterd, ["flood"])]
             assert 49 in kept and 0 not in kept
             assert kept == sorted(kept) and len(kept) < 20
+            _, page, _ = await get_text(node, "/metrics")
+            assert metric(page, "noded_master_events_dropped_total") >= 30
     finally:
         await masterd.stop()

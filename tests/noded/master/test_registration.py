@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from masterd.local import LocalNode
-from tests.helpers import run_node
+from tests.helpers import get_text, metric, run_node
 from tests.masterd.daemon.running import run_masterd, start_masterd
 from tests.noded.master.running import (
     FUNCTIONS,
@@ -30,6 +30,8 @@ async def test_a_node_registers_and_is_alive(tmp_path: Path) -> None:
         assert {"rack1", "ssd"} <= set(listed["labels"])
         starts = await wait_events(masterd, 1, ["node.start"])
         assert starts[0]["node"] == "node-a"
+        _, page, _ = await get_text(node, "/metrics")
+        assert metric(page, "noded_master_registered") == 1
 
 
 @pytest.mark.slow
