@@ -1,0 +1,79 @@
+"""Who may call what, by the role in the client's certificate (ganeti-masterd with TLS).
+
+A **node** certificate may call the node procedures (:data:`NODE_PROCEDURES`), and only
+as the node its common name names (the handlers check that with :func:`check_is`); an
+**operator** certificate (``rpc-cli certs issue ... --master``) every other procedure
+(ListNodes, WaitForEvents, the jobs') and ``GET /metrics`` and ``/openapi.json``; any
+other certificate (masterd's own, one without a role, made before 1.2) nothing: ``403
+Forbidden``.  Without TLS there is no caller (None) and no check:
+whoever reaches the loopback port may call everything.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from rpc_client import master_protocol as wire
+from rpc_client import tls
+from rpc_client.errors import Forbidden
+
+NODE_PROCEDURES: Final = frozenset({wire.REGISTER, wire.HEARTBEAT, wire.REPORT, wire.CALL_MASTER})
+_REISSUE = "rpc-cli certs issue CA_DIR NAME --node --force (see doc/security.md)"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A client certificate's name (common name) and role (None: it has none)."""
+
+    name: str
+    role: str | None
+
+
+def caller_of(request: web.Request) -> Caller | None:
+    """The caller of a request made over TLS; None without TLS."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:  # not reached: the handshake requires a certificate
+        raise Forbidden("a client certificate signed by the cluster CA is required")
+    return identity(der)
+
+
+@functools.lru_cache(maxsize=4096)
+def identity(der: bytes) -> Caller:
+    """A certificate's caller, parsed once per certificate."""
+    name, role = tls.identity(der)
+    return Caller(name or "", role)
+
+
+def check_allowed(caller: Caller | None, what: str) -> None:
+    """Raise ``Forbidden`` unless the caller's role may call ``what`` (a procedure, or
+    the path of a GET document)."""
+    if caller is None:
+        return
+    for_nodes = what in NODE_PROCEDURES
+    if caller.role == (tls.NODE_ROLE if for_nodes else tls.OPERATOR_ROLE):
+        return
+    if caller.role is None:
+        raise Forbidden(
+            f"the certificate of {caller.name!r} names no role (it was issued before "
+            f"ganeti-masterd 1.2, or not by rpc-cli): re-issue it, for a node with {_REISSUE}"
+        )
+    raise Forbidden(
+        f"{what} is for {'node' if for_nodes else 'operator'} certificates; "
+        f"{caller.name!r} has a {caller.role} certificate"
+    )
+
+
+def check_is(caller: Caller | None, name: str) -> None:
+    """Under TLS a node may act only as itself (the certificate's common name)."""
+    if caller is not None and caller.name != name:
+        raise Forbidden(
+            f"this certificate is node {caller.name!r}'s; it may not act as node {name!r}"
+        )
