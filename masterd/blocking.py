@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from masterd import cluster as async_cluster
 from masterd.follow import follow
 from masterd.gather import GatherSummary, NodeResult
+from masterd.job_state import JobResultItem, JobState
 from masterd.master_client import EventPage, ListedNode, MasterEvent
 from masterd.master_client import MasterClient as AsyncMasterClient
 from masterd.node import Node
@@ -203,6 +204,27 @@ class MasterClient:
         """Yield every event from ``from_`` on as it is stored, for ever; leaving the loop
         stops it.  See :meth:`masterd.master_client.MasterClient.follow_events`."""
         return self._loop.iterate(lambda: self._client.follow_events(from_, **kwargs))
+
+    def submit_job(self, fn_name: str, fn_args: dict[str, Any] | None = None,
+                   **kwargs: Any) -> JobState:  # fmt: skip
+        """SubmitJob; see :meth:`masterd.master_client.MasterClient.submit_job`."""
+        return self._loop.run(self._client.submit_job(fn_name, fn_args, **kwargs))
+
+    def wait_job(self, job_id: str, **kwargs: Any) -> JobState:
+        """WaitForJob; see :meth:`masterd.master_client.MasterClient.wait_job`."""
+        return self._loop.run(self._client.wait_job(job_id, **kwargs))
+
+    def follow_job(self, job_id: str, **kwargs: Any) -> Iterator[JobResultItem]:
+        """Yield each node's result as it comes, until the job ends."""
+        return self._loop.iterate(lambda: self._client.follow_job(job_id, **kwargs))
+
+    def abort_job(self, job_id: str, *, calls: bool = False) -> JobState:
+        """AbortJob; see :meth:`masterd.master_client.MasterClient.abort_job`."""
+        return self._loop.run(self._client.abort_job(job_id, calls=calls))
+
+    def jobs(self, limit: int | None = None) -> list[JobState]:
+        """ListJobs, newest first."""
+        return self._loop.run(self._client.jobs(limit))
 
     def close(self) -> None:
         """Close the connection and stop the background loop."""

@@ -1,7 +1,9 @@
 """``MasterClient``: an operator's async client of one ganeti-masterd (PROTOCOL.md part 2).
 
 ``nodes()`` is ListNodes; ``events()`` one WaitForEvents; ``follow_events()`` an async
-iterator over the events from a position on, long-polling for new ones.  It rides on
+iterator over the events from a position on, long-polling for new ones.  Jobs:
+``submit_job()``, ``wait_job()``, ``follow_job()`` (each node's result as it comes),
+``abort_job()`` and ``jobs()``.  It rides on
 the same transport, TLS and error mapping as :class:`rpc_client.client.NodeClient`: a
 master that cannot be reached is :class:`NodeUnreachable`, one that answers with the
 contract's error body raises that error's class (``StoreUnavailable``, ``BadRequest``,
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from masterd.job_state import JobResultItem, JobState
+from rpc_client import job_protocol as jobs_wire
 from rpc_client import master_protocol as wire
 from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
 from rpc_client.errors import ProtocolError
@@ -211,6 +215,62 @@ class MasterClient:
             for item in page.events:
                 yield item
             position = page.next
+
+    async def submit_job(
+        self, fn_name: str, fn_args: dict[str, Any] | None = None, *,
+        nodes: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+        timeout: float = jobs_wire.DEFAULT_JOB_TIMEOUT_S, abort_after: float | None = None,
+        window: int | None = None, canary: int = 0, max_failures: int | None = None,
+        request_id: str | None = None,
+    ) -> JobState:  # fmt: skip
+        """SubmitJob: ``fn_name`` on ``nodes`` (by name, in order), or on those carrying
+        all ``labels``, or on every node; ``timeout`` per node, from its start."""
+        request = jobs_wire.SubmitJobRequest(
+            fn_name=fn_name, fn_args=fn_args or {}, timeout=timeout, abort_after=abort_after,
+            nodes=None if nodes is None else tuple(nodes),
+            labels=None if labels is None else tuple(labels), window=window, canary=canary,
+            max_failures=max_failures, request_id=request_id,
+        )  # fmt: skip
+        return await self._job(jobs_wire.SUBMIT_JOB, request.to_wire(), 0.0)
+
+    async def wait_job(
+        self, job_id: str, *, timeout: float = 0.0, results_from: int | None = None
+    ) -> JobState:
+        """WaitForJob: the job's state once a result comes past ``results_from`` (with
+        those results) or the job ends, else after ``timeout`` seconds."""
+        request = jobs_wire.WaitForJobRequest(job_id, timeout, results_from)
+        return await self._job(jobs_wire.WAIT_FOR_JOB, request.to_wire(), timeout)
+
+    async def follow_job(
+        self, job_id: str, *, results_from: int = 0, wait_s: float = FOLLOW_WAIT_S
+    ) -> AsyncIterator[JobResultItem]:
+        """Each node's result from ``results_from`` on, as it comes, until the job ends."""
+        position = results_from
+        while True:
+            state = await self.wait_job(job_id, timeout=wait_s, results_from=position)
+            for item in state.results:
+                yield item
+            position = state.results_next if state.results_next is not None else position
+            if state.ended and not state.results:
+                return
+
+    async def abort_job(self, job_id: str, *, calls: bool = False) -> JobState:
+        """AbortJob: start no further node; with ``calls``, abort the running calls."""
+        body = jobs_wire.AbortJobRequest(job_id, calls).to_wire()
+        return await self._job(jobs_wire.ABORT_JOB, body, 0.0)
+
+    async def jobs(self, limit: int | None = None) -> list[JobState]:
+        """ListJobs: the newest jobs (without results), newest first."""
+        answer = await self._wire.call(jobs_wire.LIST_JOBS, {"limit": limit},
+                                       self._wire.timeouts.quick_s)  # fmt: skip
+        if not isinstance(answer.get("jobs"), list):
+            raise ProtocolError("ListJobs answer lacks a list 'jobs'", node=self.name)
+        return self._parsed(JobState.from_wire, answer["jobs"])
+
+    async def _job(self, procedure: str, body: dict[str, Any], wait_s: float) -> JobState:
+        answer = await self._wire.call(procedure, body, wait_s + self._wire.timeouts.margin_s)
+        parsed: JobState = self._parsed(JobState.from_wire, [answer])[0]
+        return parsed
 
     def _parsed(self, parse: Any, items: list[Any]) -> list[Any]:
         try:

@@ -44,6 +44,7 @@ from masterd.cli.exits import (
 )
 from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
+from masterd.cli.jobs import add_job_command
 from masterd.cli.master import MASTER_ENV, add_events_command, master_of, run_master_command
 from masterd.cli.output import OutputPrinter
 from masterd.cli.query import QUERY_COMMANDS, add_query_commands
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gather_command(sub)
     add_nodes_command(sub)
     add_events_command(sub)
+    add_job_command(sub)
     for name, command in sub.choices.items():  # accepted after the command too
         if name not in ("certs", "audit"):  # they take no node
             _add_global_options(command, after_command=True)
@@ -378,7 +380,7 @@ def _run_command(argv: list[str] | None) -> int:
     # fan-out to a thousand nodes spends a sixth less CPU (doc/performance.md).
     gc.freeze()
     try:
-        if args.command == "events" or (args.command == "nodes" and master_of(args)):
+        if args.command in ("events", "job") or (args.command == "nodes" and master_of(args)):
             return uvloop.run(run_master_command(args))
         if args.command in LOCAL_COMMANDS:
             return LOCAL_COMMANDS[args.command](args)

@@ -18,6 +18,7 @@ import orjson
 
 from masterd.cli.common import parse_node, print_json, tls_from_args
 from masterd.cli.exits import EXIT_OK
+from masterd.cli.jobs import cmd_job
 from masterd.master_client import ListedNode, MasterClient, MasterEvent
 from rpc_client.master_protocol import MASTER_PORT
 
@@ -154,7 +155,8 @@ def _json_line(item: MasterEvent) -> None:
 MasterCommand = Callable[[MasterClient, argparse.Namespace], Awaitable[int]]
 
 #: the commands that ask the master
-MASTER_COMMANDS: dict[str, MasterCommand] = {"nodes": cmd_nodes, "events": cmd_events}
+MASTER_COMMANDS: dict[str, MasterCommand] = {"nodes": cmd_nodes, "events": cmd_events,
+                                             "job": cmd_job}  # fmt: skip
 
 
 async def run_master_command(args: argparse.Namespace) -> int:
