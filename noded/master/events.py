@@ -50,7 +50,9 @@ class EventQueue:
         #: set when there is something new to send
         self.wake = asyncio.Event()
 
-    def emit(self, kind: str, data: Any = None, fnc_id: str | None = None) -> None:
+    def emit(
+        self, kind: str, data: Any = None, fnc_id: str | None = None, at: float | None = None
+    ) -> None:
         """Queue an event; never blocks.  ``data`` must be JSON (else it is replaced by
         a note saying why: an event is never refused at this point)."""
         if not isinstance(kind, str) or not kind or len(kind) > MAX_TYPE_CHARS:
@@ -64,7 +66,7 @@ class EventQueue:
         if len(self._buffer) >= self._max_buffered:
             del self._buffer[0]  # the oldest first, as in the spool
             self._lost += 1
-        self._buffer.append(NewEvent(kind, data, fnc_id, time.time()))
+        self._buffer.append(NewEvent(kind, data, fnc_id, time.time() if at is None else at))
         self.wake.set()
 
     @property

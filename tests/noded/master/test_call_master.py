@@ -91,3 +91,11 @@ async def ask(
 ) -> dict[str, Any]:
     fn_args = {"command": command, "args": args, "timeout": timeout}
     return dict((await run_call(node, "ask_master", fn_args)).result)
+
+
+async def test_a_long_state_directory_relays_on_an_abstract_socket(tmp_path: Path) -> None:
+    workdir = tmp_path / ("d" * 100)  # <state-dir>/master.sock is too long for a unix socket
+    async with node_with_master(["127.0.0.1:9"], workdir) as node:
+        answer = (await run_call(node, "ask_master", {"command": "x", "timeout": 1})).result
+    assert answer["raised"] == "NodeUnreachable", answer
+    assert "no master answered CallMaster" in answer["message"]  # the daemon's, not a socket's

@@ -61,3 +61,10 @@ def test_a_damaged_spool_is_set_aside_for_a_new_one(tmp_path: Path) -> None:
     spool = Spool(path, max_events=5)
     assert spool.pending(10) == []
     assert (tmp_path / "s.damaged").exists()
+
+
+def test_the_relay_socket_is_in_the_state_directory_unless_too_long(tmp_path: Path) -> None:
+    from noded.master.relay import relay_address
+
+    assert relay_address(tmp_path, "u1") == str(tmp_path.resolve() / "master.sock")
+    assert relay_address(tmp_path / ("d" * 120), "u1") == "@noded-master-u1"
