@@ -28,6 +28,19 @@ JOB_STATES: Final = ("queued", "running", "finished", "aborted")
 COUNTS: Final = ("ok", "failed", "timed_out", "unreachable", "skipped", "running", "pending")
 DEFAULT_JOB_TIMEOUT_S: Final = 60.0
 
+#: each job procedure's request fields (for GET /openapi.json)
+JOB_REQUESTS: Final[dict[str, tuple[str, ...]]] = {
+    SUBMIT_JOB: ("fn_name", "fn_args", "nodes", "labels", "timeout", "abort_after", "window",
+                 "canary", "max_failures", "request_id"),
+    WAIT_FOR_JOB: ("job_id", "timeout", "results_from"),
+    ABORT_JOB: ("job_id", "calls"),
+    LIST_JOBS: ("limit",),
+}  # fmt: skip
+#: the fields of JOB_REQUESTS that may be left out
+JOB_OPTIONAL: Final = frozenset({"fn_args", "nodes", "labels", "timeout", "abort_after",
+                                 "window", "canary", "max_failures", "request_id",
+                                 "results_from", "calls", "limit"})  # fmt: skip
+
 
 def _optional_integer(body: dict[str, Any], name: str, minimum: int) -> int | None:
     return None if body.get(name) is None else _integer(body, name, minimum=minimum)
