@@ -20,13 +20,13 @@ from typing import Any
 from masterd.batch import Progress
 from masterd.call import CallOptions, Deadline, send_abort
 from masterd.gather import FanOutRun
-from masterd.jobs.journal import StoreJournal
+from masterd.jobs.journal import StoreJournal, test_pause
 from masterd.results import NodeResult
 from masterd.rollout import Rollout
 from masterd.store.base import Store
 from masterd.store.jobs import ABORTED, FINISHED, RUNNING, JobProgress, JobRecord, NewResult
 from rpc_client.client import NodeClient
-from rpc_client.errors import FunctionFailed, RPCError, Skipped
+from rpc_client.errors import FunctionFailed, NodeTimeout, RPCError, Skipped
 from rpc_client.logs import event
 from rpc_client.protocol import dumps
 from rpc_client.transport import Pool
@@ -76,6 +76,7 @@ class JobRun:
             async with contextlib.aclosing(self.fan_out.all(self._clients, rollout)) as results:
                 async for result in results:
                     await self._record(result)
+            await test_pause("before_end")
             state = ABORTED if self.aborted else FINISHED
             await self._store.set_job_state(self.job.id, state, time.time())
             event(log, "job.ended", job_id=self.job.id, state=state)
@@ -132,8 +133,9 @@ class JobRun:
 
 
 def new_result(result: NodeResult, fnc_id: str | None, max_bytes: int) -> NewResult:
-    """How a node ended, as the store keeps it; a result over ``max_bytes`` is left on
-    the node (``ResultTooLarge``, with the fnc_id to fetch it by)."""
+    """How a node ended, as the store keeps it: a node that never answered is
+    ``unreachable`` (silent or refusing); a result over ``max_bytes`` is left on the node
+    (``ResultTooLarge``, with the fnc_id to fetch it by)."""
     error = result.error
     fnc_id = fnc_id or getattr(error, "fnc_id", None)
     if result.ok:
@@ -144,7 +146,10 @@ def new_result(result: NodeResult, fnc_id: str | None, max_bytes: int) -> NewRes
             f"the result is {size} bytes, over --max-job-result-bytes={max_bytes}: fetch it "
             f"from the node (WaitForFunction {fnc_id}) while the node keeps it")}  # fmt: skip
         return NewResult(result.node, "ok", fnc_id, None, too_large)
-    return NewResult(result.node, result.outcome, fnc_id, None, _error_of(error))
+    outcome = result.outcome
+    if isinstance(error, NodeTimeout) and fnc_id is None:  # it never answered at all
+        outcome = "unreachable"
+    return NewResult(result.node, outcome, fnc_id, None, _error_of(error))
 
 
 def _error_of(error: BaseException | None) -> dict[str, Any]:
