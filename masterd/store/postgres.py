@@ -41,6 +41,7 @@ import asyncpg
 
 from masterd.store import postgres_sql as sql
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
+from masterd.store.postgres_jobs import PostgresJobs
 from rpc_client.errors import InsufficientStorage, NodeConflict, StoreUnavailable
 from rpc_client.logs import event
 from rpc_client.protocol import loads
@@ -61,7 +62,7 @@ _STORE_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5.0
 
 
-class PostgresStore:
+class PostgresStore(PostgresJobs):
     """The :class:`~masterd.store.base.Store` on a PostgreSQL database others may share."""
 
     shared = True
@@ -190,11 +191,9 @@ class PostgresStore:
             f"INSERT INTO instances VALUES ($1, $2, $3, $4, {sql.NOW})",
             instance, advertise, pid, at))  # fmt: skip
 
-    async def renew_instance(self, instance: str, advertise: str, pid: int) -> None:
+    async def renew_instance(self, instance: str) -> None:
         await self._run(lambda conn: conn.execute(
-            f"INSERT INTO instances VALUES ($1, $2, $3, {sql.NOW}, {sql.NOW}) ON CONFLICT (id) "
-            f"DO UPDATE SET renewed = {sql.NOW}, advertise = $2",
-            instance, advertise, pid))  # fmt: skip
+            f"UPDATE instances SET renewed = {sql.NOW} WHERE id = $1", instance))  # fmt: skip
 
     async def live_instances(self, within_s: float) -> list[str]:
         rows = await self._run(lambda conn: conn.fetch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from masterd.store import migrations, store_for
 from masterd.store.base import NewEvent, NodeRecord, Store
 from masterd.store.lock import StoreInUse
+from rpc_client.errors import NodeConflict
 
 Opener = Callable[[], Awaitable[Store]]
 DIALECTS = ("sqlite", "postgres")
@@ -131,3 +133,75 @@ async def test_reports_at_once_are_each_stored_and_acknowledged(open_store: Open
     )  # fmt: skip
     assert [r.acked for r in results] == [3] * 20
     assert sorted(e.id for r in results for e in r.stored) == list(range(1, 61))
+
+
+async def test_live_instances_are_those_renewed_lately(open_store: Opener) -> None:
+    store = await open_store()
+    await store.add_instance("i1", "127.0.0.1:1812", 1, time.time())
+    await store.add_instance("i2", "127.0.0.1:1813", 2, time.time())
+    await store.renew_instance("i2")
+    assert await store.live_instances(60.0) == ["127.0.0.1:1812", "127.0.0.1:1813"]
+    await asyncio.sleep(0.3)
+    await store.renew_instance("i2")
+    assert await store.live_instances(0.2) == ["127.0.0.1:1813"]
+
+
+# --- several masters on one store (PostgreSQL) -------------------------------------
+
+
+@pytest.fixture
+async def two_masters(open_store: Opener, backend: str) -> tuple[Store, Store]:
+    if backend == "sqlite":
+        pytest.skip("an SQLite store serves one masterd")
+    return await open_store(), await open_store()
+
+
+async def test_a_seq_reported_to_two_masters_at_once_is_stored_once(
+    two_masters: tuple[Store, Store],
+) -> None:
+    first, second = two_masters
+    results = await asyncio.gather(*(
+        store.add_reported("u1", "n1", "s1", reported(*range(1, 51)))
+        for store in (first, second, first, second)
+    ))  # fmt: skip
+    assert sorted(e.seq or 0 for r in results for e in r.stored) == list(range(1, 51))
+    assert all(r.acked == 50 for r in results)
+    events = await second.events_after(0, 1000)
+    assert [e.id for e in events] == sorted(e.id for e in events) and len(events) == 50
+
+
+async def test_last_seen_never_goes_back_whichever_master_flushes(
+    two_masters: tuple[Store, Store],
+) -> None:
+    first, second = two_masters
+    await first.save_node(node(), None, [])
+    await first.touch_nodes({"u1": 300.0})
+    await second.touch_nodes({"u1": 200.0})  # an older heartbeat in another's memory
+    assert [n.last_seen for n in await second.load_nodes()] == [300.0]
+
+
+async def test_events_stored_through_one_master_wake_the_other(
+    two_masters: tuple[Store, Store],
+) -> None:
+    first, second = two_masters
+    woken: asyncio.Queue[int] = asyncio.Queue()
+    second.subscribe(woken.put_nowait)
+    await first.add_reported("u1", "n1", "s1", reported(1))
+    async with asyncio.timeout(5):
+        assert await woken.get() == 1  # listening (or its first poll found it)
+    start = time.monotonic()
+    result = await first.add_reported("u1", "n1", "s1", reported(2, 3))
+    async with asyncio.timeout(5):
+        while await woken.get() < result.stored[-1].id:  # a late poll's or NOTIFY's 1
+            pass
+    assert time.monotonic() - start < 0.5  # NOTIFY, not the 1 s fallback poll
+
+
+async def test_a_node_name_taken_through_another_master_is_a_conflict(
+    two_masters: tuple[Store, Store],
+) -> None:
+    first, second = two_masters
+    await first.save_node(node(), None, [])
+    with pytest.raises(NodeConflict):
+        await second.save_node(node("u2"), None, [])
+    assert [n.uuid for n in await first.load_nodes()] == ["u1"]

@@ -1,0 +1,247 @@
+"""Jobs in the PostgreSQL store: the job methods of
+:class:`~masterd.store.postgres.PostgresStore`, the SQLite store's
+(:mod:`masterd.store.sqlite_jobs`) in PostgreSQL's words.
+
+What differs with several masters on one database:
+
+- ``add_job`` inserts with ``ON CONFLICT (request_id) DO NOTHING``: of two masters
+  submitting one ``request_id`` at once, one makes the job and the other answers it.
+- ``claim_jobs`` takes the unfinished jobs whose owner is this masterd, none, or a
+  masterd whose row in ``instances`` lapsed (:data:`OWNER_LAPSE_S`, by the database's
+  clock) — one conditional UPDATE, so a job never gets two owners.
+
+Per-node records share commits as in the SQLite store (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import asyncpg
+
+from masterd.store.jobs import JobNode, JobProgress, JobRecord, JobResult, JobSpec, NewResult
+from masterd.store.postgres_sql import NOW
+from rpc_client.protocol import dumps, loads
+
+T = TypeVar("T")
+Work = Callable[[asyncpg.Connection], Awaitable[T]]
+
+#: a job whose owner has not renewed its row for this long is taken by the next claim
+OWNER_LAPSE_S = 15.0
+
+_JOB_COLUMNS = ('id, request_id, request, fn_name, fn_args, timeout, abort_after, "window", '
+                "canary, max_failures, state, owner, abort, submitted, ended")  # fmt: skip
+_RESULT_COLUMNS = "seq, node, outcome, fnc_id, result, error"
+_UNFINISHED = "state IN ('queued', 'running')"
+
+
+@dataclass
+class _Record:
+    """A per-node record waiting for the next group commit."""
+
+    work: Work[Any]
+    done: asyncio.Future[Any]
+
+
+class PostgresJobs:
+    """The job methods of the :class:`~masterd.store.base.Store`, on PostgreSQL."""
+
+    _job_records: list[_Record] | None = None
+    _job_committing: asyncio.Task[None] | None = None
+
+    async def _run(self, work: Work[T]) -> T:
+        raise NotImplementedError  # the store's pool, its errors mapped
+
+    async def add_job(self, job: JobRecord) -> JobRecord:
+        async def work(conn: asyncpg.Connection) -> JobRecord:
+            async with conn.transaction():
+                if await _insert_job(conn, job):
+                    return job
+                row = await conn.fetchrow(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE request_id = $1", job.request_id
+                )
+                return await _job_of(conn, row)
+
+        return await self._run(work)
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        async def work(conn: asyncpg.Connection) -> JobRecord | None:
+            row = await conn.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+            return None if row is None else await _job_of(conn, row)
+
+        return await self._run(work)
+
+    async def list_jobs(self, limit: int) -> list[JobRecord]:
+        async def work(conn: asyncpg.Connection) -> list[JobRecord]:
+            rows = await conn.fetch(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY submitted DESC, "
+                                    "id LIMIT $1", limit)  # fmt: skip
+            return [await _job_of(conn, row) for row in rows]
+
+        return await self._run(work)
+
+    async def claim_jobs(self, owner: str) -> list[JobRecord]:
+        async def work(conn: asyncpg.Connection) -> list[JobRecord]:
+            async with conn.transaction():
+                await conn.execute(
+                    f"UPDATE jobs SET owner = $1 WHERE {_UNFINISHED} AND (owner IS NULL OR "
+                    "owner = $1 OR NOT EXISTS (SELECT 1 FROM instances WHERE instances.id "
+                    f"= jobs.owner AND instances.renewed >= {NOW} - $2))",
+                    owner, OWNER_LAPSE_S,
+                )  # fmt: skip
+                rows = await conn.fetch(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = $1 "
+                                        f"AND {_UNFINISHED} ORDER BY submitted", owner)  # fmt: skip
+                return [await _job_of(conn, row) for row in rows]
+
+        return await self._run(work)
+
+    async def set_job_state(self, job_id: str, state: str, at: float | None = None) -> None:
+        ended = at if state != "running" else None
+        await self._job_record(lambda conn: conn.execute(
+            "UPDATE jobs SET state = $1, ended = $2 WHERE id = $3",
+            state, ended, job_id))  # fmt: skip
+
+    async def abort_job(self, job_id: str, calls: bool) -> None:
+        await self._run(lambda conn: conn.execute(
+            "UPDATE jobs SET abort = CASE WHEN abort = 'calls' THEN abort ELSE $1 END "
+            "WHERE id = $2", "calls" if calls else "nodes", job_id))  # fmt: skip
+
+    async def job_progress(self, job_id: str) -> JobProgress:
+        async def work(conn: asyncpg.Connection) -> JobProgress:
+            progress = JobProgress()
+            rows = await conn.fetch(
+                "SELECT node, request_id, fnc_id FROM job_nodes WHERE job_id = $1", job_id
+            )
+            for node, request_id, fnc_id in rows:
+                if request_id is not None:
+                    progress.request_ids[node] = request_id
+                if fnc_id is not None:
+                    progress.fnc_ids[node] = fnc_id
+            progress.results = {r.node: r for r in await _results(conn, job_id, 0, None)}
+            return progress
+
+        return await self._run(work)
+
+    async def job_results(self, job_id: str, from_seq: int, limit: int) -> list[JobResult]:
+        return await self._run(lambda conn: _results(conn, job_id, from_seq, limit))
+
+    async def job_counts(self, job_id: str) -> dict[str, int]:
+        rows = await self._run(lambda conn: conn.fetch(
+            "SELECT coalesce(outcome, CASE WHEN request_id IS NULL THEN 'pending' "
+            "ELSE 'running' END), count(*) FROM job_nodes WHERE job_id = $1 GROUP BY 1",
+            job_id))  # fmt: skip
+        return {row[0]: row[1] for row in rows}
+
+    async def record_asked(self, job_id: str, node: str, request_id: str, at: float) -> None:
+        await self._job_record(lambda conn: conn.execute(
+            "UPDATE job_nodes SET request_id = $1, asked = $2 WHERE job_id = $3 AND node = $4",
+            request_id, at, job_id, node))  # fmt: skip
+
+    async def record_started(self, job_id: str, node: str, fnc_id: str) -> None:
+        await self._job_record(lambda conn: conn.execute(
+            "UPDATE job_nodes SET fnc_id = $1 WHERE job_id = $2 AND node = $3",
+            fnc_id, job_id, node))  # fmt: skip
+
+    async def record_result(self, job_id: str, result: NewResult) -> JobResult | None:
+        return await self._job_record(lambda conn: _insert_result(conn, job_id, result))
+
+    async def expire_jobs(self, ended_before: float) -> int:
+        status = await self._run(lambda conn: conn.execute(
+            "DELETE FROM jobs WHERE ended IS NOT NULL AND ended < $1", ended_before))  # fmt: skip
+        return int(status.split()[-1])
+
+    # --- group commit -------------------------------------------------------------
+
+    async def _job_record(self, work: Work[T]) -> T:
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._job_records is None:
+            self._job_records = []
+        self._job_records.append(_Record(work, done))
+        if self._job_committing is None:
+            self._job_committing = asyncio.create_task(self._commit_job_records(),
+                                                       name="store-job-records")  # fmt: skip
+        return await done
+
+    async def _commit_job_records(self) -> None:
+        try:
+            while self._job_records:
+                batch, self._job_records = self._job_records, []
+                try:
+                    answers = await self._run(functools.partial(_apply, batch=batch))
+                except Exception as exc:  # each waiting record gets the store's error
+                    for record in batch:
+                        if not record.done.done():
+                            record.done.set_exception(exc)
+                    continue
+                for record, answer in zip(batch, answers, strict=True):
+                    if not record.done.done():
+                        record.done.set_result(answer)
+        finally:
+            self._job_committing = None
+
+
+async def _apply(conn: asyncpg.Connection, *, batch: list[_Record]) -> list[Any]:
+    async with conn.transaction():
+        return [await record.work(conn) for record in batch]
+
+
+async def _insert_job(conn: asyncpg.Connection, job: JobRecord) -> bool:
+    """Insert the job and its nodes; False if its request_id is taken."""
+    spec = job.spec
+    inserted = await conn.fetchval(
+        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
+        "$11, $12, $13, $14, $15) ON CONFLICT (request_id) DO NOTHING RETURNING id",
+        job.id, job.request_id, dumps(job.request).decode(), spec.fn_name,
+        dumps(spec.fn_args).decode(), spec.timeout_s, spec.abort_after, spec.window,
+        spec.canary, spec.max_failures, job.state, job.owner, job.abort, job.submitted,
+        job.ended,
+    )  # fmt: skip
+    if inserted is None:
+        return False
+    await conn.executemany(
+        "INSERT INTO job_nodes (job_id, position, node, address, port) VALUES ($1, $2, $3, $4, $5)",
+        [(job.id, index, n.name, n.address, n.port) for index, n in enumerate(spec.nodes)],
+    )
+    return True
+
+
+async def _job_of(conn: asyncpg.Connection, row: Any) -> JobRecord:
+    nodes = await conn.fetch("SELECT node, address, port FROM job_nodes WHERE job_id = $1 "
+                             "ORDER BY position", row[0])  # fmt: skip
+    spec = JobSpec(fn_name=row[3], fn_args=loads(row[4]),
+                   nodes=tuple(JobNode(*node) for node in nodes), timeout_s=row[5],
+                   abort_after=row[6], window=row[7], canary=row[8],
+                   max_failures=row[9])  # fmt: skip
+    return JobRecord(id=row[0], spec=spec, request=loads(row[2]), request_id=row[1],
+                     state=row[10], owner=row[11], abort=row[12], submitted=row[13],
+                     ended=row[14])  # fmt: skip
+
+
+async def _results(
+    conn: asyncpg.Connection, job_id: str, from_seq: int, limit: int | None
+) -> list[JobResult]:
+    rows = await conn.fetch(f"SELECT {_RESULT_COLUMNS} FROM job_nodes WHERE job_id = $1 AND "
+                            "seq >= $2 ORDER BY seq LIMIT $3", job_id, from_seq, limit)  # fmt: skip
+    return [JobResult(row[0], row[1], row[2], row[3],
+                      None if row[4] is None else loads(row[4]),
+                      None if row[5] is None else loads(row[5])) for row in rows]  # fmt: skip
+
+
+async def _insert_result(conn: asyncpg.Connection, job_id: str, new: NewResult) -> JobResult | None:
+    """A node's end, at the next position; None if it had one already (kept)."""
+    outcome = await conn.fetchrow("SELECT outcome FROM job_nodes WHERE job_id = $1 AND node = $2",
+                                  job_id, new.node)  # fmt: skip
+    if outcome is None or outcome[0] is not None:
+        return None
+    seq = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM job_nodes WHERE job_id = $1",
+                              job_id)  # fmt: skip
+    await conn.execute(
+        "UPDATE job_nodes SET seq = $1, outcome = $2, fnc_id = coalesce($3, fnc_id), "
+        "result = $4, error = $5 WHERE job_id = $6 AND node = $7",
+        seq, new.outcome, new.fnc_id, dumps(new.result).decode(),
+        None if new.error is None else dumps(new.error).decode(), job_id, new.node,
+    )  # fmt: skip
+    return JobResult(seq, new.node, new.outcome, new.fnc_id, new.result, new.error)
