@@ -77,6 +77,14 @@ class EventLog:
         self._new.set()
         self._new = asyncio.Event()
 
+    def advanced(self, newest_id: int) -> None:
+        """Another masterd stored events up to ``newest_id`` (a shared store's
+        notification, or its fallback poll): wake every waiter."""
+        if newest_id > self.last_id:
+            self.last_id = newest_id
+            self._new.set()
+            self._new = asyncio.Event()
+
     def close(self) -> None:
         """The daemon stops: every waiter answers now with what it has, rather than hold
         the shutdown up to its timeout."""

@@ -10,6 +10,7 @@ flush old, which only makes a node look a few seconds less recently seen.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -69,6 +70,34 @@ class NodeRegistry:
         for record in await self._store.load_nodes():
             self._remember(record)
 
+    async def refresh(self) -> None:
+        """Take in what other masters stored (a shared store): nodes that registered
+        through them, and the ``last_seen`` their heartbeats flushed; a node is alive
+        when any master heard from it."""
+        async with self._registering:
+            await self._take_stored()
+
+    async def _take_stored(self) -> None:
+        for record in await self._store.load_nodes():
+            self._take(record)
+
+    def _take(self, record: NodeRecord) -> None:
+        """One stored node into memory: a newer record replaces the one in memory (and
+        a node whose name it took, through another master); ``last_seen`` the later."""
+        entry = self._by_uuid.get(record.uuid)
+        if entry is not None and entry.record == dataclasses.replace(
+            record, last_seen=entry.record.last_seen
+        ):
+            entry.last_seen = max(entry.last_seen, record.last_seen)
+            return
+        holder = self._by_name.get(record.name)
+        if holder is not None and holder != record.uuid:
+            self._forget(holder)
+        if entry is not None and entry.record.name != record.name:
+            self._by_name.pop(entry.record.name, None)
+        seen = max(record.last_seen, entry.last_seen if entry else 0.0)
+        self._remember(record).last_seen = seen
+
     def _remember(self, record: NodeRecord) -> Entry:
         entry = self._by_uuid[record.uuid] = Entry(record, record.last_seen)
         self._by_name[record.name] = record.uuid
@@ -85,6 +114,8 @@ class NodeRegistry:
         """Record the node (durably) and its events; ``NodeConflict`` if another live
         uuid holds the name.  Registering again the same is harmless."""
         async with self._registering:  # rare: one at a time keeps name checks simple
+            if request.uuid not in self._by_uuid and self._store.shared:
+                await self._take_stored()  # it may have registered through another master
             now = time.time()
             old = self._by_uuid.get(request.uuid)
             replaces = self._name_holder(request, now)

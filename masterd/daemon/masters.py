@@ -1,0 +1,63 @@
+"""Several masters on one store: this masterd's row renewed, Register's ``masters`` from
+the live rows, and what other masters stored brought into this one's memory.
+
+Every :attr:`~masterd.daemon.config.MasterdConfig.flush_interval_s` a masterd renews its
+row in ``instances`` (the store judges by its own clock) and reads the rows renewed
+within :data:`LAPSE_RENEWALS` intervals: those are Register's ``masters``, so nodes learn
+of a new master at their next Register and drop one that stopped renewing.  With a
+shared store (PostgreSQL) it also reads the nodes others registered and the heartbeats
+they flushed (ListNodes' ``alive`` is "any master heard from it"), and is woken by the
+events others stored.  With SQLite (one masterd) the list is this masterd alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from masterd.daemon.keys import CONFIG, EVENTS, INSTANCE, MASTERS, REGISTRY, STORE
+from rpc_client.errors import RemoteError
+from rpc_client.logs import event
+
+log = logging.getLogger("masterd.masters")
+
+#: a masterd is live while its row was renewed within this many intervals
+LAPSE_RENEWALS = 3
+
+
+async def keep_masters(app: web.Application) -> AsyncIterator[None]:
+    """The application's ``cleanup_ctx``: renew and look around while it runs."""
+    store = app[STORE]
+    if store.shared:
+        store.subscribe(app[EVENTS].advanced)
+    task = asyncio.create_task(_renew_forever(app), name="renew-instance")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _renew_forever(app: web.Application) -> None:
+    interval_s = app[CONFIG].flush_interval_s
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await renew(app, interval_s)
+        except RemoteError as exc:  # the store is away: the next round tries again
+            event(log, "store.renew_failed", logging.WARNING, error=exc.message)
+
+
+async def renew(app: web.Application, interval_s: float) -> None:
+    """One round: renew this masterd's row, read the live ones, and (shared store) the
+    nodes."""
+    store = app[STORE]
+    await store.renew_instance(app[INSTANCE])
+    live = await store.live_instances(LAPSE_RENEWALS * interval_s)
+    if live:  # never empty: this one's row was just renewed
+        app[MASTERS][:] = live
+    if store.shared:
+        await app[REGISTRY].refresh()
