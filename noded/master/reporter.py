@@ -98,6 +98,7 @@ class Reporter:
         self._tasks: list[asyncio.Task[None]] = []
         self._uuid = self._instance = ""
         self._functions: tuple[str, ...] = ()
+        self._last_errors: dict[str, str] = {}
         #: events in the next Report: halved when a master finds a Report too large
         self._batch = REPORT_EVENTS
 
@@ -142,7 +143,7 @@ class Reporter:
         try:
             answer = await self.link.request(REGISTER, registration.to_wire(), REQUEST_TIMEOUT_S)
         except (NodeUnreachable, NodeConflict, RPCError) as exc:
-            event(log, "master.register_failed", logging.WARNING, error=str(exc))
+            self._failed("master.register_failed", exc)
             self.metrics.failures.labels(REGISTER).inc()
             return False
         heartbeat_s = answer.get("heartbeat_s")
@@ -151,6 +152,7 @@ class Reporter:
         event(log, "master.registered", master=self.link.current, heartbeat_s=self.heartbeat_s,
               instance=registration.instance)  # fmt: skip
         self._functions = registration.functions
+        self._last_errors.clear()
         self.metrics.registered.set(1)
         self.registered.set()
         self.events.wake.set()  # what waited for the registration goes now
@@ -167,9 +169,10 @@ class Reporter:
             self._forgotten()
             return
         except RPCError as exc:
-            event(log, "master.heartbeat_failed", logging.WARNING, error=str(exc))
+            self._failed("master.heartbeat_failed", exc)
             self.metrics.failures.labels(HEARTBEAT).inc()
             return
+        self._last_errors.pop("master.heartbeat_failed", None)
         if answer.get("reregister") is True:
             self._forgotten()
 
@@ -177,6 +180,14 @@ class Reporter:
         """A master does not know this node (any more): register again."""
         self.metrics.registered.set(0)
         self.registered.clear()
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """Log a failure: a warning when it is new, then quietly (a master down for hours
+        is one warning, not one every few seconds)."""
+        error = str(exc)
+        level = logging.DEBUG if self._last_errors.get(name) == error else logging.WARNING
+        self._last_errors[name] = error
+        event(log, name, level, error=error)
 
     def reregister(self) -> None:
         """Register again now (a master said it does not know this node)."""
@@ -197,12 +208,13 @@ class Reporter:
             except NotRegistered:
                 self.reregister()
             except (RPCError, sqlite3.Error, OSError, TimeoutError) as exc:
-                event(log, "master.report_failed", logging.WARNING, error=str(exc))
+                self._failed("master.report_failed", exc)
                 self.metrics.failures.labels(REPORT).inc()
                 self.events.wake.set()  # try again after the backoff
                 await backoff.sleep()
                 continue
             backoff.reset()
+            self._last_errors.pop("master.report_failed", None)
 
     async def _deliver_all(self) -> None:
         """Send Reports until the spool holds nothing unacknowledged."""
