@@ -11,7 +11,6 @@ waits for the master's answer.  Outside a function process ``emit`` does nothing
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 import orjson
@@ -70,6 +69,8 @@ def call_master(command: str, args: dict[str, Any] | None = None, *, timeout: fl
 
 
 def _ask(address: str, request: bytes, timeout_s: float) -> Any:
+    import socket  # here: a function that only emits does not pay for it
+
     from rpc_client.errors import NodeUnreachable
 
     target = "\0" + address[1:] if address.startswith("@") else address
