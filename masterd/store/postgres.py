@@ -84,8 +84,10 @@ class PostgresStore(PostgresJobs):
     async def open(self) -> None:
         try:
             async with asyncio.timeout(_STORE_TIMEOUT_S * 3):
+                # min_size=0: connections are made as needed, and none is forced back
+                # (with a logged traceback) while the server is away
                 self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._pool_size,
+                    self._dsn, min_size=0, max_size=self._pool_size,
                     timeout=_CONNECT_TIMEOUT_S, command_timeout=_STORE_TIMEOUT_S,
                 )  # fmt: skip
                 async with self._pool.acquire() as conn:

@@ -18,8 +18,11 @@ from rpc_client.protocol import dumps, loads
 #: the NOTIFY channel of new events; the payload is the newest id
 CHANNEL = "masterd_events"
 #: errors that mean the connection (or the server) is gone, not that a statement failed
+#: (InternalClientError: a connection cut in the middle of an operation, as on a server's
+#: fast shutdown)
 CONNECTION_LOST = (OSError, TimeoutError, asyncpg.InterfaceError,
-                   asyncpg.PostgresConnectionError)  # fmt: skip
+                   asyncpg.PostgresConnectionError,
+                   asyncpg.exceptions.InternalClientError)  # fmt: skip
 #: advisory lock keys (any two fixed numbers of ours)
 _MIGRATE_LOCK = 0x6D617374_01
 _EVENTS_LOCK = 0x6D617374_02
