@@ -59,7 +59,7 @@ class TreeBounds:
         self._calls: dict[str, Bounded] = {}
         self._task: asyncio.Task[None] | None = None
         #: a check still running in its thread (a slow /proc): the next waits for it
-        self._check: asyncio.Future[list[tuple[int, int]]] | None = None
+        self._check: asyncio.Future[list[tuple[Bounded, int, int]]] | None = None
 
     def watch(self, fnc_id: str, proc: FunctionProcess, limits: dict[str, Any]) -> None:
         """Bound ``proc``'s call by ``limits``: by its cgroup where it can, else here.
@@ -85,10 +85,10 @@ class TreeBounds:
             await asyncio.sleep(self.interval_s)
             calls = [call for call in self._calls.values() if not call.proc.decided.done()]
             if calls and (used := await self._measure(calls)) is not None:
-                for call, (memory, processes) in zip(calls, used, strict=True):
+                for call, memory, processes in used:
                     self._enforce(call, memory, processes)
 
-    async def _measure(self, calls: list[Bounded]) -> list[tuple[int, int]] | None:
+    async def _measure(self, calls: list[Bounded]) -> list[tuple[Bounded, int, int]] | None:
         if self._check is None or self._check.done():
             self._check = asyncio.ensure_future(asyncio.to_thread(measure, calls))
         done, _ = await asyncio.wait({self._check}, timeout=max(5.0, 10 * self.interval_s))
@@ -111,8 +111,8 @@ class TreeBounds:
         call.proc.exceed(limit, call_limits.what(limit, call.limits))
 
 
-def measure(calls: Sequence[Bounded]) -> list[tuple[int, int]]:
-    """``(memory in bytes, processes)`` of each call's tree, now (in a thread)."""
+def measure(calls: Sequence[Bounded]) -> list[tuple[Bounded, int, int]]:
+    """``(call, memory in bytes, processes)`` of each call's tree, now (in a thread)."""
     walked = any(not isinstance(call.proc.tree, CgroupTree) for call in calls)
     table = process_table() if walked else ProcessTable()
     used = []
@@ -120,7 +120,7 @@ def measure(calls: Sequence[Bounded]) -> list[tuple[int, int]]:
         assert call.proc.tree is not None
         pids = call.proc.tree.processes(table)
         memory = sum(map(_pss, pids)) if call.memory_bytes is not None else 0
-        used.append((memory, len(pids)))
+        used.append((call, memory, len(pids)))
     return used
 
 
