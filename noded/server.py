@@ -19,7 +19,6 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from noded import systemd
 from noded.calls.audit import AuditLog
 from noded.config import NodedConfig
 from noded.http.app import create_app
@@ -37,7 +36,7 @@ from noded.process.function import ProcessLimits
 from noded.registry import Registry
 from noded.reload import FunctionReloader, Reloaded, import_functions, make_spawner
 from noded.state_lock import StateLock, hold_state_directory
-from rpc_client import tls
+from rpc_client import systemd, tls
 from rpc_client.logs import event, reopen_log_files
 
 #: allocations between collections of the young generation (Python's default: 700)

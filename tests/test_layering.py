@@ -36,7 +36,7 @@ NODED_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("function API", ("noded", "noded.examples")),
     ("child", ("noded.process.child",)),
     ("base", ("noded.registry", "noded.builtins", "noded.config", "noded.metrics",
-              "noded.identity", "noded.systemd", "noded.version", "noded.policy",
+              "noded.identity", "noded.version", "noded.policy",
               "noded.state_lock", "noded.arg_schema")),
 )  # fmt: skip
 

@@ -14,7 +14,7 @@ from noded.process.child.frames import CALL_MARK
 from noded.process.function import FunctionProcess, ProcessLimits
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
-from noded.systemd import SYSTEMD_VARIABLES
+from rpc_client.systemd import SYSTEMD_VARIABLES
 
 #: what runs once a call's process exists and before it is sent its call (the daemon
 #: writes the call's records then); if it raises, the process is killed unsent

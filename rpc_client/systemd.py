@@ -1,6 +1,7 @@
 """systemd's notify protocol, without libsystemd: READY, STOPPING, STATUS and WATCHDOG.
 
-Messages go as datagrams to ``$NOTIFY_SOCKET`` (a path, or ``@name`` for the abstract
+Both daemons' (ganeti-noded, ganeti-masterd) ``Type=notify`` units use it.  Messages go
+as datagrams to ``$NOTIFY_SOCKET`` (a path, or ``@name`` for the abstract
 namespace).  Without that variable every call is a no-op, so the daemon runs the same
 outside systemd.
 """
@@ -14,7 +15,7 @@ import socket
 
 from rpc_client.logs import event
 
-log = logging.getLogger("noded.systemd")
+log = logging.getLogger("rpc_client.systemd")
 
 _SEND_TIMEOUT_S = 1.0
 #: environment variables meant for the daemon alone, never for function processes
