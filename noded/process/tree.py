@@ -111,7 +111,8 @@ class CallTrees:
         """Remove what finished calls left behind, where it can be removed."""
 
     def close(self) -> None:
-        """The daemon stops: remove what can be removed."""
+        """The daemon stops: finish the kills under way, remove what can be removed."""
+        _FREEZES.finish()  # none is left stopped and never killed
 
 
 class CgroupTrees(CallTrees):
@@ -142,6 +143,7 @@ class CgroupTrees(CallTrees):
                 self._pending.discard(tree)
 
     def close(self) -> None:
+        super().close()
         remove_when_empty(self._pending)  # killed at shutdown: emptying now
         self._pending.clear()
         with contextlib.suppress(OSError):
@@ -219,6 +221,8 @@ class _Freezes:
 
     def finish(self) -> None:
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         for _ in range(_FREEZE_ROUNDS):
             table, grew = process_table(marks=True), False
             for tree, stopped in pending:
