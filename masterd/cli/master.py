@@ -2,7 +2,8 @@
 ``$NODED_MASTER``): ``nodes`` (its registry, as a table) and ``events`` (one line per
 event; ``--follow`` waits for new ones until Ctrl-C, then exits 0 quietly).
 
-A master that cannot be reached is one line on stderr and exit 4, as a node is.
+A master that cannot be reached is one line on stderr and exit 4, as a node is; once
+``--follow`` follows, a master that goes away is waited for instead.
 """
 
 from __future__ import annotations
@@ -20,9 +21,13 @@ from masterd.cli.common import parse_node, print_json, tls_from_args
 from masterd.cli.exits import EXIT_OK
 from masterd.cli.jobs import cmd_job
 from masterd.master_client import ListedNode, MasterClient, MasterEvent
+from rpc_client.errors import NodeBusy, NodeShuttingDown, StoreUnavailable, TransportError
 from rpc_client.master_protocol import MASTER_PORT
 
 MASTER_ENV = "NODED_MASTER"
+#: what ends a follow's long-poll without ending the follow, and the pause after it
+_TRANSIENT = (TransportError, StoreUnavailable, NodeBusy, NodeShuttingDown)
+_RETRY_S = 1.0
 #: the longest data shown on an event's line (--json shows all of it)
 _DATA_CHARS = 200
 
@@ -115,22 +120,46 @@ async def cmd_events(master: MasterClient, args: argparse.Namespace) -> int:
     """What is kept from ``--from``; with ``--follow``, then new ones until Ctrl-C."""
     show = _json_line if args.json else _text_line
     options = {"types": args.types, "nodes": args.names}
-    position, caught_up = args.from_, False
-    while not caught_up:  # what is kept, page by page
-        page = await master.events(position, timeout=0, **options)
+    # the first answer: a master that is not there ends it here, with exit status 4
+    page = await master.events(args.from_, timeout=0, **options)
+    for item in page.events:
+        show(item)
+    if args.follow:
+        sys.stdout.flush()
+        try:
+            await _follow(master, page.next, options, show)
+        except asyncio.CancelledError:  # Ctrl-C: following ends, and that is all it was
+            return EXIT_OK
+    while page.events:  # the rest of what is kept, page by page
+        page = await master.events(page.next, timeout=0, **options)
         for item in page.events:
             show(item)
-        position, caught_up = page.next, not page.events
-    sys.stdout.flush()
-    if not args.follow:
-        return EXIT_OK
-    try:
-        async for item in master.follow_events(position, **options):
-            show(item)
-            sys.stdout.flush()  # a line as it comes, also into a pipe
-    except asyncio.CancelledError:  # Ctrl-C: following ends, and that is all it was
-        return EXIT_OK
     return EXIT_OK
+
+
+async def _follow(
+    master: MasterClient, position: int, options: dict[str, Any],
+    show: Callable[[MasterEvent], None],
+) -> None:  # fmt: skip
+    """New events as they come, for ever.  A master that goes away meanwhile (restarted,
+    its store down) is waited for, said once on stderr: it goes on from the same
+    position, so nothing is missed (the events are in its store)."""
+    waiting = False
+    while True:
+        try:
+            async for item in master.follow_events(position, **options):
+                if waiting:
+                    print("rpc-cli: the master answers again", file=sys.stderr, flush=True)
+                    waiting = False
+                show(item)
+                sys.stdout.flush()  # a line as it comes, also into a pipe
+                position = item.id + 1
+        except _TRANSIENT as exc:
+            if not waiting:
+                print(f"rpc-cli: {type(exc).__name__}: {exc}; following again once it "
+                      "answers (Ctrl-C stops)", file=sys.stderr, flush=True)  # fmt: skip
+                waiting = True
+            await asyncio.sleep(_RETRY_S)
 
 
 def format_event(item: MasterEvent) -> str:

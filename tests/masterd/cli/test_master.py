@@ -7,12 +7,14 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
 
 from masterd.local import free_port
 from tests.masterd.cli.test_operator import one_line, rpc_cli
+from tests.masterd.daemon.running import events, registration, start_masterd
 from tests.masterd.simulated import FNC_ID, Fleet, module_fleet
 
 
@@ -116,3 +118,36 @@ async def test_a_master_that_is_down_is_one_line_and_exit_4() -> None:
 async def test_usage_mistakes_are_one_line_and_exit_2(args: list[str], says: str) -> None:
     status, _, err = await rpc_cli(*args, env={"NODED_MASTER": ""})
     assert status == 2 and says in one_line(err)
+
+
+@pytest.mark.slow
+async def test_follow_waits_for_a_master_that_restarted(tmp_path: Path) -> None:
+    masterd = await start_masterd([], tmp_path)
+    node = registration("n1")
+    report = {"uuid": node["uuid"], "spool": "s", "events": events(1, type="app.one")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "masterd.cli", "--master", masterd.address, "events",
+        "--follow", "--type", "app.*",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        await masterd.ok("Register", node)
+        await masterd.ok("Report", report)
+        assert b"app.one" in await asyncio.wait_for(proc.stdout.readline(), 30)
+        await masterd.kill()
+        notice = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert b"following again once it answers" in notice
+        masterd = await start_masterd([], tmp_path, port=masterd.port)
+        report["events"] = events(2, type="app.two")
+        await masterd.ok("Report", report)  # the registration survived in the store
+        assert b"app.two" in await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"answers again" in await asyncio.wait_for(proc.stderr.readline(), 30)
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 30)
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await masterd.stop()
