@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from noded.process.cgroups import CgroupTree, remove_when_empty
 
 UNIFIED = Path("/sys/fs/cgroup/unified")
 
@@ -35,12 +38,12 @@ def made_cgroup() -> Iterator[Path]:
 
 
 def remove_cgroups(path: Path) -> None:
-    for child in sorted(path.rglob("*"), reverse=True):
+    """Kill what runs under ``path`` and remove it, deepest first, each once empty."""
+    for child in [*sorted(path.rglob("*"), reverse=True), path]:
         if child.is_dir():
-            with contextlib.suppress(OSError):
-                child.rmdir()
-    with contextlib.suppress(OSError):
-        path.rmdir()
+            tree = CgroupTree(child)
+            tree.signal(signal.SIGKILL)
+            remove_when_empty([tree])
 
 
 def call_cgroups(root: Path) -> list[Path]:
