@@ -126,6 +126,9 @@ class _MasterWire(NodeClient):
             )
         return super()._unreachable(exc)
 
+    def _lost_hint(self) -> str:
+        return super()._lost_hint().replace("node", "master")
+
 
 class MasterClient:
     """An async client of one ganeti-masterd; use it as an async context manager."""
