@@ -68,6 +68,19 @@ class MasterLink:
             f"no master answered {procedure} within {timeout_s:g} s ({'; '.join(failures)})"
         )
 
+    def learn(self, masters: object) -> None:
+        """Add the masters a Register answer lists (several masterds on one store) after
+        those given; an address that is not ``HOST:PORT``, or is a wildcard, is skipped."""
+        if not isinstance(masters, list):
+            return
+        known = list(self.masters)
+        for master in masters:
+            if isinstance(master, str) and master not in known and _reachable_form(master):
+                known.append(master)
+        if len(known) > len(self.masters):
+            event(log, "master.learned", masters=known[len(self.masters) :])
+            self.masters = tuple(known)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -125,3 +138,9 @@ def _answer(status: int, payload: bytes, retry_after: str | None, master: str) -
     if status == 503:
         raise _Unavailable(error)
     raise error
+
+
+def _reachable_form(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    wildcard = host in ("0.0.0.0", "[::]", "::", "")
+    return not wildcard and port.isdigit() and 0 < int(port) <= 65535

@@ -146,6 +146,7 @@ class Reporter:
             self._failed("master.register_failed", exc)
             self.metrics.failures.labels(REGISTER).inc()
             return False
+        self.link.learn(answer.get("masters"))
         heartbeat_s = answer.get("heartbeat_s")
         if isinstance(heartbeat_s, int | float) and heartbeat_s > 0:
             self.heartbeat_s = float(heartbeat_s)

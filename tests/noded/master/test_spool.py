@@ -68,3 +68,13 @@ def test_the_relay_socket_is_in_the_state_directory_unless_too_long(tmp_path: Pa
 
     assert relay_address(tmp_path, "u1") == str(tmp_path.resolve() / "master.sock")
     assert relay_address(tmp_path / ("d" * 120), "u1") == "@noded-master-u1"
+
+
+def test_the_link_learns_the_masters_register_lists() -> None:
+    from noded.master.link import MasterLink
+
+    link = MasterLink(("m1:1812",), None)
+    link.learn(["m1:1812", "m2:1812", "0.0.0.0:1812", "nonsense", 7])
+    assert link.masters == ("m1:1812", "m2:1812")
+    link.learn(None)
+    assert link.masters == ("m1:1812", "m2:1812")
