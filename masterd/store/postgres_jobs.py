@@ -9,6 +9,11 @@ What differs with several masters on one database:
 - ``claim_jobs`` takes the unfinished jobs whose owner is this masterd, none, or a
   masterd whose row in ``instances`` lapsed (:data:`OWNER_LAPSE_S`, by the database's
   clock) — one conditional UPDATE, so a job never gets two owners.
+- ``record_asked`` (written before a node's StartFunction is sent) checks, in its own
+  transaction, that this masterd still owns the job and its row has not lapsed: a
+  master paused past the lapse (whose jobs another may have taken) starts no further
+  node, whatever its clock says — a fencing token, not a clock hope.  It is refused as
+  503 ``StoreUnavailable``: the run stops there (``job.stalled``).
 
 Per-node records share commits as in the SQLite store (group commit).
 """
@@ -25,6 +30,7 @@ import asyncpg
 
 from masterd.store.jobs import JobNode, JobProgress, JobRecord, JobResult, JobSpec, NewResult
 from masterd.store.postgres_sql import NOW
+from rpc_client.errors import StoreUnavailable
 from rpc_client.protocol import dumps, loads
 
 T = TypeVar("T")
@@ -52,11 +58,16 @@ class PostgresJobs:
 
     _job_records: list[_Record] | None = None
     _job_committing: asyncio.Task[None] | None = None
+    #: the masterd this store works for (the owner it claims jobs as)
+    _owner: str | None = None
+    owner_lapse_s = OWNER_LAPSE_S
 
     async def _run(self, work: Work[T]) -> T:
         raise NotImplementedError  # the store's pool, its errors mapped
 
     async def add_job(self, job: JobRecord) -> JobRecord:
+        self._owner = self._owner or job.owner
+
         async def work(conn: asyncpg.Connection) -> JobRecord:
             async with conn.transaction():
                 if await _insert_job(conn, job):
@@ -84,13 +95,15 @@ class PostgresJobs:
         return await self._run(work)
 
     async def claim_jobs(self, owner: str) -> list[JobRecord]:
+        self._owner = owner
+
         async def work(conn: asyncpg.Connection) -> list[JobRecord]:
             async with conn.transaction():
                 await conn.execute(
                     f"UPDATE jobs SET owner = $1 WHERE {_UNFINISHED} AND (owner IS NULL OR "
                     "owner = $1 OR NOT EXISTS (SELECT 1 FROM instances WHERE instances.id "
                     f"= jobs.owner AND instances.renewed >= {NOW} - $2))",
-                    owner, OWNER_LAPSE_S,
+                    owner, self.owner_lapse_s,
                 )  # fmt: skip
                 rows = await conn.fetch(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = $1 "
                                         f"AND {_UNFINISHED} ORDER BY submitted", owner)  # fmt: skip
@@ -136,9 +149,18 @@ class PostgresJobs:
         return {row[0]: row[1] for row in rows}
 
     async def record_asked(self, job_id: str, node: str, request_id: str, at: float) -> None:
-        await self._job_record(lambda conn: conn.execute(
-            "UPDATE job_nodes SET request_id = $1, asked = $2 WHERE job_id = $3 AND node = $4",
-            request_id, at, job_id, node))  # fmt: skip
+        status = await self._job_record(lambda conn: conn.execute(
+            "UPDATE job_nodes SET request_id = $1, asked = $2 WHERE job_id = $3 AND node = $4 "
+            "AND EXISTS (SELECT 1 FROM jobs WHERE id = $3 AND owner = $5) AND NOT EXISTS "
+            f"(SELECT 1 FROM instances WHERE id = $5 AND renewed < {NOW} - $6)",
+            request_id, at, job_id, node, self._owner, self.owner_lapse_s))  # fmt: skip
+        if status != "UPDATE 1":
+            raise StoreUnavailable(
+                f"job {job_id}: this masterd ({self._owner}) no longer holds it (its row "
+                f"lapsed past {self.owner_lapse_s:g} s, and another master may have taken "
+                "the job): no further node is started here",
+                retry_after_s=1,
+            )
 
     async def record_started(self, job_id: str, node: str, fnc_id: str) -> None:
         await self._job_record(lambda conn: conn.execute(

@@ -15,7 +15,7 @@ import pytest
 from masterd.store import migrations, store_for
 from masterd.store.base import NewEvent, NodeRecord, Store
 from masterd.store.lock import StoreInUse
-from rpc_client.errors import NodeConflict
+from rpc_client.errors import NodeConflict, StoreUnavailable
 
 Opener = Callable[[], Awaitable[Store]]
 DIALECTS = ("sqlite", "postgres")
@@ -205,3 +205,40 @@ async def test_a_node_name_taken_through_another_master_is_a_conflict(
     with pytest.raises(NodeConflict):
         await second.save_node(node("u2"), None, [])
     assert [n.uuid for n in await first.load_nodes()] == ["u1"]
+
+
+async def test_a_lapsed_owner_loses_its_job_to_a_claim_and_starts_no_node(
+    two_masters: tuple[Store, Store],
+) -> None:
+    from tests.masterd.store.test_store_jobs import job
+
+    old, new = two_masters
+    for store in two_masters:
+        store.owner_lapse_s = 0.5  # type: ignore[attr-defined]
+    await old.add_instance("m1", "127.0.0.1:1812", 1, time.time())
+    await new.add_instance("m2", "127.0.0.1:1813", 2, time.time())
+    assert await old.claim_jobs("m1") == []
+    await old.add_job(job())  # owned by m1
+    await old.record_asked("j1", "n0", "r0", time.time())
+    assert await new.claim_jobs("m2") == []  # m1 is live: its job stays its own
+    await asyncio.sleep(0.7)  # m1 paused past its lapse; m2 renews
+    await new.renew_instance("m2")
+    assert [j.id for j in await new.claim_jobs("m2")] == ["j1"]
+    await old.renew_instance("m1")  # m1 wakes up: it does not own the job any more
+    with pytest.raises(StoreUnavailable, match="no longer holds it"):
+        await old.record_asked("j1", "n1", "r1-old", time.time())
+    await new.record_asked("j1", "n1", "r1", time.time())
+    assert (await new.job_progress("j1")).request_ids == {"n0": "r0", "n1": "r1"}
+
+
+async def test_of_two_claims_at_once_one_owns_the_job(two_masters: tuple[Store, Store]) -> None:
+    from tests.masterd.store.test_store_jobs import job
+
+    first, second = two_masters
+    await first.add_job(job())  # owned by m1, which has no live row
+    await first.add_instance("m2", "127.0.0.1:1812", 2, time.time())
+    await second.add_instance("m3", "127.0.0.1:1813", 3, time.time())
+    claims = await asyncio.gather(first.claim_jobs("m2"), second.claim_jobs("m3"))
+    assert sorted(len(claimed) for claimed in claims) == [0, 1]
+    stored = await first.get_job("j1")
+    assert stored is not None and stored.owner == claims[1 if claims[1] else 0][0].owner
