@@ -25,7 +25,7 @@ from noded.http.app import create_app
 from noded.http.guard import Guard
 from noded.http.keys import DESCRIPTORS, GUARD, SUPERVISOR
 from noded.http.listener import PlainSite
-from noded.http.protocol import NodedRunner
+from noded.http.middleware import error_response
 from noded.http.tls_site import TLSSite
 from noded.identity import load_identity
 from noded.master.context import announce_relay, attach_master_side, start_reporting
@@ -37,6 +37,7 @@ from noded.registry import Registry
 from noded.reload import FunctionReloader, Reloaded, import_functions, make_spawner
 from noded.state_lock import StateLock, hold_state_directory
 from rpc_client import systemd, tls
+from rpc_client.http_runner import ContractRunner
 from rpc_client.logs import event, reopen_log_files
 
 #: allocations between collections of the young generation (Python's default: 700)
@@ -56,7 +57,7 @@ class Server:
     def __init__(self, config: NodedConfig) -> None:
         self.config = config
         self._stop = asyncio.Event()
-        self._runner: NodedRunner | None = None
+        self._runner: ContractRunner | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ssl: ssl.SSLContext | None = None
         self._reloading: set[asyncio.Task[Reloaded]] = set()
@@ -106,8 +107,7 @@ class Server:
         )
         self._reloader.supervisor = app[SUPERVISOR]
         attach_master_side(app)
-        self._runner = NodedRunner(app, access_log=None, keepalive_timeout=config.idle_timeout_s,
-                                   shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)  # fmt: skip
+        self._runner = _runner(app, config)
         await self._runner.setup()
         await self._site(config, metrics).start()
         start_reporting(app, self._runner.addresses[0][1])
@@ -247,3 +247,11 @@ def raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _runner(app: web.Application, config: NodedConfig) -> ContractRunner:
+    """The runner: malformed HTTP answered with the contract's body, idle connections
+    closed after ``idle_timeout_s``."""
+    return ContractRunner(app, error_response=error_response, access_log=None,
+                          keepalive_timeout=config.idle_timeout_s,
+                          shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)  # fmt: skip
