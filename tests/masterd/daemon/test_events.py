@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from tests.helpers import metric
+from tests.masterd.daemon.backends import BACKENDS, store_args
 from tests.masterd.daemon.running import Masterd, events, registration, run_masterd
 
 
-@pytest.fixture
-async def masterd(tmp_path: Path) -> AsyncIterator[Masterd]:
-    args = ["--max-report-events", "20", "--node-events-per-s", "40", "--max-wait", "5"]
+@pytest.fixture(params=BACKENDS)
+async def masterd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Masterd]:
+    args = ["--max-report-events", "20", "--node-events-per-s", "40", "--max-wait", "5",
+            *store_args(request)]  # fmt: skip
     async with run_masterd(args, workdir=tmp_path) as daemon:
         yield daemon
 

@@ -7,19 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.masterd.daemon.backends import BACKENDS, store_args
 from tests.masterd.daemon.running import Masterd, registration, run_masterd, state_of, until
 
 HEARTBEAT_S = 0.5
 
 
-@pytest.fixture
-async def masterd(tmp_path: Path) -> AsyncIterator[Masterd]:
+@pytest.fixture(params=BACKENDS)
+async def masterd(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Masterd]:
     nodes = tmp_path / "nodes.toml"
     nodes.write_text(
         '[[node]]\nname = "n1"\naddress = "127.0.0.1"\nlabels = ["db"]\n'
         '[[node]]\nname = "never"\naddress = "192.0.2.9"\nport = 1999\nlabels = ["x"]\n'
     )
-    args = ["--heartbeat-s", str(HEARTBEAT_S), "--nodes", str(nodes)]
+    args = ["--heartbeat-s", str(HEARTBEAT_S), "--nodes", str(nodes), *store_args(request)]
     async with run_masterd(args, workdir=tmp_path / "m") as daemon:
         yield daemon
 
