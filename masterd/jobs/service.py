@@ -126,8 +126,12 @@ class Jobs:
     # --- life -------------------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Claim the jobs an earlier masterd on this store left unfinished; go on."""
+        """Claim the jobs an earlier masterd on this store left unfinished (on a shared
+        store, also those of a master whose row lapsed: called again every renewal);
+        go on with each not running here already."""
         for job in await self._store.claim_jobs(self.instance):
+            if job.id in self._runs:
+                continue
             progress = await self._store.job_progress(job.id)
             event(log, "job.resumed", job_id=job.id, ended=len(progress.results),
                   asked=len(progress.request_ids), nodes=len(job.spec.nodes))  # fmt: skip
