@@ -119,7 +119,11 @@ class Reporter:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=_STOP_TASKS_S)
         with contextlib.suppress(TimeoutError, RPCError, sqlite3.Error, OSError):
-            await asyncio.wait_for(self._deliver_all(), deliver_within_s)
+            async with asyncio.timeout(deliver_within_s):
+                if self._tasks:
+                    await self._deliver_all()
+                else:  # never started (the port could not be opened): spool only
+                    await self.events.flush()
 
     # --- registration and heartbeats -------------------------------------------------
 
