@@ -3,16 +3,19 @@ the spool while the master is down."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import get_text, metric
+from tests.helpers import eventually, get_text, metric
 from tests.masterd.daemon.running import run_masterd, start_masterd, until
 from tests.noded.master.running import (
     events_of,
     node_with_master,
     run_call,
+    start_node,
     wait_events,
     wait_state,
 )
@@ -125,3 +128,32 @@ async def test_a_full_spool_drops_the_oldest_and_says_so(tmp_path: Path) -> None
             assert metric(page, "noded_master_events_dropped_total") >= 30
     finally:
         await masterd.stop()
+
+
+@pytest.mark.slow
+async def test_spooled_events_survive_a_sigkill_of_the_node(tmp_path: Path) -> None:
+    masterd = await start_masterd(HEARTBEAT, tmp_path / "m")
+    try:
+        node = await start_node([masterd.address], tmp_path / "n")
+        try:
+            await wait_state(masterd, "node-a", "alive")
+            await masterd.kill()
+            state = await run_call(node, "emit_events", {"count": 3, "kind": "before.kill"})
+            spool = node.state_dir / "master-spool.sqlite3"
+            await eventually(lambda: spooled(spool, "before.kill") == 3)
+        finally:
+            node.proc.kill()
+            await node.wait_exit(10)
+        masterd = await start_masterd(HEARTBEAT, tmp_path / "m", port=masterd.port)
+        async with node_with_master([masterd.address], tmp_path / "n"):
+            arrived = await wait_events(masterd, 3, ["before.kill"], timeout_s=30)
+            assert [e["data"]["n"] for e in arrived] == [0, 1, 2]
+            assert {e["fnc_id"] for e in arrived} == {state.fnc_id}
+    finally:
+        await masterd.stop()
+
+
+def spooled(path: Path, kind: str) -> int:
+    """Events of ``kind`` committed to the spool file (read beside the daemon)."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM events WHERE type = ?", (kind,)).fetchone()[0])
