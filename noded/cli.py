@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import tomllib
-import typing
 from pathlib import Path
-from typing import Any
 
 from noded.config import NodedConfig, is_loopback
 from noded.server import Server
 from noded.version import __version__
+from rpc_client import flags
 from rpc_client.logs import setup_logging
 
 
@@ -23,9 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ganeti-noded",
         description="Node daemon: runs registered functions, one process per call.",
     )
-    hints = typing.get_type_hints(NodedConfig)
-    for setting in dataclasses.fields(NodedConfig):
-        parser.add_argument(flag_of(setting), **argument_of(setting, hints[setting.name]))
+    flags.add_settings(parser, NodedConfig)
     parser.add_argument(
         "--config",
         type=Path,
@@ -37,52 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def flag_of(setting: dataclasses.Field[Any]) -> str:
-    """The flag of a setting: units are in the field's name, not in the flag's (unless its
-    metadata names the flag)."""
-    named = setting.metadata.get("flag")
-    return named or "--" + setting.name.removesuffix("_s").replace("_", "-")
-
-
-def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
-    """``add_argument``'s keywords for one setting, from its type and metadata."""
-    kwargs: dict[str, Any] = {
-        "dest": setting.name,
-        "default": setting.default,
-        "help": setting.metadata["help"],
-    }
-    if setting.metadata.get("metavar"):
-        kwargs["metavar"] = setting.metadata["metavar"]
-    options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    if hint is bool:
-        kwargs["action"] = "store_true"
-    elif typing.get_origin(hint) is typing.Literal:
-        kwargs["choices"] = options
-    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (Path,):
-        # a tuple of paths: the flag repeats
-        kwargs.update(action="append", type=Path, default=[])
-    elif typing.get_origin(hint) is tuple:
-        kwargs["default"] = ""  # a comma-separated list, split by config_from_args
-    else:
-        kind = options[0] if options else hint  # X | None: an X, or not given
-        if kind is not str:
-            kwargs["type"] = kind
-        kwargs.setdefault("metavar", _METAVARS.get(kind))
-    return kwargs
-
-
-_METAVARS = {int: "N", float: "S", Path: "PATH", str: "TEXT"}
-
-
 def config_from_args(args: argparse.Namespace) -> NodedConfig:
     values = {k: v for k, v in vars(args).items() if k != "config"}
-    functions = args.functions
-    if isinstance(functions, str):
-        functions = functions.split(",")
-    values["functions"] = tuple(m.strip() for m in functions if m.strip())
+    for listed in ("functions", "masters", "labels"):
+        values[listed] = flags.listed(getattr(args, listed))
     values["functions_path"] = tuple(Path(path) for path in args.functions_path)
-    for listed in ("masters", "labels"):
-        values[listed] = _listed(getattr(args, listed))
     allowed = args.tls_allowed_clients
     if isinstance(allowed, str):
         allowed = allowed.split(",")
@@ -92,38 +46,8 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
     return NodedConfig(**values)
 
 
-def _listed(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """A comma-separated flag, or a TOML list, as a tuple of its non-empty items."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(item.strip() for item in items if item.strip())
-
-
 def _is_hex(text: str) -> bool:
     return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
-
-
-def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
-    """Make the file's settings the parser's defaults, so that flags still override them."""
-    try:
-        settings = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read config file {path}: {exc}") from exc
-    by_flag = {
-        a.option_strings[0].removeprefix("--"): a
-        for a in parser._actions
-        if a.option_strings and a.option_strings[0].startswith("--")
-    }
-    # a setting by its field's name too: ``masters = [...]`` for ``--master``
-    by_dest = {a.dest: a for a in by_flag.values()}
-    defaults = {}
-    for key, value in settings.items():
-        action = by_flag.get(key.replace("_", "-")) or by_dest.get(key.replace("-", "_"))
-        if action is None or action.dest in ("config", "help", "version"):
-            raise ValueError(f"{path}: unknown setting {key!r}")
-        if action.type is Path:
-            value = [Path(v) for v in value] if isinstance(value, list) else Path(value)
-        defaults[action.dest] = value
-    parser.set_defaults(**defaults)
 
 
 def parse_config(argv: list[str] | None) -> tuple[argparse.ArgumentParser, NodedConfig]:
@@ -131,7 +55,7 @@ def parse_config(argv: list[str] | None) -> tuple[argparse.ArgumentParser, Noded
     args = parser.parse_args(argv)
     try:
         if args.config is not None:
-            apply_config_file(parser, args.config)
+            flags.apply_config_file(parser, args.config)
             args = parser.parse_args(argv)
         return parser, config_from_args(args)
     except (ValueError, TypeError) as exc:

@@ -1,0 +1,98 @@
+"""A daemon's command line from its frozen config: one flag per field, and a TOML file of
+the same settings (``--config``) whose values become the flags' defaults.
+
+Both daemons (ganeti-noded, ganeti-masterd) build their parsers with it.  A field's
+metadata gives its ``help``, ``metavar`` and, where it is not the field's name, its
+``flag``; units are in a field's name (``max_wait_s``), not in its flag (``--max-wait``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+_METAVARS = {int: "N", float: "S", Path: "PATH", str: "TEXT"}
+
+
+def add_settings(
+    parser: argparse.ArgumentParser, config: type[Any], *, keep_units: Collection[str] = ()
+) -> None:
+    """One flag per field of the dataclass ``config``; ``keep_units``: fields whose flag
+    keeps its unit (``heartbeat_s`` is ``--heartbeat-s``)."""
+    hints = typing.get_type_hints(config)
+    for setting in dataclasses.fields(config):
+        flag = flag_of(setting, keep_unit=setting.name in keep_units)
+        parser.add_argument(flag, **argument_of(setting, hints[setting.name]))
+
+
+def flag_of(setting: dataclasses.Field[Any], *, keep_unit: bool = False) -> str:
+    """The flag of a setting: units are in the field's name, not in the flag's (unless its
+    metadata names the flag, or ``keep_unit``)."""
+    named = setting.metadata.get("flag")
+    if named:
+        return str(named)
+    name = setting.name if keep_unit else setting.name.removesuffix("_s")
+    return "--" + name.replace("_", "-")
+
+
+def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
+    """``add_argument``'s keywords for one setting, from its type and metadata."""
+    kwargs: dict[str, Any] = {
+        "dest": setting.name,
+        "default": setting.default,
+        "help": setting.metadata["help"],
+    }
+    if setting.metadata.get("metavar"):
+        kwargs["metavar"] = setting.metadata["metavar"]
+    options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if hint is bool:
+        kwargs["action"] = "store_true"
+    elif typing.get_origin(hint) is typing.Literal:
+        kwargs["choices"] = options
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (Path,):
+        # a tuple of paths: the flag repeats
+        kwargs.update(action="append", type=Path, default=[])
+    elif typing.get_origin(hint) is tuple:
+        kwargs["default"] = ""  # a comma-separated list: see listed()
+    else:
+        kind = options[0] if options else hint  # X | None: an X, or not given
+        if kind is not str:
+            kwargs["type"] = kind
+        kwargs.setdefault("metavar", _METAVARS.get(kind))
+    return kwargs
+
+
+def listed(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated flag, or a TOML list, as a tuple of its non-empty items."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
+    """Make the file's settings the parser's defaults, so that flags still override them.
+    A setting is named by its flag (``max-wait``) or its field (``masters`` for
+    ``--master``); an unknown one is a ``ValueError``."""
+    try:
+        settings = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read config file {path}: {exc}") from exc
+    by_flag = {
+        a.option_strings[0].removeprefix("--"): a
+        for a in parser._actions
+        if a.option_strings and a.option_strings[0].startswith("--")
+    }
+    by_dest = {a.dest: a for a in by_flag.values()}
+    defaults = {}
+    for key, value in settings.items():
+        action = by_flag.get(key.replace("_", "-")) or by_dest.get(key.replace("-", "_"))
+        if action is None or action.dest in ("config", "help", "version"):
+            raise ValueError(f"{path}: unknown setting {key!r}")
+        if action.type is Path:
+            value = [Path(v) for v in value] if isinstance(value, list) else Path(value)
+        defaults[action.dest] = value
+    parser.set_defaults(**defaults)
