@@ -17,10 +17,12 @@ request_id is sent StartFunction again with that key (the node answers with the 
 started, if it did), and only the nodes never reached are started afresh.
 
 A batch file has one user at a time: a run or resume holds an exclusive ``flock`` on the
-sidecar ``FILE.lock`` from before the file is created or read until it is closed, and
-writes there who it is (pid, host, start time); another run or resume on the same file
-fails at once with :class:`BatchFileBusy`, naming the holder.  The sidecar is left in
-place (removing it would let a third user lock a new file beside a held one).
+batch file itself (its inode, so every name of it, a symlink or a hard link, shares the one
+lock) from before anything is read or written until it is closed; another run or resume
+fails at once with :class:`BatchFileBusy`, naming the holder (from ``/proc/locks``).  A new
+batch file is written under a temporary name, locked, and only then linked to its name
+(which never replaces anything), so no one sees it unlocked or without its header.  No
+other file is opened: nothing beside the batch file can redirect a write.
 
 A master killed mid-write leaves a torn last line: a resume cuts it off (the record was
 never complete, so nothing it said was acted on) and warns.  A torn line anywhere else,
@@ -29,16 +31,20 @@ or a record that is not one of the above, is refused with the line's number.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import socket
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
+import psutil
 
 from masterd.results import NodeResult
 from rpc_client.errors import FunctionFailed, function_error
@@ -47,7 +53,7 @@ from rpc_client.logs import event
 log = logging.getLogger("masterd.batch")
 
 VERSION = 1
-LOCK_SUFFIX = ".lock"
+_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class BatchFileBusy(ValueError):
@@ -69,89 +75,138 @@ class Progress:
     unterminated: bool = False
 
 
-class BatchLock:
-    """The exclusive lock of a batch file: ``flock`` on ``FILE.lock``, which names its
-    holder.  Released by :meth:`release` (or when the process ends, however it ends)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path.with_name(path.name + LOCK_SUFFIX)
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise ValueError(f"cannot open the lock {self.path}: {exc.strerror}") from exc
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(self._fd)
-            os.close(self._fd)
-            raise BatchFileBusy(
-                f"the batch file {path} is in use by {holder} (its lock: {self.path}); "
-                "wait for that run to end, or stop it, then resume"
-            ) from None
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, orjson.dumps(owner) + b"\n", 0)
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.ftruncate(self._fd, 0)  # still held: no one reads a holder that has gone
-            os.close(self._fd)
-            self._fd = -1
-
-
-def _holder(fd: int) -> str:
-    """Who holds a lock, in words, from what it wrote in the lock file."""
+def _lock(fd: int, path: Path) -> None:
+    """Hold the batch file open at ``fd``, or close it and raise :class:`BatchFileBusy`."""
     try:
-        owner = orjson.loads(os.pread(fd, 4096, 0))
-        return f"pid {owner['pid']} on {owner['host']} since {owner['started']}"
-    except (OSError, ValueError, TypeError, KeyError):  # taken this instant, not written yet
-        return "another run or resume (it has not written who it is yet)"
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(os.fstat(fd))
+        os.close(fd)
+        raise BatchFileBusy(
+            f"the batch file {path} is in use by {holder}; wait for that run to end, or "
+            "stop it, then resume"
+        ) from None
+
+
+def _holder(info: os.stat_result) -> str:
+    """Who holds the lock of the file ``info`` describes, in words."""
+    pid = lock_holder(info)
+    if pid is None:
+        return "another run or resume"
+    try:
+        started = time.gmtime(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return f"pid {pid} on {socket.gethostname()}"
+    return f"pid {pid} on {socket.gethostname()} since {time.strftime(_TIME, started)}"
+
+
+def lock_holder(info: os.stat_result) -> int | None:
+    """The pid holding a ``flock`` on the file ``info`` describes, from ``/proc/locks``
+    (device and inode; the inode alone where the file system reports another device, as
+    overlayfs does), or None."""
+    try:
+        with open("/proc/locks") as locks:
+            lines = [line.split() for line in locks]
+    except OSError:
+        return None
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    held = [(f[5], int(f[4])) for f in lines if len(f) > 5 and f[1] == "FLOCK"]
+    exact = [pid for where, pid in held if where == device]
+    inode = [pid for where, pid in held if where.endswith(f":{info.st_ino}")]
+    if exact:
+        return exact[0]
+    return inode[0] if len(inode) == 1 else None
+
+
+def _open_existing(path: Path) -> int:
+    """The batch file at ``path`` (through a symlink too: it is what the user named),
+    opened to read and append; ``ValueError`` if it cannot be, or is not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValueError(f"cannot open the batch file {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"the batch file {path} is not a regular file")
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    chunks, offset = [], 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _refuse_existing(path: Path) -> NoReturn:
+    """Why a new batch file cannot be made at ``path``, which exists: in use, or there."""
+    try:
+        fd = _open_existing(path)
+    except ValueError:  # not a file we can open: it is there all the same
+        fd = -1
+    if fd >= 0:
+        _lock(fd, path)  # BatchFileBusy if a run or resume holds it
+        os.close(fd)
+    raise ValueError(
+        f"the batch file {path} exists: resume it (rpc-cli gather --resume {path}) or remove it"
+    )
 
 
 class BatchFile:
-    """An open batch file, appended to, and its lock held."""
+    """An open batch file, appended to, and its lock held (as long as it is open)."""
 
-    def __init__(self, path: Path, fd: int, lock: BatchLock) -> None:
+    def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self._fd = fd
-        self._lock = lock
 
     @classmethod
     def create(cls, path: Path, header: dict[str, Any]) -> BatchFile:
-        """A new batch file; refuses to replace one (it may be a fan-out to resume)."""
-        lock = BatchLock(path)
+        """A new batch file; refuses to replace one (it may be a fan-out to resume, or
+        anything else a name there points to)."""
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                         0o600)  # fmt: skip
+            fd = os.open(temporary, flags, 0o600)
+        except OSError as exc:
+            raise ValueError(f"cannot create the batch file {path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # a new inode: no one else can hold it
+            batch = cls(path, fd)
+            batch._write({"batch": VERSION, **header})
+            os.link(temporary, path)  # never replaces a name, a symlink's included
         except FileExistsError:
-            lock.release()
-            raise ValueError(
-                f"the batch file {path} exists: resume it (rpc-cli gather --resume {path}) "
-                "or remove it"
-            ) from None
-        batch = cls(path, fd, lock)
-        batch._write({"batch": VERSION, **header})
+            os.close(fd)
+            _refuse_existing(path)
+        except OSError as exc:
+            os.close(fd)
+            raise ValueError(f"cannot create the batch file {path}: {exc.strerror}") from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
         return batch
 
     @classmethod
     def reopen(cls, path: Path) -> tuple[BatchFile, Progress]:
         """An existing batch file, to go on with, and what it says was done; a torn last
         line is cut off first (see the module's docstring)."""
-        lock = BatchLock(path)
+        fd = _open_existing(path)
+        _lock(fd, path)
         try:
-            progress = read_progress(path)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            progress = parse_progress(path, _read_all(fd))
+            if progress.torn_at is not None:
+                event(log, "batch.torn_line_dropped", logging.WARNING, path=str(path),
+                      line=progress.torn_line, offset=progress.torn_at)  # fmt: skip
+                os.ftruncate(fd, progress.torn_at)
+            elif progress.unterminated:  # the next record must not be glued to the last
+                os.write(fd, b"\n")
         except BaseException:
-            lock.release()
+            os.close(fd)
             raise
-        if progress.torn_at is not None:
-            event(log, "batch.torn_line_dropped", logging.WARNING, path=str(path),
-                  line=progress.torn_line, offset=progress.torn_at)  # fmt: skip
-            os.ftruncate(fd, progress.torn_at)
-        elif progress.unterminated:  # the next record must not be glued to the last
-            os.write(fd, b"\n")
-        return cls(path, fd, lock), progress
+        return cls(path, fd), progress
 
     def asked(self, node: str, request_id: str) -> None:
         self._write({"node": node, "request_id": request_id})
@@ -169,10 +224,10 @@ class BatchFile:
                          "fnc_id": error.fnc_id})  # fmt: skip
 
     def close(self) -> None:
+        """Close the file, which lets go of its lock."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            self._lock.release()
 
     def _write(self, record: dict[str, Any]) -> None:
         os.write(self._fd, orjson.dumps(record) + b"\n")
@@ -185,6 +240,11 @@ def read_progress(path: Path) -> Progress:
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read the batch file {path}: {exc.strerror}") from exc
+    return parse_progress(path, data)
+
+
+def parse_progress(path: Path, data: bytes) -> Progress:
+    """:func:`read_progress` of the contents ``data`` of the batch file ``path``."""
     lines = data.split(b"\n")
     complete, last = lines[:-1], lines[-1]  # last: after the final newline, b"" if whole
     records = [_record(path, number, line) for number, line in enumerate(complete, 1)]

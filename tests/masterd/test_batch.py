@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from masterd.batch import BatchFileBusy, BatchLock, read_progress
+from masterd.batch import BatchFile, BatchFileBusy, lock_holder, read_progress
 from masterd.cluster import Cluster
 from masterd.local import LocalNode
 from masterd.node import Node
@@ -79,41 +79,80 @@ async def rpc_cli(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
             await proc.wait()
 
 
-async def test_two_resumes_at_once_run_each_node_once_and_the_second_names_the_holder(
+async def test_resumes_of_one_file_under_any_name_are_refused_while_one_runs(
     tmp_path: Path, daemons: dict[str, LocalNode]
 ) -> None:
+    """The lock is the file's own (its inode): the same path, a symlink to it and a hard
+    link to it are all one batch file, and each node runs once."""
     batch, count = tmp_path / "batch.jsonl", tmp_path / "count"
     write_batch(batch, count, window=1)
+    (tmp_path / "symlink.jsonl").symlink_to(batch.name)
+    os.link(batch, tmp_path / "hardlink.jsonl")
     nodes = str(nodes_file(tmp_path, daemons))
-    lock = Path(f"{batch}.lock")
     async with rpc_cli("--nodes", nodes, "gather", "--resume", str(batch)) as first:
-        await eventually(lambda: lock.exists() and b'"pid"' in lock.read_bytes(), 30)
-        async with rpc_cli("--nodes", nodes, "gather", "--resume", str(batch)) as second:
-            _, err = await asyncio.wait_for(second.communicate(), 30)
+        await eventually(lambda: lock_holder(batch.stat()) == first.pid, 30)
+        errors = await asyncio.gather(*(
+            second_resume(nodes, tmp_path / name)
+            for name in ("batch.jsonl", "symlink.jsonl", "hardlink.jsonl")
+        ))  # fmt: skip
         assert first.returncode is None, "the first resume was still running"
         out, first_err = await asyncio.wait_for(first.communicate(), 60)
-    assert second.returncode == 2, err
-    holder = f"in use by pid {first.pid} on {socket.gethostname()} since "
-    assert holder in err.decode() and "Traceback" not in err.decode(), err
+    holder = f"is in use by pid {first.pid} on {socket.gethostname()} since "
+    for err in errors:
+        assert holder in err and "Traceback" not in err, err
     assert first.returncode == 0, first_err
     assert "3 nodes: 3 ok" in out.decode()
     assert runs(count) == list(NAMES)
-    assert lock.read_bytes() == b""  # released: no holder named
+    assert lock_holder(batch.stat()) is None  # released
+    assert sorted(p.name for p in tmp_path.iterdir() if "jsonl" in p.name) == [
+        "batch.jsonl", "hardlink.jsonl", "symlink.jsonl"]  # no sidecar  # fmt: skip
+
+
+async def second_resume(nodes: str, batch: Path) -> str:
+    """A resume that must be refused (exit 2); its stderr."""
+    async with rpc_cli("--nodes", nodes, "gather", "--resume", str(batch)) as second:
+        _, err = await asyncio.wait_for(second.communicate(), 30)
+    assert second.returncode == 2, err
+    return err.decode()
 
 
 async def test_a_new_run_on_a_held_batch_file_is_refused(
     tmp_path: Path, daemons: dict[str, LocalNode]
 ) -> None:
-    batch = tmp_path / "batch.jsonl"
-    lock = BatchLock(batch)
+    batch, count = tmp_path / "batch.jsonl", tmp_path / "count"
+    write_batch(batch, count)
+    before = batch.read_bytes()
+    held, _ = BatchFile.reopen(batch)
     try:
         async with Cluster(nodes_of(daemons)) as cluster:
             with pytest.raises(BatchFileBusy, match=f"in use by pid {os.getpid()} on "):
                 async for _ in cluster.call_many("echo", {"value": 1}, 5, batch_file=batch):
                     pass
     finally:
-        lock.release()
-    assert not batch.exists()
+        held.close()
+    assert batch.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.jsonl"]  # no temporary left
+
+
+async def test_a_name_beside_the_batch_file_redirects_no_write(
+    tmp_path: Path, daemons: dict[str, LocalNode]
+) -> None:
+    """A symlink where an older version kept its lock (``FILE.lock``), or at the batch
+    file's own name, never makes the master write to (or empty) what it points to."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious content\n")
+    batch = tmp_path / "batch.jsonl"
+    Path(f"{batch}.lock").symlink_to(victim)
+    async with Cluster(nodes_of(daemons)) as cluster:
+        results = [r async for r in cluster.call_many("echo", {"value": 1}, 30, batch_file=batch)]
+        assert [r.ok for r in results] == [True] * len(NAMES)
+        other = tmp_path / "other.jsonl"
+        other.symlink_to(victim)
+        with pytest.raises(ValueError, match=f"the batch file {other} exists: resume it"):
+            async for _ in cluster.call_many("echo", {"value": 1}, 5, batch_file=other):
+                pass
+    assert victim.read_bytes() == b"precious content\n"
+    assert len(read_progress(batch).finished) == len(NAMES)
 
 
 async def test_a_torn_last_line_is_cut_off_and_blocks_no_later_resume(
@@ -159,7 +198,7 @@ async def test_a_bad_record_is_refused_with_its_line(
     with pytest.raises(ValueError, match=message):
         await resumed(batch, daemons)
     assert runs(count) == []
-    BatchLock(batch).release()  # the failed resume let go of the file
+    assert lock_holder(batch.stat()) is None  # the failed resume let go of the file
 
 
 async def test_resume_applies_a_new_window(tmp_path: Path, daemons: dict[str, LocalNode]) -> None:
