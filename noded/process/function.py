@@ -186,6 +186,18 @@ class FunctionProcess:
         EOF on stdin and leaves (its parent reaps it)."""
         self._exited = True
         self._close_all_fds()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """It is reaped or discarded: nothing will call back any more.  Drop every
+        reference that ties it into a cycle (its frame reader's and its timers' bound
+        methods, the callbacks that close over its call) and the raw frame, now decoded,
+        so that reference counting frees it, its call and its result as soon as nothing
+        else holds them: the daemon's cyclic collector runs rarely (noded.server)."""
+        self.on_decided = self.on_output = self.on_progress = self.on_event = None
+        self._frame_reader.on_progress = self._frame_reader.on_event = None
+        self._kill_timer = self._linger_timer = None
+        self.outcome.frame = self._frame_reader.frame = None
 
     # --- signals ------------------------------------------------------------
 
@@ -333,6 +345,7 @@ class FunctionProcess:
         for timer in (self._kill_timer, self._linger_timer):
             if timer is not None:  # a timer per call, cancelled: not 5 s of them in the heap
                 timer.cancel()
+        self._let_go()
 
     def _record_exit(self, status: int) -> None:
         if os.WIFSIGNALED(status):
