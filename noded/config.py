@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rpc_client import flags
+
 MiB = 1024 * 1024
 #: two segments of the output log (noded.calls.output) of the smallest size
 MIN_OUTPUT_BYTES = 8 * 1024
@@ -311,15 +313,11 @@ class NodedConfig:
             "limit_check_interval_s": self.limit_check_interval_s,
             "spool_max_events": self.spool_max_events,
         }
-        for field_name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{field_name} must be > 0, got {value}")
-        for field_name, value in (
-            ("shutdown_grace_s", self.shutdown_grace_s),
-            ("kill_grace_s", self.kill_grace_s),
-        ):
-            if value < 0:
-                raise ValueError(f"{field_name} must be >= 0, got {value}")
+        flags.check_positive(positive)
+        flags.check_positive(
+            {"shutdown_grace_s": self.shutdown_grace_s, "kill_grace_s": self.kill_grace_s},
+            or_zero=True,
+        )
         tls = (self.tls_cert, self.tls_key, self.tls_ca)
         if any(tls) and not all(tls):
             raise ValueError("TLS needs all three of --tls-cert, --tls-key and --tls-ca")
@@ -334,9 +332,7 @@ class NodedConfig:
             raise ValueError("--audit-args needs --audit-log FILE")
         if self.spawn not in ("fork", "exec"):
             raise ValueError(f"spawn must be 'fork' or 'exec', got {self.spawn!r}")
-        for name, value in self.default_limits.items():
-            if value <= 0:
-                raise ValueError(f"the {name} limit must be > 0, got {value}")
+        flags.check_positive({f"the {name} limit": v for name, v in self.default_limits.items()})
         self._check_output_bounds()
         if self.spare_processes < 0:
             raise ValueError(f"spare_processes must be >= 0, got {self.spare_processes}")

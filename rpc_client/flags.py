@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import tomllib
 import typing
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
     else:
         kind = options[0] if options else hint  # X | None: an X, or not given
         if kind is not str:
-            kwargs["type"] = kind
+            kwargs["type"] = finite if kind is float else kind
         kwargs.setdefault("metavar", _METAVARS.get(kind))
     return kwargs
 
@@ -92,7 +93,38 @@ def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
         action = by_flag.get(key.replace("_", "-")) or by_dest.get(key.replace("-", "_"))
         if action is None or action.dest in ("config", "help", "version"):
             raise ValueError(f"{path}: unknown setting {key!r}")
-        if action.type is Path:
-            value = [Path(v) for v in value] if isinstance(value, list) else Path(value)
-        defaults[action.dest] = value
+        defaults[action.dest] = toml_value(path, key, action, value)
     parser.set_defaults(**defaults)
+
+
+def toml_value(path: Path, key: str, action: argparse.Action, value: Any) -> Any:
+    """A TOML setting's value as its flag's would be (a ``Path``); a number for a float
+    flag must be finite (TOML has ``nan`` and ``inf``), else ``ValueError``."""
+    if action.type is Path:
+        return [Path(v) for v in value] if isinstance(value, list) else Path(value)
+    if action.type is finite and isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path}: {key} = {value}: give a finite number")
+    return value
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (``nan`` and ``inf`` are refused: NaN passes
+    every ``<= 0`` check, and an infinite wait or interval is no bound)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number")
+    return value
+
+
+def check_positive(settings: Mapping[str, float | None], *, or_zero: bool = False) -> None:
+    """``ValueError`` naming the first setting that is not a finite number > 0 (``or_zero``:
+    >= 0); ``None`` is not set, and passes."""
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0 or (value == 0 and not or_zero):
+            bound = ">= 0" if or_zero else "> 0"
+            raise ValueError(f"{name} must be {bound} and finite, got {value}")

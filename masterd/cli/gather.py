@@ -23,6 +23,8 @@ import orjson
 from masterd.cli.common import (
     add_function_args,
     parse_fn_args,
+    positive_seconds,
+    seconds,
 )
 from masterd.cli.exits import EXIT_FAILED, EXIT_NODE, EXIT_OK
 from masterd.cli.output import OutputPrinter
@@ -46,10 +48,10 @@ _FIXED_ON_RESUME = {
 def add_gather_command(sub: Any) -> None:
     gather = sub.add_parser("gather", help="call a function on every node of --nodes")
     add_function_args(gather, optional="the function (not with --resume)")
-    gather.add_argument("--timeout", type=float, default=None,
+    gather.add_argument("--timeout", type=seconds, default=None,
                         help=f"overall deadline in seconds (default {_TIMEOUT_S:g}; with "
                         "--resume, the batch file's)")  # fmt: skip
-    gather.add_argument("--wait", type=float, default=None,
+    gather.add_argument("--wait", type=positive_seconds, default=None,
                         help=f"seconds per round (default {_WAIT_S:g}; with --resume, the "
                         "batch file's)")  # fmt: skip
     _add_rollout_options(gather)

@@ -15,6 +15,7 @@ from typing import Any
 from masterd.daemon.config import MasterdConfig, is_loopback
 from masterd.daemon.server import Server
 from masterd.store.lock import StoreInUse
+from rpc_client import flags
 from rpc_client.errors import RemoteError
 from rpc_client.logs import setup_logging
 
@@ -65,7 +66,7 @@ def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
     else:
         kind = options[0] if options else hint
         if kind is not str:
-            kwargs["type"] = kind
+            kwargs["type"] = flags.finite if kind is float else kind
         kwargs.setdefault("metavar", _METAVARS.get(kind))
     return kwargs
 
@@ -83,7 +84,7 @@ def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
         action = by_flag.get(key.replace("_", "-"))
         if action is None or action.dest in ("config", "help"):
             raise ValueError(f"{path}: unknown setting {key!r}")
-        defaults[action.dest] = Path(value) if action.type is Path else value
+        defaults[action.dest] = flags.toml_value(path, key, action, value)
     parser.set_defaults(**defaults)
 
 
@@ -109,14 +110,17 @@ def _modules(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser, config = parse_config(argv)
-    if not config.insecure and not is_loopback(config.bind):
+    if not config.tls and not config.insecure and not is_loopback(config.bind):
         parser.error(
             f"refusing to listen on {config.bind} without TLS: anyone who reaches that "
             "address could register as a node or read the events. Bind to 127.0.0.1 or "
-            "::1, or pass --insecure if the network is trusted (TLS is not built yet)."
+            "::1, give --tls-cert, --tls-key and --tls-ca, or pass --insecure if the "
+            "network is trusted."
         )
-    if config.nodes is not None and not config.nodes.is_file():
-        parser.error(f"--nodes {config.nodes}: no such file")
+    for flag, path in (("--nodes", config.nodes), ("--tls-cert", config.tls_cert),
+                       ("--tls-key", config.tls_key), ("--tls-ca", config.tls_ca)):  # fmt: skip
+        if path is not None and not path.is_file():
+            parser.error(f"{flag} {path}: no such file")
     try:
         setup_logging(config.log_format, config.log_file)
     except OSError as exc:

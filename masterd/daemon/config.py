@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from masterd.store import check_url
+from rpc_client import flags
 
 MiB = 1024 * 1024
 STORE_FILE = "masterd.sqlite3"
@@ -77,9 +78,30 @@ class MasterdConfig:
                       "(bursts of --max-report-events; default %(default)s)", metavar="N",
                       name="--node-events-per-s"),
     )  # fmt: skip
+    job_ttl_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata=flag("how long an ended job and its results are kept (default 7 days)",
+                      metavar="S"),
+    )  # fmt: skip
+    max_job_result_bytes: int = field(
+        default=MiB,
+        metadata=flag("a job's node result over this is left on the node: ResultTooLarge "
+                      "(default 1 MiB)"),
+    )  # fmt: skip
     insecure: bool = field(
         default=False, metadata=flag("allow listening on a non-loopback address without TLS")
     )
+    tls_cert: Path | None = field(
+        default=None,
+        metadata=flag("this masterd's certificate (rpc-cli certs issue ... --masterd); "
+                      "with --tls-key and --tls-ca: TLS, client certificates required",
+                      metavar="FILE"),
+    )  # fmt: skip
+    tls_key: Path | None = field(default=None, metadata=flag("its key", metavar="FILE"))
+    tls_ca: Path | None = field(
+        default=None, metadata=flag("the cluster CA that signs clients' certificates",
+                                    metavar="FILE"),
+    )  # fmt: skip
     log_format: Literal["text", "json"] = field(
         default="text", metadata=flag("log lines as key=value text or JSON")
     )
@@ -97,15 +119,19 @@ class MasterdConfig:
         return self.advertise or f"{self.bind}:{self.port}"
 
     @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
     def flush_interval_s(self) -> float:
         """How often heartbeats' ``last_seen`` go to the store (ListNodes reads memory)."""
         return min(self.heartbeat_s, 5.0)
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_s", "max_wait_s", "max_request_bytes", "max_report_events",
-                     "node_events_per_s", "command_threads"):  # fmt: skip
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                     "node_events_per_s", "command_threads", "job_ttl_s",
+                     "max_job_result_bytes"):  # fmt: skip
+            flags.check_positive({name: getattr(self, name)})
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if self.log_format not in ("text", "json"):
@@ -113,6 +139,9 @@ class MasterdConfig:
         if self.advertise is not None and not _host_port(self.advertise):
             raise ValueError(f"--advertise {self.advertise!r}: expected HOST:PORT")
         check_url(self.store_url)
+        given = [self.tls_cert, self.tls_key, self.tls_ca]
+        if any(given) and not all(given):
+            raise ValueError("--tls-cert, --tls-key and --tls-ca go together: give all three")
 
 
 def _host_port(text: str) -> bool:
