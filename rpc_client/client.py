@@ -294,6 +294,8 @@ class NodeClient:
         try:
             state = CallState.from_wire(answer)
         except ValueError as exc:
+            event(log, "client.bad_call_state", logging.WARNING, node=self.name, fnc_id=of,
+                  error=str(exc))  # fmt: skip
             raise ProtocolError(f"bad call state: {exc}", node=self.name) from exc
         if of is not None and state.fnc_id != of:
             event(log, "client.answer_about_another_call", logging.WARNING, node=self.name,

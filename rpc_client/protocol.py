@@ -178,22 +178,23 @@ class CallState:
 
     @classmethod
     def from_wire(cls, body: Any) -> CallState:
-        """Read a call state answer; raises ``ValueError`` if it is not one."""
+        """Read a call state answer; raises ``ValueError`` saying what is wrong if it is not
+        one the contract allows (a field of the wrong type, shape or range)."""
         if not isinstance(body, dict):
             raise ValueError("call state is not a JSON object")
-        fnc_id, finished, error = body.get("fnc_id"), body.get("finished"), body.get("error")
-        if not isinstance(fnc_id, str) or not isinstance(finished, bool):
-            raise ValueError("call state lacks a string fnc_id or a boolean finished")
-        if error is not None and not isinstance(error, dict):
-            raise ValueError("call state error is neither null nor an object")
-        progress, output = body.get("progress"), body.get("output")
-        output_next = body.get("output_next", 0)
-        if progress is not None and not isinstance(progress, dict):
-            raise ValueError("call state progress is neither null nor an object")
+        fnc_id, finished = body.get("fnc_id"), body.get("finished")
+        if not isinstance(fnc_id, str) or not FNC_ID_RE.fullmatch(fnc_id):
+            raise ValueError(
+                f"call state fnc_id {shown(fnc_id)} is not <ppid>:<cpid>:<time>:<random>"
+            )
+        if not isinstance(finished, bool):
+            raise ValueError(f"call state finished {shown(finished)} is not a boolean")
+        output = body.get("output")
         if output is not None and not _is_output(output):
-            raise ValueError("call state output is not an object with from, next and events")
-        if isinstance(output_next, bool) or not isinstance(output_next, int):
-            raise ValueError("call state output_next is not an integer")
+            raise ValueError(_BAD_OUTPUT)
+        error = _checked_error(body.get("error"))
+        progress = _checked_progress(body.get("progress"))
+        output_next = _checked_output_next(body.get("output_next", 0))
         return cls(fnc_id, finished, body.get("result"), error, progress, output_next, output)
 
     @property
@@ -202,11 +203,75 @@ class CallState:
         return self.finished and self.error is None
 
 
+_BAD_OUTPUT: Final = (
+    "call state output is not an object with from, next, skipped (integers >= 0) and "
+    "events (objects with a string stream)"
+)
+
+
+def _checked_error(error: Any) -> dict[str, Any] | None:
+    """A call state's ``error``: null, or ``{"type": str, "message": str, "traceback":
+    str|null, ...}``."""
+    if error is None:
+        return None
+    if not isinstance(error, dict):
+        raise ValueError(f"call state error is {shown(error)}, neither null nor an object")
+    for key in ("type", "message"):
+        if not isinstance(error.get(key), str):
+            raise ValueError(f"call state error.{key} {shown(error.get(key))} is not a string")
+    if not isinstance(error.get("traceback"), str | None):
+        raise ValueError("call state error.traceback is neither null nor a string")
+    return error
+
+
+def _checked_progress(progress: Any) -> dict[str, Any] | None:
+    """A call state's ``progress``: null, or ``{"fraction": number in 0..1 | null,
+    "message": str, "at": number}``."""
+    if progress is None:
+        return None
+    if not isinstance(progress, dict):
+        raise ValueError(f"call state progress is {shown(progress)}, neither null nor an object")
+    fraction, message, at = progress.get("fraction"), progress.get("message"), progress.get("at")
+    if fraction is not None and not (_is_number(fraction) and 0 <= fraction <= 1):
+        raise ValueError(f"call state progress.fraction {shown(fraction)} is not null or 0..1")
+    if not isinstance(message, str):
+        raise ValueError(f"call state progress.message {shown(message)} is not a string")
+    if not _is_number(at):
+        raise ValueError(f"call state progress.at {shown(at)} is not a number")
+    return progress
+
+
+def _checked_output_next(value: Any) -> int:
+    if not _is_position(value):
+        raise ValueError(f"call state output_next {shown(value)} is not an integer >= 0")
+    return int(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_position(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _is_output(output: Any) -> bool:
     return (
         isinstance(output, dict)
-        and all(isinstance(output.get(key), int) for key in ("from", "next", "skipped"))
+        and all(_is_position(output.get(key)) for key in ("from", "next", "skipped"))
         and isinstance(output.get("events"), list)
+        and all(_is_output_event(event) for event in output["events"])
+    )
+
+
+def _is_output_event(event: Any) -> bool:
+    """An output event: a string ``stream`` (one this client does not know is skipped by
+    its reader), a string ``text`` and a number-or-null ``fraction`` where present."""
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("stream"), str)
+        and isinstance(event.get("text", ""), str)
+        and (event.get("fraction") is None or _is_number(event["fraction"]))
     )
 
 

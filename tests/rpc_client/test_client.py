@@ -9,7 +9,7 @@ import time
 import orjson
 import pytest
 
-from masterd.call import wait_for_call
+from masterd.call import call_function, wait_for_call
 from masterd.local import LocalNode, free_port
 from rpc_client import transport
 from rpc_client.client import ClientTimeouts, NodeClient
@@ -165,3 +165,54 @@ async def test_an_answer_about_another_call_is_a_protocol_error_not_a_result(
     logged = [vars(r)["fields"] for r in caplog.records
               if r.msg == "client.answer_about_another_call"]  # fmt: skip
     assert logged and logged[0]["fnc_id"] == OURS
+
+
+def answers_with(
+    start: dict[str, object], wait: dict[str, object] | None, asked: list[bytes]
+) -> Behaviour:
+    """A node that answers StartFunction with ``start`` and WaitForFunction with ``wait``
+    (both 200), and notes each procedure it is asked in ``asked``."""
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while message := await read_http_message(reader):
+            asked.append(message.split(b" ", 2)[1])
+            body = orjson.dumps(start if message.startswith(b"PUT /StartFunction") else wait)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+            await writer.drain()
+
+    return behaviour
+
+
+def _state(**change: object) -> dict[str, object]:
+    return {"fnc_id": OURS, "finished": True, "result": "x", "error": None, **change}
+
+
+@pytest.mark.parametrize(
+    ("start", "wait", "words"),
+    [
+        (_state(fnc_id="../../etc"), None, "fnc_id '../../etc' is not"),
+        (_state(progress={"fraction": 7, "message": 1, "at": "x"}), None, "progress.fraction 7"),
+        (_state(output_next=-5), None, "output_next -5 is not an integer >= 0"),
+        (_state(result=None, error={"type": 5, "message": None}), None, "error.type 5 is not"),
+        (_state(finished=False), _state(progress={"fraction": 0.5, "message": "", "at": "x"}),
+         "progress.at 'x' is not a number"),
+    ],
+)  # fmt: skip
+async def test_a_call_state_outside_the_contract_is_a_protocol_error_not_retried(
+    start: dict[str, object],
+    wait: dict[str, object] | None,
+    words: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    asked: list[bytes] = []
+    async with (
+        fake_node(answers_with(start, wait, asked)) as port,
+        NodeClient("127.0.0.1", port, timeouts=SHORT) as client,
+    ):
+        with pytest.raises(ProtocolError, match=f"bad call state: call state {words}"):
+            await call_function(client, "echo", {"value": 1}, timeout=10, wait_s=1)
+    assert asked == [b"/StartFunction"] + ([b"/WaitForFunction"] if wait else [])  # once each
+    logged = [vars(r)["fields"] for r in caplog.records if r.msg == "client.bad_call_state"]
+    assert len(logged) == 1 and words in logged[0]["error"]
+    assert logged[0]["fnc_id"] == (OURS if wait else None)

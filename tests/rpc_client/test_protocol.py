@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -70,22 +71,70 @@ def test_empty_body_is_an_empty_object() -> None:
     assert parse_body(b"") == {} and parse_body(b"  \n") == {}
 
 
-def test_call_state_round_trip_and_refusals() -> None:
-    state = CallState("1:2:3.000000:0123456789abcdef", True, {"a": 1}, None)
+FNC_ID = "1:2:3.000000:0123456789abcdef"
+GOOD = {"fnc_id": FNC_ID, "finished": True, "result": None, "error": None, "progress": None,
+        "output_next": 0}  # fmt: skip
+
+
+def test_call_state_round_trip() -> None:
+    state = CallState(FNC_ID, True, {"a": 1}, None)
     assert CallState.from_wire(state.to_wire()) == state
     assert state.ok
-    for bad in (
-        [],
-        {"fnc_id": 1, "finished": True},
-        {"fnc_id": "x", "finished": "no"},
-        {"fnc_id": "x", "finished": True, "error": "text"},
-    ):
-        with pytest.raises(ValueError):
-            CallState.from_wire(bad)
+    full = CallState(FNC_ID, True, None, {"type": "E", "message": "m", "traceback": None},
+                     {"fraction": 1, "message": "", "at": 1.5}, 3,
+                     {"from": 0, "next": 3, "skipped": 0,
+                      "events": [{"stream": "stdout", "text": "x"},
+                                 {"stream": "progress", "fraction": 0.5, "text": ""}]})  # fmt: skip
+    assert CallState.from_wire(full.to_wire()) == full
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"fnc_id": 1}, "fnc_id 1 is not"),
+        ({"fnc_id": "../../etc"}, "fnc_id '../../etc' is not <ppid>"),
+        ({"fnc_id": FNC_ID + "\n"}, "fnc_id"),
+        ({"fnc_id": "0:2:3.000000:0123456789abcdef"}, "fnc_id"),
+        ({"finished": "no"}, "finished 'no' is not a boolean"),
+        ({"finished": None}, "finished None"),
+        ({"error": "text"}, "error is 'text', neither null nor an object"),
+        ({"error": {"type": 5, "message": None}}, "error.type 5 is not a string"),
+        ({"error": {"type": "E", "message": None}}, "error.message None is not a string"),
+        ({"error": {"type": "E", "message": "m", "traceback": 1}}, "error.traceback"),
+        ({"progress": 1}, "progress is 1, neither null nor an object"),
+        ({"progress": {"fraction": 7, "message": "", "at": 1}}, "progress.fraction 7 is not"),
+        ({"progress": {"fraction": -0.1, "message": "", "at": 1}}, "progress.fraction -0.1"),
+        ({"progress": {"fraction": True, "message": "", "at": 1}}, "progress.fraction True"),
+        ({"progress": {"fraction": "1", "message": "", "at": 1}}, "progress.fraction '1'"),
+        ({"progress": {"fraction": 0.5, "message": 1, "at": 1}}, "progress.message 1 is not"),
+        ({"progress": {"fraction": 0.5, "message": "", "at": "x"}}, "progress.at 'x' is not"),
+        ({"progress": {"fraction": 0.5, "message": ""}}, "progress.at None is not a number"),
+        ({"output_next": -5}, "output_next -5 is not an integer >= 0"),
+        ({"output_next": 1.5}, "output_next 1.5"),
+        ({"output_next": True}, "output_next True"),
+        ({"output_next": None}, "output_next None"),
+        ({"output": {"from": -1, "next": 0, "skipped": 0, "events": []}}, "output is not"),
+        ({"output": {"from": 0, "next": 0, "skipped": False, "events": []}}, "output is not"),
+        ({"output": {"from": 0, "next": 0, "skipped": 0, "events": [1]}}, "output is not"),
+        ({"output": {"from": 0, "next": 0, "skipped": 0, "events": [{"text": "x"}]}},
+         "output is not"),
+        ({"output": {"from": 0, "next": 0, "skipped": 0,
+                     "events": [{"stream": "stdout", "text": 5}]}}, "output is not"),
+    ],
+)  # fmt: skip
+def test_a_call_state_outside_the_contract_is_refused(change: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=f"^call state {re.escape(words)}"):
+        CallState.from_wire({**GOOD, **change})
+
+
+@pytest.mark.parametrize("bad", [[], None, "state"])
+def test_a_call_state_that_is_no_object_is_refused(bad: Any) -> None:
+    with pytest.raises(ValueError, match="call state is not a JSON object"):
+        CallState.from_wire(bad)
 
 
 def test_unknown_answer_fields_are_ignored() -> None:
-    wire = {"fnc_id": "x", "finished": False, "result": None, "error": None, "new": 1}
+    wire = {"fnc_id": FNC_ID, "finished": False, "result": None, "error": None, "new": 1}
     assert CallState.from_wire(wire).finished is False
 
 

@@ -172,7 +172,8 @@ def test_the_call_state_reads_the_new_fields() -> None:
             "output_next": 7}  # fmt: skip
     state = CallState.from_wire(wire)
     assert (state.progress, state.output_next, state.output) == (wire["progress"], 7, None)
-    assert CallState.from_wire({"fnc_id": "a", "finished": True}).output_next == 0  # a 1.0 node
+    old = {"fnc_id": wire["fnc_id"], "finished": True}
+    assert CallState.from_wire(old).output_next == 0  # a 1.0 node
 
 
 @pytest.mark.both_spawners  # the pipes differ: the fork server's and exec's
