@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import time
 import uuid
 
@@ -27,6 +28,7 @@ from masterd.daemon.protocol import MasterdRunner
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
 from masterd.store.base import Store
+from rpc_client import tls
 from rpc_client.logs import event, reopen_log_files
 
 log = logging.getLogger("masterd.server")
@@ -69,7 +71,7 @@ class Server:
         self._runner = MasterdRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
-                           backlog=_LISTEN_BACKLOG)  # fmt: skip
+                           backlog=_LISTEN_BACKLOG, ssl_context=self._ssl())  # fmt: skip
         await site.start()
         advertised = self._advertised(config)
         app[MASTERS][:] = [advertised]
@@ -83,6 +85,16 @@ class Server:
         interval = systemd.watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        """With --tls-*: TLS 1.2+, a client certificate signed by the CA required."""
+        config = self.config
+        if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+            return None
+        try:
+            return tls.server_context(config.tls_cert, config.tls_key, config.tls_ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load the TLS certificate, key or CA: {exc}") from exc
 
     def _advertised(self, config: MasterdConfig) -> str:
         """--advertise, else the address and the port it listens on (--port 0: the one

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -27,9 +28,20 @@ _BIND_ATTEMPTS = 3
 class Masterd:
     """A ganeti-masterd child process of the test."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        workdir: Path,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self.proc, self.port, self.workdir = proc, port, workdir
         self.log_path = workdir / "masterd.log"
+        #: under TLS: the client certificate requests present unless told another
+        self.client_ssl = client_ssl
+
+    def url(self, path: str, context: ssl.SSLContext | None) -> str:
+        return f"{'https' if context else 'http'}://{self.address}{path}"
 
     @property
     def pid(self) -> int:
@@ -50,16 +62,20 @@ class Masterd:
         raw: bytes | None = None,
         method: str = "PUT",
         timeout_s: float = 30.0,
+        client_ssl: ssl.SSLContext | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
-        """One request: (status, decoded JSON body, headers)."""
+        """One request: (status, decoded JSON body, headers); ``client_ssl``: another
+        certificate than :attr:`client_ssl`."""
         data = raw if raw is not None else (b"" if body is None else orjson.dumps(body))
+        context = client_ssl or self.client_ssl
         async with (
             aiohttp.ClientSession() as session,
             session.request(
                 method,
-                f"http://{self.address}/{procedure}",
+                self.url(f"/{procedure}", context),
                 data=data,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
+                ssl=context or True,
             ) as response,
         ):
             payload = await response.read()
@@ -72,11 +88,14 @@ class Masterd:
         assert status == 200, (procedure, status, answer)
         return answer
 
-    async def get(self, path: str) -> tuple[int, str]:
+    async def get(self, path: str, client_ssl: ssl.SSLContext | None = None) -> tuple[int, str]:
+        context = client_ssl or self.client_ssl
         async with (
             aiohttp.ClientSession() as session,
             session.get(
-                f"http://{self.address}{path}", timeout=aiohttp.ClientTimeout(total=10)
+                self.url(path, context),
+                timeout=aiohttp.ClientTimeout(total=10),
+                ssl=context or True,
             ) as response,
         ):
             return response.status, await response.text()
@@ -122,7 +141,11 @@ class Masterd:
 
 
 def spawn(
-    args: Sequence[str], workdir: Path, port: int, env: dict[str, str] | None = None
+    args: Sequence[str],
+    workdir: Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    client_ssl: ssl.SSLContext | None = None,
 ) -> Masterd:
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "masterd.daemon", "--bind", "127.0.0.1", "--port", str(port),
@@ -130,7 +153,7 @@ def spawn(
     with open(workdir / "masterd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env={**os.environ, **node_env(env)})  # fmt: skip
-    return Masterd(proc, port, workdir)
+    return Masterd(proc, port, workdir, client_ssl)
 
 
 async def start_masterd(
@@ -139,10 +162,12 @@ async def start_masterd(
     port: int | None = None,
     ready_timeout_s: float = 20.0,
     env: dict[str, str] | None = None,
+    client_ssl: ssl.SSLContext | None = None,
 ) -> Masterd:
-    """Start one and wait until it answers; another port if the free one was taken."""
+    """Start one and wait until it answers (under TLS, ``client_ssl`` must be an
+    operator's); another port if the free one was taken."""
     for _ in range(_BIND_ATTEMPTS):
-        masterd = spawn(args, workdir, port or free_port(), env)
+        masterd = spawn(args, workdir, port or free_port(), env, client_ssl)
         if await masterd.wait_ready(ready_timeout_s):
             return masterd
         await masterd.stop(5.0)
@@ -153,10 +178,15 @@ async def start_masterd(
 
 @contextlib.asynccontextmanager
 async def run_masterd(
-    args: Sequence[str] = (), *, workdir: Path, env: dict[str, str] | None = None
+    args: Sequence[str] = (),
+    *,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    client_ssl: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Masterd]:
-    """A real ganeti-masterd in ``workdir``, stopped (SIGTERM, bounded) on leaving."""
-    masterd = await start_masterd(args, workdir, env=env)
+    """A real ganeti-masterd in ``workdir``, stopped (SIGTERM, bounded) on leaving;
+    ``client_ssl``: under TLS, the operator certificate requests present."""
+    masterd = await start_masterd(args, workdir, env=env, client_ssl=client_ssl)
     try:
         yield masterd
     finally:
