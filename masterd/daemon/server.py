@@ -20,7 +20,6 @@ import uvloop
 from aiohttp import web
 
 from masterd.commands import load_commands
-from masterd.daemon import systemd
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
 from masterd.daemon.keys import MASTERS
@@ -28,7 +27,7 @@ from masterd.daemon.protocol import MasterdRunner
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
 from masterd.store.base import Store
-from rpc_client import tls
+from rpc_client import systemd, tls
 from rpc_client.logs import event, reopen_log_files
 
 log = logging.getLogger("masterd.server")
