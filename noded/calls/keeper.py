@@ -2,9 +2,11 @@
 reads of it, and deletes it with the call.  A disk that cannot be written costs a call
 its output (counted, logged at most once per :data:`LOG_EVERY_S`), never the call.
 
-All calls' output together is bounded too (``--max-retained-output-bytes``): past the
-bound, the output of the calls that finished first is dropped (:meth:`OutputLog.drop`:
-its end stays, so a read of it says in ``skipped`` that it is gone), until the rest fits.
+All calls' output together is bounded too (``--max-retained-output-bytes``), in what
+its files take on disk, whole blocks of the file system (a call that prints one line
+takes a block, as many calls that print little fill a disk by blocks): past the bound,
+the output of the calls that finished first is dropped (:meth:`OutputLog.drop`: its end
+stays, so a read of it says in ``skipped`` that it is gone), until the rest fits.
 The output of running calls is never dropped for it: each is bounded by
 ``--max-output-bytes`` alone.
 
@@ -32,6 +34,7 @@ from noded.calls.output import (
     STDOUT,
     OutputLog,
     OutputPage,
+    block_bytes,
     remove_all_but,
 )
 from noded.calls.table import FunctionCall
@@ -79,7 +82,9 @@ class OutputKeeper:
         self._gates: dict[str, _ProgressGate] = {}
         #: the bound on all calls' output on disk, and what it holds now
         self.total_bytes = retained_output_bound(state_dir, total_bytes, limit_bytes)
+        #: what the output files take on disk now (OutputLog.disk_bytes: whole blocks)
         self._on_disk = 0
+        self._block = block_bytes(state_dir)
         #: finished calls with output on disk, the first finished first
         self._finished: collections.OrderedDict[str, FunctionCall] = collections.OrderedDict()
         self._write_failures = RateLimit(LOG_EVERY_S)
@@ -120,7 +125,7 @@ class OutputKeeper:
         """Take up the output a daemon before this one kept for ``call`` (finished)."""
         call.output = OutputLog.reopen(
             self._directory, call.fnc_id, self._limit_bytes,
-            on_kept=self._kept, on_dropped=self._dropped,
+            on_kept=self._kept, on_dropped=self._dropped, block=self._block,
         )  # fmt: skip
         if call.output is not None:
             self._on_disk += call.output.disk_bytes
@@ -152,8 +157,9 @@ class OutputKeeper:
         if call.output is None:  # the first output of this call: its log begins
             call.output = OutputLog(
                 self._directory, call.fnc_id, self._limit_bytes,
-                on_kept=self._kept, on_dropped=self._dropped,
+                on_kept=self._kept, on_dropped=self._dropped, block=self._block,
             )  # fmt: skip
+        before = call.output.disk_bytes
         try:
             write(call.output)
         except OSError as exc:  # disk full, I/O error: the call goes on without it
@@ -162,6 +168,7 @@ class OutputKeeper:
                 suppressed = self._write_failures.take_suppressed()
                 event(log, "output.write_failed", logging.WARNING, fnc_id=call.fnc_id,
                       error=str(exc), suppressed=suppressed)  # fmt: skip
+        self._on_disk += call.output.disk_bytes - before  # a block more, or a segment less
         call.output_changed()
         if call.finished and call.fnc_id not in self._finished:  # a descendant wrote on
             self._finished[call.fnc_id] = call
@@ -169,11 +176,9 @@ class OutputKeeper:
             self._make_room()
 
     def _kept(self, size: int) -> None:
-        self._on_disk += size
         self._metrics.output_kept.inc(size)
 
     def _dropped(self, size: int) -> None:
-        self._on_disk -= size
         self._metrics.output_dropped.inc(size)
 
     def _make_room(self) -> None:
@@ -182,6 +187,7 @@ class OutputKeeper:
             _, call = self._finished.popitem(last=False)
             assert call.output is not None
             freed = call.output.drop()
+            self._on_disk -= freed
             self._metrics.output_evicted.inc()
             if self._drops.allow():
                 event(log, "output.dropped", fnc_id=call.fnc_id, freed_bytes=freed,

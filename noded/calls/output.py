@@ -2,10 +2,12 @@
 reports, in arrival order, the newest ``limit_bytes`` kept.
 
 A call that prints nothing has no :class:`OutputLog` and no file.  One that prints has
-one or two *segment* files, ``<state-dir>/output/<fnc_id>.<base>``, where ``base`` is the
-position of the segment's first byte.  A segment takes at most half the limit; when the
-current one is full a new one starts and the one before the last is deleted, so the
-files never hold more than the limit and memory holds none of it.
+one or two *segment* files (what they cost, :attr:`OutputLog.disk_bytes`, is counted in
+whole blocks of the file system: one line printed costs a block, 4 KiB on most),
+``<state-dir>/output/<fnc_id>.<base>``, where ``base`` is the position of the segment's
+first byte.  A segment takes at most half the limit; when the current one is full a new
+one starts and the one before the last is deleted, so the files never hold more than the
+limit and memory holds none of it.
 
 Positions (the contract's ``output_from``, ``next``, ``output_next``) are byte offsets in
 the call's whole log, as if nothing had been dropped: they only grow.  A record is::
@@ -41,6 +43,8 @@ STREAM_NAMES = ("stdout", "stderr", "progress")
 _HEADER = struct.Struct("<BI")
 #: the smallest segment: a progress report (its message cut to 1,000 characters) fits
 MIN_SEGMENT_BYTES = 4096
+#: the block size assumed where the file system does not say
+DEFAULT_BLOCK_BYTES = 4096
 #: positions remembered as record starts, so that a follower's next read seeks at once
 _KNOWN_STARTS = 64
 #: a record start is also remembered about every this many bytes of a segment, so that a
@@ -72,8 +76,17 @@ class _Segment:
     size: int = 0
 
 
+def block_bytes(directory: Path) -> int:
+    """The block size of ``directory``'s file system (a file takes whole blocks of it)."""
+    try:
+        return max(512, os.statvfs(directory).f_frsize)
+    except OSError:
+        return DEFAULT_BLOCK_BYTES
+
+
 class OutputLog:
-    """The output of one call; ``on_kept``/``on_dropped`` count bytes (for metrics)."""
+    """The output of one call; ``on_kept``/``on_dropped`` count bytes (for metrics).
+    ``block`` is the file system's block size, what :attr:`disk_bytes` counts in."""
 
     def __init__(
         self,
@@ -83,8 +96,10 @@ class OutputLog:
         *,
         on_kept: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        block: int = DEFAULT_BLOCK_BYTES,
     ) -> None:
         self._directory = directory
+        self._block = block
         self._fnc_id = fnc_id
         self._segment_bytes = max(MIN_SEGMENT_BYTES, limit_bytes // 2)
         self._segments: list[_Segment] = []
@@ -129,17 +144,19 @@ class OutputLog:
 
     @property
     def disk_bytes(self) -> int:
-        """What its files hold now."""
-        return sum(segment.size for segment in self._segments)
+        """What its files take on disk now: each file's bytes in whole blocks (an empty
+        file takes none)."""
+        return sum(-(-segment.size // self._block) * self._block for segment in self._segments)
 
     def drop(self) -> int:
         """Delete what it keeps, to make room for others' output, and count it dropped;
         its end stays (an empty segment there, which a restarted daemon reopens), so that
-        a read says what it no longer holds in ``skipped``.  The bytes it freed."""
+        a read says what it no longer holds in ``skipped``.  The disk it freed
+        (:attr:`disk_bytes`)."""
         freed = self.disk_bytes
-        self.remove()
         if self._on_dropped is not None:
-            self._on_dropped(freed)
+            self._on_dropped(sum(segment.size for segment in self._segments))
+        self.remove()
         with contextlib.suppress(OSError):  # no room even for that: its end is in memory only
             self._new_segment()
             self.close()
@@ -268,9 +285,12 @@ class OutputLog:
         *,
         on_kept: Callable[[int], None] | None = None,
         on_dropped: Callable[[int], None] | None = None,
+        block: int = DEFAULT_BLOCK_BYTES,
     ) -> OutputLog | None:
         """The output log a daemon before this one kept for ``fnc_id``, if any."""
-        log = cls(directory, fnc_id, limit_bytes, on_kept=on_kept, on_dropped=on_dropped)
+        log = cls(
+            directory, fnc_id, limit_bytes, on_kept=on_kept, on_dropped=on_dropped, block=block
+        )
         for path in sorted(directory.glob(f"{fnc_id}.*"), key=_base_of):
             log._segments.append(_Segment(_base_of(path), path, path.stat().st_size))
         if not log._segments:
