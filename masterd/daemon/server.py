@@ -23,11 +23,12 @@ from masterd.commands import load_commands
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
 from masterd.daemon.keys import MASTERS
-from masterd.daemon.protocol import MasterdRunner
+from masterd.daemon.middleware import error_response
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
 from masterd.store.base import Store
 from rpc_client import systemd, tls
+from rpc_client.http_runner import ContractRunner
 from rpc_client.logs import event, reopen_log_files
 
 log = logging.getLogger("masterd.server")
@@ -67,7 +68,8 @@ class Server:
         await store.open()
         app = create_app(config, store=store, instance=self.instance, listed=listed,
                          commands=commands)  # fmt: skip
-        self._runner = MasterdRunner(app, access_log=None, shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)
+        self._runner = ContractRunner(app, error_response=error_response, access_log=None,
+                                      shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)  # fmt: skip
         await self._runner.setup()
         site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
                            backlog=_LISTEN_BACKLOG, ssl_context=self._ssl())  # fmt: skip
