@@ -1,21 +1,26 @@
-"""``make run``: a real ganeti-noded on 127.0.0.1 and a master calling it.
+"""``make run``: a real ganeti-masterd and ganeti-noded on 127.0.0.1, and a master
+calling the node.
 
-Over mutual TLS with a throwaway CA (the default path is the secure one), shows a quick
-call, a long call polled to completion, a fire-and-forget call collected later, a
-failure with its remote error, and a call whose output and progress stream live; then
-stops the daemon with SIGTERM.
+Over mutual TLS with a throwaway CA (the default path is the secure one), shows the node
+registering with ganeti-masterd, a quick call, a long call polled to completion, a
+fire-and-forget call collected later, a failure with its remote error, a call whose
+output and progress stream live, and a function's events reaching the master as they
+happen; then stops both daemons with SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from masterd.call import CallOptions, call_function, run_call
+from masterd.demo_master import events_arriving, show_last_events, show_registration
 from masterd.local import LocalNode
+from masterd.local_masterd import LocalMasterd
 from masterd.output import OutputEvent
 from rpc_client import certs
 from rpc_client.client import NodeClient
@@ -82,13 +87,20 @@ async def live_output(node: NodeClient) -> None:
     say(f"     {time.monotonic() - began:4.1f} s  finished -> {result!r}")
 
 
-def make_certificates(directory: Path) -> tuple[list[str], TLSConfig]:
-    """A throwaway cluster CA, a node certificate and a master certificate."""
+def make_certificates(directory: Path) -> tuple[list[str], TLSConfig, list[str]]:
+    """A throwaway cluster CA, a node certificate, an operator certificate (for the
+    master side) and ganeti-masterd's; the node's and masterd's arguments, and the
+    operator's TLS towards the node."""
     ca = directory / "ca"
     certs.init_ca(ca, name="make-run demo CA")
     node = certs.issue(ca, "demo-node", "node", addresses=("127.0.0.1",))
     master = certs.issue(ca, "demo-master", "master")
+    masterd = certs.issue(ca, "demo-masterd", "masterd", addresses=("127.0.0.1",))
+    masterd_args = ["--heartbeat-s", "5", "--tls-cert", str(masterd.cert), "--tls-key",
+                    str(masterd.key), "--tls-ca", str(ca / "ca.crt")]  # fmt: skip
     daemon_args = [
+        "--name",
+        "demo-node",  # the name its certificate carries: masterd takes it from no one else
         "--functions",
         "noded.examples",
         "--tls-cert",
@@ -98,38 +110,63 @@ def make_certificates(directory: Path) -> tuple[list[str], TLSConfig]:
         "--tls-ca",
         str(ca / "ca.crt"),
     ]
-    return daemon_args, TLSConfig(
-        cert=master.cert, key=master.key, ca=ca / "ca.crt", server_name="demo-node"
+    return (
+        daemon_args,
+        TLSConfig(cert=master.cert, key=master.key, ca=ca / "ca.crt", server_name="demo-node"),
+        masterd_args,
     )
 
 
 async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="noded-demo-") as tmp:
-        daemon_args, tls = make_certificates(Path(tmp))
-        say(f"mutual TLS: a throwaway CA, node and master certificates in {tmp}")
-        async with LocalNode.running(daemon_args, workdir=Path(tmp), client_tls=tls) as daemon:
-            async with daemon.client(name="demo-node") as node:
-                who = await node.identify()
-                say(
-                    f"ganeti-noded pid {who['pid']} on https://{daemon.address}, node "
-                    f"{who['name']!r}, uuid {who['uuid']}"
-                )
-                say(f"functions: {', '.join(sorted(await node.describe_functions()))}")
+        daemon_args, tls, masterd_args = make_certificates(Path(tmp))
+        say(f"mutual TLS: a throwaway CA, node, operator and masterd certificates in {tmp}")
+        operator = dataclasses.replace(tls, server_name=None)  # masterd's: 127.0.0.1
+        async with LocalMasterd.running(  # both start at once: they take a second or two
+            masterd_args, workdir=Path(tmp) / "masterd", client_tls=operator, ready=False
+        ) as masterd:
+            daemon_args += ["--master", masterd.address, "--labels", "demo,rack1"]
+            async with masterd.client() as master:
+                status = await node_part(daemon_args, tls, Path(tmp), masterd)
                 say()
-                await quick_call(node)
-                await long_call(node)
-                await fire_and_forget(node)
-                await failing_call(node)
-                await live_output(node)
-            say()
-            say("stopping the daemon with SIGTERM ...")
-            status = await daemon.stop()
-            say(f"ganeti-noded exited with status {status}; the last lines of its log:")
-            for line in daemon.log_text().splitlines()[-3:]:
-                say(f"     {line}")
+                await show_last_events(master, say)
+            say("stopping ganeti-masterd with SIGTERM ...")
+            masterd_status = await masterd.stop()
+            say(f"ganeti-masterd exited with status {masterd_status}")
     say()
     say("By hand: see README.md (ganeti-noded, then rpc-cli call/start/wait/list).")
-    return 0 if status == 0 else 1
+    return 0 if status == 0 and masterd_status == 0 else 1
+
+
+async def node_part(
+    daemon_args: list[str], tls: TLSConfig, tmp: Path, masterd: LocalMasterd
+) -> int:
+    """The node: it registers, is called, emits events; then it stops."""
+    async with LocalNode.running(daemon_args, workdir=tmp, client_tls=tls) as daemon:
+        await masterd.wait_ready()
+        say(f"ganeti-masterd pid {masterd.pid} on https://{masterd.address}")
+        async with daemon.client(name="demo-node") as node, masterd.client() as master:
+            who = await node.identify()
+            say(
+                f"ganeti-noded pid {who['pid']} on https://{daemon.address}, node "
+                f"{who['name']!r}, uuid {who['uuid']}"
+            )
+            say(f"functions: {', '.join(sorted(await node.describe_functions()))}")
+            await show_registration(master, str(who["name"]), say)
+            say()
+            await quick_call(node)
+            await long_call(node)
+            await fire_and_forget(node)
+            await failing_call(node)
+            await live_output(node)
+            await events_arriving(node, master, say)
+        say()
+        say("stopping the daemon with SIGTERM ...")
+        status = await daemon.stop()
+        say(f"ganeti-noded exited with status {status}; the last lines of its log:")
+        for line in daemon.log_text().splitlines()[-3:]:
+            say(f"     {line}")
+    return status
 
 
 if __name__ == "__main__":
