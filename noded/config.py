@@ -273,6 +273,14 @@ class NodedConfig:
             metavar="N",
         ),
     )
+    spool_max_bytes: int | None = field(
+        default=None,
+        metadata=flag(
+            "bytes of events kept for the master, the oldest dropped first (default 64 MiB, "
+            "or an eighth of the state directory's file system if less; at least 1 MiB)",
+            metavar="N",
+        ),
+    )
     log_format: Literal["text", "json"] = field(
         default="text", metadata=flag("log lines as key=value text or JSON")
     )
@@ -342,6 +350,8 @@ class NodedConfig:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         for master in self.masters:
             check_master_address(master)
+        if self.spool_max_bytes is not None and self.spool_max_bytes < MiB:
+            raise ValueError(f"spool_max_bytes must be at least 1 MiB, got {self.spool_max_bytes}")
 
     def _check_output_bounds(self) -> None:
         """The output limits: each between its bounds, all calls' at least one call's."""

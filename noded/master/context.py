@@ -28,7 +28,7 @@ from noded.master.link import MasterLink
 from noded.master.metrics import MasterMetrics
 from noded.master.relay import RELAY_ENV, Relay, relay_address
 from noded.master.reporter import Reporter
-from noded.master.spool import SPOOL_FILE, Spool
+from noded.master.spool import SPOOL_FILE, Spool, spool_bound
 from rpc_client.master_protocol import RegisterRequest
 from rpc_client.tls import TLSConfig
 
@@ -78,7 +78,10 @@ def start_reporting(app: web.Application, port: int) -> None:
 async def _master_side(app: web.Application) -> AsyncIterator[None]:
     config, identity, supervisor = app[CONFIG], app[IDENTITY], app[SUPERVISOR]
     side = app[MASTER_SIDE]
-    spool = await asyncio.to_thread(Spool, config.state_dir / SPOOL_FILE, config.spool_max_events)
+    max_bytes = spool_bound(config.state_dir, config.spool_max_bytes)
+    spool = await asyncio.to_thread(
+        Spool, config.state_dir / SPOOL_FILE, config.spool_max_events, max_bytes
+    )
     metrics = MasterMetrics(supervisor.metrics.registry)
     # the buffer holds what comes while the spool is written: a stalled disk's bound
     events = EventQueue(spool, max(config.spool_max_events, _MIN_BUFFERED), metrics.dropped.inc)

@@ -25,7 +25,8 @@ class MasterMetrics:
         )
         self.dropped = Counter(
             "noded_master_events_dropped",
-            "Events dropped from a full spool, the oldest first (--spool-max-events)",
+            "Events dropped: from a full spool, the oldest first (--spool-max-events, "
+            "--spool-max-bytes), or not spooled for a full disk",
             registry=r,
         )
         self.failures = Counter(

@@ -6,9 +6,14 @@ than an append-only file: dropping the oldest events and deleting acknowledged o
 a ``DELETE`` each, not a file rewrite; a batch is one transaction, fsynced once
 (``synchronous=FULL``); a crash mid-batch leaves the batch out, never half of it.
 
-Bounded: past ``max_events`` the oldest are deleted, and a ``spool.dropped`` event
-saying how many takes its place in the count.  ``seq`` keeps counting across restarts;
-the master acknowledges by ``seq`` and takes a gap below a Report's lowest as dropped.
+Bounded: past ``max_events``, or ``max_bytes`` of events (their encoded data, type and
+fnc_id), the oldest are deleted, and a ``spool.dropped`` event saying how many takes its
+place.  The files follow: deleted pages are reused, and the write-ahead log is
+checkpointed every :data:`WAL_CHECKPOINT_PAGES` and cut back to :data:`WAL_KEEP_BYTES`
+(a transaction's own size aside: the queue writes at most :data:`BATCH_BYTES` in one),
+and nothing is written that would leave the file system less than
+:data:`DISK_RESERVE_BYTES` free.  ``seq`` keeps counting across restarts; the master
+acknowledges by ``seq`` and takes a gap below a Report's lowest as dropped.
 
 Synchronous and not thread-safe: the reporter runs it on one thread of its own.
 """
@@ -16,6 +21,7 @@ Synchronous and not thread-safe: the reporter runs it on one thread of its own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import time
@@ -30,6 +36,27 @@ from rpc_client.master_protocol import NodeEvent
 
 SPOOL_FILE: Final = "master-spool.sqlite3"
 SPOOL_DROPPED: Final = "spool.dropped"
+#: the default byte bound: this, or an eighth of the state directory's file system if less
+#: (the journal, the calls' output and results need room too)
+DEFAULT_MAX_BYTES: Final = 64 << 20
+#: the smallest byte bound: a few of the largest events (noded.master.events.MAX_DATA_BYTES)
+MIN_MAX_BYTES: Final = 1 << 20
+#: the most bytes of events written in one transaction (the write-ahead log's growth)
+BATCH_BYTES: Final = 1 << 20
+#: write-ahead log pages (4 KiB) before it is copied into the database
+WAL_CHECKPOINT_PAGES: Final = 256
+#: the write-ahead log is cut back to this once checkpointed
+WAL_KEEP_BYTES: Final = 1 << 20
+#: the spool writes nothing that would leave its file system less free than this (the
+#: journal's records and the calls' output need room more than events do)
+DISK_RESERVE_BYTES: Final = 4 << 20
+#: an event's size in the byte bound: its columns, without SQLite's own few bytes
+_SIZE_SQL = "LENGTH(data) + LENGTH(type) + COALESCE(LENGTH(fnc_id), 0)"
+
+#: SQLite's SQLITE_CORRUPT and SQLITE_NOTADB: a file to set aside
+_DAMAGED = (11, 26)
+#: the size of a ``spool.dropped`` event, at most
+_DROPPED_BYTES = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,22 +75,38 @@ class NewEvent:
     data: Any
     fnc_id: str | None
     at: float
+    #: what it counts in the spool's byte bound (data as encoded, type and fnc_id)
+    size: int = 0
 
     def encoded(self) -> bytes:
         return orjson.dumps(self.data)
 
 
+def spool_bound(state_dir: Path, configured: int | None) -> int:
+    """``--spool-max-bytes``, or its default for ``state_dir``'s file system."""
+    if configured is not None:
+        return configured
+    try:
+        disk = os.statvfs(state_dir)
+        eighth = disk.f_blocks * disk.f_frsize // 8
+    except OSError:
+        eighth = DEFAULT_MAX_BYTES
+    return max(MIN_MAX_BYTES, min(DEFAULT_MAX_BYTES, eighth))
+
+
 class Spool:
     """The bounded, durable queue of a node's events."""
 
-    def __init__(self, path: Path, max_events: int) -> None:
+    def __init__(self, path: Path, max_events: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_events < 2:
             raise ValueError(f"a spool holds at least 2 events, got {max_events}")
+        if max_bytes < MIN_MAX_BYTES:
+            raise ValueError(f"a spool holds at least {MIN_MAX_BYTES} bytes, got {max_bytes}")
         self.path = path
-        self.max_events = max_events
+        self.max_events, self.max_bytes = max_events, max_bytes
         self._db = _open(path)
         self.spool_id = self._setting("spool") or self._new_setting("spool", uuid.uuid4().hex)
-        self._next_seq, self.count = 1, 0
+        self._next_seq, self.count, self.bytes = 1, 0, 0
         self._reread()
         #: events dropped since the spool was opened (for the log)
         self.dropped = 0
@@ -71,7 +114,8 @@ class Spool:
     def append(self, events: list[NewEvent], lost: int = 0) -> int:
         """Store ``events`` in one fsynced transaction; ``lost`` (dropped before they
         reached the spool) is counted in the ``spool.dropped`` event.  Returns how many
-        were dropped, the oldest first, to keep within ``max_events``."""
+        were dropped, the oldest first, to keep within ``max_events`` and ``max_bytes``."""
+        self._check_room(sum(new.size for new in events))
         try:
             with self._db:
                 for new in events:
@@ -86,9 +130,22 @@ class Spool:
             raise
         return dropped
 
+    def _check_room(self, size: int) -> None:
+        """``OSError(ENOSPC)`` unless ``size`` bytes of events, twice (the database and
+        its write-ahead log), leave :data:`DISK_RESERVE_BYTES` of the file system free."""
+        disk = os.statvfs(self.path.parent)
+        if disk.f_bavail * disk.f_frsize - 2 * size < DISK_RESERVE_BYTES:
+            raise OSError(errno.ENOSPC, f"fewer than {DISK_RESERVE_BYTES} bytes would be left "
+                          "free on the state directory's file system", str(self.path))  # fmt: skip
+
     def _reread(self) -> None:
         self._next_seq = int(self._setting("next_seq") or "1")
-        self.count = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        self._recount()
+
+    def _recount(self) -> None:
+        self.count, self.bytes = self._db.execute(
+            f"SELECT COUNT(*), COALESCE(SUM({_SIZE_SQL}), 0) FROM events"
+        ).fetchone()
 
     def pending(self, limit: int) -> list[NodeEvent]:
         """The oldest ``limit`` events not yet acknowledged, by ``seq``."""
@@ -107,10 +164,10 @@ class Spool:
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             with self._db:
-                deleted = self._db.execute("DELETE FROM events WHERE seq <= ?", (acked,)).rowcount
+                self._db.execute("DELETE FROM events WHERE seq <= ?", (acked,))
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
-        self.count -= deleted
+        self._recount()
 
     def close(self) -> None:
         self._db.close()
@@ -121,24 +178,35 @@ class Spool:
         )
         self._next_seq += 1
         self.count += 1
+        self.bytes += len(data) + len(kind) + len(fnc_id or "")
 
     def _drop_oldest(self, lost: int) -> int:
-        """Make room: delete the oldest events past the bound (and one more for the
+        """Make room: delete the oldest events past either bound (and room for the
         ``spool.dropped`` event that says so)."""
-        excess = self.count - self.max_events
-        if excess <= 0 and lost == 0:
+        if self.count <= self.max_events and self.bytes <= self.max_bytes and lost == 0:
             return 0
-        over = max(excess + 1, 0)  # room for the spool.dropped event too
-        if over:
-            self._db.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)",
-                (over,),
-            )
-            self.count -= over
+        over = self._delete_oldest(self.count + 1 - self.max_events,
+                                   self.bytes + _DROPPED_BYTES - self.max_bytes)  # fmt: skip
         self.dropped += over + lost
-        data = orjson.dumps({"count": over + lost, "max_events": self.max_events})
+        data = orjson.dumps(
+            {"count": over + lost, "max_events": self.max_events, "max_bytes": self.max_bytes}
+        )
         self._insert(SPOOL_DROPPED, time.time(), data, None)
         return over
+
+    def _delete_oldest(self, events: int, size: int) -> int:
+        """Delete the oldest events, at least ``events`` of them and ``size`` bytes;
+        returns how many."""
+        last, deleted = 0, 0
+        rows = self._db.execute(f"SELECT seq, {_SIZE_SQL} FROM events ORDER BY seq").fetchall()
+        for seq, bytes_ in rows:
+            if deleted >= events and size <= 0:
+                break
+            last, deleted, size = seq, deleted + 1, size - bytes_
+        if deleted:
+            self._db.execute("DELETE FROM events WHERE seq <= ?", (last,))
+            self._recount()
+        return deleted
 
     def _setting(self, name: str) -> str | None:
         row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
@@ -151,10 +219,13 @@ class Spool:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    """The spool's database; a damaged file is set aside (``.damaged``) for a new one."""
+    """The spool's database; a damaged file is set aside (``.damaged``) for a new one
+    (not one that could not be read for want of room: its events are kept)."""
     try:
         return _connect(path)
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DAMAGED:
+            raise
         with contextlib.suppress(FileNotFoundError):
             os.replace(path, path.with_name(path.name + ".damaged"))
         return _connect(path)
@@ -165,6 +236,8 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
         db.executescript(_SCHEMA)
     except sqlite3.DatabaseError:
         db.close()

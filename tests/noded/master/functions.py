@@ -29,3 +29,11 @@ def ask_master(
             "type": getattr(exc, "type", None),
             "traceback": getattr(exc, "traceback", None),
         }
+
+
+@function
+def emit_big(count: int, kib: int = 250) -> int:
+    """``count`` events of ``kib`` KiB each (the largest emit() takes is 256 KiB)."""
+    for n in range(count):
+        emit("disk.report", {"blob": "x" * (kib * 1024), "n": n})
+    return count
