@@ -75,11 +75,12 @@ class NodedConfig:
         default=10000,
         metadata=flag("most finished calls kept, oldest dropped first (default %(default)s)"),
     )
-    max_retained_bytes: int = field(
-        default=256 * MiB,
+    max_retained_bytes: int | None = field(
+        default=None,
         metadata=flag(
             "most bytes of finished calls' results kept (their journal records), oldest "
-            "dropped first; the newest is always kept (default 256 MiB)"
+            "dropped first; the newest is always kept (default 256 MiB or an eighth of "
+            "the state directory's file system, whichever is less)"
         ),
     )
     shutdown_grace_s: float = field(

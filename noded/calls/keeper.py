@@ -56,17 +56,37 @@ LOG_EVERY_S = 10.0
 DEFAULT_RETAINED_OUTPUT_BYTES = 256 << 20
 
 
+#: the default bound on retained results (their journal records): this, or an eighth of
+#: the state directory's file system if less.  The journal grows to twice its live
+#: records plus 16 MiB before a rewrite, which writes them once more: three eighths and
+#: 16 MiB at most, beside the quarter output takes (doc/operations.md)
+DEFAULT_RETAINED_RESULT_BYTES = 256 << 20
+
+
 def retained_output_bound(state_dir: Path, configured: int | None, per_call: int) -> int:
     """``--max-retained-output-bytes``, or its default for ``state_dir``'s file system;
     never less than one call's output (``per_call``)."""
     if configured is not None:
         return configured
+    return max(per_call, _share_of_disk(state_dir, 4, DEFAULT_RETAINED_OUTPUT_BYTES))
+
+
+def retained_results_bound(state_dir: Path, configured: int | None) -> int:
+    """``--max-retained-bytes``, or its default for ``state_dir``'s file system: the
+    journal, which holds the retained results, on a small disk leaves room for new calls."""
+    if configured is not None:
+        return configured
+    return _share_of_disk(state_dir, 8, DEFAULT_RETAINED_RESULT_BYTES)
+
+
+def _share_of_disk(state_dir: Path, parts: int, at_most: int) -> int:
+    """One of ``parts`` parts of ``state_dir``'s file system, ``at_most`` at most."""
     try:
         disk = os.statvfs(state_dir)
-        quarter = disk.f_blocks * disk.f_frsize // 4
+        share = disk.f_blocks * disk.f_frsize // parts
     except OSError:
-        quarter = DEFAULT_RETAINED_OUTPUT_BYTES
-    return max(per_call, min(DEFAULT_RETAINED_OUTPUT_BYTES, quarter))
+        share = at_most
+    return min(at_most, share)
 
 
 class OutputKeeper:

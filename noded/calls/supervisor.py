@@ -7,6 +7,7 @@ make processes, and the call table to keep results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 
 from noded.calls.call_events import Emit, finish_event, function_event
-from noded.calls.keeper import OutputKeeper
+from noded.calls.keeper import OutputKeeper, retained_results_bound
 from noded.calls.listing import listing_entry
 from noded.calls.outcomes import call_result
 from noded.calls.recorder import CallRecorder
@@ -99,7 +100,7 @@ class Supervisor:
             daemon_pid=daemon_pid,
             result_ttl_s=config.result_ttl_s,
             max_retained=config.max_retained,
-            max_retained_bytes=config.max_retained_bytes,
+            max_retained_bytes=retained_results_bound(config.state_dir, config.max_retained_bytes),
             on_forget=self._forget,
             on_forget_lost=recorder.forgotten_lost,
             on_dropped=lambda limit: metrics.results_dropped.labels(limit).inc(),
@@ -110,6 +111,9 @@ class Supervisor:
         self._launching: dict[str, asyncio.Future[FunctionCall]] = {}
         self._starting = 0
         self.shutting_down = False
+        #: set when the journal has grown past what it keeps: rewrite it now, not at the
+        #: next second (results that come fast would fill a small disk meanwhile)
+        self._maintain_due = asyncio.Event()
         #: where the calls' events go (noded.master sets it); None: nowhere
         self.emit: Emit | None = None
 
@@ -344,6 +348,8 @@ class Supervisor:
         # written before any waiter runs: none is woken until this callback returns
         self.recorder.finished(call)
         self.calls.retain(call)
+        if self.recorder.journal.needs_compaction(*self._live()):
+            self._maintain_due.set()
         # the log line and the metrics wait for the loop's next turn, after the answer
         asyncio.get_running_loop().call_soon(self._record_finish, call)
 
@@ -363,13 +369,19 @@ class Supervisor:
 
     async def expire_forever(self) -> None:
         """Drop retained results past their TTL, checking about once a second; keep the
-        journal written and compact (:meth:`CallRecorder.maintain`)."""
+        journal written and compact (:meth:`CallRecorder.maintain`): at once when a
+        result makes it grow past what it keeps."""
         interval_s = min(1.0, self._config.result_ttl_s / 4)
         while True:
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._maintain_due.wait(), interval_s)
+            self._maintain_due.clear()
             self.calls.expire(time.time())
-            live = (len(self.calls) + len(self.calls.lost), self.calls.retained_bytes)
-            await self.recorder.maintain(self.calls.all_calls(), self.calls.lost, live)
+            await self.recorder.maintain(self.calls.all_calls(), self.calls.lost, self._live())
+
+    def _live(self) -> tuple[int, int]:
+        """What the journal must keep: its live calls, and the bytes of their results."""
+        return len(self.calls) + len(self.calls.lost), self.calls.retained_bytes
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""

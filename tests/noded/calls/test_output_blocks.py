@@ -16,6 +16,7 @@ from tests.disks import small_disk
 from tests.helpers import get_text, metric, run_node
 
 MIN_OUTPUT_BYTES = 8192
+MiB = 1 << 20
 
 
 async def on_disk(node: LocalNode) -> float:
@@ -68,4 +69,25 @@ async def test_many_calls_printing_a_line_never_fill_a_small_state_directory(
             assert blocks_taken(node) <= 512 * 1024
             _, text, _ = await get_text(node, "/metrics")
             assert metric(text, "noded_output_calls_evicted_total") >= 400
+            assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
+
+
+async def test_retained_results_by_default_leave_a_small_state_directory_room(
+    tmp_path: Path,
+) -> None:
+    # before: results were kept up to 256 MiB whatever the disk, and the journal (twice
+    # its live records and 16 MiB before a rewrite) filled this 64 MiB tmpfs: records
+    # waited in memory, new starts were refused with 507
+    with small_disk(tmp_path / "state", "64m"):
+        async with run_node(workdir=tmp_path) as node, node.client() as client:
+            for _ in range(35):  # 70 MiB of results
+                states = await asyncio.gather(
+                    *(client.start_function("big", {"size": MiB}, timeout=30) for _ in range(2))
+                )
+                assert all(state.error is None for state in states)
+            disk = os.statvfs(node.state_dir)
+            assert disk.f_bavail * disk.f_frsize > 8 * MiB  # the journal left room
+            _, text, _ = await get_text(node, "/metrics")
+            assert metric(text, "noded_results_retained_bytes") <= 9 * MiB  # an eighth, +1
+            assert metric(text, 'noded_results_dropped_total{limit="max_retained_bytes"}') > 20
             assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
