@@ -39,8 +39,9 @@ class MasterdConfig:
     )
     store: str | None = field(
         default=None,
-        metadata=flag(f"sqlite:////ABS/PATH (default: STATE_DIR/{STORE_FILE})", metavar="URL"),
-    )
+        metadata=flag(f"sqlite:////ABS/PATH (default: STATE_DIR/{STORE_FILE}; one masterd), "
+                      "or postgresql://USER@HOST:PORT/DB (several)", metavar="URL"),
+    )  # fmt: skip
     nodes: Path | None = field(
         default=None,
         metadata=flag("a nodes.toml: its nodes are listed (unknown until they register), "
@@ -60,6 +61,13 @@ class MasterdConfig:
         default=30.0,
         metadata=flag("how often nodes heartbeat; alive = heard from within 3 x this "
                       "(default %(default)s s)", metavar="S"),
+    )  # fmt: skip
+    lease_s: float = field(
+        default=15.0,
+        metadata=flag("several masters on one store: each renews its row every third of "
+                      "this; one silent this long drops out of Register's masters and "
+                      "its jobs go to another (default %(default)s s)", metavar="S",
+                      name="--lease-s"),
     )  # fmt: skip
     max_wait_s: float = field(
         default=60.0,
@@ -128,8 +136,8 @@ class MasterdConfig:
         return min(self.heartbeat_s, 5.0)
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_s", "max_wait_s", "max_request_bytes", "max_report_events",
-                     "node_events_per_s", "command_threads", "job_ttl_s",
+        for name in ("heartbeat_s", "lease_s", "max_wait_s", "max_request_bytes",
+                     "max_report_events", "node_events_per_s", "command_threads", "job_ttl_s",
                      "max_job_result_bytes"):  # fmt: skip
             flags.check_positive({name: getattr(self, name)})
         if not 0 <= self.port <= 65535:

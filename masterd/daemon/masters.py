@@ -1,13 +1,13 @@
 """Several masters on one store: this masterd's row renewed, Register's ``masters`` from
 the live rows, and what other masters stored brought into this one's memory.
 
-Every :attr:`~masterd.daemon.config.MasterdConfig.flush_interval_s` a masterd renews its
-row in ``instances`` (the store judges by its own clock) and reads the rows renewed
-within :data:`LAPSE_RENEWALS` intervals: those are Register's ``masters``, so nodes learn
+At least every third of ``--lease-s`` (and as often as heartbeats are flushed) a
+masterd renews its row in ``instances`` (the store judges by its own clock) and reads
+the rows renewed within ``--lease-s``: those are Register's ``masters``, so nodes learn
 of a new master at their next Register and drop one that stopped renewing.  With a
 shared store (PostgreSQL) it also reads the nodes others registered and the heartbeats
 they flushed (ListNodes' ``alive`` is "any master heard from it"), and is woken by the
-events others stored.  With SQLite (one masterd) the list is this masterd alone.
+events others stored.  With SQLite (one masterd) the list is itself.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ from rpc_client.logs import event
 
 log = logging.getLogger("masterd.masters")
 
-#: a masterd is live while its row was renewed within this many intervals
-LAPSE_RENEWALS = 3
-
 
 async def keep_masters(app: web.Application) -> AsyncIterator[None]:
     """The application's ``cleanup_ctx``: renew and look around while it runs."""
@@ -42,21 +39,22 @@ async def keep_masters(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _renew_forever(app: web.Application) -> None:
-    interval_s = app[CONFIG].flush_interval_s
+    lease_s = app[CONFIG].lease_s
+    interval_s = min(lease_s / 3, app[CONFIG].flush_interval_s)
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await renew(app, interval_s)
+            await renew(app, lease_s)
         except RemoteError as exc:  # the store is away: the next round tries again
             event(log, "store.renew_failed", logging.WARNING, error=exc.message)
 
 
-async def renew(app: web.Application, interval_s: float) -> None:
+async def renew(app: web.Application, lease_s: float) -> None:
     """One round: renew this masterd's row, read the live ones, and (shared store) the
-    nodes."""
+    nodes and the jobs of masters that lapsed."""
     store = app[STORE]
     await store.renew_instance(app[INSTANCE])
-    live = await store.live_instances(LAPSE_RENEWALS * interval_s)
+    live = await store.live_instances(lease_s)
     if live:  # never empty: this one's row was just renewed
         app[MASTERS][:] = live
     if store.shared:

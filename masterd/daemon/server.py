@@ -64,7 +64,7 @@ class Server:
         config = self.config
         listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
         commands = load_commands(config.commands)
-        self._store = store = store_for(config.store_url)
+        self._store = store = store_for(config.store_url, lease_s=config.lease_s)
         await store.open()
         app = create_app(config, store=store, instance=self.instance, listed=listed,
                          commands=commands)  # fmt: skip

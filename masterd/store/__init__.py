@@ -30,13 +30,14 @@ def check_url(url: str) -> None:
     sqlite_path(url)
 
 
-def store_for(url: str) -> Store:
-    """The store of a URL, not yet opened."""
+def store_for(url: str, *, lease_s: float = 15.0) -> Store:
+    """The store of a URL, not yet opened; ``lease_s``: a shared store's jobs go to
+    another masterd once their owner's row is this old."""
     check_url(url)
     if url.startswith(POSTGRES_PREFIXES):
         from masterd.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, lease_s=lease_s)
     from masterd.store.sqlite import SQLiteStore
 
     return SQLiteStore(sqlite_path(url))

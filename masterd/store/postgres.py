@@ -41,7 +41,7 @@ import asyncpg
 
 from masterd.store import postgres_sql as sql
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
-from masterd.store.postgres_jobs import PostgresJobs
+from masterd.store.postgres_jobs import OWNER_LAPSE_S, PostgresJobs
 from rpc_client.errors import InsufficientStorage, NodeConflict, StoreUnavailable
 from rpc_client.logs import event
 from rpc_client.protocol import loads
@@ -67,8 +67,11 @@ class PostgresStore(PostgresJobs):
 
     shared = True
 
-    def __init__(self, dsn: str, *, pool_size: int = POOL_SIZE) -> None:
+    def __init__(
+        self, dsn: str, *, pool_size: int = POOL_SIZE, lease_s: float = OWNER_LAPSE_S
+    ) -> None:
         self._dsn = dsn
+        self.owner_lapse_s = lease_s
         self.url = without_password(dsn)
         self._pool_size = pool_size
         self._pool: asyncpg.Pool | None = None
