@@ -23,6 +23,7 @@ from masterd.commands import load_commands
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
 from masterd.daemon.keys import MASTERS
+from masterd.daemon.masters import keep_masters
 from masterd.daemon.middleware import error_response
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
@@ -68,6 +69,7 @@ class Server:
         await store.open()
         app = create_app(config, store=store, instance=self.instance, listed=listed,
                          commands=commands)  # fmt: skip
+        app.cleanup_ctx.append(keep_masters)  # renew this masterd's row while it serves
         self._runner = ContractRunner(app, error_response=error_response, access_log=None,
                                       shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)  # fmt: skip
         await self._runner.setup()
