@@ -5,6 +5,7 @@ URL scheme: ``sqlite:///ABS/PATH`` (one masterd), ``postgresql://USER@HOST:PORT/
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from masterd.store.base import Store
 
@@ -26,6 +27,13 @@ def sqlite_path(url: str) -> Path:
 def check_url(url: str) -> None:
     """``ValueError`` saying what is wrong with a --store URL."""
     if url.startswith(POSTGRES_PREFIXES):
+        try:
+            urlsplit(url).port  # noqa: B018 (a port that is not a number raises)
+        except ValueError:
+            raise ValueError(
+                f"--store {url!r}: expected postgresql://USER@HOST:PORT/DB (a numeric "
+                "port), e.g. postgresql://masterd@db.example.com:5432/masterd"
+            ) from None
         return
     sqlite_path(url)
 

@@ -132,8 +132,8 @@ def test_flags_that_cannot_work_are_refused_at_start(tmp_path: Path) -> None:
     assert public.returncode == 2 and "refusing to listen on 0.0.0.0 without TLS" in public.stderr
     relative = run_cli("--store", "sqlite:///relative.db", "--state-dir", str(tmp_path))
     assert relative.returncode == 2 and "four slashes" in relative.stderr
-    postgres = run_cli("--store", "postgresql://u@h:5432/db", "--state-dir", str(tmp_path))
-    assert postgres.returncode == 2 and "not built yet" in postgres.stderr
+    postgres = run_cli("--store", "postgresql://u@h:port/db", "--state-dir", str(tmp_path))
+    assert postgres.returncode == 2 and "postgresql://USER@HOST:PORT/DB" in postgres.stderr
 
 
 async def test_sigterm_answers_a_waiting_reader_at_once(tmp_path: Path) -> None:
