@@ -67,3 +67,9 @@ def some_function() -> str:
 @command
 def no_json() -> Any:
     return {1, 2}
+
+
+@command
+def whoami(node: str, **args: Any) -> str:
+    """The calling node's name, whatever the arguments."""
+    return node

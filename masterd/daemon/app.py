@@ -33,12 +33,9 @@ from masterd.daemon.keys import (
 from masterd.daemon.metrics import MasterdMetrics
 from masterd.daemon.middleware import error_middleware
 from masterd.daemon.registry import NodeRegistry
+from masterd.daemon.roles import caller_of as roles_caller_of
 from masterd.node import Node
 from masterd.store.base import Store
-
-
-def _no_tls_caller(request: web.Request) -> str | None:
-    return None
 
 
 def create_app(
@@ -48,7 +45,7 @@ def create_app(
     instance: str,
     listed: Iterable[Node] = (),
     metrics: MasterdMetrics | None = None,
-    caller_of: CallerOf = _no_tls_caller,
+    caller_of: CallerOf = roles_caller_of,
     commands: Commands | None = None,
 ) -> web.Application:
     """The application: every procedure on ``/{procedure}``, errors from one middleware.

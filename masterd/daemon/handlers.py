@@ -25,44 +25,46 @@ from masterd.daemon.keys import (
 from masterd.daemon.metrics import CONTENT_TYPE
 from masterd.daemon.openapi import openapi_document
 from masterd.daemon.registry import Entry
+from masterd.daemon.roles import Caller, check_allowed, check_is
 from rpc_client import master_protocol as wire
 from rpc_client import protocol
 from rpc_client.errors import (
     BadRequest,
-    Forbidden,
     MethodNotAllowed,
     NotRegistered,
     UnknownCommand,
     UnknownProcedure,
 )
 
-Handler = Callable[[web.Application, dict[str, Any], str | None], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Application, dict[str, Any], Caller | None], Awaitable[dict[str, Any]]]
 
 #: how long a client may take to send its body once its headers came
 _BODY_TIMEOUT_S = 30.0
 
 
-async def register(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+async def register(app: web.Application, body: dict[str, Any], caller: Caller | None) -> Any:
     request = wire.RegisterRequest.from_wire(body)
-    _check_is(caller, request.name)
+    check_is(caller, request.name)
+    _check_owns(app, caller, request.uuid)
     await app[REGISTRY].register(request)
     app[METRICS].registrations.inc()
     return {"heartbeat_s": app[CONFIG].heartbeat_s, "masters": app[MASTERS].copy()}
 
 
-async def heartbeat(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+async def heartbeat(app: web.Application, body: dict[str, Any], caller: Caller | None) -> Any:
     request = wire.HeartbeatRequest.from_wire(body)
+    _check_owns(app, caller, request.uuid)
     app[METRICS].heartbeats.inc()
     return {"reregister": app[REGISTRY].heartbeat(request)}
 
 
-async def report(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+async def report(app: web.Application, body: dict[str, Any], caller: Caller | None) -> Any:
     request = wire.ReportRequest.from_wire(body)
     entry = _calling_node(app, request.uuid, caller, "then send the events again")
     return {"acked": await app[EVENTS].report(request, request.uuid, entry.record.name)}
 
 
-async def call_master(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+async def call_master(app: web.Application, body: dict[str, Any], caller: Caller | None) -> Any:
     request = wire.CallMasterRequest.from_wire(body)
     entry = _calling_node(app, request.uuid, caller, "then call again")
     spec = app[COMMANDS].get(request.command)
@@ -74,30 +76,31 @@ async def call_master(app: web.Application, body: dict[str, Any], caller: str | 
     return await app[COMMAND_RUNNER].run(spec, kwargs, request.timeout)
 
 
-async def list_nodes(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+async def list_nodes(app: web.Application, body: dict[str, Any], caller: Caller | None) -> Any:
     return {"nodes": app[REGISTRY].listing()}
 
 
-async def wait_for_events(app: web.Application, body: dict[str, Any], caller: str | None) -> Any:
+async def wait_for_events(app: web.Application, body: dict[str, Any], caller: Caller | None) -> Any:
     events, position = await app[EVENTS].wait(wire.WaitForEventsRequest.from_wire(body))
     return {"events": [e.to_wire() for e in events], "next": position}
 
 
-def _calling_node(app: web.Application, uuid: str, caller: str | None, then: str) -> Entry:
+def _calling_node(app: web.Application, uuid: str, caller: Caller | None, then: str) -> Entry:
     """The registered node that calls (heard from now); ``NotRegistered`` if none has
     that uuid, ``Forbidden`` if the certificate is another node's."""
     entry = app[REGISTRY].get(uuid)
     if entry is None:
         raise NotRegistered(f"no node with uuid {uuid} registered here: register, {then}")
-    _check_is(caller, entry.record.name)
+    check_is(caller, entry.record.name)
     app[REGISTRY].seen(entry)
     return entry
 
 
-def _check_is(caller: str | None, name: str) -> None:
-    """Under TLS a node may act only as itself (the certificate's common name)."""
-    if caller is not None and caller != name:
-        raise Forbidden(f"this certificate is node {caller!r}'s; it may not act as {name!r}")
+def _check_owns(app: web.Application, caller: Caller | None, uuid: str) -> None:
+    """Under TLS a uuid registered under another name is not this certificate's."""
+    entry = app[REGISTRY].get(uuid) if caller is not None else None
+    if entry is not None:
+        check_is(caller, entry.record.name)
 
 
 PROCEDURES: dict[str, Handler] = {
@@ -121,6 +124,7 @@ async def dispatch(request: web.Request) -> web.Response:
     if request.method != "PUT":
         raise MethodNotAllowed(f"{name} must be called with PUT, not {request.method}")
     caller = request.app[CALLER_OF](request)
+    check_allowed(caller, name)
     body = protocol.parse_body(await read_body(request))
     return json_response(await handler(request.app, body, caller))
 
@@ -141,6 +145,7 @@ async def read_body(request: web.Request) -> bytes:
 
 async def metrics_page(request: web.Request) -> web.Response:
     """``GET /metrics``: the Prometheus text format."""
+    check_allowed(request.app[CALLER_OF](request), "/metrics")
     response = web.Response(body=request.app[METRICS].render())
     response.headers["Content-Type"] = CONTENT_TYPE
     return response
@@ -148,6 +153,7 @@ async def metrics_page(request: web.Request) -> web.Response:
 
 async def openapi_page(request: web.Request) -> web.Response:
     """``GET /openapi.json``: the procedures, their requests and the error body."""
+    check_allowed(request.app[CALLER_OF](request), "/openapi.json")
     return json_response(openapi_document())
 
 

@@ -12,11 +12,12 @@ from masterd.daemon.config import MasterdConfig
 from masterd.daemon.events import EventLog
 from masterd.daemon.metrics import MasterdMetrics
 from masterd.daemon.registry import NodeRegistry
+from masterd.daemon.roles import Caller
 from masterd.store.base import Store
 
-#: who is calling: the node name or operator a TLS client certificate names; None
-#: without TLS (anyone who reaches a loopback port).  Filled by the TLS layer, later.
-CallerOf = Callable[[web.Request], str | None]
+#: who is calling: the name and role a TLS client certificate names; None without TLS
+#: (anyone who reaches a loopback port)
+CallerOf = Callable[[web.Request], Caller | None]
 
 CONFIG = web.AppKey("config", MasterdConfig)
 STORE: web.AppKey[Store] = web.AppKey("store")
