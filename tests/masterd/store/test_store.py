@@ -242,3 +242,15 @@ async def test_of_two_claims_at_once_one_owns_the_job(two_masters: tuple[Store, 
     assert sorted(len(claimed) for claimed in claims) == [0, 1]
     stored = await first.get_job("j1")
     assert stored is not None and stored.owner == claims[1 if claims[1] else 0][0].owner
+
+
+async def test_one_request_id_sent_to_two_masters_at_once_makes_one_job(
+    two_masters: tuple[Store, Store],
+) -> None:
+    from tests.masterd.store.test_store_jobs import job
+
+    first, second = two_masters
+    made = await asyncio.gather(first.add_job(job("j1", request_id="r")),
+                                second.add_job(job("j2", request_id="r")))  # fmt: skip
+    assert made[0].id == made[1].id
+    assert [j.id for j in await second.list_jobs(10)] == [made[0].id]
