@@ -24,6 +24,7 @@ from masterd.daemon.keys import (
     CONFIG,
     EVENTS,
     INSTANCE,
+    JOBS,
     MASTERS,
     METRICS,
     REGISTRY,
@@ -34,6 +35,7 @@ from masterd.daemon.metrics import MasterdMetrics
 from masterd.daemon.middleware import error_middleware
 from masterd.daemon.registry import NodeRegistry
 from masterd.daemon.roles import caller_of as roles_caller_of
+from masterd.jobs.service import Jobs
 from masterd.node import Node
 from masterd.store.base import Store
 
@@ -65,10 +67,14 @@ def create_app(
     app[MASTERS] = [config.advertised]
     app[COMMANDS] = commands or Commands()
     app[COMMAND_RUNNER] = CommandRunner(config.command_threads, metrics.commands)
+    app[JOBS] = Jobs(store, instance, known_nodes=registry.listing,
+                     job_ttl_s=config.job_ttl_s, max_result_bytes=config.max_job_result_bytes,
+                     max_wait_s=config.max_wait_s)  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_load_then_flush)
+    app.cleanup_ctx.append(_run_jobs)
     app.on_shutdown.append(_answer_waiters)
     return app
 
@@ -76,6 +82,7 @@ def create_app(
 async def _answer_waiters(app: web.Application) -> None:
     """Before the requests in flight are waited for: long-polls answer at once."""
     app[EVENTS].close()
+    app[JOBS].close_waiters()
 
 
 async def _load_then_flush(app: web.Application) -> AsyncIterator[None]:
@@ -92,3 +99,17 @@ async def _load_then_flush(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await registry.flush()
+
+
+async def _run_jobs(app: web.Application) -> AsyncIterator[None]:
+    """Once the registry is read: the jobs an earlier masterd left go on, and old jobs
+    expire while the application runs; at the end the runs stop where they are (the
+    next start goes on from the store)."""
+    jobs = app[JOBS]
+    await jobs.resume()
+    task = asyncio.create_task(jobs.expire_forever(), name="expire-jobs")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await jobs.stop()

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from masterd.daemon.job_handlers import JOB_PROCEDURES
 from masterd.daemon.keys import (
     CALLER_OF,
     COMMAND_RUNNER,
@@ -110,6 +111,7 @@ PROCEDURES: dict[str, Handler] = {
     wire.LIST_NODES: list_nodes,
     wire.WAIT_FOR_EVENTS: wait_for_events,
     wire.CALL_MASTER: call_master,
+    **JOB_PROCEDURES,
 }
 
 

@@ -13,6 +13,7 @@ from masterd.daemon.events import EventLog
 from masterd.daemon.metrics import MasterdMetrics
 from masterd.daemon.registry import NodeRegistry
 from masterd.daemon.roles import Caller
+from masterd.jobs.service import Jobs
 from masterd.store.base import Store
 
 #: who is calling: the name and role a TLS client certificate names; None without TLS
@@ -33,3 +34,5 @@ INSTANCE = web.AppKey("instance", str)
 #: Register's ``masters``: the live masterd as nodes reach them (with one masterd, itself;
 #: filled once it listens, so that --port 0 tells the port it got)
 MASTERS: web.AppKey[list[str]] = web.AppKey("masters")
+#: the jobs (SubmitJob ... ListJobs) this masterd runs
+JOBS = web.AppKey("jobs", Jobs)
