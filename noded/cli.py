@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from noded.config import NodedConfig, is_loopback
+from noded.http.descriptors import DescriptorsTooFew
 from noded.server import Server
 from noded.version import __version__
 from rpc_client import flags
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--log-file {config.log_file}: {exc.strerror or exc}")
     try:
         return Server(config).run()
+    except DescriptorsTooFew as exc:  # a configuration that could never serve: usage
+        print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
+        return 2
     except (ImportError, OSError, TypeError, ValueError) as exc:
         print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
         return 1

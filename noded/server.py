@@ -22,6 +22,12 @@ from aiohttp import web
 from noded.calls.audit import AuditLog
 from noded.config import NodedConfig
 from noded.http.app import create_app
+from noded.http.descriptors import (
+    SPARE_DESCRIPTORS,
+    STARTUP_DESCRIPTORS,
+    check_budget_can_be_met,
+    open_descriptors,
+)
 from noded.http.guard import Guard
 from noded.http.keys import DESCRIPTORS, GUARD, SUPERVISOR
 from noded.http.listener import PlainSite
@@ -71,7 +77,11 @@ class Server:
         # First of all: a stop signal during start-up is then a stop once started, not
         # asyncio's cancellation of start-up half-way (a traceback, or a signal lost).
         self._install_signal_handlers()
-        await self.startup()
+        try:
+            await self.startup()
+        except BaseException:
+            await self.shutdown()  # what was started before the failure
+            raise
         try:
             await self._stop.wait()
         finally:
@@ -81,6 +91,7 @@ class Server:
         self._state_lock = hold_state_directory(self.config.state_dir)  # before any use
         raise_open_files_limit()
         config = self.config
+        check_descriptors_before_start(config)
         registry = import_functions(config.functions, config.functions_path)
         limits = ProcessLimits(
             max_frame_bytes=config.max_result_bytes,
@@ -109,7 +120,7 @@ class Server:
         attach_master_side(app)
         self._runner = _runner(app, config)
         await self._runner.setup()
-        await self._site(config, metrics).start()
+        await self._listen(config, metrics)
         start_reporting(app, self._runner.addresses[0][1])
         # What start-up made (imports, the app, the registry) lives as long as the
         # daemon: out of the collector's way, which otherwise scans it again and again
@@ -136,6 +147,12 @@ class Server:
         interval = systemd.watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+
+    async def _listen(self, config: NodedConfig, metrics: Metrics) -> None:
+        """Open the port; then, with all the daemon holds at rest open, refuse to go on
+        if the descriptor budget cannot be met (every request would be 503 Busy)."""
+        await self._site(config, metrics).start()
+        check_budget_can_be_met(config.descriptor_reserve, open_descriptors())
 
     def _site(self, config: NodedConfig, metrics: Metrics) -> web.TCPSite:
         """The listening site, which accepts only the connections it has descriptors for;
@@ -240,6 +257,14 @@ def reload_policy(guard: Guard, path: Path, registry: Registry) -> None:
         guard.audit.try_append(
             "policy_reload", guard.audit.fields(None, None, outcome=outcome, reason=reason)
         )
+
+
+def check_descriptors_before_start(config: NodedConfig) -> None:
+    """A budget no limit could hold is refused before anything starts, on an estimate of
+    what start-up opens; the exact check, with all the daemon holds at rest, comes once
+    it has started (before it says it is ready)."""
+    at_rest = STARTUP_DESCRIPTORS + SPARE_DESCRIPTORS * config.spare_processes
+    check_budget_can_be_met(config.descriptor_reserve, open_descriptors() + at_rest)
 
 
 def raise_open_files_limit() -> None:

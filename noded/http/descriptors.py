@@ -27,6 +27,12 @@ log = logging.getLogger("noded.http")
 #: descriptors a function call holds in the daemon at most while it starts: its stdin,
 #: stdout, stderr and result pipes, its pidfd, its output file, and some slack
 CALL_DESCRIPTORS = 8
+#: descriptors start-up opens and keeps, besides those of spare processes (the journal,
+#: the listening socket, the event loop, the fork server's pipes, the spool, the audit
+#: log: 14 measured), for the check before anything starts
+STARTUP_DESCRIPTORS = 16
+#: descriptors each spare process holds in the daemon (its pidfd and pipes: 5 measured)
+SPARE_DESCRIPTORS = 5
 #: seconds a client is told to wait (Retry-After) when descriptors are short
 RETRY_AFTER_S = 1
 #: look again after this long even if the estimate says there is room
@@ -55,6 +61,27 @@ class DescriptorTable:
 
 def soft_open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class DescriptorsTooFew(ValueError):
+    """Raised at start when RLIMIT_NOFILE cannot hold what the daemon holds at rest, the
+    reserve, and one call with its connection: such a daemon would answer every request
+    ``503 Busy``, Identify included, and never serve."""
+
+
+def check_budget_can_be_met(reserve: int, in_use: int, limit: int | None = None) -> None:
+    """``DescriptorsTooFew`` unless ``limit`` (the soft RLIMIT_NOFILE) holds ``in_use``
+    descriptors, ``reserve``, and one call (:data:`CALL_DESCRIPTORS`) on one connection."""
+    limit = soft_open_files_limit() if limit is None else limit
+    needed = in_use + reserve + CALL_DESCRIPTORS + 1
+    if limit < needed:
+        raise DescriptorsTooFew(
+            f"RLIMIT_NOFILE is {limit}, but the daemon holds {in_use} file descriptors, "
+            f"keeps --descriptor-reserve {reserve} free, and needs {CALL_DESCRIPTORS + 1} "
+            f"for one call and its connection: at least {needed}. Raise the limit "
+            "(LimitNOFILE= in the unit, ulimit -n; the soft limit is raised to the hard one "
+            "at start) or lower --descriptor-reserve"
+        )
 
 
 class DescriptorBudget:
