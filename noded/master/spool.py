@@ -225,7 +225,7 @@ def _open(path: Path) -> sqlite3.Connection:
         return _connect(path)
     except sqlite3.DatabaseError as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _DAMAGED:
-            raise
+            raise OSError(f"cannot open the event spool {path}: {exc}") from exc
         with contextlib.suppress(FileNotFoundError):
             os.replace(path, path.with_name(path.name + ".damaged"))
         return _connect(path)

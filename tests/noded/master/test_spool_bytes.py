@@ -105,3 +105,14 @@ def test_the_byte_bound_has_its_edge_and_its_toml(tmp_path: Path) -> None:
     config = tmp_path / "noded.toml"
     config.write_text("spool-max-bytes = 2097152\n")
     assert parse_config(["--config", str(config)])[1].spool_max_bytes == 2 << 20
+
+
+def test_a_spool_on_a_full_disk_is_an_error_not_set_aside(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        Spool(disk.path / "s", max_events=10).close()
+        disk.fill()
+        (disk.path / "s-wal").unlink(missing_ok=True)  # opening must write again
+        (disk.path / "s-shm").unlink(missing_ok=True)
+        with pytest.raises(OSError, match="cannot open the event spool"):
+            Spool(disk.path / "s", max_events=10)
+        assert not (disk.path / "s.damaged").exists()
