@@ -6,10 +6,11 @@ is written without waiting (a resume that lacks it resends the request_id and th
 answers with the same call).  A node's end is recorded by the job itself
 (:mod:`masterd.jobs.runner`), every end, a skipped node's too.
 
-``NODED_TEST_JOB_PAUSE`` (``before_asked`` or ``after_asked``) with
+``NODED_TEST_JOB_PAUSE`` (``before_asked``, ``after_asked``, or ``before_end``) with
 ``NODED_TEST_JOB_PAUSE_FILE``: a test hook that makes a node's start stop, for good,
-just before or just after its request_id is committed, once the file is written, so
-that a test can SIGKILL masterd there.
+just before or just after its request_id is committed (or the job, once every node's
+end is recorded and before its own), once the file is written, so that a test can
+SIGKILL masterd there.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class StoreJournal:
         self.job_id = job_id
         self._position = {name: index for index, name in enumerate(nodes)}
         self._writes: set[asyncio.Task[None]] = set()
-        self._pause = os.environ.get(PAUSE_ENV)
         #: the nodes asked in this run, and their request_ids (what AbortJob may need)
         self.asked_ids: dict[str, str] = {}
 
@@ -52,10 +52,10 @@ class StoreJournal:
         return node_request_id(self.job_id, self._position[node])
 
     async def asked(self, node: str, request_id: str) -> None:
-        await self._test_pause("before_asked")
+        await test_pause("before_asked")
         await self._store.record_asked(self.job_id, node, request_id, time.time())
         self.asked_ids[node] = request_id
-        await self._test_pause("after_asked")
+        await test_pause("after_asked")
 
     def started(self, node: str, fnc_id: str) -> None:
         task = asyncio.create_task(self._started(node, fnc_id), name=f"record {node}")
@@ -75,8 +75,10 @@ class StoreJournal:
     def close(self) -> None:
         """Nothing to let go: the store is the daemon's."""
 
-    async def _test_pause(self, where: str) -> None:
-        if self._pause != where:
-            return
-        Path(os.environ[PAUSE_FILE_ENV]).write_text(f"{os.getpid()}\n")
-        await asyncio.Event().wait()  # until the test kills this masterd
+
+async def test_pause(where: str) -> None:
+    """The test hook of the module's docstring (nothing unless its variable says so)."""
+    if os.environ.get(PAUSE_ENV) != where:
+        return
+    Path(os.environ[PAUSE_FILE_ENV]).write_text(f"{os.getpid()}\n")
+    await asyncio.Event().wait()  # until the test kills this masterd
