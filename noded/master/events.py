@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from noded.master.spool import BATCH_BYTES, NewEvent, Spool
-from rpc_client.logs import event
+from rpc_client.logs import RateLimit, event
 from rpc_client.master_protocol import NodeEvent
 
 log = logging.getLogger("noded.master")
@@ -62,6 +62,9 @@ class EventQueue:
         #: events dropped before they reached the spool, for its next spool.dropped event
         self._lost = 0
         self._logged_at = -LOG_EVERY_S
+        #: spool.dropped log lines: one every LOG_EVERY_S, with what was dropped meanwhile
+        self._dropped_log = RateLimit(LOG_EVERY_S)
+        self._dropped_unlogged = 0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="noded-spool")
         #: set when there is something new to send
         self.wake = asyncio.Event()
@@ -144,11 +147,18 @@ class EventQueue:
             self._put_back(batch)
             raise
         if dropped or lost:
-            event(log, "spool.dropped", logging.WARNING, dropped=dropped + lost,
-                  max_events=self.spool.max_events, max_bytes=self.spool.max_bytes)  # fmt: skip
+            self._log_dropped(dropped + lost)
         if dropped and self._on_dropped is not None:
             self._on_dropped(dropped)
         return True
+
+    def _log_dropped(self, count: int) -> None:
+        self._dropped_unlogged += count
+        if self._dropped_log.allow():
+            event(log, "spool.dropped", logging.WARNING, dropped=self._dropped_unlogged,
+                  max_events=self.spool.max_events, max_bytes=self.spool.max_bytes,
+                  lines_suppressed=self._dropped_log.take_suppressed())  # fmt: skip
+            self._dropped_unlogged = 0
 
     def _put_back(self, batch: list[NewEvent]) -> None:
         self._buffer[:0] = batch  # oldest first still
