@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from masterd.daemon.keys import CONFIG, EVENTS, INSTANCE, MASTERS, REGISTRY, STORE
+from masterd.daemon.keys import CONFIG, EVENTS, INSTANCE, JOBS, MASTERS, REGISTRY, STORE
 from rpc_client.errors import RemoteError
 from rpc_client.logs import event
 
@@ -59,3 +59,4 @@ async def renew(app: web.Application, lease_s: float) -> None:
         app[MASTERS][:] = live
     if store.shared:
         await app[REGISTRY].refresh()
+        await app[JOBS].resume()  # the jobs of masters whose rows lapsed
