@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from rpc_client.declarations import Declaration, Declarations, declare
@@ -97,12 +100,26 @@ def command(func: F | None = None, /, *, name: str | None = None) -> F | Callabl
     return register(func) if func is not None else register
 
 
-def load_commands(modules: Iterable[str]) -> Commands:
-    """Import the named modules; their ``@command``s fill the table.  A module that
-    cannot be imported is a ``ValueError`` naming it."""
+def load_commands(modules: Iterable[str], paths: Iterable[Path] = ()) -> Commands:
+    """Import the named modules from ``paths``, then the usual path, then the working
+    directory; their ``@command``s fill the table.  A module that cannot be imported is a
+    ``ValueError`` naming it (and, if it is not there, where it was looked for)."""
+    for path in reversed(list(paths)):
+        sys.path.insert(0, str(path.resolve()))
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     for module in modules:
         try:
             importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not (module == exc.name or module.startswith(f"{exc.name}.")):
+                raise ValueError(f"--commands {module}: {type(exc).__name__}: {exc}") from exc
+            places = list(dict.fromkeys(place for place in sys.path if place))
+            raise ValueError(
+                f"--commands {module}: cannot import module {exc.name!r}: not found in "
+                f"{', '.join(places[:6])}{', ...' if len(places) > 6 else ''}; give its "
+                "directory with --commands-path DIR"
+            ) from exc
         except Exception as exc:
             raise ValueError(f"--commands {module}: {type(exc).__name__}: {exc}") from exc
     return COMMANDS

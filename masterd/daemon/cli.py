@@ -46,6 +46,7 @@ def parse_config(argv: list[str] | None) -> tuple[argparse.ArgumentParser, Maste
             args = parser.parse_args(argv)
         values = {k: v for k, v in vars(args).items() if k != "config"}
         values["commands"] = flags.listed(values["commands"])
+        values["commands_path"] = tuple(Path(path) for path in values["commands_path"])
         return parser, MasterdConfig(**values)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))

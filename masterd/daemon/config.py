@@ -52,6 +52,12 @@ class MasterdConfig:
         metadata=flag("modules of master commands (@command), comma-separated importable "
                       "names", metavar="MODS"),
     )  # fmt: skip
+    commands_path: tuple[Path, ...] = field(
+        default=(),
+        metadata=flag("a directory to import the command modules from (repeatable; before "
+                      "the daemon's working directory, which is searched last)",
+                      metavar="DIR", name="--commands-path"),
+    )  # fmt: skip
     command_threads: int = field(
         default=16,
         metadata=flag("plain (not async) master commands running at once; more wait "

@@ -48,6 +48,7 @@ class Server:
         self._store: Store | None = None
         self._runner: web.AppRunner | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._serving = False  # daemon.ready was logged
 
     def run(self) -> int:
         uvloop.run(self.serve())
@@ -64,7 +65,7 @@ class Server:
     async def startup(self) -> None:
         config = self.config
         listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
-        commands = load_commands(config.commands)
+        commands = load_commands(config.commands, config.commands_path)
         self._store = store = store_for(config.store_url, lease_s=config.lease_s)
         await store.open()
         app = create_app(config, store=store, instance=self.instance, listed=listed,
@@ -79,6 +80,7 @@ class Server:
         advertised = self._advertised(config)
         app[MASTERS][:] = [advertised]
         await store.add_instance(self.instance, advertised, os.getpid(), time.time())
+        self._serving = True
         event(log, "daemon.ready", pid=os.getpid(), instance=self.instance,
               addresses=self._runner.addresses, store=store.url, nodes_listed=len(listed),
               heartbeat_s=config.heartbeat_s)  # fmt: skip
@@ -122,13 +124,16 @@ class Server:
         event(log, "daemon.reload", log_file=str(self.config.log_file or "stderr"))
 
     async def shutdown(self) -> None:
-        if self._runner is not None:
+        # a start that failed is no stop: its error is the last line, not daemon.stopped
+        serving = self._serving
+        if serving:
             event(log, "daemon.stopping")
             systemd.notify("STOPPING=1", "STATUS=stopping")
+        if self._runner is not None:
             await self._runner.cleanup()  # stops listening, then the last flush
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._store is not None:
             await self._store.close()
-        if self._runner is not None:
+        if serving:
             event(log, "daemon.stopped")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,5 +49,32 @@ def test_a_name_taken_twice_is_refused() -> None:
 
 
 def test_a_module_that_cannot_be_imported_is_named() -> None:
-    with pytest.raises(ValueError, match=r"--commands tests\.no_such_module: ModuleNotFoundError"):
+    with pytest.raises(
+        ValueError,
+        match=r"--commands tests\.no_such_module: cannot import "
+        r"module 'tests\.no_such_module': not found in .*--commands-path DIR",
+    ):
         load_commands(["tests.no_such_module"])
+
+
+def test_a_module_that_raises_on_import_says_what_it_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # load_commands adds to it
+    (tmp_path / "n1_raising_commands.py").write_text("import no_such_dependency_n1\n")
+    with pytest.raises(
+        ValueError,
+        match=r"--commands n1_raising_commands: "
+        r"ModuleNotFoundError: No module named 'no_such_dependency_n1'",
+    ):
+        load_commands(["n1_raising_commands"], [tmp_path])
+
+
+def test_commands_are_imported_from_commands_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "n1_path_commands", raising=False)
+    (tmp_path / "n1_path_commands.py").write_text("VALUE = 1\n")
+    load_commands(["n1_path_commands"], [tmp_path])
+    assert sys.modules["n1_path_commands"].VALUE == 1

@@ -150,6 +150,7 @@ async def test_a_commands_module_that_cannot_be_imported_stops_the_start(
     assert await daemon.wait_exit(20.0) == 1
     log = daemon.log_text()
     assert "cannot start" in log and "tests.no_such_module" in log
+    assert "--commands-path DIR" in log and "daemon.stopped" not in log
 
 
 async def test_openapi_lists_call_master(masterd: Masterd) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.masterd.daemon.running import (
     events,
     registration,
     run_masterd,
+    spawn,
     start_masterd,
 )
 
@@ -147,3 +149,14 @@ async def test_sigterm_answers_a_waiting_reader_at_once(tmp_path: Path) -> None:
     answer = await asyncio.wait_for(waiting, 10)
     assert answer["events"] == []
     assert await masterd.wait_exit(10) == 0
+
+
+async def test_a_start_that_fails_logs_no_stop(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        daemon = spawn([], tmp_path / "m", taken.getsockname()[1])
+        assert await daemon.wait_exit(20.0) == 1
+    log = daemon.log_text()
+    assert "address already in use" in log
+    assert "daemon.stopping" not in log and "daemon.stopped" not in log
