@@ -10,10 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from noded.calls.call_events import Emit, finish_event, function_event
 from noded.calls.keeper import OutputKeeper, retained_results_bound
@@ -22,6 +19,7 @@ from noded.calls.outcomes import call_result
 from noded.calls.recorder import CallRecorder
 from noded.calls.recovery import kill_leftovers
 from noded.calls.spawning import BUSY_RETRY_AFTER_S, Spawners
+from noded.calls.starts import Start, encode_start
 from noded.calls.table import (
     AbortReason,
     CallTable,
@@ -33,14 +31,12 @@ from noded.config import NodedConfig
 from noded.metrics import Metrics
 from noded.policy import Caller
 from noded.process.bounds import TreeBounds
-from noded.process.child.frames import encode_request
 from noded.process.function import FunctionProcess, Outcome
 from noded.process.process_set import ProcessSet
 from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees, CgroupTree
 from noded.registry import FunctionSpec, Registry
 from rpc_client.errors import (
-    BadRequest,
     InsufficientStorage,
     NodeBusy,
     NodeShuttingDown,
@@ -50,22 +46,6 @@ from rpc_client.logs import event
 from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
 
 log = logging.getLogger("noded.calls")
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Start:
-    """A StartFunction on its way to a process, and what is derived from it, once."""
-
-    request: StartFunctionRequest
-    encoded: bytes
-    caller: Caller | None
-    owner: str | None
-    #: its request_id as the call table keys it (per owner under a policy)
-    key: str | None
-    #: of its fn_name and fn_args, for the request_id conflict check (with a key only)
-    digest: bytes
-    #: the limits it runs under (its function's, else the daemon's)
-    limits: dict[str, float]
 
 
 class Supervisor:
@@ -220,13 +200,13 @@ class Supervisor:
 
     def _start_of(
         self, request: StartFunctionRequest, spec: FunctionSpec, caller: Caller | None
-    ) -> _Start:
+    ) -> Start:
         owner = caller.name if caller is not None else None
         key = self._request_key(request.request_id, owner)
         limits = spec.limits_over(self._config.default_limits)
-        return _Start(
+        return Start(
             request=request,
-            encoded=_encode(request, limits),
+            encoded=encode_start(request, limits),
             limits=limits,
             caller=caller,
             owner=owner,
@@ -234,10 +214,10 @@ class Supervisor:
             digest=args_digest(request.fn_name, request.fn_args) if key is not None else b"",
         )
 
-    def _existing_call(self, start: _Start) -> FunctionCall | None:
+    def _existing_call(self, start: Start) -> FunctionCall | None:
         return None if start.key is None else self.calls.by_request_id(start.key, start.digest)
 
-    async def _launch_once(self, start: _Start) -> FunctionCall:
+    async def _launch_once(self, start: Start) -> FunctionCall:
         """Launch, unless a request with the same request_id is launching right now."""
         key = start.key
         if key is None:
@@ -260,7 +240,7 @@ class Supervisor:
         finally:
             del self._launching[key]
 
-    async def _launch(self, start: _Start) -> FunctionCall:
+    async def _launch(self, start: Start) -> FunctionCall:
         self._admit()
         self._starting += 1  # counted against the limit while the process is made
         made: list[FunctionCall] = []
@@ -284,7 +264,7 @@ class Supervisor:
         return call
 
     async def _record_start(
-        self, start: _Start, proc: FunctionProcess, started: float
+        self, start: Start, proc: FunctionProcess, started: float
     ) -> FunctionCall:
         """Before ``proc`` gets its call: write the call's start, or undo it (a call the
         journal does not know would outlive a crash unseen, one the audit log does not
@@ -402,10 +382,3 @@ class Supervisor:
             event(log, "shutdown.unreaped", logging.ERROR, pids=[proc.pid for proc in unreaped])
         await self.spawners.close()
         await self.recorder.close()
-
-
-def _encode(request: StartFunctionRequest, limits: dict[str, float]) -> bytes:
-    try:
-        return encode_request(request.fn_name, request.fn_args, limits)
-    except orjson.JSONEncodeError as exc:
-        raise BadRequest(f"fn_args cannot be passed to a function process: {exc}") from exc

@@ -25,11 +25,11 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
+from noded.process.outcome import Outcome, ProcessLimits
 from noded.process.output import (
     FRAME_CHUNKS_PER_TURN,
     OUTPUT_CHUNKS_PER_TURN,
@@ -46,31 +46,6 @@ log = logging.getLogger("noded.process")
 _DRAIN_CHUNKS = 16
 #: frame channel chunks read once the process has exited: a pipe's largest capacity
 _DRAIN_FRAME_CHUNKS = 17
-
-
-@dataclass(frozen=True)
-class ProcessLimits:
-    """Per-process bounds."""
-
-    max_frame_bytes: int = 64 * 1024 * 1024
-    stderr_tail_bytes: int = 64 * 1024
-    kill_grace_s: float = 5.0
-
-
-@dataclass
-class Outcome:
-    """What a function process produced by the time its result was decided."""
-
-    frame: bytes | None = None
-    #: what the frame channel held without a frame's newline
-    partial_frame: bytes = b""
-    frame_too_large: bool = False
-    exit_code: int | None = None
-    signal: int | None = None
-    stderr_tail: bytes = b""
-    #: ``(limit, what)`` when the daemon or the kernel stopped the call at a limit of its
-    #: whole tree (noded.process.bounds): ``("memory", "the call's memory limit of 200 MiB")``
-    limit_exceeded: tuple[str, str] | None = None
 
 
 #: asks a process's parent (the fork server) to reap ``pid``; it calls back with the wait
