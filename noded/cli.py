@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from noded.config import NodedConfig, is_loopback
+from noded.config import NodedConfig, is_loopback, master_address
 from noded.http.descriptors import DescriptorsTooFew
 from noded.server import Server
 from noded.version import __version__
@@ -38,6 +38,7 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
     for listed in ("functions", "masters", "labels"):
         values[listed] = flags.listed(getattr(args, listed))
     values["functions_path"] = tuple(Path(path) for path in args.functions_path)
+    values["masters"] = tuple(master_address(master) for master in values["masters"])
     allowed = args.tls_allowed_clients
     if isinstance(allowed, str):
         allowed = allowed.split(",")
