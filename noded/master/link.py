@@ -64,9 +64,9 @@ class MasterLink:
             except (NodeUnreachable, _Unavailable) as exc:
                 failures.append(f"{master}: {exc}")
                 self._move_on(master, exc)
-        raise NodeUnreachable(
-            f"no master answered {procedure} within {timeout_s:g} s ({'; '.join(failures)})"
-        )
+        # "within" only when the time ran out: a refused connection fails at once
+        within = f" within {timeout_s:g} s" if time.monotonic() >= deadline else ""
+        raise NodeUnreachable(f"no master answered {procedure}{within} ({'; '.join(failures)})")
 
     def learn(self, masters: object) -> None:
         """Add the masters a Register answer lists (several masterds on one store) after
@@ -106,7 +106,30 @@ class MasterLink:
                 return _answer(response.status, payload, response.headers.get("Retry-After"),
                                master)  # fmt: skip
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise NodeUnreachable(f"{type(exc).__name__}: {exc}", node=master) from exc
+            raise NodeUnreachable(self._what_failed(exc, left_s)) from exc
+
+    def _what_failed(self, exc: BaseException, left_s: float) -> str:
+        """Why a master gave no answer, in words, with the likely mistake where one is
+        known (the master is not running, or one side speaks TLS and the other not)."""
+        if isinstance(exc, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError | ssl.SSLError):
+            text = str(getattr(exc, "os_error", exc))
+            if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text.lower():
+                return ("TLS handshake failed: the master does not speak TLS on this port "
+                        "(this node talks TLS because it serves TLS; start ganeti-masterd "
+                        "with --tls-cert, --tls-key and --tls-ca)")  # fmt: skip
+            return f"TLS handshake failed: {text}"
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                return ("connection refused: nothing listens there (is ganeti-masterd "
+                        "running, on that port?)")  # fmt: skip
+            return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            return f"no answer within {left_s:.3g} s"
+        if isinstance(exc, aiohttp.ServerDisconnectedError) and self._ssl is None:
+            return ("the connection was closed without an answer (if the master serves TLS, "
+                    "this is what plain HTTP to it looks like: this node talks TLS only when "
+                    "it serves TLS, with --tls-cert, --tls-key and --tls-ca)")  # fmt: skip
+        return f"{type(exc).__name__}: {exc}"
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -126,15 +149,17 @@ class _Unavailable(RPCError):
 
 
 def _answer(status: int, payload: bytes, retry_after: str | None, master: str) -> Any:
+    """The answer's body, or its error raised (503: :class:`_Unavailable`)."""
     try:
         body = orjson.loads(payload) if payload else None
     except orjson.JSONDecodeError:
         body = None
     if status == 200:
         if not isinstance(body, dict):
-            raise NodeUnreachable("an answer that is not a JSON object", node=master)
+            raise NodeUnreachable(f"an answer that is not a JSON object from {master}")
         return body
-    error = remote_error_from_wire(status, body, node=master, retry_after=retry_after)
+    # the master is named by the log line or the failure list, not as a "node"
+    error = remote_error_from_wire(status, body, retry_after=retry_after)
     if status == 503:
         raise _Unavailable(error)
     raise error

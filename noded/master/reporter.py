@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -99,6 +100,8 @@ class Reporter:
         self._uuid = self._instance = ""
         self._functions: tuple[str, ...] = ()
         self._last_errors: dict[str, str] = {}
+        #: no master answered the last request: the next answer is logged (master.reachable)
+        self._unreachable = False
         #: events in the next Report: halved when a master finds a Report too large
         self._batch = REPORT_EVENTS
 
@@ -154,6 +157,7 @@ class Reporter:
         heartbeat_s = answer.get("heartbeat_s")
         if isinstance(heartbeat_s, int | float) and heartbeat_s > 0:
             self.heartbeat_s = float(heartbeat_s)
+        self._answered()
         event(log, "master.registered", master=self.link.current, heartbeat_s=self.heartbeat_s,
               instance=registration.instance)  # fmt: skip
         self._functions = registration.functions
@@ -178,6 +182,7 @@ class Reporter:
             self.metrics.failures.labels(HEARTBEAT).inc()
             return
         self._last_errors.pop("master.heartbeat_failed", None)
+        self._answered()
         if answer.get("reregister") is True:
             self._forgotten()
 
@@ -187,12 +192,24 @@ class Reporter:
         self.registered.clear()
 
     def _failed(self, name: str, exc: Exception) -> None:
-        """Log a failure: a warning when it is new, then quietly (a master down for hours
-        is one warning, not one every few seconds)."""
+        """Log a failure: a warning when it is new, then quietly until it changes (a
+        master down for hours is one warning, not one every few seconds).  Numbers do not
+        make it new: "heard from 9 s ago", then "10 s ago", is the same failure."""
         error = str(exc)
-        level = logging.DEBUG if self._last_errors.get(name) == error else logging.WARNING
-        self._last_errors[name] = error
-        event(log, name, level, error=error)
+        same = _NUMBER.sub("#", error)
+        level = logging.DEBUG if self._last_errors.get(name) == same else logging.WARNING
+        self._last_errors[name] = same
+        if isinstance(exc, NodeUnreachable):  # the masters it tried are in the message
+            self._unreachable = True
+            event(log, name, level, error=error)
+        else:  # the master that answered with this error
+            event(log, name, level, master=self.link.current, error=error)
+
+    def _answered(self) -> None:
+        """A master answered: said once if none did before."""
+        if self._unreachable:
+            self._unreachable = False
+            event(log, "master.reachable", master=self.link.current)
 
     def reregister(self) -> None:
         """Register again now (a master said it does not know this node)."""
@@ -219,7 +236,8 @@ class Reporter:
                 await backoff.sleep()
                 continue
             backoff.reset()
-            self._last_errors.pop("master.report_failed", None)
+            if self._last_errors.pop("master.report_failed", None) is not None:
+                self._answered()
 
     async def _deliver_all(self) -> None:
         """Send Reports until the spool holds nothing unacknowledged."""
@@ -243,6 +261,9 @@ class Reporter:
             self.metrics.delivered.inc(sum(1 for item in pending if item.seq <= acked))
             event(log, "master.reported", logging.DEBUG, events=len(pending), acked=acked,
                   duration_s=round(time.monotonic() - started, 6))  # fmt: skip
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 async def _wait(flag: asyncio.Event, timeout_s: float) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from masterd.local import LocalNode
-from tests.helpers import get_text, metric, run_node
+from tests.helpers import eventually, get_text, metric, run_node
 from tests.masterd.daemon.running import run_masterd, start_masterd
 from tests.noded.master.running import (
     FUNCTIONS,
@@ -97,3 +98,41 @@ async def test_a_master_that_forgot_the_node_gets_it_registered_again(tmp_path: 
         await first.stop()
         if second is not None:
             await second.stop()
+
+
+async def test_a_master_that_stops_is_logged_once_and_its_return_too(tmp_path: Path) -> None:
+    """A refused connection is said as such (not "within 10 s", not a "node"), once
+    however many heartbeats fail; ``master.reachable`` once it answers again."""
+    masterd = await start_masterd(["--heartbeat-s", "0.3"], tmp_path / "m")
+    try:
+        async with node_with_master([masterd.address], tmp_path / "n") as node:
+            await wait_state(masterd, "node-a", "alive")
+            await masterd.stop()
+            await eventually(lambda: "master.heartbeat_failed" in node.log_text(), 20.0)
+            await asyncio.sleep(1.5)  # several more heartbeats fail
+            masterd = await start_masterd(["--heartbeat-s", "0.3"], tmp_path / "m",
+                                          port=masterd.port)  # fmt: skip
+            await eventually(lambda: "master.reachable" in node.log_text(), 20.0)
+            log = node.log_text()
+    finally:
+        await masterd.stop()
+    failed = [line for line in log.splitlines() if "WARNING master.heartbeat_failed" in line]
+    assert len(failed) == 1, failed
+    assert "connection refused" in failed[0] and "is ganeti-masterd running" in failed[0]
+    assert "within" not in failed[0] and "(node " not in failed[0]
+    assert log.count("master.reachable") == 1
+
+
+async def test_a_name_conflict_is_one_warning_while_its_age_grows(tmp_path: Path) -> None:
+    async with (
+        run_masterd(["--heartbeat-s", "0.5"], workdir=tmp_path / "m") as masterd,
+        node_with_master([masterd.address], tmp_path / "n1"),
+    ):
+        await wait_state(masterd, "node-a", "alive")
+        async with node_with_master([masterd.address], tmp_path / "n2") as second:
+            await eventually(lambda: "master.register_failed" in second.log_text(), 20.0)
+            await asyncio.sleep(3.0)  # several Registers refused, "heard from N s ago"
+            log = second.log_text()
+    refused = [line for line in log.splitlines() if "WARNING master.register_failed" in line]
+    assert len(refused) == 1, refused
+    assert f"master={masterd.address}" in refused[0]
