@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from noded.config import NodedConfig, is_loopback, master_address
+from noded.config import NodedConfig, check_master_address, is_loopback
 from noded.http.descriptors import DescriptorsTooFew
 from noded.server import Server
 from noded.version import __version__
 from rpc_client import flags
 from rpc_client.logs import setup_logging
+from rpc_client.master_protocol import MASTER_PORT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,16 @@ def config_from_args(args: argparse.Namespace) -> NodedConfig:
         a.strip().lower() if _is_hex(a.strip()) else a.strip() for a in allowed if a.strip()
     )
     return NodedConfig(**values)
+
+
+def master_address(address: str) -> str:
+    """``--master``'s ``HOST[:PORT]`` as ``HOST:PORT``, the port 1812 when not given (as
+    ``rpc-cli --master``); raises ``ValueError`` for anything else, a URL too."""
+    address = address.strip()
+    if ":" not in address or (address.startswith("[") and address.endswith("]")):
+        address = f"{address}:{MASTER_PORT}"
+    check_master_address(address)
+    return address
 
 
 def _is_hex(text: str) -> bool:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rpc_client import flags
-from rpc_client.master_protocol import MASTER_PORT
 
 MiB = 1024 * 1024
 #: two segments of the output log (noded.calls.output) of the smallest size
@@ -386,23 +385,11 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def master_address(address: str) -> str:
-    """``--master``'s ``HOST[:PORT]`` as ``HOST:PORT``, the port 1812 when not given (as
-    ``rpc-cli --master``); raises ``ValueError`` for anything else, a URL too."""
-    address = address.strip()
-    if ":" not in address or (address.startswith("[") and address.endswith("]")):
-        address = f"{address}:{MASTER_PORT}"
-    check_master_address(address)
-    return address
-
-
 def check_master_address(address: str) -> None:
     """Raises ``ValueError`` unless ``address`` is ``HOST:PORT`` (``[V6]:PORT`` too)."""
     if "://" in address or "/" in address:
-        raise ValueError(
-            f"--master {address!r}: give HOST:PORT, not a URL (the node talks TLS to its "
-            "masters when it serves TLS itself, with --tls-cert, --tls-key and --tls-ca)"
-        )
+        raise ValueError(f"--master {address!r}: give HOST:PORT, not a URL (the node talks "
+                         "TLS to its masters when it serves TLS, with --tls-*)")  # fmt: skip
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) <= 65535:
         raise ValueError(f"--master {address!r}: expected HOST:PORT (port 1812 if left out)")
