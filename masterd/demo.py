@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import sys
 import tempfile
 import time
@@ -134,7 +135,11 @@ async def main() -> int:
             masterd_status = await masterd.stop()
             say(f"ganeti-masterd exited with status {masterd_status}")
     say()
-    say("By hand: see README.md (ganeti-noded, then rpc-cli call/start/wait/list).")
+    say(
+        "By hand: see README.md (ganeti-noded, then rpc-cli call/start/wait/list; "
+        "ganeti-masterd, ganeti-noded --master, rpc-cli --master ... nodes/events) "
+        "and doc/masterd.md."
+    )
     return 0 if status == 0 and masterd_status == 0 else 1
 
 
@@ -169,5 +174,32 @@ async def node_part(
     return status
 
 
+def run() -> int:
+    """``make run``: Ctrl-C stops the daemons (the context managers above) and exits 130
+    with one line, not a traceback, whatever the interrupted step raised (the node, in
+    the same process group, aborts its calls on the same SIGINT)."""
+    interrupted = asyncio.Event()
+
+    async def until_interrupted() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_sigint() -> None:
+            interrupted.set()
+            task.cancel()
+
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_sigint)
+        return await main()
+
+    try:
+        return asyncio.run(until_interrupted())
+    except (KeyboardInterrupt, asyncio.CancelledError, Exception):
+        if not interrupted.is_set():
+            raise
+    print("\ninterrupted: the daemons are stopped and the demo's files removed",
+          file=sys.stderr)  # fmt: skip
+    return 130
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run())
