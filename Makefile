@@ -15,12 +15,17 @@ CONFIG_DIR ?= /etc/ganeti
 
 venv: $(STAMP)
 
+# One line per step (pip's own output goes to the log; the install takes half a minute).
 $(STAMP): setup.cfg pyproject.toml
 	@echo "creating $(VENV) from setup.cfg (pip log: $(VENV)/install.log) ..."
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@{ $(BIN)/python -m pip install --upgrade pip && \
-	   $(BIN)/python -m pip install -e '.[test,dev]'; } > $(VENV)/install.log 2>&1 \
+	@test -x $(BIN)/python || { echo "  1/3 python -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "  2/3 upgrading pip ..."
+	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
 	   || { tail -n 30 $(VENV)/install.log; exit 1; }
+	@echo "  3/3 installing noded with its test and dev dependencies (about 30 s) ..."
+	@$(BIN)/python -m pip install --progress-bar off -e '.[test,dev]' >> $(VENV)/install.log 2>&1 \
+	   || { tail -n 30 $(VENV)/install.log; exit 1; }
+	@echo "  done"
 	@touch $(STAMP)
 
 run: $(STAMP)
