@@ -18,16 +18,22 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
 
 
-def localised(block: str, tmp_path: Path, port: int) -> str:
-    """The block with its daemon on ``port`` and its files under ``tmp_path``."""
+def localised(block: str, tmp_path: Path, port: int, master_port: int = 0) -> str:
+    """The block with its daemons on ``port`` (ganeti-masterd on ``master_port``) and its
+    files under ``tmp_path``."""
     block = block.replace("/tmp/", f"{tmp_path}/").replace("1811", str(port))
+    block = block.replace("1812", str(master_port))
+    block = block.replace("ganeti-masterd --state-dir",
+                          f"ganeti-masterd --port {master_port} --state-dir")  # fmt: skip
     return block.replace("ganeti-noded --state-dir", f"ganeti-noded --port {port} --state-dir")
 
 
-def run_shell(block: str, tmp_path: Path, port: int) -> subprocess.CompletedProcess[str]:
+def run_shell(
+    block: str, tmp_path: Path, port: int, master_port: int = 0
+) -> subprocess.CompletedProcess[str]:
     env = {**node_env(), "RPC_CLI_NODE": f"127.0.0.1:{port}", "PATH": "/usr/bin:/bin"}
     return subprocess.run(
-        ["bash", "-c", localised(block, tmp_path, port)],
+        ["bash", "-c", localised(block, tmp_path, port, master_port)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
@@ -44,6 +50,14 @@ def test_the_tls_commands_run_as_written(tmp_path: Path) -> None:
     done = run_shell(blocks("sh")[2], tmp_path, free_port())
     assert done.returncode == 0, done.stderr
     assert '"uuid"' in done.stdout
+
+
+def test_the_masterd_commands_run_as_written(tmp_path: Path) -> None:
+    done = run_shell(blocks("sh")[3], tmp_path, free_port(), free_port())
+    assert done.returncode == 0, done.stderr
+    assert "alive" in done.stdout and "web" in done.stdout  # the nodes table
+    assert "node.registered" in done.stdout and "disk.copied" in done.stdout  # the events
+    assert "Traceback" not in done.stderr
 
 
 async def test_the_program_runs_as_written(tmp_path: Path) -> None:
