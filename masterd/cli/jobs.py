@@ -36,7 +36,9 @@ def add_job_command(sub: Any) -> None:
     submit = jobs.add_parser("submit", help="SubmitJob: run a function on nodes, from the master")
     submit.add_argument("fn_name", metavar="FN")
     submit.add_argument("fn_args", nargs="?", default="{}", metavar="ARGS_JSON")
-    submit.add_argument("--names", type=_names, default=None, metavar="A,B")
+    submit.add_argument("--names", type=_names, default=None, metavar="A,B",
+                        help="these nodes, by name (with --labels: those of them carrying "
+                             "the labels)")  # fmt: skip
     submit.add_argument(
         "--labels",
         type=_names,
@@ -50,10 +52,18 @@ def add_job_command(sub: Any) -> None:
         default=DEFAULT_JOB_TIMEOUT_S,
         help="per node, from its start (default %(default)s s)",
     )
-    submit.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S")
-    submit.add_argument("--window", type=_count(1), default=None, metavar="N")
-    submit.add_argument("--canary", type=_count(0), default=0, metavar="N")
-    submit.add_argument("--max-failures", type=_count(0), default=None, metavar="N")
+    submit.add_argument("--abort-after", type=positive_seconds, default=None, metavar="S",
+                        help="each node kills its call this long after it started "
+                             "(default: none)")  # fmt: skip
+    submit.add_argument("--window", type=_count(1), default=None, metavar="N",
+                        help="at most N nodes running at once, the next as soon as one "
+                             "ends (default: all at once)")  # fmt: skip
+    submit.add_argument("--canary", type=_count(0), default=0, metavar="N",
+                        help="the first N nodes alone; the rest only if all of them "
+                             "succeed (default %(default)s)")  # fmt: skip
+    submit.add_argument("--max-failures", type=_count(0), default=None, metavar="N",
+                        help="start no further node once more than N have failed "
+                             "(default: no limit)")  # fmt: skip
     submit.add_argument(
         "--request-id",
         default=None,
@@ -73,7 +83,8 @@ def add_job_command(sub: Any) -> None:
         ("follow", "each node's result as it comes, until the job ends"),
     ):
         jobs.add_parser(name, help=text).add_argument("job_id", metavar="ID")
-    abort = jobs.add_parser("abort", help="AbortJob: start no further node")
+    abort = jobs.add_parser("abort", help="AbortJob: start no further node (--calls: and "
+                            "abort the running calls)")  # fmt: skip
     abort.add_argument("job_id", metavar="ID")
     abort.add_argument("--calls", action="store_true", help="abort the running calls too")
 

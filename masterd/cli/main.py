@@ -65,7 +65,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rpc-cli", description="Call a ganeti-noded by hand.")
+    parser = _Parser(
+        prog="rpc-cli",
+        description="Call a ganeti-noded by hand, or ask ganeti-masterd (--master) about "
+        "its nodes, events and jobs.",
+    )
     parser.add_argument("--version", action=_PrintVersion, nargs=0,
                         help="show the version and exit")  # fmt: skip
     _add_global_options(parser)
@@ -103,7 +107,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, after_command: bool 
     )  # fmt: skip
     parser.add_argument(
         "--master", default=default(os.environ.get(MASTER_ENV)), metavar="HOST[:PORT]",
-        help=f"ganeti-masterd, for nodes and events (default ${MASTER_ENV}; port 1812)",
+        help=f"ganeti-masterd, for nodes, events and jobs (default ${MASTER_ENV}; port 1812)",
     )  # fmt: skip
     tls = parser.add_argument_group("mutual TLS (all three, or none)")
     for flag, variable, help_text in (

@@ -30,6 +30,8 @@ _TRANSIENT = (TransportError, StoreUnavailable, NodeBusy, NodeShuttingDown)
 _RETRY_S = 1.0
 #: the longest data shown on an event's line (--json shows all of it)
 _DATA_CHARS = 200
+#: event columns padded to these widths (a stream cannot measure its rows)
+_ID_WIDTH, _NAME_WIDTH, _TYPE_WIDTH = 6, 10, 15
 
 
 def add_events_command(sub: Any) -> None:
@@ -169,7 +171,8 @@ def format_event(item: MasterEvent) -> str:
     data = "" if item.data is None else orjson.dumps(item.data).decode()
     if len(data) > _DATA_CHARS:
         data = data[: _DATA_CHARS - 3] + "..."
-    fields = (str(item.id), f"{stamp}.{millis:03d}Z", item.node, item.type, item.fnc_id or "-")
+    fields = (f"{item.id:<{_ID_WIDTH}}", f"{stamp}.{millis:03d}Z", f"{item.node:<{_NAME_WIDTH}}",
+              f"{item.type:<{_TYPE_WIDTH}}", item.fnc_id or "-")  # fmt: skip
     return "  ".join((*fields, data)).rstrip()
 
 

@@ -19,7 +19,8 @@ from rpc_client.logs import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganeti-masterd",
-        description="Master daemon: the node registry, events from nodes, in a store.",
+        description="Master daemon: the node registry, events from nodes, master "
+        "commands and jobs, in a store.",
     )
     # ``heartbeat_s`` is ``--heartbeat-s`` (the contract's flag); other units stay out
     flags.add_settings(parser, MasterdConfig, keep_units={"heartbeat_s"})
