@@ -65,11 +65,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="rpc-cli",
-        description="Call a ganeti-noded by hand, or ask ganeti-masterd (--master) about "
-        "its nodes, events and jobs.",
-    )
+    parser = _Parser(prog="rpc-cli", description="Call a ganeti-noded, or ask ganeti-masterd "
+                     "(--master) about its nodes, events and jobs.")  # fmt: skip
     parser.add_argument("--version", action=_PrintVersion, nargs=0,
                         help="show the version and exit")  # fmt: skip
     _add_global_options(parser)
