@@ -9,12 +9,14 @@ import it too.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
 from rpc_client.declarations import Declaration, Declarations, Param, declare
+from rpc_client.protocol import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +48,14 @@ class Registry(Declarations[FunctionSpec]):
 
     def describe(self, default_limits: dict[str, float] | None = None) -> dict[str, Any]:
         return {name: self._by_name[name].describe(default_limits) for name in self.names()}
+
+    def not_found(self, name: str) -> str:
+        """What UnknownFunction says of ``name``: the close match if there is one, and
+        how to list the functions."""
+        close = difflib.get_close_matches(name, list(self.names()), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"no function named {shown(name)} here{hint}; `rpc-cli functions` "
+                "(DescribeFunctions) lists them")  # fmt: skip
 
 
 REGISTRY = Registry()

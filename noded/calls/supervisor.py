@@ -43,7 +43,7 @@ from rpc_client.errors import (
     UnknownFunction,
 )
 from rpc_client.logs import event
-from rpc_client.protocol import CallState, FncId, StartFunctionRequest, shown
+from rpc_client.protocol import CallState, FncId, StartFunctionRequest
 
 log = logging.getLogger("noded.calls")
 
@@ -120,9 +120,7 @@ class Supervisor:
         """The function a StartFunction asks for, its arguments checked (404, 400)."""
         spec = self._registry.get(request.fn_name)
         if spec is None:
-            raise UnknownFunction(
-                f"no function named {shown(request.fn_name)} here; DescribeFunctions lists them"
-            )
+            raise UnknownFunction(self._registry.not_found(request.fn_name))
         spec.check_args(request.fn_args)
         return spec
 

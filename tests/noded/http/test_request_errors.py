@@ -171,6 +171,9 @@ async def test_invalid_arguments_start_no_process(node: LocalNode) -> None:
 async def test_unknown_function(node: LocalNode) -> None:
     body = {"fn_name": "rm_rf", "fn_args": {}, "timeout": 5}
     await assert_error(node, "/StartFunction", body, status=404, type_="UnknownFunction")
+    _, answer, _ = await put(node, "/StartFunction", {**body, "fn_name": "slep"})
+    assert "did you mean 'sleep'?" in answer["error"]["message"]
+    assert "`rpc-cli functions`" in answer["error"]["message"]
 
 
 async def test_unknown_function_call(node: LocalNode) -> None:
