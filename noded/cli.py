@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -96,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     except DescriptorsTooFew as exc:  # a configuration that could never serve: usage
         print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
         return 2
-    except (ImportError, OSError, TypeError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # the port: name it and the flag that moves it
+            exc = OSError(f"{config.bind}:{config.port}: address already in use (another "
+                          "ganeti-noded?); stop what holds it, or choose another port with "
+                          "--port")  # fmt: skip
+        print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except (ImportError, TypeError, ValueError) as exc:
         print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
         return 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import resource
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,17 @@ def test_a_log_file_that_cannot_be_opened_is_named_at_start(tmp_path: Path) -> N
     done = run_noded_cli("--log-file", str(tmp_path / "no-such-dir" / "noded.log"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"--log-file {tmp_path / 'no-such-dir' / 'noded.log'}: No such file" in done.stderr
+
+
+def test_a_port_in_use_is_named_with_the_flag_that_moves_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_noded_cli("--port", str(port), "--state-dir", str(tmp_path / "s"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"cannot start: 127.0.0.1:{port}: address already in use" in done.stderr
+    assert "--port" in done.stderr
 
 
 def test_a_missing_certificate_file_is_named_at_start(tmp_path: Path) -> None:
