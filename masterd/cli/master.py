@@ -21,7 +21,13 @@ from masterd.cli.common import parse_node, print_json, tls_from_args
 from masterd.cli.exits import EXIT_OK
 from masterd.cli.jobs import cmd_job
 from masterd.master_client import ListedNode, MasterClient, MasterEvent
-from rpc_client.errors import NodeBusy, NodeShuttingDown, StoreUnavailable, TransportError
+from rpc_client.errors import (
+    NodeBusy,
+    NodeShuttingDown,
+    StoreUnavailable,
+    TransportError,
+    UnknownProcedure,
+)
 from rpc_client.master_protocol import MASTER_PORT
 
 MASTER_ENV = "NODED_MASTER"
@@ -193,4 +199,13 @@ MASTER_COMMANDS: dict[str, MasterCommand] = {"nodes": cmd_nodes, "events": cmd_e
 
 async def run_master_command(args: argparse.Namespace) -> int:
     async with client_of(args) as master:
-        return await MASTER_COMMANDS[args.command](master, args)
+        try:
+            return await MASTER_COMMANDS[args.command](master, args)
+        except UnknownProcedure as exc:
+            if "StartFunction" not in exc.message:  # not a ganeti-noded's procedures
+                raise
+            raise UnknownProcedure(
+                f"{exc.message}: {master.name} is a ganeti-noded, not ganeti-masterd (which "
+                f"listens on port {MASTER_PORT} by default); give --master HOST[:PORT] of "
+                "ganeti-masterd"
+            ) from exc

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from masterd.local import free_port
+from tests.helpers import run_node
 from tests.masterd.cli.test_operator import one_line, rpc_cli
 from tests.masterd.daemon.running import events, registration, start_masterd
 from tests.masterd.simulated import FNC_ID, Fleet, module_fleet
@@ -153,3 +154,10 @@ async def test_follow_waits_for_a_master_that_restarted(tmp_path: Path) -> None:
             proc.kill()
             await proc.wait()
         await masterd.stop()
+
+
+async def test_master_pointed_at_a_noded_says_so() -> None:
+    async with run_node() as node:
+        status, _, err = await rpc_cli("--master", f"127.0.0.1:{node.port}", "nodes")
+    assert status == 2
+    assert f"127.0.0.1:{node.port} is a ganeti-noded, not ganeti-masterd" in err
