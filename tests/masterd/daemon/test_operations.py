@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -101,3 +102,20 @@ def test_the_example_config_is_every_setting_it_names() -> None:
     example = ROOT / "doc" / "examples" / "masterd.toml"
     _, config = parse_config(["--config", str(example)])
     assert config.port == 1812 and config.heartbeat_s == 30
+
+
+def test_every_flag_of_the_help_is_in_the_flag_table_and_the_example_config() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "masterd.daemon", "--help"], capture_output=True, text=True,
+        timeout=60, cwd=ROOT,
+    ).stdout  # fmt: skip
+    flags = set(re.findall(r"^  (--[a-z][a-z-]+)", help_text, re.MULTILINE)) - {"--help"}
+    doc = (ROOT / "doc" / "masterd.md").read_text()
+    table = doc[doc.index("## Running it") : doc.index("## Master commands")]
+    assert len(flags) > 20
+    assert sorted(f for f in flags if not re.search(rf"`[^`]*{f}(?![a-z-])", table)) == []
+    example = (ROOT / "doc" / "examples" / "masterd.toml").read_text()
+    settings = {f for f in flags if re.search(rf"^#? ?{f[2:]} = ", example, re.MULTILINE)}
+    assert sorted(flags - settings - {"--config", "--version"}) == []
+    _, config = parse_config(["--config", str(ROOT / "doc" / "examples" / "masterd.toml")])
+    assert config.tls and config.bind == "0.0.0.0"
