@@ -69,4 +69,5 @@ class GatherSummary:
                 continue
             shown = f" ({', '.join(names)})" if names and outcome != "ok" else ""
             parts.append(f"{len(names)} {_WORDS.get(outcome, outcome)}{shown}")
-        return f"{len(self.results)} nodes: " + ", ".join(parts)
+        count = len(self.results)
+        return f"{count} node{'' if count == 1 else 's'}: " + ", ".join(parts)

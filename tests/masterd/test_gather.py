@@ -13,6 +13,7 @@ from masterd.cluster import Cluster
 from masterd.gather import call_many, gather
 from masterd.local import free_port
 from masterd.node import Node
+from masterd.results import GatherSummary, NodeResult
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import (
     CallTimeout,
@@ -147,3 +148,8 @@ async def test_a_silent_node_is_bounded_even_with_a_long_margin() -> None:
         await client.close()
     assert summary.names("timed_out") == ["silent"]
     assert time.monotonic() - began < 1 + 1.5
+
+
+def test_a_summary_of_one_node_says_node() -> None:
+    summary = GatherSummary({"n1": NodeResult("n1", True, 1)})
+    assert summary.line() == "1 node: 1 ok, 0 failed, 0 timed out, 0 unreachable"
