@@ -41,7 +41,9 @@ class NodedConfig:
     functions: tuple[str, ...] = field(
         default=(),
         metadata=flag(
-            "comma-separated importable modules with @function definitions", metavar="MODS"
+            "comma-separated importable modules with @function definitions (default: "
+            "none, only the built-ins echo, node_info and sleep)",
+            metavar="MODS",
         ),
     )
     functions_path: tuple[Path, ...] = field(
