@@ -95,7 +95,11 @@ class TreeBounds:
         if not done:
             event(log, "limits.check_slow", logging.WARNING, calls=len(calls))
             return None
-        return self._check.result()
+        try:
+            return self._check.result()
+        except OSError as exc:  # /proc unreadable for now (no descriptor left): next round
+            event(log, "limits.check_failed", logging.WARNING, calls=len(calls), error=str(exc))
+            return None
 
     def _enforce(self, call: Bounded, memory: int, processes: int) -> None:
         if call.proc.decided.done() or call.proc.reaped.done():

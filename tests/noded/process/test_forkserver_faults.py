@@ -82,7 +82,9 @@ async def test_out_of_descriptors_every_refused_call_is_busy_never_500(spawn: st
         )
         statuses = Counter(a[0] if isinstance(a, tuple) else type(a).__name__ for a in answers)
         assert set(statuses) <= {200, 503, "ClientOSError", "ServerDisconnectedError"}, statuses
-        assert statuses[200] > 0 and statuses[503] > 0, statuses
+        # some are refused; whether any starts depends on how many of the 200 connections
+        # (a descriptor each) are open at once, which is the machine's timing
+        assert statuses[503] > 0, statuses
         for status, answer, headers in (a for a in answers if isinstance(a, tuple)):
             if status == 503:
                 assert answer["error"]["type"] == "Busy" and headers["Retry-After"] == "1"
