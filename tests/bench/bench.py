@@ -57,7 +57,7 @@ import orjson
 import psutil
 
 from masterd.local import LocalNode, free_port
-from tests.bench import master_daemon, output
+from tests.bench import emit_latency, master_daemon, output
 from tests.bench.cpu import CallCpu, CpuMeter, CpuUse, ServerCpu, cpu_summary
 from tests.helpers import lasting_zombies, node_env
 
@@ -316,6 +316,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
                 step(f"scale: 1,000 sleep(5), {turn} run")
                 report["scale"].append(await scale(fork, 1000, 5.0))
     report["masterd"] = await master_daemon.run()
+    report["emit"] = await emit_latency.run()
     return report
 
 
@@ -442,6 +443,7 @@ def table(report: dict[str, Any]) -> str:
             for i, s in enumerate(report["scale"], 1)
         ),
         *master_daemon.rows(report["masterd"]),
+        *emit_latency.rows(report["emit"]),
         f"machine: {report['machine']}",
     ]
     return "\n".join(rows)
@@ -537,9 +539,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["masterd"], help="only this section")
     args = parser.parse_args()
     if args.only == "masterd":
-        report = {"machine": machine(), "masterd": asyncio.run(master_daemon.run())}
+        report = {"machine": machine(), "masterd": asyncio.run(master_daemon.run()),
+                  "emit": asyncio.run(emit_latency.run())}  # fmt: skip
         args.out.write_text(json.dumps(report, indent=2))
-        print("\n".join([*master_daemon.rows(report["masterd"]), f"machine: {machine()}"]))
+        print("\n".join([*master_daemon.rows(report["masterd"]),
+                         *emit_latency.rows(report["emit"]), f"machine: {machine()}"]))  # fmt: skip
         print(f"(numbers in {args.out})")
         return
     report = asyncio.run(run(args.calls, args.seconds, args.rounds))
