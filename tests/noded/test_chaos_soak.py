@@ -35,12 +35,12 @@ import pytest
 from masterd.local import LocalNode, free_port
 from tests.helpers import alive, marked_processes, node_args, node_env, zygotes
 
-pytestmark = pytest.mark.slow
-
 SOAK_S = float(os.environ.get("NODED_SOAK_S", "30"))
 CLIENTS = 8
 #: a careful master gives a key up only after this long without an answer
 GIVE_UP_S = 40.0
+#: the suite's 120 s a test would end a longer soak: its own bound, past its length
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SOAK_S + GIVE_UP_S + 120)]
 #: generous: the goal is 0.5 s; two busy CPUs and a restarting daemon get slack
 REPLACED_SERVING_BOUND_S = 2.0
 HONEST_FAILURES = {"FunctionAborted", "FunctionProcessDied", "UnknownFunctionCall"}
