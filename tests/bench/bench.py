@@ -31,7 +31,8 @@ measured then.
    in the same daemon, since on a VM the first run may be the first to touch some of the
    guest's memory, which costs a host fault per page (see doc/performance.md).
 9. ganeti-masterd (``tests/bench/master_daemon.py``; alone: ``--only masterd``): CPU per
-   heartbeat of 1,000 nodes, Report -> WaitForEvents latency, events/s from 10 nodes.
+   heartbeat of 1,000 nodes, Report -> WaitForEvents latency, events/s from 10 nodes;
+   a 1,000-node job through masterd beside call_many (``tests/bench/master_job.py``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ import orjson
 import psutil
 
 from masterd.local import LocalNode, free_port
-from tests.bench import emit_latency, master_daemon, output
+from tests.bench import emit_latency, master_daemon, master_job, output
 from tests.bench.cpu import CallCpu, CpuMeter, CpuUse, ServerCpu, cpu_summary
 from tests.helpers import lasting_zombies, node_env
 
@@ -317,6 +318,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
                 report["scale"].append(await scale(fork, 1000, 5.0))
     report["masterd"] = await master_daemon.run()
     report["emit"] = await emit_latency.run()
+    report["masterd_job"] = await master_job.run()
     return report
 
 
@@ -444,6 +446,7 @@ def table(report: dict[str, Any]) -> str:
         ),
         *master_daemon.rows(report["masterd"]),
         *emit_latency.rows(report["emit"]),
+        *master_job.rows(report["masterd_job"]),
         f"machine: {report['machine']}",
     ]
     return "\n".join(rows)
@@ -541,9 +544,12 @@ def main() -> None:
     if args.only == "masterd":
         report = {"machine": machine(), "masterd": asyncio.run(master_daemon.run()),
                   "emit": asyncio.run(emit_latency.run())}  # fmt: skip
+        report["masterd_job"] = asyncio.run(master_job.run())
         args.out.write_text(json.dumps(report, indent=2))
         print("\n".join([*master_daemon.rows(report["masterd"]),
-                         *emit_latency.rows(report["emit"]), f"machine: {machine()}"]))  # fmt: skip
+                         *emit_latency.rows(report["emit"]),
+                         *master_job.rows(report["masterd_job"]),
+                         f"machine: {machine()}"]))  # fmt: skip
         print(f"(numbers in {args.out})")
         return
     report = asyncio.run(run(args.calls, args.seconds, args.rounds))
