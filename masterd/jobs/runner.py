@@ -73,9 +73,7 @@ class JobRun:
         rollout = Rollout(window=spec.window, canary=spec.canary, max_failures=spec.max_failures)
         try:
             await self._store.set_job_state(self.job.id, RUNNING)
-            async with contextlib.aclosing(self.fan_out.all(self._clients, rollout)) as results:
-                async for result in results:
-                    await self._record(result)
+            await self._record_all(rollout)
             await test_pause("before_end")
             state = ABORTED if self.aborted else FINISHED
             await self._store.set_job_state(self.job.id, state, time.time())
@@ -83,6 +81,22 @@ class JobRun:
         finally:
             await self._pool.close()
             self._on_change()
+
+    async def _record_all(self, rollout: Rollout) -> None:
+        """Each node's end, as it comes; not awaited one by one, so that results that
+        come together share the store's commits (a commit each made a 1,000-node job
+        take seconds past its last answer).  All are stored before this returns; if the
+        run stops first, those not stored are asked again at the next resume."""
+        recording: set[asyncio.Task[None]] = set()
+        try:
+            async with contextlib.aclosing(self.fan_out.all(self._clients, rollout)) as results:
+                async for result in results:
+                    recording.add(asyncio.create_task(self._record(result)))
+            await asyncio.gather(*recording)
+        except BaseException:
+            for task in recording:
+                task.cancel()
+            raise
 
     async def _record(self, result: NodeResult) -> None:
         if result.node in self._ended:  # ended before a resume: kept as it was
