@@ -48,6 +48,7 @@ import psutil
 
 from masterd.results import NodeResult
 from rpc_client.errors import FunctionFailed, function_error
+from rpc_client.file_locks import flock_holder as lock_holder
 from rpc_client.logs import event
 
 log = logging.getLogger("masterd.batch")
@@ -98,24 +99,6 @@ def _holder(info: os.stat_result) -> str:
     except psutil.Error:
         return f"pid {pid} on {socket.gethostname()}"
     return f"pid {pid} on {socket.gethostname()} since {time.strftime(_TIME, started)}"
-
-
-def lock_holder(info: os.stat_result) -> int | None:
-    """The pid holding a ``flock`` on the file ``info`` describes, from ``/proc/locks``
-    (device and inode; the inode alone where the file system reports another device, as
-    overlayfs does), or None."""
-    try:
-        with open("/proc/locks") as locks:
-            lines = [line.split() for line in locks]
-    except OSError:
-        return None
-    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-    held = [(f[5], int(f[4])) for f in lines if len(f) > 5 and f[1] == "FLOCK"]
-    exact = [pid for where, pid in held if where == device]
-    inode = [pid for where, pid in held if where.endswith(f":{info.st_ino}")]
-    if exact:
-        return exact[0]
-    return inode[0] if len(inode) == 1 else None
 
 
 def _open_existing(path: Path) -> int:

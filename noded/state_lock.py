@@ -10,10 +10,9 @@ the fork server and the function processes do not hold it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 from pathlib import Path
+
+from rpc_client.file_locks import HeldLock, LockHeld, hold_pid_file
 
 LOCK_FILE = "daemon.lock"
 
@@ -22,16 +21,8 @@ class StateDirectoryInUse(OSError):
     """Raised when another running daemon holds the state directory's lock."""
 
 
-class StateLock:
-    """The held lock; :meth:`release` lets it go (exiting does too)."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+#: the held lock; ``release()`` lets it go (exiting does too)
+StateLock = HeldLock
 
 
 def hold_state_directory(state_dir: Path) -> StateLock:
@@ -41,26 +32,11 @@ def hold_state_directory(state_dir: Path) -> StateLock:
     Raises :class:`StateDirectoryInUse` naming the daemon that holds it.
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = state_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _pid_in(fd)
-        os.close(fd)
+        return hold_pid_file(state_dir / LOCK_FILE)
+    except LockHeld as held:
+        holder = held.holder
         raise StateDirectoryInUse(
             f"the state directory {state_dir} is in use by another ganeti-noded"
             f"{f' (pid {holder})' if holder else ''}; give each daemon its own --state-dir"
         ) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return StateLock(fd)
-
-
-def _pid_in(fd: int) -> str:
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        return os.pread(fd, 32, 0).decode().strip()
-    return ""

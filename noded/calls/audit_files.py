@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from rpc_client.file_locks import flock_holder
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.audit")
@@ -49,24 +50,13 @@ def lock(fd: int, path: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _lock_holder(fd)
+        holder = flock_holder(os.fstat(fd))
         raise AuditLogInUse(
             f"the audit log {path} is in use by another ganeti-noded"
             f"{f' (pid {holder})' if holder else ''}; give each daemon its own --audit-log"
         ) from None
     except OSError as exc:
         raise AuditLogError(f"cannot lock the audit log {path}: {exc.strerror}") from exc
-
-
-def _lock_holder(fd: int) -> str:
-    """The pid holding a flock on the file of ``fd``, from /proc/locks ("" if unknown)."""
-    inode = os.fstat(fd).st_ino
-    with contextlib.suppress(OSError), open("/proc/locks") as locks:
-        for line in locks:
-            fields = line.split()
-            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].endswith(f":{inode}"):
-                return fields[4]
-    return ""
 
 
 def file_id(fd: int) -> str:
