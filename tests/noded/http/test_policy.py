@@ -196,11 +196,11 @@ async def test_a_refused_argument_is_neither_logged_nor_audited(secured: Secured
         with pytest.raises(Forbidden, match="may not run 'xxx"):  # no function's name
             await deployer.start_function(huge, {}, timeout=10)
     await eventually(lambda: secured.audit.stat().st_size > audit_before)
-    # the log line is written beside the answer, not before it: wait for it too
-    await eventually(lambda: "policy.denied" in secured.node.log_text()[log_before:])
+    # policy.denied is logged at most once per interval (noded.http.guard): another
+    # test's denial may have taken it; the audit record is written for every denial
     logged = secured.node.log_text()[log_before:]
     audited = secured.audit.read_bytes()[audit_before:].decode()
-    assert "policy.denied" in logged and '"event":"deny"' in audited
+    assert '"event":"deny"' in audited
     assert secret not in logged and secret not in audited
     assert max(len(line) for line in (logged + audited).splitlines()) < 2000
 
