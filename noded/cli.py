@@ -19,7 +19,7 @@ from rpc_client.master_protocol import MASTER_PORT
 def build_parser() -> argparse.ArgumentParser:
     """One flag per field of :class:`NodedConfig` (``max_wait_s`` is ``--max-wait``), then
     ``--config`` and ``--version``."""
-    parser = argparse.ArgumentParser(
+    parser = flags.OneLineErrors(
         prog="ganeti-noded",
         description="Node daemon: runs registered functions, one process per call.",
     )
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if not config.tls and not config.insecure and not is_loopback(config.bind):
         parser.error(
             f"refusing to listen on {config.bind} without TLS: anyone who reaches that "
-            "address could run functions as this user. Give --tls-cert, --tls-key and "
-            "--tls-ca, bind to 127.0.0.1 or ::1, or pass --insecure if the network is trusted."
+            "address could run functions as this user\ngive --tls-cert, --tls-key and "
+            "--tls-ca, bind to 127.0.0.1 or ::1, or pass --insecure if the network is trusted"
         )
     for flag, path in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key),
                        ("--tls-ca", config.tls_ca), ("--policy", config.policy)):  # fmt: skip

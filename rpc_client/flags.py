@@ -15,9 +15,21 @@ import tomllib
 import typing
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 _METAVARS = {int: "N", float: "S", Path: "PATH", str: "TEXT"}
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """A daemon's parser whose usage errors are one line naming what is wrong and one hint
+    line, not argparse's usage block (under systemd that block lands in the journal at
+    every failed start); exit status 2, as argparse's.  A message's second line, if it has
+    one, is its hint; else the hint is ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        what, _, hint = message.partition("\n")
+        hint = hint.strip() or f"see: {self.prog} --help"
+        self.exit(2, f"{self.prog}: error: {what}\n{self.prog}: {hint}\n")
 
 
 def add_settings(

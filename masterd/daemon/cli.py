@@ -17,7 +17,7 @@ from rpc_client.logs import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = flags.OneLineErrors(
         prog="ganeti-masterd",
         description="Master daemon: the node registry, events from nodes, master "
         "commands and jobs, in a store.",
@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if not config.tls and not config.insecure and not is_loopback(config.bind):
         parser.error(
             f"refusing to listen on {config.bind} without TLS: anyone who reaches that "
-            "address could register as a node or read the events. Bind to 127.0.0.1 or "
+            "address could register as a node or read the events\nbind to 127.0.0.1 or "
             "::1, give --tls-cert, --tls-key and --tls-ca, or pass --insecure if the "
-            "network is trusted."
+            "network is trusted"
         )
     for flag, path in (("--nodes", config.nodes), ("--tls-cert", config.tls_cert),
                        ("--tls-key", config.tls_key), ("--tls-ca", config.tls_ca)):  # fmt: skip

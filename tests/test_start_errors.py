@@ -1,0 +1,94 @@
+"""A daemon that cannot start says what is wrong in one line and at most one hint line,
+not argparse's usage block (under systemd that block lands in the journal at every failed
+start); usage errors exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from masterd.daemon import cli as masterd_cli
+from noded import cli as noded_cli
+from tests.helpers import node_env
+
+MISSING = "/no/such/dir/x.pem"
+TLS = ["--tls-cert", MISSING, "--tls-key", "/no/such/k", "--tls-ca", "/no/such/ca"]
+
+NODED_CASES = [
+    (TLS, f"--tls-cert {MISSING}: no such file"),
+    (["--bind", "0.0.0.0"], "refusing to listen on 0.0.0.0 without TLS"),
+    ([*TLS, "--policy", "/p.toml", "--tls-allowed-clients", "m1"],
+     "give --policy or --tls-allowed-clients, not both"),
+    (["--policy", "/no/such/policy.toml"], "--policy /no/such/policy.toml: no such file"),
+    (["--tls-cert", MISSING], "TLS needs all three of --tls-cert, --tls-key and --tls-ca"),
+    (["--port", "abc"], "argument --port: invalid int value: 'abc'"),
+    (["--max-functions", "0"], "max_functions must be > 0"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--config", "/no/such/noded.toml"], "cannot read config file /no/such/noded.toml"),
+]  # fmt: skip
+
+MASTERD_CASES = [
+    (TLS, f"--tls-cert {MISSING}: no such file"),
+    (["--bind", "0.0.0.0"], "refusing to listen on 0.0.0.0 without TLS"),
+    (["--nodes", "/no/such/nodes.toml"], "--nodes /no/such/nodes.toml: no such file"),
+    (["--store", "sqlite:///relative.db"], "four slashes"),
+    (["--heartbeat-s", "nan"], "argument --heartbeat-s: 'nan': give a finite number"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--config", "/no/such/masterd.toml"], "cannot read config file /no/such/masterd.toml"),
+]
+
+
+def refused(
+    main: Callable[[list[str]], int], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> list[str]:
+    """The lines ``main(argv)`` wrote on stderr, having checked it exited 2."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    return capsys.readouterr().err.splitlines()
+
+
+def check_one_line(prog: str, lines: list[str], says: str) -> None:
+    assert len(lines) == 2, lines  # what is wrong, and one hint
+    assert lines[0].startswith(f"{prog}: error: ") and says in lines[0], lines
+    assert lines[1].startswith(f"{prog}: ") and "usage:" not in "\n".join(lines)
+
+
+@pytest.mark.parametrize(("argv", "says"), NODED_CASES)
+def test_ganeti_noded_start_errors_are_one_line(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = refused(noded_cli.main, [*argv, "--state-dir", str(tmp_path)], capsys)
+    check_one_line("ganeti-noded", lines, says)
+
+
+@pytest.mark.parametrize(("argv", "says"), MASTERD_CASES)
+def test_ganeti_masterd_start_errors_are_one_line(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = refused(masterd_cli.main, [*argv, "--state-dir", str(tmp_path)], capsys)
+    check_one_line("ganeti-masterd", lines, says)
+
+
+def test_the_refusal_to_listen_without_tls_hints_at_the_way_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for main in (noded_cli.main, masterd_cli.main):
+        lines = refused(main, ["--bind", "0.0.0.0"], capsys)
+        assert "--tls-cert" in lines[1] and "--insecure" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("noded", "ganeti-noded"), ("masterd.daemon", "ganeti-masterd")]
+)
+def test_a_real_daemon_that_cannot_start_writes_two_lines(module: str, prog: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", module, *TLS], capture_output=True, text=True, timeout=60,
+        env=node_env(),
+    )  # fmt: skip
+    assert done.returncode == 2
+    check_one_line(prog, done.stderr.splitlines(), f"--tls-cert {MISSING}: no such file")
