@@ -20,6 +20,7 @@ import datetime
 import ipaddress
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -51,14 +52,20 @@ class Issued:
 
 
 def init_ca(directory: Path, *, name: str = "noded cluster CA", days: int = CA_DAYS) -> Issued:
-    """Create a CA in ``directory``; refuses to overwrite an existing one."""
+    """Create a CA in ``directory``; refuses to overwrite an existing one.
+
+    Its common name is ``name`` and a random suffix (``noded cluster CA 5f0c2a9e41d3b7a6``),
+    unique to this CA: a verifier looks up a certificate's issuer by that name, so two
+    clusters' CAs of one name would make another cluster's certificate a "bad
+    certificate" (the signature fails against our CA) instead of an "unknown CA"."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     cert_path, key_path = directory / "ca.crt", directory / "ca.key"
     if cert_path.exists() or key_path.exists():
         raise ValueError(f"{directory} already holds a CA; remove ca.crt and ca.key first")
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    unique = f"{name} {secrets.token_hex(8)}"
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, unique)])
     now = _now()
     cert = (
         x509.CertificateBuilder()

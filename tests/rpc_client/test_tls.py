@@ -204,3 +204,28 @@ def test_without_tls_a_non_loopback_bind_names_the_way_out() -> None:
     )
     assert done.returncode == 2
     assert "--tls-cert" in done.stderr and "--insecure" in done.stderr
+
+
+async def test_another_clusters_ca_made_the_same_way_is_logged_as_unknown_ca(
+    tmp_path: Path,
+) -> None:
+    """Two ``certs init`` with the defaults (two clusters): the second CA's certificate is
+    an unknown CA's at the first cluster's node, not a bad certificate.  With one subject
+    for every CA, OpenSSL found the trusted CA by the issuer's name and then failed on
+    the signature ("certificate signature failure")."""
+    ours, theirs = certs.init_ca(tmp_path / "ours"), certs.init_ca(tmp_path / "theirs")
+    assert _subject(ours.cert) != _subject(theirs.cert)
+    pki = Pki(tmp_path / "ours", tmp_path / "theirs")
+    made = certs.issue(pki.other_ca, "master", "master")
+    stranger = TLSConfig(cert=made.cert, key=made.key, ca=pki.ca / "ca.crt")
+    async with run_node(pki.node_args(), client_tls=pki.master()) as node:
+        assert await raw_handshake(node, stranger.client_context()) == b""
+        await eventually(lambda: "tls.handshake_failed" in node.log_text())
+        assert re.search(r"tls.handshake_failed .*reason=\"unknown CA", node.log_text())
+        assert "bad certificate" not in node.log_text()
+
+
+def _subject(path: Path) -> str:
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate(path.read_bytes()).subject.rfc4514_string()
