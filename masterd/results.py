@@ -69,5 +69,9 @@ class GatherSummary:
                 continue
             shown = f" ({', '.join(names)})" if names and outcome != "ok" else ""
             parts.append(f"{len(names)} {_WORDS.get(outcome, outcome)}{shown}")
-        count = len(self.results)
-        return f"{count} node{'' if count == 1 else 's'}: " + ", ".join(parts)
+        return f"{counted(len(self.results), 'node')}: " + ", ".join(parts)
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 node``, ``2 nodes``: a count and its noun (English plurals by ``s``)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -13,7 +13,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -47,6 +47,20 @@ RESULT_TOO_LARGE: Final = "ResultTooLarge"
 INVALID_RESULT: Final = "InvalidResult"
 #: (1.1) stopped by one of its limits; ``limit``: "memory", "cpu", "open_files", "processes"
 RESOURCE_LIMIT_EXCEEDED: Final = "ResourceLimitExceeded"
+
+#: ListFunctions' ``outcome`` of a call: it runs, or how it ended
+ListedOutcome = Literal["running", "ok", "failed", "aborted"]
+
+
+def listed_outcome(finished: bool, error: dict[str, Any] | None) -> ListedOutcome:
+    """A call's ``outcome`` in ListFunctions: ``aborted`` for FunctionAborted (by
+    AbortFunction, ``abort_after`` or shutdown), ``failed`` for any other error."""
+    if not finished:
+        return "running"
+    if error is None:
+        return "ok"
+    return "aborted" if error.get("type") == FUNCTION_ABORTED else "failed"
+
 
 #: the contract's pattern, with the numbers bounded to what a pid and a time can be (a
 #: ppid of thousands of digits is malformed, not a number to convert); used with fullmatch

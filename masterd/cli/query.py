@@ -9,6 +9,7 @@ from typing import Any
 
 from masterd.cli.common import print_json
 from masterd.cli.exits import EXIT_FAILED, EXIT_OK
+from masterd.results import counted
 from rpc_client.client import NodeClient
 
 
@@ -30,13 +31,14 @@ async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
 
 
 def format_table(calls: list[dict[str, Any]]) -> str:
-    """Running calls first, then finished ones, newest first; cpu and rss of running ones."""
+    """Running calls first, then finished ones, newest first; how each ended (STATE);
+    cpu and rss of running ones."""
     rows = [("FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS")]
     ordered = sorted(calls, key=lambda c: (bool(c.get("finished")), -float(c.get("started", 0))))
     for call in ordered:
         rows.append((
             str(call.get("fnc_id")), str(call.get("fn_name")),
-            "finished" if call.get("finished") else "running",
+            _outcome(call),
             f"{float(call.get('elapsed_s') or 0):.1f}s", str(call.get("pid")),
             "-" if call.get("cpu_s") is None else f"{call['cpu_s']:.2f}s",
             "-" if call.get("rss_bytes") is None else f"{call['rss_bytes'] / 2**20:.1f}M",
@@ -44,7 +46,18 @@ def format_table(calls: list[dict[str, Any]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]  # fmt: skip
-    return "\n".join(line.rstrip() for line in lines) + f"\n{len(calls)} calls"
+    return "\n".join(line.rstrip() for line in lines) + f"\n{counted(len(calls), 'call')}"
+
+
+def _outcome(call: dict[str, Any]) -> str:
+    """``running``, ``ok``, ``failed:ValueError`` or ``aborted`` (a node older than the
+    ``outcome`` field: ``finished``)."""
+    outcome = call.get("outcome")
+    if outcome is None:
+        return "finished" if call.get("finished") else "running"
+    if outcome == "failed" and call.get("error_type"):
+        return f"failed:{call['error_type']}"
+    return str(outcome)
 
 
 async def cmd_identify(node: NodeClient, args: argparse.Namespace) -> int:

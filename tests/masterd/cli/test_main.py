@@ -134,7 +134,32 @@ async def test_list_shows_a_table(node: LocalNode) -> None:
     assert lines[0].split() == ["FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS"]
     first = lines[1].split()
     assert first[1:3] == ["sleep", "running"] and first[6].endswith("M")
-    assert lines[-1].endswith("calls")
+    count = int(lines[-1].split()[0])
+    assert lines[-1] == f"{count} call{'' if count == 1 else 's'}"  # '1 call', not '1 calls'
+
+
+async def test_list_shows_how_each_call_ended(node: LocalNode) -> None:
+    """ok, failed with its error type, aborted: in the table and in --json."""
+    _, done, _ = await rpc_cli(node, "call", "echo", '{"value": 1}')
+    _, failed, _ = await rpc_cli(node, "call", "fail", '{"message": "boom"}')
+    _, running, _ = await rpc_cli(node, "start", "sleep", '{"seconds": 30}')
+    _, aborted, _ = await rpc_cli(node, "abort", running["fnc_id"])
+    status, listing, _ = await rpc_cli(node, "list", "--json")
+    assert status == 0
+    listed = {call["fnc_id"]: call for call in listing["functions"]}
+    assert listed[done["fnc_id"]]["outcome"] == "ok"
+    assert (listed[failed["fnc_id"]]["outcome"], listed[failed["fnc_id"]]["error_type"]) == (
+        "failed", "RuntimeError")  # fmt: skip
+    assert listed[aborted["fnc_id"]]["outcome"] == "aborted"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "masterd.cli", "--node", node.address, "list",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    states = {line.split()[0]: line.split()[2] for line in out.decode().splitlines()[1:-1]}
+    assert states[done["fnc_id"]] == "ok"
+    assert states[failed["fnc_id"]] == "failed:RuntimeError"
+    assert states[aborted["fnc_id"]] == "aborted"
 
 
 def test_node_addresses() -> None:

@@ -207,6 +207,22 @@ async def test_list_functions_shows_running_and_retained_calls(client: NodeClien
     await client.wait_for_function(running.fnc_id, timeout=10)
 
 
+async def test_list_functions_tells_how_each_call_ended(client: NodeClient) -> None:
+    done = await client.start_function("echo", {"value": 1}, timeout=10)
+    failed = await client.start_function("fail", {"message": "boom"}, timeout=10)
+    running = await client.start_function("sleep", {"seconds": 30}, timeout=0)
+    listing = {entry["fnc_id"]: entry for entry in await client.list_functions()}
+    assert listing[running.fnc_id]["outcome"] == "running"
+    assert listing[running.fnc_id]["error_type"] is None
+    aborted = await client.abort_function(running.fnc_id)
+    listing = {entry["fnc_id"]: entry for entry in await client.list_functions()}
+    assert (listing[done.fnc_id]["outcome"], listing[done.fnc_id]["error_type"]) == ("ok", None)
+    assert listing[failed.fnc_id]["outcome"] == "failed"
+    assert listing[failed.fnc_id]["error_type"] == "RuntimeError"
+    assert listing[aborted.fnc_id]["outcome"] == "aborted"
+    assert listing[aborted.fnc_id]["error_type"] == "FunctionAborted"
+
+
 async def _listed_rss(client: NodeClient, fnc_id: str, floor: int = 1_000_000) -> int:
     """The RSS ListFunctions gives a running call, once above floor or after 1.5 s."""
     deadline = time.monotonic() + 1.5
