@@ -77,8 +77,9 @@ class NodeRegistry:
         async with self._registering:
             await self._take_stored()
 
-    async def _take_stored(self) -> None:
-        for record in await self._store.load_nodes():
+    async def _take_stored(self, uuid: str | None = None, name: str | None = None) -> None:
+        """What the store holds (of the node with ``uuid`` or ``name``, if given)."""
+        for record in await self._store.load_nodes(uuid=uuid, name=name):
             self._take(record)
 
     def _take(self, record: NodeRecord) -> None:
@@ -115,7 +116,8 @@ class NodeRegistry:
         uuid holds the name.  Registering again the same is harmless."""
         async with self._registering:  # rare: one at a time keeps name checks simple
             if request.uuid not in self._by_uuid and self._store.shared:
-                await self._take_stored()  # it may have registered through another master
+                # it may have registered through another master (as may a node by its name)
+                await self._take_stored(request.uuid, request.name)
             now = time.time()
             old = self._by_uuid.get(request.uuid)
             replaces = self._name_holder(request, now)

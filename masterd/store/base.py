@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from masterd.store.jobs import JobProgress, JobRecord, JobResult, NewResult
+from masterd.store.jobs import JobHead, JobProgress, JobRecord, JobResult, NewResult
 
 
 @dataclass(frozen=True)
@@ -128,8 +128,12 @@ class Store(Protocol):
         """Have ``on_events(newest_id)`` called when any masterd stored events (a shared
         store; SQLite, with one masterd, has no one else to hear from)."""
 
-    async def load_nodes(self) -> list[NodeRecord]:
-        """Every registered node."""
+    async def load_nodes(
+        self, *, uuid: str | None = None, name: str | None = None
+    ) -> list[NodeRecord]:
+        """Every registered node; with ``uuid`` or ``name``, only the nodes that have
+        that uuid or that name (at most two: one Register's check, without reading a
+        whole fleet)."""
 
     async def save_node(
         self, node: NodeRecord, replaces: str | None, events: list[NewEvent]
@@ -159,6 +163,10 @@ class Store(Protocol):
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """A job, or None."""
+
+    async def get_job_head(self, job_id: str) -> JobHead | None:
+        """A job's own row without its nodes (one row read, whatever the job's size), or
+        None."""
 
     async def list_jobs(self, limit: int) -> list[JobRecord]:
         """The newest ``limit`` jobs, newest first."""

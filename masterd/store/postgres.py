@@ -206,8 +206,13 @@ class PostgresStore(PostgresJobs):
             "ORDER BY started, id", within_s))  # fmt: skip
         return list(dict.fromkeys(row[0] for row in rows))
 
-    async def load_nodes(self) -> list[NodeRecord]:
-        rows = await self._run(lambda conn: conn.fetch(f"SELECT {sql.NODE_COLUMNS} FROM nodes"))
+    async def load_nodes(
+        self, *, uuid: str | None = None, name: str | None = None
+    ) -> list[NodeRecord]:
+        query, args = f"SELECT {sql.NODE_COLUMNS} FROM nodes", ()
+        if uuid is not None or name is not None:
+            query, args = f"{query} WHERE uuid = $1 OR name = $2", (uuid, name)
+        rows = await self._run(lambda conn: conn.fetch(query, *args))
         return [sql.node_of(tuple(row)) for row in rows]
 
     async def save_node(

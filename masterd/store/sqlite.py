@@ -184,10 +184,13 @@ class SQLiteStore(SQLiteJobs):
     def subscribe(self, on_events: Callable[[int], None]) -> None:
         """One masterd per file: every event stored is its own."""
 
-    async def load_nodes(self) -> list[NodeRecord]:
-        rows = await self._read(
-            lambda db: db.execute(f"SELECT {_NODE_COLUMNS} FROM nodes").fetchall()
-        )
+    async def load_nodes(
+        self, *, uuid: str | None = None, name: str | None = None
+    ) -> list[NodeRecord]:
+        query, args = f"SELECT {_NODE_COLUMNS} FROM nodes", ()
+        if uuid is not None or name is not None:
+            query, args = f"{query} WHERE uuid = ? OR name = ?", (uuid, name)
+        rows = await self._read(lambda db: db.execute(query, args).fetchall())
         return [_node_of(row) for row in rows]
 
     async def save_node(

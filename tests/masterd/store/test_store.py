@@ -103,6 +103,20 @@ async def test_a_node_taking_a_dead_ones_name_replaces_it(open_store: Opener) ->
     assert [record.uuid for record in await store.load_nodes()] == ["u2"]
 
 
+async def test_a_registers_check_reads_only_the_nodes_with_its_uuid_or_name(
+    open_store: Opener,
+) -> None:
+    """Register on a shared store reads these, not the whole fleet (1,000 nodes joining
+    at once read it 1,000 times: seconds a Register on PostgreSQL, in turn)."""
+    store = await open_store()
+    for i in range(5):
+        await store.save_node(node(f"u{i}", name=f"n{i}"), None, [])
+    found = await store.load_nodes(uuid="u1", name="n3")
+    assert sorted(record.uuid for record in found) == ["u1", "u3"]
+    assert await store.load_nodes(uuid="u9", name="n9") == []
+    assert len(await store.load_nodes()) == 5
+
+
 async def test_each_seq_is_stored_once_and_acked_counts_without_gaps(open_store: Opener) -> None:
     store = await open_store()
     first = await store.add_reported("u1", "n1", "s1", reported(1, 2, 4))
