@@ -144,7 +144,8 @@ def schema_of(annotation: Any, where: str) -> dict[str, Any]:
         return {"type": "array", "items": schema_of(args[0], where)}
     if origin is dict and len(args) == 2 and args[0] is str:
         return {"type": "object", "additionalProperties": schema_of(args[1], where)}
-    raise TypeError(f"{where}: annotation {annotation!r} has no JSON form")
+    raise TypeError(f"{where}: annotation {annotation!r} has no JSON form (use int, float, "
+                    "str, bool, list, dict, X | None, list[X], dict[str, X], or none)")  # fmt: skip
 
 
 def matches_schema(value: Any, schema: dict[str, Any]) -> bool:

@@ -205,6 +205,10 @@ def test_a_function_module_not_found_says_where_it_looked() -> None:
          "ModuleNotFoundError: No module named 'no_such_dependency' ({path}, line 1)"),
         ("\nraise RuntimeError('no config file')\n",
          "RuntimeError: no config file ({path}, line 2)"),
+        # the user's function, not noded/registry.py or rpc_client/declarations.py
+        ("from noded import function\n\n@function\ndef f(x: set) -> int:\n    return 1\n",
+         "TypeError: f(x): annotation <class 'set'> has no JSON form (use int, float, str, "
+         "bool, list, dict, X | None, list[X], dict[str, X], or none) ({path}, line 3)"),
     ],
 )  # fmt: skip
 def test_a_function_module_that_fails_to_import_is_named_with_what_it_raised(

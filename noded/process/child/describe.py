@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
+import rpc_client
 from noded.registry import FunctionSpec, Param, Registry, load_modules
 
 
@@ -64,12 +66,23 @@ def _import_function_module(module: str) -> None:
 
 def _what_raised(exc: BaseException) -> str:
     """``Type: message``, and where in the module's own code (a syntax error says where
-    in its message already)."""
+    in its message already): ``@function``'s own frames are left out, so that a bad
+    annotation points at the user's function, not at the code that read it."""
     said = f"{type(exc).__name__}: {exc}"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _users(f.filename)]
     if frames and not isinstance(exc, SyntaxError):
         said += f" ({frames[-1].filename}, line {frames[-1].lineno})"
     return said
+
+
+#: the code ``@function`` runs to declare a function: rpc_client's and the registry's
+_DECLARING = (os.path.dirname(rpc_client.__file__) + os.sep, inspect.getfile(load_modules))
+
+
+def _users(filename: str) -> bool:
+    """Whether a traceback frame is in the importing module's code (or what it calls),
+    not in the import machinery or ``@function``'s."""
+    return "importlib" not in filename and not filename.startswith(_DECLARING)
 
 
 # --- the description: what the daemon needs of a function, as JSON ----------------------
