@@ -1,7 +1,8 @@
 """The store as a fan-out's :class:`~masterd.journal.Journal`, for one job.
 
 A node's request_id is made from the job and the node's place in it, and committed
-before its StartFunction is sent (:meth:`StoreJournal.asked`); the fnc_id the node names
+before its StartFunction is sent (:meth:`StoreJournal.asked`, waiting through a store
+outage); the fnc_id the node names
 is written without waiting (a resume that lacks it resends the request_id and the node
 answers with the same call).  A node's end is recorded by the job itself
 (:mod:`masterd.jobs.runner`), every end, a skipped node's too.
@@ -19,10 +20,14 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from masterd.jobs.counts import JobCounts
+from masterd.jobs.outage import StorePatience
 from masterd.results import NodeResult
 from masterd.store.base import Store
+from masterd.store.jobs import JobNotHeld
 from rpc_client.errors import RPCError
 from rpc_client.logs import event
 
@@ -40,9 +45,15 @@ def node_request_id(job_id: str, position: int) -> str:
 class StoreJournal:
     """The records of one job's nodes in the store."""
 
-    def __init__(self, store: Store, job_id: str, nodes: list[str]) -> None:
+    def __init__(
+        self, store: Store, job_id: str, nodes: list[str], *, patience: StorePatience,
+        on_not_held: Callable[[JobNotHeld], None], counts: JobCounts | None = None,
+    ) -> None:  # fmt: skip
         self._store = store
         self.job_id = job_id
+        self._patience = patience
+        self._on_not_held = on_not_held
+        self._counts = counts
         self._position = {name: index for index, name in enumerate(nodes)}
         self._writes: set[asyncio.Task[None]] = set()
         #: the nodes asked in this run, and their request_ids (what AbortJob may need)
@@ -52,9 +63,20 @@ class StoreJournal:
         return node_request_id(self.job_id, self._position[node])
 
     async def asked(self, node: str, request_id: str) -> None:
+        """Returns once the start is committed (through a store outage, however long:
+        :mod:`masterd.jobs.outage`); raises :class:`JobNotHeld`, after telling
+        ``on_not_held``, if the job is no longer this masterd's."""
         await test_pause("before_asked")
-        await self._store.record_asked(self.job_id, node, request_id, time.time())
+        at = time.time()
+        try:
+            await self._patience.write("asked", lambda: self._store.record_asked(
+                self.job_id, node, request_id, at))  # fmt: skip
+        except JobNotHeld as exc:
+            self._on_not_held(exc)
+            raise
         self.asked_ids[node] = request_id
+        if self._counts is not None:
+            self._counts.asked(node)
         await test_pause("after_asked")
 
     def started(self, node: str, fnc_id: str) -> None:

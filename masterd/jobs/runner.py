@@ -6,6 +6,10 @@ a node with an fnc_id is waited for, one with only a request_id is sent it again
 node answers with the call it started, or ``404 UnknownFunctionCall`` if it lost it: that
 node's end), one never asked is started, one that ended is not touched.  A resumed call
 has the job's whole ``timeout`` again, counted from the resume.
+
+Through a store outage the job pauses and goes on (:mod:`masterd.jobs.outage`): its
+records are written again until the store takes them, none dropped; a start the store
+refuses because the job is no longer this masterd's (:class:`JobNotHeld`) ends the run.
 """
 
 from __future__ import annotations
@@ -20,11 +24,21 @@ from typing import Any
 from masterd.batch import Progress
 from masterd.call import CallOptions, Deadline, send_abort
 from masterd.gather import FanOutRun
+from masterd.jobs.counts import JobCounts
 from masterd.jobs.journal import StoreJournal, test_pause
+from masterd.jobs.outage import StorePatience
 from masterd.results import NodeResult
 from masterd.rollout import Rollout
 from masterd.store.base import Store
-from masterd.store.jobs import ABORTED, FINISHED, RUNNING, JobProgress, JobRecord, NewResult
+from masterd.store.jobs import (
+    ABORTED,
+    FINISHED,
+    RUNNING,
+    JobNotHeld,
+    JobProgress,
+    JobRecord,
+    NewResult,
+)
 from rpc_client.client import NodeClient
 from rpc_client.errors import FunctionFailed, NodeTimeout, RPCError, Skipped
 from rpc_client.logs import event
@@ -53,11 +67,19 @@ class JobRun:
         spec = job.spec
         self._clients = [NodeClient(n.address, n.port, name=n.name, pool=self._pool)
                          for n in spec.nodes]  # fmt: skip
-        journal = self._journal = StoreJournal(store, job.id, [n.name for n in spec.nodes])
+        self._patience = StorePatience(job.id)
+        #: what WaitForJob answers as the job's counts while it runs here
+        self.counts = JobCounts(len(spec.nodes), progress)
+        self._not_held: JobNotHeld | None = None
+        self._task: asyncio.Task[Any] | None = None
+        journal = self._journal = StoreJournal(store, job.id, [n.name for n in spec.nodes],
+                                               patience=self._patience,
+                                               on_not_held=self._lost,
+                                               counts=self.counts)  # fmt: skip
         done = {name: _stored(result) for name, result in progress.results.items()}
         self._ended: set[str] = set(done)
         self.fan_out = FanOutRun(
-            Deadline(None), spec.fn_name, spec.fn_args, CallOptions(abort_after=spec.abort_after),
+            Deadline(None), spec.fn_name, spec.fn_args, CallOptions(abort_after_s=spec.abort_after),
             None, journal, Progress(header={}, request_ids=dict(progress.request_ids),
                                     fnc_ids=dict(progress.fnc_ids), finished=done),
             node_timeout_s=spec.timeout_s,
@@ -68,19 +90,37 @@ class JobRun:
         self._aborts: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """The whole job: every node's end recorded, then the job's."""
+        """The whole job: every node's end recorded, then the job's.  Raises
+        :class:`JobNotHeld` if another master may have taken the job."""
         spec = self.job.spec
         rollout = Rollout(window=spec.window, canary=spec.canary, max_failures=spec.max_failures)
+        self._task = asyncio.current_task()
         try:
-            await self._store.set_job_state(self.job.id, RUNNING)
+            await self._set_state(RUNNING, None)
             await self._record_all(rollout)
             await test_pause("before_end")
             state = ABORTED if self.aborted else FINISHED
-            await self._store.set_job_state(self.job.id, state, time.time())
+            await self._set_state(state, time.time())
             event(log, "job.ended", job_id=self.job.id, state=state)
+        except asyncio.CancelledError:
+            if self._not_held is None or self._task is None:
+                raise
+            self._task.uncancel()
+            raise self._not_held from None
         finally:
             await self._pool.close()
             self._on_change()
+
+    async def _set_state(self, state: str, at: float | None) -> None:
+        await self._patience.write(state, lambda: self._store.set_job_state(self.job.id, state,
+                                                                            at))  # fmt: skip
+
+    def _lost(self, exc: JobNotHeld) -> None:
+        """The store refused a start: the job is no longer this masterd's.  The whole run
+        stops at once (no further node, and no node's end taken for a failure)."""
+        if self._not_held is None and self._task is not None:
+            self._not_held = exc
+            self._task.cancel()
 
     async def _record_all(self, rollout: Rollout) -> None:
         """Each node's end, as it comes; not awaited one by one, so that results that
@@ -103,9 +143,9 @@ class JobRun:
             return
         self._ended.add(result.node)
         fnc_id = self.fan_out.fnc_ids.get(result.node)
-        await self._store.record_result(
-            self.job.id, new_result(result, fnc_id, self._max_result_bytes)
-        )
+        new = new_result(result, fnc_id, self._max_result_bytes)
+        await self._patience.write("result", lambda: self._store.record_result(self.job.id, new))
+        self.counts.ended(new.node, new.outcome)
         self._on_change()
 
     def abort(self, calls: bool) -> None:

@@ -25,7 +25,9 @@ from masterd.store.jobs import (
     ABORTED,
     FINISHED,
     QUEUED,
+    JobHead,
     JobNode,
+    JobNotHeld,
     JobProgress,
     JobRecord,
     JobResult,
@@ -89,17 +91,17 @@ class Jobs:
                     f"request_id {request.request_id!r} is job {stored.id}'s, submitted "
                     f"with other arguments: {dumps(stored.request).decode()}"
                 )
-            return await self._state(stored, None)
+            return await self._state(stored.head(), None)
         event(log, "job.submitted", job_id=job.id, fn_name=spec.fn_name, nodes=len(spec.nodes))
         self._start(job, JobProgress())
-        return await self._state(job, None)
+        return await self._state(job.head(), None)
 
     async def wait(self, request: WaitForJobRequest) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         end = loop.time() + min(request.timeout, self._max_wait_s)
         while True:
             changed = self._changed
-            job = await self._job(request.job_id)
+            job = await self._head(request.job_id)
             answer = await self._state(job, request.results_from)
             left = end - loop.time()
             ended = job.state in (FINISHED, ABORTED)
@@ -109,7 +111,7 @@ class Jobs:
                 await asyncio.wait_for(changed.wait(), left)
 
     async def abort(self, request: AbortJobRequest) -> dict[str, Any]:
-        job = await self._job(request.job_id)
+        job = await self._head(request.job_id)
         if job.state not in (FINISHED, ABORTED):
             await self._store.abort_job(job.id, request.calls)
             run = self._runs.get(job.id)
@@ -117,11 +119,11 @@ class Jobs:
                 run.abort(request.calls)
             event(log, "job.abort", job_id=job.id, calls=request.calls)
             self.changed()
-        return await self._state(await self._job(job.id), None)
+        return await self._state(await self._head(job.id), None)
 
     async def list(self, request: ListJobsRequest) -> dict[str, Any]:
         jobs = await self._store.list_jobs(request.limit or LIST_DEFAULT)
-        return {"jobs": [await self._state(job, None) for job in jobs]}
+        return {"jobs": [await self._state(job.head(), None) for job in jobs]}
 
     # --- life -------------------------------------------------------------------------
 
@@ -177,27 +179,38 @@ class Jobs:
     async def _run(self, run: JobRun) -> None:
         try:
             await run.run()
-        except RemoteError as exc:  # the store failed: the next start goes on with it
+        except JobNotHeld as exc:  # another master may run it; claimed again if not
+            event(log, "job.not_held", logging.WARNING, job_id=run.job.id, error=str(exc))
+        except RemoteError as exc:  # not an outage (those are waited through)
             event(log, "job.stalled", logging.ERROR, job_id=run.job.id, error=str(exc))
         finally:
             self._runs.pop(run.job.id, None)
 
-    async def _job(self, job_id: str) -> JobRecord:
-        job = await self._store.get_job(job_id)
+    async def _head(self, job_id: str) -> JobHead:
+        """The job's own row (not its nodes: WaitForJob reads it once an answer)."""
+        job = await self._store.get_job_head(job_id)
         if job is None:
             raise UnknownJob(f"no job {job_id!r} here (it never was, or it expired)")
         return job
 
-    async def _state(self, job: JobRecord, results_from: int | None) -> dict[str, Any]:
-        counts = dict.fromkeys(COUNTS, 0)
-        counts.update(await self._store.job_counts(job.id))
+    async def _state(self, job: JobHead, results_from: int | None) -> dict[str, Any]:
         answer: dict[str, Any] = {
-            "job_id": job.id, "state": job.state, "fn_name": job.spec.fn_name,
-            "submitted": job.submitted, "owner": job.owner, "counts": counts,
+            "job_id": job.id, "state": job.state, "fn_name": job.fn_name,
+            "submitted": job.submitted, "owner": job.owner,
+            "counts": await self._counts(job.id),
         }  # fmt: skip
         if results_from is not None:
             answer["results"] = await self._results(job.id, results_from)
         return answer
+
+    async def _counts(self, job_id: str) -> dict[str, int]:
+        """Kept in memory by the job's run here; counted in the store if none runs here."""
+        run = self._runs.get(job_id)
+        if run is not None:
+            return run.counts.as_wire()
+        counts = dict.fromkeys(COUNTS, 0)
+        counts.update(await self._store.job_counts(job_id))
+        return counts
 
     async def _results(self, job_id: str, results_from: int) -> dict[str, Any]:
         items: list[JobResult] = []

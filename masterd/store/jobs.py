@@ -5,6 +5,10 @@ submission, so that a resumed job calls the same nodes), its state and owner
 (:class:`JobRecord`), and per node what was asked and how it ended
 (:class:`JobProgress`, :class:`JobResult`).  A result's ``seq`` is its position in the
 job's results (0, 1, ...), what WaitForJob's ``results_from`` counts.
+
+:class:`JobNotHeld` is the one error of the jobs' own: a kind of the wire's
+``StoreUnavailable`` (503 to any request that met it), and to a job's run the end of
+that run (not an outage to wait through).
 """
 
 from __future__ import annotations
@@ -12,9 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rpc_client.errors import StoreUnavailable
+
 QUEUED, RUNNING, FINISHED, ABORTED = "queued", "running", "finished", "aborted"
 #: AbortJob: start no further node; or abort the running calls too
 ABORT_NODES, ABORT_CALLS = "nodes", "calls"
+
+
+class JobNotHeld(StoreUnavailable):
+    """Raised when a node's start is to be recorded for a job this masterd no longer
+    holds (its row lapsed past the lease; another master may have taken the job): no
+    further node may be started here."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,25 @@ class JobRecord:
     submitted: float
     ended: float | None = None
 
+    def head(self) -> JobHead:
+        return JobHead(id=self.id, fn_name=self.spec.fn_name, state=self.state,
+                       owner=self.owner, abort=self.abort, submitted=self.submitted,
+                       ended=self.ended)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobHead:
+    """A job's own row without its nodes: what WaitForJob answers besides the results and
+    counts (read in one row, whatever the job's size)."""
+
+    id: str
+    fn_name: str
+    state: str
+    owner: str | None
+    abort: str | None
+    submitted: float
+    ended: float | None = None
+
 
 @dataclass(frozen=True)
 class JobResult:
@@ -87,5 +118,7 @@ class JobProgress:
     """What the store says was done for a job's nodes: what a resumed job goes on from."""
 
     request_ids: dict[str, str] = field(default_factory=dict)
+    #: when each node asked was recorded (Unix time): its timeout counts from then
+    asked: dict[str, float] = field(default_factory=dict)
     fnc_ids: dict[str, str] = field(default_factory=dict)
     results: dict[str, JobResult] = field(default_factory=dict)

@@ -13,24 +13,32 @@ What differs with several masters on one database:
   transaction, that this masterd still owns the job and its row has not lapsed: a
   master paused past the lapse (whose jobs another may have taken) starts no further
   node, whatever its clock says — a fencing token, not a clock hope.  It is refused as
-  503 ``StoreUnavailable``: the run stops there (``job.stalled``).
+  :class:`~masterd.store.jobs.JobNotHeld` (a 503 ``StoreUnavailable``): the run stops
+  there (``job.not_held``), and goes on at the next claim if the job is still its own.
 
 Per-node records share commits as in the SQLite store (group commit).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 
-from masterd.store.jobs import JobNode, JobProgress, JobRecord, JobResult, JobSpec, NewResult
+from masterd.store.group_commit import GroupCommit
+from masterd.store.jobs import (
+    JobHead,
+    JobNode,
+    JobNotHeld,
+    JobProgress,
+    JobRecord,
+    JobResult,
+    JobSpec,
+    NewResult,
+)
 from masterd.store.postgres_sql import NOW
-from rpc_client.errors import StoreUnavailable
 from rpc_client.protocol import dumps, loads
 
 T = TypeVar("T")
@@ -41,23 +49,15 @@ OWNER_LAPSE_S = 15.0
 
 _JOB_COLUMNS = ('id, request_id, request, fn_name, fn_args, timeout, abort_after, "window", '
                 "canary, max_failures, state, owner, abort, submitted, ended")  # fmt: skip
+_HEAD_COLUMNS = "id, fn_name, state, owner, abort, submitted, ended"
 _RESULT_COLUMNS = "seq, node, outcome, fnc_id, result, error"
 _UNFINISHED = "state IN ('queued', 'running')"
-
-
-@dataclass
-class _Record:
-    """A per-node record waiting for the next group commit."""
-
-    work: Work[Any]
-    done: asyncio.Future[Any]
 
 
 class PostgresJobs:
     """The job methods of the :class:`~masterd.store.base.Store`, on PostgreSQL."""
 
-    _job_records: list[_Record] | None = None
-    _job_committing: asyncio.Task[None] | None = None
+    _job_commits: GroupCommit[Work[Any], Any] | None = None
     #: the masterd this store works for (the owner it claims jobs as)
     _owner: str | None = None
     owner_lapse_s = OWNER_LAPSE_S
@@ -85,6 +85,11 @@ class PostgresJobs:
             return None if row is None else await _job_of(conn, row)
 
         return await self._run(work)
+
+    async def get_job_head(self, job_id: str) -> JobHead | None:
+        row = await self._run(lambda conn: conn.fetchrow(
+            f"SELECT {_HEAD_COLUMNS} FROM jobs WHERE id = $1", job_id))  # fmt: skip
+        return None if row is None else JobHead(**dict(row))
 
     async def list_jobs(self, limit: int) -> list[JobRecord]:
         async def work(conn: asyncpg.Connection) -> list[JobRecord]:
@@ -126,11 +131,12 @@ class PostgresJobs:
         async def work(conn: asyncpg.Connection) -> JobProgress:
             progress = JobProgress()
             rows = await conn.fetch(
-                "SELECT node, request_id, fnc_id FROM job_nodes WHERE job_id = $1", job_id
+                "SELECT node, request_id, asked, fnc_id FROM job_nodes WHERE job_id = $1", job_id
             )
-            for node, request_id, fnc_id in rows:
+            for node, request_id, asked, fnc_id in rows:
                 if request_id is not None:
                     progress.request_ids[node] = request_id
+                    progress.asked[node] = asked
                 if fnc_id is not None:
                     progress.fnc_ids[node] = fnc_id
             progress.results = {r.node: r for r in await _results(conn, job_id, 0, None)}
@@ -155,7 +161,7 @@ class PostgresJobs:
             f"(SELECT 1 FROM instances WHERE id = $5 AND renewed < {NOW} - $6)",
             request_id, at, job_id, node, self._owner, self.owner_lapse_s))  # fmt: skip
         if status != "UPDATE 1":
-            raise StoreUnavailable(
+            raise JobNotHeld(
                 f"job {job_id}: this masterd ({self._owner}) no longer holds it (its row "
                 f"lapsed past {self.owner_lapse_s:g} s, and another master may have taken "
                 "the job): no further node is started here",
@@ -178,36 +184,18 @@ class PostgresJobs:
     # --- group commit -------------------------------------------------------------
 
     async def _job_record(self, work: Work[T]) -> T:
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if self._job_records is None:
-            self._job_records = []
-        self._job_records.append(_Record(work, done))
-        if self._job_committing is None:
-            self._job_committing = asyncio.create_task(self._commit_job_records(),
-                                                       name="store-job-records")  # fmt: skip
-        return await done
+        if self._job_commits is None:
+            self._job_commits = GroupCommit(self._apply_records, "store-job-records")
+        answer: T = await self._job_commits.add(work)
+        return answer
 
-    async def _commit_job_records(self) -> None:
-        try:
-            while self._job_records:
-                batch, self._job_records = self._job_records, []
-                try:
-                    answers = await self._run(functools.partial(_apply, batch=batch))
-                except Exception as exc:  # each waiting record gets the store's error
-                    for record in batch:
-                        if not record.done.done():
-                            record.done.set_exception(exc)
-                    continue
-                for record, answer in zip(batch, answers, strict=True):
-                    if not record.done.done():
-                        record.done.set_result(answer)
-        finally:
-            self._job_committing = None
+    async def _apply_records(self, batch: list[Work[Any]]) -> list[Any]:
+        return await self._run(functools.partial(_apply, batch=batch))
 
 
-async def _apply(conn: asyncpg.Connection, *, batch: list[_Record]) -> list[Any]:
+async def _apply(conn: asyncpg.Connection, *, batch: list[Work[Any]]) -> list[Any]:
     async with conn.transaction():
-        return [await record.work(conn) for record in batch]
+        return [await work(conn) for work in batch]
 
 
 async def _insert_job(conn: asyncpg.Connection, job: JobRecord) -> bool:
