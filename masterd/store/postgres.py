@@ -41,6 +41,7 @@ import asyncpg
 
 from masterd.store import postgres_sql as sql
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
+from masterd.store.group_commit import GroupCommit
 from masterd.store.postgres_jobs import OWNER_LAPSE_S, PostgresJobs
 from rpc_client.errors import InsufficientStorage, NodeConflict, StoreUnavailable
 from rpc_client.logs import event
@@ -77,8 +78,7 @@ class PostgresStore(PostgresJobs):
         self._pool: asyncpg.Pool | None = None
         self._backoff_s = 0.0
         self._retry_at = 0.0
-        self._reports: list[sql.PendingReport] = []
-        self._committing: asyncio.Task[None] | None = None
+        self._reports = GroupCommit(self._commit_reports, "store-reports")
         self._watching: asyncio.Task[None] | None = None
         self._on_events: Callable[[int], None] = lambda _: None
 
@@ -240,28 +240,10 @@ class PostgresStore(PostgresJobs):
     ) -> Reported:
         """Group commit, as the SQLite store: Reports that come while a commit runs share
         the next transaction (and its one advisory lock)."""
-        answer: asyncio.Future[Reported] = asyncio.get_running_loop().create_future()
-        self._reports.append(sql.PendingReport(node_uuid, spool, events, answer))
-        if self._committing is None:
-            self._committing = asyncio.create_task(self._commit_reports(), name="store-reports")
-        return await answer
+        return await self._reports.add(sql.PendingReport(node_uuid, spool, events))
 
-    async def _commit_reports(self) -> None:
-        try:
-            while self._reports:
-                batch, self._reports = self._reports, []
-                try:
-                    results = await self._run(functools.partial(sql.store_reports, batch=batch))
-                except Exception as exc:  # each waiting Report gets the store's error
-                    for report in batch:
-                        if not report.answer.done():
-                            report.answer.set_exception(exc)
-                    continue
-                for report, result in zip(batch, results, strict=True):
-                    if not report.answer.done():
-                        report.answer.set_result(result)
-        finally:
-            self._committing = None
+    async def _commit_reports(self, batch: list[sql.PendingReport]) -> list[Reported]:
+        return await self._run(functools.partial(sql.store_reports, batch=batch))
 
     async def events_after(self, from_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._run(lambda conn: conn.fetch(

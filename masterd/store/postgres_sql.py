@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ class PendingReport:
     node_uuid: str
     spool: str
     events: list[NewEvent]
-    answer: asyncio.Future[Reported]
 
 
 UPSERT_NODE = (

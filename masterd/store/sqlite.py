@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from masterd.store import migrations
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
+from masterd.store.group_commit import GroupCommit
 from masterd.store.lock import StoreLock, hold_store_file
 from masterd.store.sqlite_jobs import SQLiteJobs
 from rpc_client.errors import InsufficientStorage, StoreUnavailable
@@ -60,8 +61,7 @@ class SQLiteStore(SQLiteJobs):
         self._write_db: sqlite3.Connection | None = None
         self._read_db: sqlite3.Connection | None = None
         self._lock: StoreLock | None = None
-        self._reports: list[_Report] = []
-        self._committing: asyncio.Task[None] | None = None
+        self._reports = GroupCommit(self._commit_reports, "store-reports")
 
     # --- life -------------------------------------------------------------------
 
@@ -222,28 +222,10 @@ class SQLiteStore(SQLiteJobs):
     ) -> Reported:
         """Group commit: Reports that come while a commit runs are stored together in
         the next transaction, one fsync for all of them (as the node's journal does)."""
-        answer: asyncio.Future[Reported] = asyncio.get_running_loop().create_future()
-        self._reports.append(_Report(node_uuid, spool, events, answer))
-        if self._committing is None:
-            self._committing = asyncio.create_task(self._commit_reports(), name="store-reports")
-        return await answer
+        return await self._reports.add(_Report(node_uuid, spool, events))
 
-    async def _commit_reports(self) -> None:
-        try:
-            while self._reports:
-                batch, self._reports = self._reports, []
-                try:
-                    results = await self._write(functools.partial(_store_reports, batch=batch))
-                except Exception as exc:  # each waiting Report gets the store's error
-                    for report in batch:
-                        if not report.answer.done():
-                            report.answer.set_exception(exc)
-                    continue
-                for report, result in zip(batch, results, strict=True):
-                    if not report.answer.done():
-                        report.answer.set_result(result)
-        finally:
-            self._committing = None
+    async def _commit_reports(self, batch: list[_Report]) -> list[Reported]:
+        return await self._write(functools.partial(_store_reports, batch=batch))
 
     async def events_after(self, from_id: int, limit: int) -> list[StoredEvent]:
         rows = await self._read(
@@ -268,7 +250,6 @@ class _Report:
     node_uuid: str
     spool: str
     events: list[NewEvent]
-    answer: asyncio.Future[Reported]
 
 
 def _store_reports(db: sqlite3.Connection, *, batch: list[_Report]) -> list[Reported]:

@@ -11,15 +11,15 @@ without anyone waiting on it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from masterd.store.group_commit import GroupCommit
 from masterd.store.jobs import (
+    JobHead,
     JobNode,
     JobProgress,
     JobRecord,
@@ -33,22 +33,18 @@ T = TypeVar("T")
 
 _JOB_COLUMNS = ("id, request_id, request, fn_name, fn_args, timeout, abort_after, window, "
                 "canary, max_failures, state, owner, abort, submitted, ended")  # fmt: skip
+_HEAD_COLUMNS = "id, fn_name, state, owner, abort, submitted, ended"
 _RESULT_COLUMNS = "seq, node, outcome, fnc_id, result, error"
 
 
-@dataclass
-class _Record:
-    """A per-node record waiting for the next group commit."""
-
-    work: Callable[[sqlite3.Connection], Any]
-    done: asyncio.Future[Any]
+#: a per-node record, written in the next group commit
+_Work = Callable[[sqlite3.Connection], Any]
 
 
 class SQLiteJobs:
     """The job methods of the :class:`~masterd.store.base.Store`, on SQLite."""
 
-    _job_records: list[_Record] | None = None
-    _job_committing: asyncio.Task[None] | None = None
+    _job_commits: GroupCommit[_Work, Any] | None = None
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # the store's writer thread
@@ -76,6 +72,11 @@ class SQLiteJobs:
             return None if row is None else _job_of(db, row)
 
         return await self._read(work)
+
+    async def get_job_head(self, job_id: str) -> JobHead | None:
+        row = await self._read(lambda db: db.execute(
+            f"SELECT {_HEAD_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone())  # fmt: skip
+        return None if row is None else _head_of(row)
 
     async def list_jobs(self, limit: int) -> list[JobRecord]:
         def work(db: sqlite3.Connection) -> list[JobRecord]:
@@ -117,11 +118,12 @@ class SQLiteJobs:
     async def job_progress(self, job_id: str) -> JobProgress:
         def work(db: sqlite3.Connection) -> JobProgress:
             progress = JobProgress()
-            rows = db.execute("SELECT node, request_id, fnc_id FROM job_nodes WHERE job_id = ?",
-                              (job_id,))  # fmt: skip
-            for node, request_id, fnc_id in rows:
+            rows = db.execute("SELECT node, request_id, asked, fnc_id FROM job_nodes "
+                              "WHERE job_id = ?", (job_id,))  # fmt: skip
+            for node, request_id, asked, fnc_id in rows:
                 if request_id is not None:
                     progress.request_ids[node] = request_id
+                    progress.asked[node] = asked
                 if fnc_id is not None:
                     progress.fnc_ids[node] = fnc_id
             progress.results = {r.node: r for r in _results(db, job_id, 0, -1)}
@@ -167,36 +169,18 @@ class SQLiteJobs:
     # --- group commit -------------------------------------------------------------
 
     async def _job_record(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        if self._job_records is None:
-            self._job_records = []
-        self._job_records.append(_Record(work, done))
-        if self._job_committing is None:
-            self._job_committing = asyncio.create_task(self._commit_job_records(),
-                                                       name="store-job-records")  # fmt: skip
-        return await done
+        if self._job_commits is None:
+            self._job_commits = GroupCommit(self._apply_records, "store-job-records")
+        answer: T = await self._job_commits.add(work)
+        return answer
 
-    async def _commit_job_records(self) -> None:
-        try:
-            while self._job_records:
-                batch, self._job_records = self._job_records, []
-                try:
-                    answers = await self._write(functools.partial(_apply, batch=batch))
-                except Exception as exc:  # each waiting record gets the store's error
-                    for record in batch:
-                        if not record.done.done():
-                            record.done.set_exception(exc)
-                    continue
-                for record, answer in zip(batch, answers, strict=True):
-                    if not record.done.done():
-                        record.done.set_result(answer)
-        finally:
-            self._job_committing = None
+    async def _apply_records(self, batch: list[_Work]) -> list[Any]:
+        return await self._write(functools.partial(_apply, batch=batch))
 
 
-def _apply(db: sqlite3.Connection, *, batch: list[_Record]) -> list[Any]:
+def _apply(db: sqlite3.Connection, *, batch: list[_Work]) -> list[Any]:
     with _transaction(db):
-        return [record.work(db) for record in batch]
+        return [work(db) for work in batch]
 
 
 @contextlib.contextmanager
@@ -232,6 +216,11 @@ def _job_of(db: sqlite3.Connection, row: tuple[Any, ...]) -> JobRecord:
     return JobRecord(id=row[0], spec=spec, request=loads(row[2]), request_id=row[1],
                      state=row[10], owner=row[11], abort=row[12], submitted=row[13],
                      ended=row[14])  # fmt: skip
+
+
+def _head_of(row: tuple[Any, ...]) -> JobHead:
+    return JobHead(id=row[0], fn_name=row[1], state=row[2], owner=row[3], abort=row[4],
+                   submitted=row[5], ended=row[6])  # fmt: skip
 
 
 def _results(db: sqlite3.Connection, job_id: str, from_seq: int, limit: int) -> list[JobResult]:

@@ -43,6 +43,17 @@ async def test_a_job_is_stored_with_its_nodes_in_order(jobs_store: Opener) -> No
     assert await store.job_counts("j1") == {"pending": 3}
 
 
+async def test_a_jobs_head_is_its_own_row_and_follows_its_state(jobs_store: Opener) -> None:
+    store = await jobs_store()
+    await store.add_job(job(nodes=50))
+    assert await store.get_job_head("j1") == job().head()
+    await store.abort_job("j1", calls=False)
+    await store.set_job_state("j1", "aborted", 200.0)
+    head = await store.get_job_head("j1")
+    assert head is not None and (head.state, head.abort, head.ended) == ("aborted", "nodes", 200)
+    assert await store.get_job_head("nope") is None
+
+
 async def test_racing_adds_with_one_request_id_make_one_job(jobs_store: Opener) -> None:
     store = await jobs_store()
     added = await asyncio.gather(*(store.add_job(job(f"j{i}", "key")) for i in range(5)))
@@ -54,7 +65,7 @@ async def test_a_nodes_records_and_its_one_end(jobs_store: Opener) -> None:
     store = await jobs_store()
     await store.add_job(job())
     await store.record_asked("j1", "n0", "r0", 1.0)
-    await store.record_asked("j1", "n1", "r1", 1.0)
+    await store.record_asked("j1", "n1", "r1", 2.5)
     await store.record_started("j1", "n0", "1:2:3.000000:0123456789abcdef")
     first = await store.record_result("j1", NewResult("n1", "ok", None, {"x": 1}, None))
     again = await store.record_result("j1", NewResult("n1", "failed", None, None, {"type": "E"}))
@@ -63,6 +74,7 @@ async def test_a_nodes_records_and_its_one_end(jobs_store: Opener) -> None:
     assert (first and first.seq, again, skipped and skipped.seq) == (0, None, 1)
     progress = await store.job_progress("j1")
     assert progress.request_ids == {"n0": "r0", "n1": "r1"}
+    assert progress.asked == {"n0": 1.0, "n1": 2.5}  # a resumed call's timeout counts from
     assert progress.fnc_ids == {"n0": "1:2:3.000000:0123456789abcdef"}
     assert progress.results["n1"].result == {"x": 1}
     assert [r.node for r in await store.job_results("j1", 1, 10)] == ["n2"]
