@@ -295,6 +295,19 @@ def _warnings(policy: Policy, registry: Registry) -> Iterable[str]:
             yield f"rule {rule.number}: args.{arg} is no parameter of the functions it names"
 
 
+def plain_http_warning(policy: Policy) -> str | None:
+    """What to say of ``policy`` on a daemon without TLS, if its rules name no client a
+    plain-HTTP request can be (``local``, ``anonymous``): it would refuse everything."""
+    if not policy.rules or any(rule.clients & {LOCAL, ANONYMOUS} for rule in policy.rules):
+        return None  # no rule at all is warned about already
+    return (
+        "the policy's rules name only certificate clients, but this daemon has no TLS: "
+        "every request will be refused (403 Forbidden). Give --tls-cert, --tls-key and "
+        "--tls-ca, or name 'local' (plain HTTP on loopback) or 'anonymous' (--insecure) "
+        "in a rule's clients"
+    )
+
+
 def is_certificate_name(common_name: str) -> bool:
     """Whether a certificate's common name may stand for its client: not one of the
     names a rule gives another meaning (``*``, ``local``, ``anonymous``), and not one that

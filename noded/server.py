@@ -14,6 +14,7 @@ import os
 import resource
 import signal
 import ssl
+import sys
 from pathlib import Path
 
 import uvloop
@@ -36,7 +37,7 @@ from noded.http.tls_site import TLSSite
 from noded.identity import load_identity
 from noded.master.context import announce_relay, attach_master_side, start_reporting
 from noded.metrics import Metrics
-from noded.policy import Policy, PolicyError, load_policy
+from noded.policy import Policy, PolicyError, load_policy, plain_http_warning
 from noded.process import tree
 from noded.process.function import ProcessLimits
 from noded.registry import Registry
@@ -99,7 +100,8 @@ class Server:
             kill_grace_s=config.kill_grace_s,
         )
         metrics = Metrics()
-        policy = load_startup_policy(config.policy, registry)
+        policy = load_startup_policy(config.policy, registry, tls=config.tls)
+        say_if_refusing_all(policy, config)
         audit = open_audit_log(config, metrics)  # locked: before anything is started
         self._trees = tree.choose(config.cgroup_root, os.getpid())
         self._reloader = FunctionReloader(config, limits, metrics, self._trees)
@@ -185,7 +187,8 @@ class Server:
             if guard.audit is not None:
                 guard.audit.reopen()
             if self.config.policy is not None:
-                reload_policy(guard, self.config.policy, self._runner.app[SUPERVISOR].registry)
+                registry = self._runner.app[SUPERVISOR].registry
+                reload_policy(guard, self.config.policy, registry, tls=self.config.tls)
             task = asyncio.create_task(self._reloader.reload(), name="reload functions")
             self._reloading.add(task)
             task.add_done_callback(self._reloading.discard)
@@ -225,11 +228,16 @@ class Server:
         event(log, "daemon.stopped")
 
 
-def load_startup_policy(path: Path | None, registry: Registry) -> Policy | None:
-    """The policy file, checked (a daemon whose policy cannot be read does not start)."""
+def load_startup_policy(path: Path | None, registry: Registry, *, tls: bool) -> Policy | None:
+    """The policy file, checked (a daemon whose policy cannot be read does not start);
+    its warnings logged, one that would refuse every request of a daemon without TLS
+    among them."""
     if path is None:
         return None
     policy = load_policy(path, registry)
+    refuses_all = None if tls else plain_http_warning(policy)
+    if refuses_all is not None:
+        policy.warnings.append(refuses_all)
     for warning in policy.warnings:
         event(log, "policy.warning", logging.WARNING, policy=str(path), warning=warning)
     event(log, "policy.loaded", policy=str(path), rules=len(policy.rules), sha256=policy.sha256)
@@ -242,11 +250,20 @@ def open_audit_log(config: NodedConfig, metrics: Metrics) -> AuditLog | None:
     return AuditLog(config.audit_log, config.state_dir, metrics, record_args=config.audit_args)
 
 
-def reload_policy(guard: Guard, path: Path, registry: Registry) -> None:
+def say_if_refusing_all(policy: Policy | None, config: NodedConfig) -> None:
+    """On stderr too (the operator starting the daemon by hand, or systemd's journal), a
+    policy that refuses every request of this daemon without TLS; not twice when the
+    log is text on stderr already."""
+    refuses_all = None if policy is None or config.tls else plain_http_warning(policy)
+    if refuses_all is not None and (config.log_file is not None or config.log_format != "text"):
+        print(f"ganeti-noded: warning: {refuses_all}", file=sys.stderr, flush=True)
+
+
+def reload_policy(guard: Guard, path: Path, registry: Registry, *, tls: bool) -> None:
     """Read the policy again; if it cannot be used, the one in force stays (a reload
     never opens the door) and the log and the audit log say why."""
     try:
-        policy = load_startup_policy(path, registry)
+        policy = load_startup_policy(path, registry, tls=tls)
     except PolicyError as exc:
         event(log, "policy.reload_failed", logging.ERROR, policy=str(path), error=str(exc))
         outcome, reason = "failed", f"{exc}; the policy in force stays"

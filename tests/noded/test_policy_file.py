@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from noded.policy import ANONYMOUS, LOCAL, Caller, Policy, PolicyError, load_policy
+from masterd.local import free_port
+from noded.policy import (
+    ANONYMOUS,
+    LOCAL,
+    Caller,
+    Policy,
+    PolicyError,
+    load_policy,
+    plain_http_warning,
+)
 from noded.registry import load_modules
-from tests.helpers import ROOT, node_env
+from tests.helpers import ROOT, eventually, node_env
 
 REGISTRY = load_modules(["tests.functions"])
 MASTER = Caller("master", "10.0.0.1:5000", "ab" * 32)
@@ -153,3 +164,45 @@ def test_a_daemon_whose_policy_cannot_be_used_does_not_start(tmp_path: Path) -> 
                           timeout=60, cwd=ROOT, env=env)  # fmt: skip
     assert done.returncode == 2
     assert "give --policy or --tls-allowed-clients, not both" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("clients", "refuses_all"),
+    [('["master1", "master2"]', True), ('["*"]', True), ('["master1", "local"]', False),
+     ('["anonymous"]', False)],
+)  # fmt: skip
+def test_a_policy_naming_only_certificate_clients_is_said_to_refuse_all_without_tls(
+    tmp_path: Path, clients: str, refuses_all: bool
+) -> None:
+    policy = policy_of(tmp_path, f"[[allow]]\nclients = {clients}\n")
+    assert (plain_http_warning(policy) is not None) == refuses_all
+
+
+async def test_a_daemon_without_tls_warns_at_start_of_a_policy_that_refuses_all(
+    tmp_path: Path,
+) -> None:
+    """It started silently and then answered every request 403."""
+    policy, log_file, stderr = tmp_path / "policy.toml", tmp_path / "log", tmp_path / "stderr"
+    policy.write_text('[[allow]]\nclients = ["master1"]\n')
+    port = free_port()
+    argv = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "state"),
+            "--functions", "tests.functions", "--policy", str(policy), "--port", str(port),
+            "--log-file", str(log_file)]  # fmt: skip
+    with stderr.open("wb") as err:
+        daemon = subprocess.Popen(argv, stdout=err, stderr=err, cwd=ROOT, env=node_env())
+    try:
+        await eventually(lambda: "daemon.ready" in _text(log_file), 60)
+        said = "rules name only certificate clients, but this daemon has no TLS"
+        assert f"ganeti-noded: warning: the policy's {said}" in _text(stderr)
+        assert "policy.warning" in _text(log_file) and said in _text(log_file)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/Identify", b"{}", method="PUT")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 403  # as the warning said
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
