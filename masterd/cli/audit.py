@@ -18,7 +18,10 @@ def add_audit_commands(sub: Any) -> None:
         "verify",
         help="check the hash chain and seq across FILEs, oldest first (rotated files too)",
     )
-    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    check.add_argument(
+        "files", type=Path, nargs="+", metavar="FILE",
+        help="the audit log's files, oldest first (the rotated ones, then the current)",
+    )  # fmt: skip
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

@@ -14,10 +14,14 @@ def add_certs_commands(sub: Any) -> None:
     certs = sub.add_parser("certs", help="make a cluster CA and certificates")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
     init = certs_sub.add_parser("init", help="create a cluster CA in DIR")
-    init.add_argument("dir", type=Path)
+    init.add_argument("dir", type=Path, help="the directory for ca.crt and ca.key (made 0700)")
     issue = certs_sub.add_parser("issue", help="issue DIR/NAME.crt and DIR/NAME.key")
-    issue.add_argument("dir", type=Path)
-    issue.add_argument("name")
+    issue.add_argument(
+        "dir", type=Path, help="the CA's directory (certs init); NAME.crt goes there"
+    )
+    issue.add_argument(
+        "name", help="the holder: a node's name (as in the nodes file) or an operator's"
+    )
     role = issue.add_mutually_exclusive_group(required=True)
     role.add_argument(
         "--node",

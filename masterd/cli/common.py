@@ -30,12 +30,13 @@ from rpc_client.tls import TLSConfig
 T = TypeVar("T")
 
 _ABORT_ON_INTERRUPT_S = 15.0
+_FN_HELP = "the function to run (rpc-cli functions lists what the node has)"
 
 
 def add_function_args(parser: argparse.ArgumentParser, *, optional: str | None = None) -> None:
     """FN and ARGS_JSON; with ``optional``, FN may be left out (saying when, in its help)."""
     if optional is None:
-        parser.add_argument("fn_name")
+        parser.add_argument("fn_name", help=_FN_HELP)
     else:
         parser.add_argument("fn_name", nargs="?", help=optional)
     parser.add_argument(

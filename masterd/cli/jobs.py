@@ -27,6 +27,7 @@ from rpc_client.job_protocol import DEFAULT_JOB_TIMEOUT_S
 
 #: the longest result or error shown on a node's line
 _VALUE_CHARS = 200
+_JOB_ID = "the job's id, as job submit or job list printed it"
 
 
 def add_job_command(sub: Any) -> None:
@@ -34,8 +35,9 @@ def add_job_command(sub: Any) -> None:
                          "show, follow, abort")  # fmt: skip
     jobs = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
     submit = jobs.add_parser("submit", help="SubmitJob: run a function on nodes, from the master")
-    submit.add_argument("fn_name", metavar="FN")
-    submit.add_argument("fn_args", nargs="?", default="{}", metavar="ARGS_JSON")
+    submit.add_argument("fn_name", metavar="FN", help="the function each node runs")
+    submit.add_argument("fn_args", nargs="?", default="{}", metavar="ARGS_JSON",
+                        help="its named arguments as a JSON object (default {})")  # fmt: skip
     submit.add_argument("--names", type=_names, default=None, metavar="A,B",
                         help="these nodes, by name (with --labels: those of them carrying "
                              "the labels)")  # fmt: skip
@@ -77,15 +79,16 @@ def add_job_command(sub: Any) -> None:
         help="print each node's result as it comes, until the job ends",
     )
     listing = jobs.add_parser("list", help="ListJobs: the newest jobs, one line each")
-    listing.add_argument("--limit", type=_count(1), default=None, metavar="N")
+    listing.add_argument("--limit", type=_count(1), default=None, metavar="N",
+                         help="the newest N jobs (default: the master's, 100)")  # fmt: skip
     for name, text in (
         ("show", "the job's state and every result, as JSON"),
         ("follow", "each node's result as it comes, until the job ends"),
     ):
-        jobs.add_parser(name, help=text).add_argument("job_id", metavar="ID")
+        jobs.add_parser(name, help=text).add_argument("job_id", metavar="ID", help=_JOB_ID)
     abort = jobs.add_parser("abort", help="AbortJob: start no further node (--calls: and "
                             "abort the running calls)")  # fmt: skip
-    abort.add_argument("job_id", metavar="ID")
+    abort.add_argument("job_id", metavar="ID", help=_JOB_ID)
     abort.add_argument("--calls", action="store_true", help="abort the running calls too")
 
 

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import uvloop
 
@@ -35,6 +35,7 @@ from masterd.cli.common import (
     seconds,
     tls_from_args,
 )
+from masterd.cli.completion import add_completion_command, cmd_completion
 from masterd.cli.exits import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
@@ -47,6 +48,7 @@ from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes,
 from masterd.cli.jobs import add_job_command
 from masterd.cli.master import MASTER_ENV, add_events_command, master_of, run_master_command
 from masterd.cli.output import OutputPrinter
+from masterd.cli.parsing import Parser, describe_commands
 from masterd.cli.query import QUERY_COMMANDS, add_query_commands
 from masterd.node import load_nodes
 from rpc_client.client import NodeClient
@@ -55,17 +57,11 @@ from rpc_client.protocol import DEFAULT_PORT, CallState
 
 NODE_ENV = "RPC_CLI_NODE"
 NODES_ENV = "NODED_NODES"
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, with where to read more (exit 2, as argparse's)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"rpc-cli: error: {message} (see: {self.prog} --help)\n")
+FNC_ID_HELP = "the call's fnc_id, as start or call printed it (rpc-cli list shows them)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rpc-cli", description="Call a ganeti-noded, or ask ganeti-masterd "
+    parser = Parser(prog="rpc-cli", description="Call a ganeti-noded, or ask ganeti-masterd "
                      "(--master) about its nodes, events and jobs.")  # fmt: skip
     parser.add_argument("--version", action=_PrintVersion, nargs=0,
                         help="show the version and exit")  # fmt: skip
@@ -79,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_nodes_command(sub)
     add_events_command(sub)
     add_job_command(sub)
+    add_completion_command(sub, parser)
     for name, command in sub.choices.items():  # accepted after the command too
-        if name not in ("certs", "audit"):  # they take no node
+        if name not in ("certs", "audit", "completion"):  # they take no node
             _add_global_options(command, after_command=True)
+    describe_commands(parser)
     return parser
 
 
@@ -152,7 +150,7 @@ def _add_call_commands(sub: Any) -> None:
     start.add_argument("--request-id", default=None, help="idempotency key")
     _add_abort_after(start)
     wait = sub.add_parser("wait", help="WaitForFunction: wait up to --timeout for a call")
-    wait.add_argument("fnc_id")
+    wait.add_argument("fnc_id", help=FNC_ID_HELP)
     wait.add_argument(
         "--timeout",
         type=seconds,
@@ -164,7 +162,7 @@ def _add_call_commands(sub: Any) -> None:
     )
     _add_output_options(wait)
     output = sub.add_parser("output", help="print the output a node keeps of a call")
-    output.add_argument("fnc_id")
+    output.add_argument("fnc_id", help=FNC_ID_HELP)
     output.add_argument(
         "--from", dest="from_", type=int, default=0, metavar="N", help="from position N"
     )
@@ -197,7 +195,7 @@ def _add_call_command(sub: Any) -> None:
         help="print its stdout to stdout, its stderr and progress to stderr, as they come",
     )
     abort = sub.add_parser("abort", help="AbortFunction: kill a call")
-    abort.add_argument("fnc_id")
+    abort.add_argument("fnc_id", help=FNC_ID_HELP)
 
 
 def _add_abort_after(parser: argparse.ArgumentParser) -> None:
@@ -328,7 +326,8 @@ COMMANDS: dict[str, Command] = {
 
 
 #: the commands that ask no node
-LOCAL_COMMANDS = {"certs": cmd_certs, "audit": cmd_audit, "nodes": cmd_nodes}
+LOCAL_COMMANDS = {"certs": cmd_certs, "audit": cmd_audit, "nodes": cmd_nodes,
+                  "completion": cmd_completion}  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> int:

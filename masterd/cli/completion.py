@@ -1,0 +1,49 @@
+"""``rpc-cli completion bash|zsh``: a completion script made from the parser by shtab, so
+that it offers exactly the commands and flags ``rpc-cli`` takes, files where it takes a
+file.  Install it as doc/operations.md says."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from masterd.cli.exits import EXIT_OK
+
+SHELLS = ("bash", "zsh")
+
+
+def add_completion_command(sub: Any, parser: argparse.ArgumentParser) -> None:
+    """``completion SHELL``, which completes for ``parser`` (rpc-cli's)."""
+    completion = sub.add_parser(
+        "completion", help="print a shell completion script for rpc-cli (bash or zsh)"
+    )
+    completion.add_argument(
+        "shell",
+        choices=SHELLS,
+        help="the shell: bash (source it, or put it in bash-completion's directory) or zsh "
+        "(put it on $fpath as _rpc-cli)",
+    )
+    completion.set_defaults(completed_parser=parser)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab  # only needed here
+
+    parser = args.completed_parser
+    _complete_paths(parser)
+    sys.stdout.write(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK
+
+
+def _complete_paths(parser: argparse.ArgumentParser) -> None:
+    """Arguments that are paths complete as files (shtab reads ``action.complete``)."""
+    import shtab
+
+    for action in parser._actions:
+        if action.type is Path:
+            action.complete = shtab.FILE  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                _complete_paths(command)
