@@ -67,6 +67,9 @@ class Progress:
 
     header: dict[str, Any]
     request_ids: dict[str, str] = field(default_factory=dict)
+    #: a job's (ganeti-masterd): when each start was recorded (Unix time), which its
+    #: node's timeout counts from
+    asked: dict[str, float] = field(default_factory=dict)
     fnc_ids: dict[str, str] = field(default_factory=dict)
     finished: dict[str, NodeResult] = field(default_factory=dict)
     #: where a torn last line begins (the file is cut there on resume), and its number

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterable
 from pathlib import Path
@@ -252,18 +253,18 @@ class _GatherRun:
 
     async def _call(self, client: NodeClient) -> Any:
         fnc_id = self.fnc_ids.get(client.name)
-        left = self.deadline.left_s() if self.node_timeout_s is None else self.node_timeout_s
         if fnc_id is not None:  # started before the master died: wait for it
-            state = await resume_call(client, fnc_id, left, self.options,
-                                      on_output=self.on_output)  # fmt: skip
+            state = await resume_call(client, fnc_id, self._left(client.name, None),
+                                      self.options, on_output=self.on_output)  # fmt: skip
         else:
             request_id = self.progress.request_ids.get(client.name) or self._new_key(client)
+            asked = time.monotonic()
             if self.batch is not None:
                 await self.batch.asked(client.name, request_id)
             if self.on_call is not None:
                 self.on_call(client.name, None)
             state = await run_call(
-                client, self.fn_name, self.fn_args, left, self.options,
+                client, self.fn_name, self.fn_args, self._left(client.name, asked), self.options,
                 request_id=request_id, on_progress=lambda s: self._started(client, s),
                 on_output=self.on_output,
             )  # fmt: skip
@@ -274,6 +275,20 @@ class _GatherRun:
             if self.node_timeout_s is not None:  # a job's call ends with its node's timeout
                 exc.aborted = await send_abort(client, state.fnc_id)
             raise
+
+    def _left(self, name: str, asked: float | None) -> float | None:
+        """The time a node's call has: what is left of the fan-out's deadline, or (a job)
+        of the node's timeout, counted from when its start was first recorded (a resumed
+        call has what was left of it, not its whole timeout again) or else from
+        ``asked`` (monotonic, before this run recorded it: the commit's time included)."""
+        if self.node_timeout_s is None:
+            return self.deadline.left_s()
+        recorded = self.progress.asked.get(name)
+        if recorded is not None:
+            return max(0.0, recorded + self.node_timeout_s - time.time())
+        if asked is None:
+            return self.node_timeout_s
+        return max(0.0, asked + self.node_timeout_s - time.monotonic())
 
     def _new_key(self, client: NodeClient) -> str:
         return new_request_id() if self.batch is None else self.batch.request_id(client.name)

@@ -4,8 +4,10 @@ job's nodes, its records in the store, every node's end recorded once.
 A resumed job (masterd was killed, or stopped, and started again) goes on from the store:
 a node with an fnc_id is waited for, one with only a request_id is sent it again (the
 node answers with the call it started, or ``404 UnknownFunctionCall`` if it lost it: that
-node's end), one never asked is started, one that ended is not touched.  A resumed call
-has the job's whole ``timeout`` again, counted from the resume.
+node's end), one never asked is started, one that ended is not touched.  A node's
+``timeout`` counts from when its start was first recorded: a resumed call has what is
+left of it (none left: asked once for its state, then timed out and aborted), a node
+never asked its whole timeout.
 
 Through a store outage the job pauses and goes on (:mod:`masterd.jobs.outage`): its
 records are written again until the store takes them, none dropped; a start the store
@@ -81,6 +83,7 @@ class JobRun:
         self.fan_out = FanOutRun(
             Deadline(None), spec.fn_name, spec.fn_args, CallOptions(abort_after_s=spec.abort_after),
             None, journal, Progress(header={}, request_ids=dict(progress.request_ids),
+                                    asked=dict(progress.asked),
                                     fnc_ids=dict(progress.fnc_ids), finished=done),
             node_timeout_s=spec.timeout_s,
         )  # fmt: skip

@@ -156,7 +156,8 @@ class PostgresJobs:
 
     async def record_asked(self, job_id: str, node: str, request_id: str, at: float) -> None:
         status = await self._job_record(lambda conn: conn.execute(
-            "UPDATE job_nodes SET request_id = $1, asked = $2 WHERE job_id = $3 AND node = $4 "
+            "UPDATE job_nodes SET request_id = $1, asked = coalesce(asked, $2) WHERE job_id = $3 "
+            "AND node = $4 "
             "AND EXISTS (SELECT 1 FROM jobs WHERE id = $3 AND owner = $5) AND NOT EXISTS "
             f"(SELECT 1 FROM instances WHERE id = $5 AND renewed < {NOW} - $6)",
             request_id, at, job_id, node, self._owner, self.owner_lapse_s))  # fmt: skip

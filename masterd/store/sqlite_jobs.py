@@ -147,7 +147,8 @@ class SQLiteJobs:
 
     async def record_asked(self, job_id: str, node: str, request_id: str, at: float) -> None:
         await self._job_record(lambda db: db.execute(
-            "UPDATE job_nodes SET request_id = ?, asked = ? WHERE job_id = ? AND node = ?",
+            "UPDATE job_nodes SET request_id = ?, asked = coalesce(asked, ?) WHERE job_id = ? "
+            "AND node = ?",
             (request_id, at, job_id, node)))  # fmt: skip
 
     async def record_started(self, job_id: str, node: str, fnc_id: str) -> None:

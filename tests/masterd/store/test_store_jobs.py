@@ -66,6 +66,7 @@ async def test_a_nodes_records_and_its_one_end(jobs_store: Opener) -> None:
     await store.add_job(job())
     await store.record_asked("j1", "n0", "r0", 1.0)
     await store.record_asked("j1", "n1", "r1", 2.5)
+    await store.record_asked("j1", "n1", "r1", 9.0)  # asked again by a resume: kept at 2.5
     await store.record_started("j1", "n0", "1:2:3.000000:0123456789abcdef")
     first = await store.record_result("j1", NewResult("n1", "ok", None, {"x": 1}, None))
     again = await store.record_result("j1", NewResult("n1", "failed", None, None, {"type": "E"}))
