@@ -15,15 +15,18 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from masterd import cluster as async_cluster
+from masterd.call import CallFunctionKeywords
+from masterd.cluster import ClusterKeywords
 from masterd.follow import follow
-from masterd.gather import GatherSummary, NodeResult
+from masterd.gather import CallManyKeywords, GatherSummary, NodeResult, ResumeKeywords
 from masterd.job_state import JobResultItem, JobState
 from masterd.master_client import EventPage, ListedNode, MasterEvent
 from masterd.master_client import MasterClient as AsyncMasterClient
 from masterd.node import Node
+from masterd.options import without_old_keywords
 from masterd.output import OutputEvent
 from rpc_client.master_protocol import MASTER_PORT
 
@@ -89,12 +92,12 @@ class _LoopThread:
 class Cluster:
     """A blocking :class:`masterd.cluster.Cluster`; close it (or use ``with``)."""
 
-    def __init__(self, nodes: Iterable[Node], **kwargs: Any) -> None:
+    def __init__(self, nodes: Iterable[Node], **kwargs: Unpack[ClusterKeywords]) -> None:
         self._cluster = async_cluster.Cluster(nodes, **kwargs)
         self._loop = _LoopThread()
 
     @classmethod
-    def from_file(cls, path: Path | str, **kwargs: Any) -> Cluster:
+    def from_file(cls, path: Path | str, **kwargs: Unpack[ClusterKeywords]) -> Cluster:
         return cls(async_cluster.load_nodes(path), **kwargs)
 
     @property
@@ -110,38 +113,46 @@ class Cluster:
         fn_name: str,
         fn_args: dict[str, Any] | None = None,
         timeout: float | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[CallFunctionKeywords],
     ) -> Any:
         """Run a function on one node; see :func:`masterd.call.call_function`."""
-        return self._loop.run(
-            self._cluster.call_function(node, fn_name, fn_args, timeout, **kwargs)
-        )
+        given = without_old_keywords("call_function", kwargs, fan_out=False)
+        return self._loop.run(self._cluster.call_function(node, fn_name, fn_args, timeout, **given))
 
     def gather(
         self,
         fn_name: str,
         fn_args: dict[str, Any] | None = None,
         timeout: float | None = None,
-        **kwargs: Any,
+        *,
+        nodes: Iterable[Node | str] | None = None,
+        **kwargs: Unpack[CallManyKeywords],
     ) -> GatherSummary:
-        """Every node's result in a :class:`GatherSummary`."""
-        return self._loop.run(self._cluster.gather(fn_name, fn_args, timeout, **kwargs))
+        """Every node's result in a :class:`GatherSummary`; see
+        :func:`masterd.gather.call_many` for the keywords."""
+        given = without_old_keywords("gather", kwargs)
+        return self._loop.run(self._cluster.gather(fn_name, fn_args, timeout, nodes=nodes, **given))
 
     def call_many(
         self,
         fn_name: str,
         fn_args: dict[str, Any] | None = None,
         timeout: float | None = None,
-        **kwargs: Any,
+        *,
+        nodes: Iterable[Node | str] | None = None,
+        **kwargs: Unpack[CallManyKeywords],
     ) -> Iterator[NodeResult]:
         """Yield each node's :class:`NodeResult` as it arrives; leaving early cancels the rest.
 
         An ``on_output`` callback runs in the background loop's thread."""
+        given = without_old_keywords("call_many", kwargs)
         yield from self._iterate(
-            lambda: self._cluster.call_many(fn_name, fn_args, timeout, **kwargs)
+            lambda: self._cluster.call_many(fn_name, fn_args, timeout, nodes=nodes, **given)
         )
 
-    def resume(self, batch_file: Path | str, **kwargs: Any) -> Iterator[NodeResult]:
+    def resume(
+        self, batch_file: Path | str, **kwargs: Unpack[ResumeKeywords]
+    ) -> Iterator[NodeResult]:
         """Go on with a fan-out whose master died; see :func:`masterd.gather.resume`."""
         yield from self._iterate(lambda: self._cluster.resume(batch_file, **kwargs))
 

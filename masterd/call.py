@@ -19,9 +19,17 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
+from masterd.options import (
+    DEFAULT_OPTIONS,
+    DEFAULT_RETRY,
+    DEFAULT_WAIT_S,
+    CallOptions,
+    OldCallKeywords,
+    RetryPolicy,
+    call_options_of,
+)
 from masterd.output import OutputCallback, events_of
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
@@ -39,46 +47,12 @@ from rpc_client.protocol import CallState, FncId
 
 log = logging.getLogger("masterd.call")
 
-DEFAULT_WAIT_S = 10.0
 #: how far past the deadline a request may still run, so that an answer the node sends
 #: at the end of a wait capped to the deadline is not mistaken for a silent node
 LATE_S = 0.75
 #: how long abort_on_timeout waits for the node to confirm an abort; the node starts
 #: killing as soon as it reads the request, so this only bounds the confirmation
 ABORT_SEND_S = 0.5
-
-
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """How transport failures and Busy answers are retried."""
-
-    first_backoff_s: float = 0.1
-    max_backoff_s: float = 2.0
-    #: with no deadline, give up after this many failed attempts in a row
-    attempts_without_deadline: int = 5
-
-    def backoff_s(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.first_backoff_s * 2 ** (attempt - 1))
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True, kw_only=True)
-class CallOptions:
-    """How a call is made, the same for one node or many: the longest single wait on the
-    node, the execution deadline the node enforces, and the retry policy."""
-
-    wait_s: float = DEFAULT_WAIT_S
-    abort_after: float | None = None
-    retry: RetryPolicy = DEFAULT_RETRY
-
-    def __post_init__(self) -> None:
-        if self.wait_s <= 0:
-            raise ValueError(f"wait_s must be > 0, got {self.wait_s}")
-
-
-DEFAULT_OPTIONS = CallOptions()
 
 
 class Deadline:
@@ -127,12 +101,11 @@ async def call_function(
     fn_args: dict[str, Any] | None = None,
     timeout: float | None = None,
     *,
-    wait_s: float = DEFAULT_WAIT_S,
-    abort_after: float | None = None,
+    options: CallOptions | None = None,
     request_id: str | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
     abort_on_timeout: bool = False,
     on_output: OutputCallback | None = None,
+    **old: Unpack[OldCallKeywords],
 ) -> Any:
     """Run ``fn_name`` on ``node`` and return its result.
 
@@ -148,8 +121,12 @@ async def call_function(
     With ``on_output``, the call's output and progress are followed as they happen:
     each :class:`OutputEvent` (tagged with the node's name) is passed to it, in order,
     each once, before the result is returned.
+
+    ``options`` (:class:`CallOptions`) says how the call is made; the keywords
+    ``wait_s``, ``abort_after`` and ``retry`` it replaces still work for one release, with
+    a :class:`DeprecationWarning`.
     """
-    options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
+    options = call_options_of("call_function", options, old)
     state = await run_call(
         node, fn_name, fn_args, timeout, options, request_id=request_id, on_output=on_output
     )
@@ -200,7 +177,7 @@ async def run_call(
     state = await rounds.run(
         lambda wait, bound: node.start_function(
             fn_name, fn_args, timeout=0 if on_output else wait,
-            abort_after=options.abort_after, request_id=request_id, request_timeout_s=bound,
+            abort_after=options.abort_after_s, request_id=request_id, request_timeout_s=bound,
         ),
         what=f"StartFunction {fn_name} request_id={request_id}",
     )  # fmt: skip
@@ -252,6 +229,16 @@ def outcome_of(state: CallState, node: str, timeout: float | None) -> Any:
 
 
 Request = Callable[[float, float], Awaitable[CallState]]
+
+
+class CallFunctionKeywords(OldCallKeywords, total=False):
+    """The keywords of :func:`call_function` past the call itself, for what passes them
+    on (:class:`masterd.Cluster`, :class:`masterd.blocking.Cluster`)."""
+
+    options: CallOptions | None
+    request_id: str | None
+    abort_on_timeout: bool
+    on_output: OutputCallback | None
 
 
 def check_client(node: object) -> None:

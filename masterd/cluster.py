@@ -6,15 +6,31 @@ import ssl
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from masterd.call import call_function
-from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
+from masterd.call import CallFunctionKeywords, call_function
+from masterd.gather import (
+    CallManyKeywords,
+    GatherSummary,
+    NodeResult,
+    ResumeKeywords,
+    call_many,
+    gather,
+    resume,
+)
 from masterd.node import Node, load_nodes
 from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
 from rpc_client.errors import UnknownNode
 from rpc_client.tls import TLSConfig
 from rpc_client.transport import MAX_CONNECTIONS_PER_NODE, MAX_HANDSHAKES, Pool
+
+
+class ClusterKeywords(TypedDict, total=False):
+    """The keywords of :class:`Cluster` past its nodes, for what passes them on."""
+
+    timeouts: ClientTimeouts
+    max_handshakes: int
+    max_connections_per_node: int
 
 
 class Cluster:
@@ -47,7 +63,7 @@ class Cluster:
         self._contexts: dict[TLSConfig, ssl.SSLContext] = {}
 
     @classmethod
-    def from_file(cls, path: Path | str, **kwargs: Any) -> Cluster:
+    def from_file(cls, path: Path | str, **kwargs: Unpack[ClusterKeywords]) -> Cluster:
         """A cluster of the nodes in a ``nodes.toml`` (see :func:`masterd.node.load_nodes`)."""
         return cls(load_nodes(path), **kwargs)
 
@@ -99,26 +115,28 @@ class Cluster:
 
     async def call_function(
         self, node: Node | str, fn_name: str, fn_args: dict[str, Any] | None = None,
-        timeout: float | None = None, **kwargs: Any,
+        timeout: float | None = None, **kwargs: Unpack[CallFunctionKeywords],
     ) -> Any:  # fmt: skip
         """:func:`masterd.call.call_function` on the named node."""
         return await call_function(self.client(node), fn_name, fn_args, timeout, **kwargs)
 
     def call_many(
         self, fn_name: str, fn_args: dict[str, Any] | None = None, timeout: float | None = None,
-        *, nodes: Iterable[Node | str] | None = None, **kwargs: Any,
+        *, nodes: Iterable[Node | str] | None = None, **kwargs: Unpack[CallManyKeywords],
     ) -> AsyncGenerator[NodeResult, None]:  # fmt: skip
         """:func:`masterd.gather.call_many` on these nodes (default: all of them)."""
         return call_many(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
 
     async def gather(
         self, fn_name: str, fn_args: dict[str, Any] | None = None, timeout: float | None = None,
-        *, nodes: Iterable[Node | str] | None = None, **kwargs: Any,
+        *, nodes: Iterable[Node | str] | None = None, **kwargs: Unpack[CallManyKeywords],
     ) -> GatherSummary:  # fmt: skip
         """:func:`masterd.gather.gather` on these nodes (default: all of them)."""
         return await gather(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
 
-    def resume(self, batch_file: Path | str, **kwargs: Any) -> AsyncGenerator[NodeResult, None]:
+    def resume(
+        self, batch_file: Path | str, **kwargs: Unpack[ResumeKeywords]
+    ) -> AsyncGenerator[NodeResult, None]:
         """:func:`masterd.gather.resume`: go on with a fan-out whose master died."""
         return resume(batch_file, [self.client(node) for node in self.nodes], **kwargs)
 

@@ -18,16 +18,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from masterd.batch import BatchFile, Progress
 from masterd.call import (
-    DEFAULT_RETRY,
-    DEFAULT_WAIT_S,
     LATE_S,
-    CallOptions,
     Deadline,
-    RetryPolicy,
     check_client,
     new_request_id,
     outcome_of,
@@ -36,9 +32,17 @@ from masterd.call import (
     send_abort,
 )
 from masterd.journal import FileJournal, Journal
+from masterd.options import (
+    DEFAULT_RETRY,
+    CallOptions,
+    OldFanOutKeywords,
+    RetryPolicy,
+    Rollout,
+    options_of,
+)
 from masterd.output import OutputCallback
 from masterd.results import GatherSummary, NodeResult
-from masterd.rollout import Launcher, Rollout
+from masterd.rollout import Launcher
 from rpc_client.client import NodeClient
 from rpc_client.errors import CallTimeout, NodeTimeout
 from rpc_client.protocol import CallState
@@ -52,41 +56,62 @@ _GUARD_S = LATE_S + 0.25
 _CANCEL_WAIT_S = 5.0
 
 
+class CallManyKeywords(OldFanOutKeywords, total=False):
+    """The keywords of :func:`call_many` past the call itself, for what passes them on
+    (:func:`gather`, :class:`masterd.Cluster`, :class:`masterd.blocking.Cluster`)."""
+
+    options: CallOptions | None
+    rollout: Rollout | None
+    on_output: OutputCallback | None
+    batch_file: Path | str | None
+    on_call: CallCallback | None
+
+
+class ResumeKeywords(TypedDict, total=False):
+    """The keywords of :func:`resume`, for what passes them on."""
+
+    timeout: float | None
+    wait_s: float
+    window: int | None
+    max_failures: int | None
+    retry: RetryPolicy
+    on_output: OutputCallback | None
+    on_call: CallCallback | None
+
+
 async def call_many(
     nodes: Iterable[NodeClient],
     fn_name: str,
     fn_args: dict[str, Any] | None = None,
     timeout: float | None = None,
     *,
-    wait_s: float = DEFAULT_WAIT_S,
-    window: int | None = None,
-    canary: int = 0,
-    max_failures: int | None = None,
-    concurrency: int | None = None,
-    abort_after: float | None = None,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    options: CallOptions | None = None,
+    rollout: Rollout | None = None,
     on_output: OutputCallback | None = None,
     batch_file: Path | str | None = None,
     on_call: CallCallback | None = None,
+    **old: Unpack[OldFanOutKeywords],
 ) -> AsyncGenerator[NodeResult, None]:
     """Call ``fn_name`` on the nodes; yield each :class:`NodeResult` as it comes.
 
-    ``window``, ``canary`` and ``max_failures`` roll the call out (:mod:`masterd.rollout`;
-    ``concurrency`` is the old name of ``window``).  With ``on_output``, every node's
-    output is followed: each :class:`OutputEvent`, its ``node`` the node's name, is passed
-    to it as it arrives.  With ``batch_file``, the fan-out can be resumed after the master
-    died (:func:`resume`).  ``on_call(node, None)`` is called as a node is asked, and
-    ``on_call(node, fnc_id)`` once it has named its call (at its first answer): what a
-    report after a Ctrl-C needs (``rpc-cli gather``).
+    ``options`` (:class:`CallOptions`) says how each node's call is made, ``rollout``
+    (:class:`Rollout`) how the nodes start (:mod:`masterd.rollout`); a roll-out with more
+    canaries than nodes is a ``ValueError``.  The keywords they replace (``wait_s``,
+    ``abort_after``, ``retry``, ``window``, ``canary``, ``max_failures``, ``concurrency``)
+    still work for one release, with a :class:`DeprecationWarning`.  With ``on_output``,
+    every node's output is followed: each :class:`OutputEvent`, its ``node`` the node's
+    name, is passed to it as it arrives.  With ``batch_file``, the fan-out can be resumed
+    after the master died (:func:`resume`).  ``on_call(node, None)`` is called as a node
+    is asked, and ``on_call(node, fnc_id)`` once it has named its call (at its first
+    answer): what a report after a Ctrl-C needs (``rpc-cli gather``).
 
     Leaving the loop early cancels the calls still running here (use
     ``contextlib.aclosing`` to have that happen at once rather than when the generator is
     collected); the functions already started on the nodes are not aborted.
     """
+    options, rollout = options_of("call_many", options, rollout, old)
     clients = _unique(nodes)
-    window = window if window is not None else concurrency
-    rollout = Rollout(window=window, canary=canary, max_failures=max_failures)
-    options = CallOptions(wait_s=wait_s, abort_after=abort_after, retry=retry)
+    rollout.check_nodes(len(clients))
     batch = None
     if batch_file is not None:
         header = _header(fn_name, fn_args, timeout, options, rollout, clients)
@@ -155,7 +180,8 @@ def _resumed_run(
         raise ValueError(f"the batch file names nodes not given: {', '.join(missing)}")
     option = {key: header[key] if value is FROM_BATCH_FILE else value
               for key, value in given.items()}  # fmt: skip
-    options = CallOptions(wait_s=option["wait_s"], abort_after=header["abort_after"], retry=retry)
+    options = CallOptions(wait_s=option["wait_s"], abort_after_s=header["abort_after"],
+                          retry=retry)  # fmt: skip
     rollout = Rollout(window=option["window"], canary=header["canary"],
                       max_failures=option["max_failures"])  # fmt: skip
     run = _GatherRun(Deadline(option["timeout"]), header["fn_name"], header["fn_args"], options,
@@ -165,9 +191,10 @@ def _resumed_run(
 
 async def gather(
     nodes: Iterable[NodeClient], fn_name: str, fn_args: dict[str, Any] | None = None,
-    timeout: float | None = None, **kwargs: Any,
+    timeout: float | None = None, **kwargs: Unpack[CallManyKeywords],
 ) -> GatherSummary:  # fmt: skip
-    """Collect :func:`call_many` into a :class:`GatherSummary`."""
+    """Collect :func:`call_many` (which takes the same keywords) into a
+    :class:`GatherSummary`."""
     summary = GatherSummary()
     async with contextlib.aclosing(call_many(nodes, fn_name, fn_args, timeout, **kwargs)) as it:
         async for result in it:
@@ -331,7 +358,7 @@ def _header(
 ) -> dict[str, Any]:  # fmt: skip
     return {
         "fn_name": fn_name, "fn_args": fn_args or {}, "timeout": timeout,
-        "wait_s": options.wait_s, "abort_after": options.abort_after,
+        "wait_s": options.wait_s, "abort_after": options.abort_after_s,
         "window": rollout.window, "canary": rollout.canary,
         "max_failures": rollout.max_failures, "nodes": [client.name for client in clients],
     }  # fmt: skip

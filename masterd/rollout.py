@@ -5,36 +5,19 @@ and the next node starts as soon as one finishes.  With ``canary`` K the first K
 run first, alone, and the rest start only if all K succeeded.  With ``max_failures`` M,
 once more than M nodes have failed (failed, timed out or unreachable) no further node
 starts; calls already running finish normally.  Every node not started is named once,
-with :class:`Skipped`.
+with :class:`Skipped`.  The settings are a :class:`masterd.options.Rollout`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 
 from masterd.call import Deadline
-from masterd.results import NodeResult
+from masterd.options import Rollout
+from masterd.results import NodeResult, counted
 from rpc_client.client import NodeClient
 from rpc_client.errors import CallTimeout, Skipped
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rollout:
-    """How many nodes run at once, which go first, and how many may fail."""
-
-    window: int | None = None
-    canary: int = 0
-    max_failures: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.window is not None and self.window < 1:
-            raise ValueError(f"window must be >= 1 or None, got {self.window}")
-        if self.canary < 0:
-            raise ValueError(f"canary must be >= 0, got {self.canary}")
-        if self.max_failures is not None and self.max_failures < 0:
-            raise ValueError(f"max_failures must be >= 0 or None, got {self.max_failures}")
 
 
 class Launcher:
@@ -63,7 +46,8 @@ class Launcher:
             self.failures += 1
             limit = self._rollout.max_failures
             if limit is not None and self.failures > limit and self.stopped is None:
-                self.stopped = f"{self.failures} nodes failed, more than max_failures={limit}"
+                failed = f"{self.failures} nodes"
+                self.stopped = f"{failed} failed, more than max_failures={limit}"
 
     async def run(self, clients: Sequence[NodeClient]) -> None:
         canaries = clients[: self._rollout.canary]
