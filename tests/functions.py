@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -215,7 +216,9 @@ def print_lines(count: int, delay_s: float = 0.0, stream: str = "stdout") -> int
 @function
 def stdout_buffering() -> dict[str, bool]:
     """How the function process's stdout is buffered."""
-    return {"line_buffering": sys.stdout.line_buffering, "write_through": sys.stdout.write_through}
+    out = sys.stdout
+    assert isinstance(out, io.TextIOWrapper)  # as the runner set it up
+    return {"line_buffering": out.line_buffering, "write_through": out.write_through}
 
 
 @function

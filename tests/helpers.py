@@ -85,6 +85,12 @@ async def get_text(node: LocalNode, path: str) -> tuple[int, str, dict[str, str]
         return response.status, await response.text(), dict(response.headers)
 
 
+def error_of(state: CallState) -> dict[str, Any]:
+    """The error of a call that must have failed (fails the test if it did not)."""
+    assert state.error is not None, f"{state.fnc_id} did not fail: {state.result!r}"
+    return state.error
+
+
 def metric(text: str, name: str) -> float:
     """The value of one sample line ``name{labels} value`` (0 if absent)."""
     for line in text.splitlines():

@@ -73,7 +73,7 @@ def tree(name: str) -> ast.Module:
 
 def imports_of(name: str) -> set[str]:
     """The project modules ``name`` imports, anywhere in it (lazy imports count too)."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree(name)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

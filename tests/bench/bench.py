@@ -513,9 +513,9 @@ def _audit_row(audit: dict[str, Any]) -> str:
 
 def _cpu_rows(*uses: dict[str, float | None]) -> list[str]:
     """The whole machine's CPU per sequential echo call, and how busy its CPUs were."""
-    per_call = [use["ms_per_call"] for use in uses]
-    busy = [use["busy_percent"] for use in uses]
-    if None in per_call or None in busy:
+    per_call = [ms for use in uses if (ms := use["ms_per_call"]) is not None]
+    busy = [pc for use in uses if (pc := use["busy_percent"]) is not None]
+    if len(per_call) < len(uses) or len(busy) < len(uses):
         return ["echo, machine CPU: not measured"]
     x, y, z = per_call
     bx, by, bz = busy

@@ -198,7 +198,8 @@ def main() -> None:
     parser.add_argument("--serve-tls", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        uvloop.run(serve_fleet(*args.serve, args.serve_tls))
+        count, silent = args.serve
+        uvloop.run(serve_fleet(count, silent, args.serve_tls))
         return
     print(json.dumps(uvloop.run(run(args.fake, args.real, args.tls, args.busy))))
 

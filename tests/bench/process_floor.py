@@ -63,8 +63,12 @@ async def start_function(request: web.Request) -> web.Response:
     to_child, from_child = await request.app[SPARES_KEY].take()
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[bytes] = loop.create_future()
-    loop.add_reader(from_child, lambda: answered.done() or answered.set_result(
-        os.read(from_child, 65536)))  # fmt: skip
+
+    def readable() -> None:
+        if not answered.done():
+            answered.set_result(os.read(from_child, 65536))
+
+    loop.add_reader(from_child, readable)
     try:
         os.write(to_child, orjson.dumps(body) + b"\n")
         os.close(to_child)

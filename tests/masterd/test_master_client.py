@@ -4,7 +4,7 @@ nodes (tests/masterd/simulated.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -103,6 +103,7 @@ async def test_the_blocking_twin(cluster: Fleet) -> None:
             follower = master.follow_events(start, types=["app.*"], wait_s=1.0)
             asyncio.run_coroutine_threadsafe(cluster.report("app.ready"), loop)
             first = next(follower)
+            assert isinstance(follower, Generator)
             follower.close()  # leaving early stops the long-poll
             return states, [e.type for e in page.events], first
 

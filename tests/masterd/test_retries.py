@@ -26,7 +26,7 @@ from rpc_client.errors import (
 )
 from rpc_client.protocol import FncId
 from tests.fakes import LossyProxy, fake_node
-from tests.helpers import eventually, run_node, start_ignoring_sigterm, still_alive
+from tests.helpers import error_of, eventually, run_node, start_ignoring_sigterm, still_alive
 
 
 @pytest.mark.parametrize("procedure", ["StartFunction", "WaitForFunction"])
@@ -154,7 +154,7 @@ async def test_abort_on_timeout_aborts_the_remote_call(client: NodeClient) -> No
     assert time.monotonic() - began < 0.5 + 1.0 + 0.5
     assert info.value.aborted is True
     state = await client.wait_for_function(info.value.fnc_id or "", timeout=10)
-    assert state.error["type"] == "FunctionAborted" and state.error["reason"] == "aborted"
+    assert error_of(state)["type"] == "FunctionAborted" and error_of(state)["reason"] == "aborted"
 
 
 async def test_abort_after_is_passed_on(client: NodeClient) -> None:

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,7 +128,8 @@ async def test_nodes_are_chosen_by_labels(daemons: dict[str, LocalNode]) -> None
 
 
 async def test_bad_rollout_options_are_refused() -> None:
-    for options in ({"window": 0}, {"canary": -1}, {"max_failures": -1}):
+    refused: list[dict[str, Any]] = [{"window": 0}, {"canary": -1}, {"max_failures": -1}]
+    for options in refused:
         with pytest.raises(ValueError):
             await gather([], "echo", {}, 1, **options)
     assert [r async for r in call_many([], "echo", {}, 1)] == []

@@ -19,6 +19,7 @@ from rpc_client.client import NodeClient
 from rpc_client.protocol import FncId
 from tests.helpers import (
     alive,
+    error_of,
     eventually,
     lasting_zombies,
     marked_processes,
@@ -110,8 +111,8 @@ async def test_during_the_drain_new_calls_get_shutting_down_and_waits_get_the_ab
         assert (status, body["error"]["type"]) == (503, "ShuttingDown")
         state = await asyncio.wait_for(waiter, 15)
         assert state.finished
-        assert state.error["type"] == "FunctionAborted"
-        assert state.error["reason"] == "shutdown"
+        assert error_of(state)["type"] == "FunctionAborted"
+        assert error_of(state)["reason"] == "shutdown"
         assert await node.wait_exit(20) == 0
 
 

@@ -12,7 +12,7 @@ import pytest
 from rpc_client.client import NodeClient
 from rpc_client.errors import UnknownFunctionCall
 from rpc_client.protocol import FncId
-from tests.helpers import run_node, start_with_grandchildren, still_alive
+from tests.helpers import error_of, run_node, start_with_grandchildren, still_alive
 
 pytestmark = pytest.mark.both_spawners
 
@@ -58,8 +58,8 @@ async def test_abort_kills_the_group_and_answers_function_aborted(
     fnc_id, kids = await start_with_grandchildren(client, tmp_path)
     state = await client.abort_function(fnc_id)
     assert state.finished
-    assert state.error["type"] == "FunctionAborted"
-    assert state.error["reason"] == "aborted"
+    assert error_of(state)["type"] == "FunctionAborted"
+    assert error_of(state)["reason"] == "aborted"
     assert await still_alive([FncId.parse(fnc_id).cpid, *kids]) == []
 
 
@@ -74,7 +74,7 @@ async def test_abort_sigkills_what_ignores_sigterm_after_the_kill_grace(tmp_path
         began = time.monotonic()
         state = await client.abort_function(fnc_id)
         assert 0.4 <= time.monotonic() - began < 8
-        assert state.error["type"] == "FunctionAborted"
+        assert error_of(state)["type"] == "FunctionAborted"
         assert await still_alive([FncId.parse(fnc_id).cpid, *kids]) == []
 
 
@@ -82,8 +82,8 @@ async def test_abort_after_kills_a_call_that_runs_too_long(client: NodeClient) -
     began = time.monotonic()
     state = await client.start_function("sleep", {"seconds": 30}, timeout=20, abort_after=0.5)
     assert state.finished
-    assert state.error["type"] == "FunctionAborted"
-    assert state.error["reason"] == "abort_after"
+    assert error_of(state)["type"] == "FunctionAborted"
+    assert error_of(state)["reason"] == "abort_after"
     assert time.monotonic() - began < 10
 
 
@@ -104,8 +104,8 @@ async def test_the_result_size_limit_at_its_edge() -> None:
         exact = await client.start_function("big", {"size": limit - frame_overhead}, timeout=10)
         assert exact.error is None and len(exact.result) == limit - frame_overhead
         over = await client.start_function("big", {"size": limit - frame_overhead + 1}, timeout=10)
-        assert over.error["type"] == "ResultTooLarge"
-        assert over.error["limit_bytes"] == limit
+        assert error_of(over)["type"] == "ResultTooLarge"
+        assert error_of(over)["limit_bytes"] == limit
         assert (await client.identify())["pid"] == node.pid
 
 
@@ -122,8 +122,8 @@ async def test_a_200_mib_result_is_refused_with_the_daemons_memory_bounded() -> 
             peak = max(peak, daemon.memory_info().rss)
             await asyncio.sleep(0.005)
         state = call.result()
-        assert state.error["type"] == "ResultTooLarge"
-        assert state.error["limit_bytes"] == limit
+        assert error_of(state)["type"] == "ResultTooLarge"
+        assert error_of(state)["limit_bytes"] == limit
         assert (await client.identify())["pid"] == node.pid
     # the daemon held at most the limit (plus its read chunk), never the 200 MiB
     assert peak - baseline < limit + 16 * 1024 * 1024, (peak - baseline) / 2**20

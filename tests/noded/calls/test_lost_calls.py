@@ -217,7 +217,7 @@ async def test_a_finish_record_with_an_error_of_no_type_is_skipped(tmp_path: Pat
     write_journal(tmp_path, [finish])
     async with run_node(workdir=tmp_path) as node, node.client() as client:
         with pytest.raises(UnknownFunctionCall):
-            await client.wait_for_function(finish["fnc_id"], timeout=0)
+            await client.wait_for_function(str(finish["fnc_id"]), timeout=0)
         assert "field 'error' has no type" in node.log_text()
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import signal
 import time
+from typing import Any
 
 import pytest
 
 from masterd.local import LocalNode
 from rpc_client.client import NodeClient
-from tests.helpers import lasting_zombies, run_node
+from tests.helpers import error_of, lasting_zombies, run_node
 
 pytestmark = pytest.mark.both_spawners
 
@@ -24,7 +25,7 @@ async def test_a_raised_exception_gives_its_type_message_and_traceback(
 ) -> None:
     state = await client.start_function("fail", {"message": "disk on fire"}, timeout=10)
     assert state.finished and state.result is None
-    error = state.error
+    error = error_of(state)
     assert error["type"] == "RuntimeError"
     assert error["message"] == "disk on fire"
     assert "tests/functions.py" in error["traceback"]
@@ -34,7 +35,7 @@ async def test_a_raised_exception_gives_its_type_message_and_traceback(
 
 async def test_exit_without_a_result_is_function_process_died(client: NodeClient) -> None:
     state = await client.start_function("exit_now", {"code": 3}, timeout=10)
-    error = state.error
+    error = error_of(state)
     assert error["type"] == "FunctionProcessDied"
     assert error["exit_code"] == 3
     assert "status 3" in error["message"]
@@ -45,46 +46,46 @@ async def test_death_by_signal_is_function_process_died_with_the_signal(
     client: NodeClient,
 ) -> None:
     state = await client.start_function("kill_self", {"sig": int(signal.SIGKILL)}, timeout=10)
-    assert state.error["type"] == "FunctionProcessDied"
-    assert state.error["signal"] == signal.SIGKILL
-    assert "SIGKILL" in state.error["message"]
+    assert error_of(state)["type"] == "FunctionProcessDied"
+    assert error_of(state)["signal"] == signal.SIGKILL
+    assert "SIGKILL" in error_of(state)["message"]
 
 
 async def test_junk_on_stdout_is_invalid_result(client: NodeClient) -> None:
     state = await client.start_function("write_frame", {"data": "garbage\n"}, timeout=10)
-    assert state.error["type"] == "InvalidResult"
-    assert "garbage" in state.error["message"]
+    assert error_of(state)["type"] == "InvalidResult"
+    assert "garbage" in error_of(state)["message"]
 
 
 async def test_json_that_is_not_a_frame_is_invalid_result(client: NodeClient) -> None:
     for data in ('{"result": 1}\n', "[1, 2]\n", '{"ok": false, "error": "text"}\n'):
         state = await client.start_function("write_frame", {"data": data}, timeout=10)
-        assert state.error["type"] == "InvalidResult", data
+        assert error_of(state)["type"] == "InvalidResult", data
 
 
 async def test_a_truncated_frame_is_invalid_result(client: NodeClient) -> None:
     state = await client.start_function("write_frame", {"data": '{"ok": true, "res'}, timeout=10)
-    assert state.error["type"] == "InvalidResult"
-    assert state.error["exit_code"] == 0
+    assert error_of(state)["type"] == "InvalidResult"
+    assert error_of(state)["exit_code"] == 0
 
 
 async def test_a_non_json_return_value_is_reported_as_the_functions_error(
     client: NodeClient,
 ) -> None:
     state = await client.start_function("unserialisable", timeout=10)
-    assert state.error["type"] == "TypeError"
-    assert state.error["message"] == (
+    assert error_of(state)["type"] == "TypeError"
+    assert error_of(state)["message"] == (
         "unserialisable() returned a value JSON cannot carry: Type is not JSON serializable: set"
     )
-    assert "frames.py" not in state.error["traceback"]  # noded's code is not the caller's
+    assert "frames.py" not in error_of(state)["traceback"]  # noded's code is not the caller's
 
 
 async def test_a_function_that_closes_the_result_channel_is_told_so_in_its_stderr(
     client: NodeClient,
 ) -> None:
     state = await client.start_function("closes_the_result_channel", timeout=10)
-    assert state.error["type"] == "FunctionProcessDied" and state.error["exit_code"] == 70
-    assert "the result could not be written to fd 3" in state.error["stderr"]
+    assert error_of(state)["type"] == "FunctionProcessDied" and error_of(state)["exit_code"] == 70
+    assert "the result could not be written to fd 3" in error_of(state)["stderr"]
 
 
 async def test_prints_go_to_stderr_never_into_the_frame(client: NodeClient) -> None:
@@ -98,7 +99,7 @@ async def test_the_stderr_tail_is_bounded_and_keeps_the_end() -> None:
         state = await client.start_function(
             "stderr_then_exit", {"size": 300_000, "code": 1}, timeout=10
         )
-    stderr = state.error["stderr"]
+    stderr = error_of(state)["stderr"]
     assert len(stderr) == 1000
     assert stderr.endswith("END")
 
@@ -115,12 +116,13 @@ async def test_a_result_is_taken_at_its_newline_while_a_grandchild_holds_stdout(
 async def test_the_daemon_keeps_serving_after_every_kind_of_failure(
     node: LocalNode, client: NodeClient
 ) -> None:
-    for fn, args in [
+    failures: list[tuple[str, dict[str, Any]]] = [
         ("fail", {"message": "x"}),
         ("exit_now", {"code": 1}),
         ("kill_self", {"sig": int(signal.SIGSEGV)}),
         ("write_frame", {"data": "junk"}),
-    ]:
+    ]
+    for fn, args in failures:
         state = await client.start_function(fn, args, timeout=10)
         assert state.finished and state.error is not None
     assert (await client.identify())["pid"] == node.pid

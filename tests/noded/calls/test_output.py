@@ -131,9 +131,8 @@ async def test_output_limit_at_its_edge(tmp_path: Path) -> None:
         state = await client.start_function("flood", {"megabytes": 0.25}, timeout=30)
         on_disk = sum(path.stat().st_size for path in output_dir(node).iterdir())
         assert 0 < on_disk <= 8192
-        assert (await client.wait_for_function(state.fnc_id, timeout=0, output_from=0)).output[
-            "skipped"
-        ] > 0
+        output = (await client.wait_for_function(state.fnc_id, timeout=0, output_from=0)).output
+        assert output is not None and output["skipped"] > 0
 
 
 async def test_a_restarted_daemon_serves_a_retained_calls_output(tmp_path: Path) -> None:

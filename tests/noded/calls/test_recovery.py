@@ -16,7 +16,7 @@ import pytest
 from noded.process.leftovers import kill_leftover_group, process_birth
 from rpc_client.errors import UnknownFunctionCall
 from rpc_client.protocol import FncId
-from tests.helpers import alive, run_node, start_with_grandchildren, still_alive
+from tests.helpers import alive, error_of, run_node, start_with_grandchildren, still_alive
 
 
 async def test_finished_results_survive_a_restart(tmp_path: Path) -> None:
@@ -30,8 +30,8 @@ async def test_finished_results_survive_a_restart(tmp_path: Path) -> None:
         again = await client.wait_for_function(done.fnc_id, timeout=1)
         assert again.to_wire() == done.to_wire()
         aborted = await client.wait_for_function(running.fnc_id, timeout=1)
-        assert aborted.error["type"] == "FunctionAborted"
-        assert aborted.error["reason"] == "shutdown"
+        assert error_of(aborted)["type"] == "FunctionAborted"
+        assert error_of(aborted)["reason"] == "shutdown"
         # the idempotency key still names the same call
         same = await client.start_function(
             "echo", {"value": {"k": [1]}}, timeout=10, request_id="keep-me"

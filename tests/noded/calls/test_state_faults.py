@@ -126,7 +126,7 @@ async def test_damaged_records_are_skipped_and_the_daemon_starts(tmp_path: Path)
     lines = [orjson.dumps(record) for record in [good, *damaged]]
     (state / "calls.journal").write_bytes(b"\n".join(lines) + b"\n")
     async with run_node(workdir=tmp_path) as node, node.client() as client:
-        assert (await client.wait_for_function(good["fnc_id"], timeout=0)).result == "kept"
+        assert (await client.wait_for_function(str(good["fnc_id"]), timeout=0)).result == "kept"
         assert node.log_text().count("journal.bad_record") == len(damaged)
         assert "wrong type" in node.log_text() and "not hex" in node.log_text()
         with pytest.raises(UnknownFunctionCall):

@@ -10,6 +10,7 @@ import errno
 import shutil
 import socket
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -151,7 +152,7 @@ async def test_a_name_is_listened_on_at_each_of_its_addresses(
         (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
     ]
 
-    async def getaddrinfo(*args: object, **kwargs: object) -> list[object]:
+    async def getaddrinfo(*args: object, **kwargs: object) -> list[Any]:
         return both
 
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)

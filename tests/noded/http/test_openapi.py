@@ -54,7 +54,9 @@ async def test_the_document_is_valid_and_names_every_procedure_and_function(
         jsonschema.validate(body, start["requestBody"]["content"]["application/json"]["schema"])
 
 
-_ANYTHING = st.one_of(st.none(), st.booleans(), st.just(""), st.just({}), st.just([]))
+_ANYTHING: st.SearchStrategy[Any] = st.one_of(
+    st.none(), st.booleans(), st.just(""), st.just({}), st.just([])
+)
 _NUMBERS = st.one_of(st.integers(-3, 2**40), st.floats(-3, 1e12, allow_nan=False))
 _VALUES = {
     "fn_name": st.text(alphabet="ab_", max_size=4),

@@ -16,7 +16,7 @@ async def test_a_calls_memory_is_bounded_over_all_its_processes(isolation: list[
     # spread_memory's limit is 200 MiB: 8 children of 160 MiB each held 1,280 MiB and
     # succeeded when only each process's address space was bounded.
     async with run_node([*isolation, *FAST]) as node, node.client() as client:
-        args = {"children": 8, "megabytes": 160, "seconds": 60}
+        args: dict[str, float] = {"children": 8, "megabytes": 160, "seconds": 60}
         state = await client.start_function("spread_memory", args, timeout=60)
         assert state.error is not None, state.result
         assert (state.error["type"], state.error["limit"]) == ("ResourceLimitExceeded", "memory")

@@ -4,6 +4,7 @@ everything dies with the daemon, and a zygote that cannot start falls back to ex
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -186,15 +187,15 @@ async def test_a_stopped_daemon_leaves_no_orphan_to_init() -> None:
 
 
 async def test_a_running_function_outlives_a_crash_and_the_next_start_kills_it(
-    tmp_path: object,
+    tmp_path: Path,
 ) -> None:
-    async with run_node(workdir=tmp_path) as first, first.client() as client:  # type: ignore[arg-type]
+    async with run_node(workdir=tmp_path) as first, first.client() as client:
         running = await client.start_function("sleep", {"seconds": 60}, timeout=0)
         first.signal(signal.SIGKILL)
         await first.wait_exit(10)
     orphan = FncId.parse(running.fnc_id).cpid
     assert psutil.pid_exists(orphan)  # no parent-death signal: see doc/operations.md
-    async with run_node(workdir=tmp_path):  # type: ignore[arg-type]
+    async with run_node(workdir=tmp_path):
         assert await still_alive([orphan]) == []
 
 
@@ -249,7 +250,7 @@ async def test_one_datagram_carries_many_forks_and_reaps_and_one_answers_the_rea
             for fd in ends:
                 os.close(fd)
         for pid, _ in children:
-            await eventually(lambda pid=pid: _exited(pid))
+            await eventually(functools.partial(_exited, pid))
         ours.send(b"".join(protocol.PID.pack(protocol.REAP, pid) for pid, _ in children))
         answer = ours.recv(4096)
         statuses = {pid: status for _, pid, status in protocol.PID_STATUS.iter_unpack(answer)}

@@ -39,7 +39,7 @@ async def test_a_pipe2_that_fails_part_way_leaves_no_descriptor_behind() -> None
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit_leaving(5), hard))  # two pipes, not 3
     try:
         with pytest.raises(OSError) as failed:
-            start_process(argv, child_environment(), b"", ProcessLimits(), watcher)
+            start_process(argv, child_environment(), ProcessLimits(), watcher)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         watcher.close()

@@ -10,8 +10,9 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,8 @@ async def escaped(
     client: NodeClient,
     tmp_path: Path,
     fn_name: str = "escape",
-    fn_args: dict[str, object] | None = None,
-    **start: object,
+    fn_args: Mapping[str, object] | None = None,
+    **start: Any,
 ) -> AsyncIterator[tuple[str, list[int]]]:
     """A call whose two grandchildren escaped its process group; (fnc_id, their pids)."""
     pid_file = tmp_path / f"kids-{uuid.uuid4().hex[:6]}"
