@@ -4,10 +4,12 @@ honoured for one release, with a DeprecationWarning naming the caller's line."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import dataclasses
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -219,6 +221,35 @@ async def test_mixed_or_unknown_keywords_are_refused_with_a_clear_message(
             TypeError, match=r"call_function\(\) got an unexpected keyword argument 'window'"
         ):
             await cluster.call_function("n1", "echo", {"value": 1}, 10, **old)
+
+
+# --- documented ---
+
+OLD_KEYWORDS = {"wait_s", "abort_after", "retry", "window", "canary", "max_failures",
+                "concurrency"}  # fmt: skip
+NEW_WAY = {"call_function", "call_many", "gather", "CallOptions"}
+
+
+def test_doc_master_md_shows_the_objects_not_the_old_keywords() -> None:
+    """Every Python example of doc/master.md compiles, and none passes an old keyword
+    to call_function, call_many, gather or CallOptions (resume keeps its keywords)."""
+    text = (ROOT / "doc" / "master.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(blocks) >= 5
+    seen = set()
+    for block in blocks:
+        tree = compile(block, "doc/master.md", "exec",
+                       flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)  # fmt: skip
+        for call in (node for node in ast.walk(tree) if isinstance(node, ast.Call)):
+            func = call.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in NEW_WAY:
+                seen.add(name)
+                old = {k.arg for k in call.keywords} & (
+                    OLD_KEYWORDS - {"wait_s", "retry"} if name == "CallOptions" else OLD_KEYWORDS
+                )
+                assert not old, f"doc/master.md: {ast.unparse(call)} passes {old}"
+    assert seen == NEW_WAY
 
 
 # --- typed --------------------------------------------------------------------------
