@@ -4,6 +4,7 @@ imports are done, then ends the program quietly with 130 (doc/operations.md)."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
@@ -77,3 +78,20 @@ def test_ctrl_c_during_the_imports_is_held_then_ends_the_program_with_130(
 def test_the_installed_commands_start_at_the_entry_points(script: str, entry: str) -> None:
     (found,) = importlib.metadata.entry_points(group="console_scripts", name=script)
     assert found.value == entry
+
+
+@pytest.mark.parametrize("entry", ["noded.entry", "masterd.daemon.entry", "masterd.cli.entry"])
+def test_an_entry_point_imports_nothing_a_ctrl_c_could_interrupt(entry: str) -> None:
+    """The three entry points are one (rpc_client.entry.run_main), and importing one
+    imports neither orjson nor the program, which are imported with SIGINT held."""
+    ran = subprocess.run(
+        [sys.executable, "-c", f"import json, sys, {entry}; print(json.dumps([m for m in "
+         "sys.modules if m.split('.')[0] in ('orjson', 'noded', 'masterd', 'rpc_client')]))"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    package = entry.split(".")[0]
+    allowed = {"rpc_client", "rpc_client.entry", entry, *entry.rsplit(".", 1)[:1], package}
+    if package == "noded":
+        allowed.add("noded.version")  # noded's own __version__, a constant
+    assert set(json.loads(ran.stdout)) == allowed
