@@ -46,7 +46,7 @@ class Launcher:
             self.failures += 1
             limit = self._rollout.max_failures
             if limit is not None and self.failures > limit and self.stopped is None:
-                failed = f"{self.failures} nodes"
+                failed = counted(self.failures, "node")
                 self.stopped = f"{failed} failed, more than max_failures={limit}"
 
     async def run(self, clients: Sequence[NodeClient]) -> None:

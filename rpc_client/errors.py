@@ -251,7 +251,10 @@ class UnknownNode(RPCError, LookupError):
 
 
 class FunctionFailed(RPCError):
-    """Raised when a call finished with an error: the function raised, died or was aborted."""
+    """Raised when a call finished with an error: the function raised, died or was aborted.
+
+    ``message`` is the node's own (``"x"`` for ``raise DiskFull("x")``), ``type`` the
+    error's type; ``str()`` shows both: ``DiskFull: x (node n1)``."""
 
     def __init__(
         self, error: dict[str, Any], *, fnc_id: str | None = None, node: str | None = None
@@ -260,7 +263,11 @@ class FunctionFailed(RPCError):
         self.type: str = str(error.get("type", "Error"))
         self.traceback: str | None = error.get("traceback")
         self.fnc_id = fnc_id
-        super().__init__(f"{self.type}: {error.get('message', '')}", node=node)
+        super().__init__(str(error.get("message", "")), node=node)
+
+    def __str__(self) -> str:
+        said = f"{self.type}: {self.message}"
+        return f"{said} (node {self.node})" if self.node else said
 
 
 class CallTimeout(RPCError):

@@ -109,10 +109,11 @@ def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
-def print_state(state: CallState, *, raw: bool = False) -> int:
+def print_state(state: CallState, *, raw: bool = False, say_failed: bool = True) -> int:
     """Print a call's state (without the output already shown), or with ``raw`` only its
     result as JSON (for scripts); its exit status.  On a terminal a failure's traceback is
-    printed as text, not inside a JSON string."""
+    printed as text, not inside a JSON string; the failure is said once on stderr (not
+    at all with ``say_failed`` False: an abort that ended the call succeeded)."""
     wire = state.to_wire()
     wire.pop("output", None)
     traceback_as_text = (
@@ -132,12 +133,20 @@ def print_state(state: CallState, *, raw: bool = False) -> int:
             print(f"rpc-cli: {state.fnc_id} is still running", file=sys.stderr)
         return EXIT_RUNNING
     if state.error is not None:
-        failure = FunctionFailed(state.error, fnc_id=state.fnc_id)
-        if traceback_as_text:
-            print(str(state.error.get("traceback")).rstrip(), file=sys.stderr)
-        print(f"rpc-cli: function failed: {failure}", file=sys.stderr)
+        if say_failed:
+            _say_failure(FunctionFailed(state.error, fnc_id=state.fnc_id), traceback_as_text)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _say_failure(failure: FunctionFailed, traceback_as_text: bool) -> None:
+    """The traceback, whose last line names the error, or else one line that does."""
+    traceback = str(failure.traceback or "").rstrip()
+    if traceback_as_text:
+        print(traceback, file=sys.stderr)
+        if traceback.endswith(failure.message.rstrip()):
+            return  # said once: the traceback's last line is "Type: message"
+    print(f"rpc-cli: function failed: {failure}", file=sys.stderr)
 
 
 def exit_status_of(exc: RPCError) -> int:

@@ -31,7 +31,9 @@ from masterd.cli.output import OutputPrinter
 from masterd.cluster import Cluster
 from masterd.gather import GatherSummary, NodeResult
 from masterd.node import Node, load_nodes
-from masterd.results import OUTCOMES
+from masterd.options import CallOptions, Rollout
+from masterd.results import OUTCOMES, counted
+from rpc_client.errors import FunctionFailed
 from rpc_client.logs import TextFormatter
 from rpc_client.tls import TLSConfig
 
@@ -160,8 +162,9 @@ async def _gather(
         else:
             results = cluster.call_many(
                 args.fn_name, fn_args, _or(args.timeout, _TIMEOUT_S),
-                wait_s=_or(args.wait, _WAIT_S), window=args.window, canary=args.canary or 0,
-                max_failures=args.max_failures,
+                options=CallOptions(wait_s=_or(args.wait, _WAIT_S)),
+                rollout=Rollout(window=args.window, canary=args.canary or 0,
+                                max_failures=args.max_failures),
                 on_output=printer, batch_file=args.batch_file, on_call=calls.__setitem__,
             )  # fmt: skip
         try:  # closed here, not left to the loop's end: a print may fail (| head)
@@ -223,7 +226,8 @@ def _report_interrupted(
     running = [name for name, state in states.items() if state == "running"]
     asked = [name for name, state in states.items() if state == "asked"]
     say = functools.partial(print, file=sys.stderr)
-    say(f"rpc-cli: interrupted: {len(names) - len(states)} of {len(names)} nodes answered; "
+    say(f"rpc-cli: interrupted: {len(names) - len(states)} of {counted(len(names), 'node')} "
+        "answered; "
         f"of the rest, {len(running)} running, {len(asked)} asked (a call may run), "
         f"{len(states) - len(running) - len(asked)} not started. Nothing was aborted.")  # fmt: skip
     where = f"rpc-cli --nodes {args.nodes} --node"
@@ -261,7 +265,10 @@ def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:
     if result.ok:
         detail = orjson.dumps(result.value).decode()
     else:
-        detail = f"{type(result.error).__name__}: {getattr(result.error, 'message', result.error)}"
+        said = getattr(result.error, "message", result.error)
+        if isinstance(result.error, FunctionFailed):  # its message is the node's alone
+            said = f"{result.error.type}: {said}"
+        detail = f"{type(result.error).__name__}: {said}"
     if len(detail) > _DETAIL_CHARS:
         detail = detail[: _DETAIL_CHARS - 3] + "..."
     return f"{result.node:<{width}}  {result.outcome.upper():<11} {elapsed_s:7.2f}s  {detail}"

@@ -284,7 +284,7 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
         args.fn_name,
         fn_args,
         args.timeout,
-        CallOptions(wait_s=args.wait, abort_after=args.abort_after),
+        CallOptions(wait_s=args.wait, abort_after_s=args.abort_after),
         request_id=request_id,
         on_progress=running,
         on_output=printer,
@@ -311,7 +311,7 @@ async def cmd_call(node: NodeClient, args: argparse.Namespace) -> int:
 async def cmd_abort(node: NodeClient, args: argparse.Namespace) -> int:
     """Exit 0 once the call has ended (aborted now, or finished before)."""
     state = await node.abort_function(args.fnc_id)
-    print_state(state)
+    print_state(state, say_failed=False)  # its FunctionAborted is the abort succeeding
     return EXIT_OK if state.finished else EXIT_RUNNING
 
 

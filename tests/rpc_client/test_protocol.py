@@ -138,6 +138,16 @@ def test_unknown_answer_fields_are_ignored() -> None:
     assert CallState.from_wire(wire).finished is False
 
 
+def test_a_function_failures_message_is_the_nodes_own() -> None:
+    """Not "DiskFull: x": the type is ``.type``, and str() shows the two once each."""
+    failed = errors.function_error(
+        {"type": "DiskFull", "message": "x", "traceback": None}, fnc_id=FNC_ID, node="n1"
+    )
+    assert isinstance(failed, errors.FunctionFailed)
+    assert (failed.type, failed.message) == ("DiskFull", "x")
+    assert str(failed) == "DiskFull: x (node n1)"
+
+
 @pytest.mark.parametrize("cls", list(errors.REMOTE_ERRORS.values()))
 def test_every_remote_error_type_maps_back_to_its_class(cls: type[errors.RemoteError]) -> None:
     body = {"error": {"type": cls.wire_type, "message": "words"}}

@@ -48,7 +48,7 @@ async def test_text_lines_and_summary(tmp_path: Path, make_node: NodeFactory) ->
     by_node = {line.split()[0]: line for line in lines[:-1]}
     assert set(by_node) == {"good", "failing", "gone"}
     assert by_node["good"].split()[1] == "OK"
-    assert "OSError: disk failed on failing" in by_node["failing"]
+    assert "FunctionFailed: OSError: disk failed on failing" in by_node["failing"]
     assert by_node["gone"].split()[1] == "UNREACHABLE"
     assert lines[-1] == "3 nodes: 1 ok, 1 failed (failing), 0 timed out, 1 unreachable (gone)"
 
@@ -60,6 +60,7 @@ async def test_json_lines_only_failed(tmp_path: Path, make_node: NodeFactory) ->
     entries = [orjson.loads(line) for line in lines]
     assert [e["node"] for e in entries[:-1]] == ["failing"]
     assert entries[0]["error"]["remote_type"] == "OSError"
+    assert entries[0]["error"]["message"] == "disk failed on failing"  # not "OSError: ..."
     assert entries[-1]["summary"]["ok"] == ["good"]
 
 
@@ -118,3 +119,19 @@ async def test_ctrl_c_names_every_node_left_and_resume_finishes_the_fan_out(
     for node in (first, second):  # nothing ran twice
         async with node.client() as client:
             assert [call["fn_name"] for call in await client.list_functions()] == ["sleep"]
+
+
+async def test_one_failed_node_is_said_in_the_singular(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    """'1 node failed', not '1 nodes failed'."""
+    failing, good = await make_node("failing", fail=True), await make_node("good")
+    path = tmp_path / "nodes.toml"
+    path.write_text(
+        f'[[node]]\nname = "failing"\naddress = "127.0.0.1"\nport = {failing.port}\n'
+        f'[[node]]\nname = "good"\naddress = "127.0.0.1"\nport = {good.port}\n'
+    )
+    status, lines = await gather_cli(path, "node_behaviour", "--window", "1", "--max-failures", "0")
+    assert status == 1
+    by_node = {line.split()[0]: line for line in lines[:-1]}
+    assert "not started: 1 node failed, more than max_failures=0" in by_node["good"]

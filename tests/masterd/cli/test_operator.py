@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import psutil
 import pytest
 
@@ -269,6 +270,16 @@ async def test_raw_prints_only_the_result_for_scripts(shared_node: LocalNode) ->
     status, out, err = await rpc_cli("--node", shared_node.address, "call", "fail",
                                      '{"message": "boom"}', "--raw")  # fmt: skip
     assert status == 1 and out == "" and "RuntimeError: boom" in err
+    assert err.count("boom") == 1, err  # the traceback's last line says it; not again
+
+
+async def test_a_successful_abort_does_not_say_function_failed(shared_node: LocalNode) -> None:
+    where = ("--node", shared_node.address)
+    status, out, _ = await rpc_cli(*where, "start", "sleep", '{"seconds": 30}')
+    fnc_id = orjson.loads(out)["fnc_id"]
+    status, out, err = await rpc_cli(*where, "abort", fnc_id)
+    assert status == 0 and orjson.loads(out)["error"]["type"] == "FunctionAborted"
+    assert "failed" not in err, err
 
 
 def test_on_a_terminal_a_failures_traceback_is_text(shared_node: LocalNode) -> None:
