@@ -10,6 +10,7 @@ import pytest
 
 from masterd import blocking
 from masterd.node import Node
+from masterd.options import CallOptions
 from rpc_client.errors import FunctionFailed
 from tests.helpers import NodeFactory
 
@@ -43,7 +44,9 @@ async def test_call_many_yields_as_results_come_in(make_node: NodeFactory) -> No
         seen = []
         began = time.monotonic()
         with blocking.Cluster(nodes) as cluster:
-            for result in cluster.call_many("node_behaviour", {}, timeout=20, wait_s=1):
+            for result in cluster.call_many(
+                "node_behaviour", {}, 20, options=CallOptions(wait_s=1)
+            ):
                 assert result.ok
                 seen.append((result.node, time.monotonic() - began))
         return seen

@@ -45,7 +45,7 @@ async def test_a_failure_raises_function_failed_with_the_remote_details(
 async def test_the_deadline_raises_call_timeout_with_the_fnc_id(client: NodeClient) -> None:
     began = time.monotonic()
     with pytest.raises(CallTimeout) as info:
-        await call_function(client, "sleep", {"seconds": 30}, timeout=1.0, wait_s=10)
+        await call_function(client, "sleep", {"seconds": 30}, 1.0, options=CallOptions(wait_s=10))
     assert time.monotonic() - began < 1.0 + 1.5
     assert info.value.fnc_id
     # the call goes on: the caller may abort it, or wait again

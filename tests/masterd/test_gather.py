@@ -13,6 +13,7 @@ from masterd.cluster import Cluster
 from masterd.gather import call_many, gather
 from masterd.local import free_port
 from masterd.node import Node
+from masterd.options import CallOptions, Rollout
 from masterd.results import GatherSummary, NodeResult
 from rpc_client.client import ClientTimeouts, NodeClient
 from rpc_client.errors import (
@@ -48,7 +49,10 @@ async def test_every_node_is_named_once_and_fast_nodes_come_first(
             began = time.monotonic()
             order, results = [], {}
             async for result in cluster.call_many(
-                "node_behaviour", {"count_path": str(runs)}, timeout=3, wait_s=1
+                "node_behaviour",
+                {"count_path": str(runs)},
+                timeout=3,
+                options=CallOptions(wait_s=1),
             ):
                 order.append(result.node)
                 results[result.node] = result
@@ -102,7 +106,7 @@ async def test_concurrency_limits_calls_and_late_starters_time_out(
     daemons = [await make_node(f"n{i}", delay_s=0.8) for i in range(3)]
     clients = [NodeClient("127.0.0.1", d.port, name=f"n{i}") for i, d in enumerate(daemons)]
     try:
-        summary = await gather(clients, "node_behaviour", {}, timeout=1.2, concurrency=1)
+        summary = await gather(clients, "node_behaviour", {}, 1.2, rollout=Rollout(window=1))
     finally:
         for client in clients:
             await client.close()
@@ -122,7 +126,7 @@ async def test_leaving_the_loop_early_cancels_the_rest(make_node: NodeFactory) -
     try:
         before = len(asyncio.all_tasks())
         async with contextlib.aclosing(
-            call_many(clients, "node_behaviour", {}, timeout=30, wait_s=1)
+            call_many(clients, "node_behaviour", {}, timeout=30, options=CallOptions(wait_s=1))
         ) as results:
             async for result in results:
                 assert result.node == "fast"

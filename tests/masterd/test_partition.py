@@ -20,6 +20,7 @@ import pytest
 
 from masterd.call import call_function
 from masterd.local import LocalNode
+from masterd.options import CallOptions
 from rpc_client.client import NodeClient
 from rpc_client.errors import CallTimeout, ConnectionLost, NodeTimeout, NodeUnreachable
 from tests.helpers import eventually, node_args, node_env
@@ -99,7 +100,7 @@ async def cut_mid_call(
     """Start a call of ``node_behaviour`` and cut the link once the function runs."""
     call = asyncio.create_task(
         call_function(client, "node_behaviour", {"count_path": str(runs)}, timeout=timeout,
-                      wait_s=0.5)
+                      options=CallOptions(wait_s=0.5))
     )  # fmt: skip
     await eventually(runs.exists)
     link.cut()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from masterd.call import RetryPolicy, call_function, wait_for_call
+from masterd.call import CallOptions, RetryPolicy, call_function, wait_for_call
 from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
@@ -37,9 +37,11 @@ async def test_a_lost_answer_is_retried_and_the_function_runs_once(
     proxy = LossyProxy(node.port, procedure)
     async with fake_node(proxy) as port, NodeClient("127.0.0.1", port) as client:
         value = await call_function(
-            client, "count_run", {"path": str(runs), "value": "v"}, timeout=20, wait_s=0.3
+            client, "count_run", {"path": str(runs), "value": "v"}, 20,
+            options=CallOptions(wait_s=0.3),
         ) if procedure == "StartFunction" else await call_function(
-            client, "sleep_then", {"seconds": 0.6, "value": "v"}, timeout=20, wait_s=0.2
+            client, "sleep_then", {"seconds": 0.6, "value": "v"}, 20,
+            options=CallOptions(wait_s=0.2),
         )  # fmt: skip
     assert value == "v"
     assert proxy.dropped == 1
@@ -69,7 +71,9 @@ async def test_no_deadline_gives_up_after_the_policys_attempts() -> None:
         await client.start_function("sleep", {"seconds": 10}, timeout=0)
         policy = RetryPolicy(attempts_without_deadline=2)
         with pytest.raises(NodeBusy):
-            await call_function(client, "echo", {"value": 1}, None, retry=policy)
+            await call_function(
+                client, "echo", {"value": 1}, None, options=CallOptions(retry=policy)
+            )
 
 
 async def test_shutting_down_is_raised(tmp_path: Path) -> None:
@@ -159,6 +163,8 @@ async def test_abort_on_timeout_aborts_the_remote_call(client: NodeClient) -> No
 
 async def test_abort_after_is_passed_on(client: NodeClient) -> None:
     with pytest.raises(FunctionFailed) as info:
-        await call_function(client, "sleep", {"seconds": 30}, timeout=10, abort_after=0.3)
+        await call_function(
+            client, "sleep", {"seconds": 30}, 10, options=CallOptions(abort_after_s=0.3)
+        )
     assert info.value.type == "FunctionAborted"
     assert info.value.error["reason"] == "abort_after"

@@ -17,6 +17,7 @@ from masterd.cluster import Cluster
 from masterd.gather import call_many, gather
 from masterd.local import LocalNode
 from masterd.node import Node
+from masterd.options import Rollout
 from rpc_client.errors import FunctionFailed, Skipped
 from tests.helpers import eventually, node_args, node_env, run_node
 
@@ -59,21 +60,26 @@ async def test_the_window_slides_and_bounds_the_calls_in_flight(
     nodes = [(f"n{i}", "good") for i in range(6)]
     async with cluster_of(daemons, *nodes) as cluster:
         summary = await cluster.gather(
-            "count_concurrent", {"directory": str(tmp_path), "seconds": 0.3}, 30, window=2
+            "count_concurrent",
+            {"directory": str(tmp_path), "seconds": 0.3},
+            30,
+            rollout=Rollout(window=2),
         )
     assert summary.all_ok and len(summary.results) == 6
     assert max(result.value for result in summary.results.values()) <= 2
     assert max(result.value for result in summary.results.values()) == 2
     # sliding, not batches: the quick nodes go on one after another beside the slow one
     async with cluster_of(daemons, ("slow", "slow"), *[(f"q{i}", "good") for i in range(3)]) as c:
-        order = [r.node async for r in c.call_many("node_behaviour", {}, 30, window=2)]
+        order = [
+            r.node async for r in c.call_many("node_behaviour", {}, 30, rollout=Rollout(window=2))
+        ]
     assert order[-1] == "slow"
 
 
 async def test_a_failed_canary_skips_every_other_node(daemons: dict[str, LocalNode]) -> None:
     nodes = [("canary", "bad"), ("n1", "good"), ("n2", "good")]
     async with cluster_of(daemons, *nodes) as cluster:
-        summary = await cluster.gather("node_behaviour", {}, 30, canary=1)
+        summary = await cluster.gather("node_behaviour", {}, 30, rollout=Rollout(canary=1))
     assert isinstance(summary.results["canary"].error, FunctionFailed)
     for name in ("n1", "n2"):
         error = summary.results[name].error
@@ -87,7 +93,10 @@ async def test_a_failed_canary_skips_every_other_node(daemons: dict[str, LocalNo
 async def test_the_rest_start_once_every_canary_succeeded(daemons: dict[str, LocalNode]) -> None:
     nodes = [("c1", "good"), ("c2", "good"), ("n1", "good"), ("n2", "bad")]
     async with cluster_of(daemons, *nodes) as cluster:
-        order = [r.node async for r in cluster.call_many("node_behaviour", {}, 30, canary=2)]
+        order = [
+            r.node
+            async for r in cluster.call_many("node_behaviour", {}, 30, rollout=Rollout(canary=2))
+        ]
     assert set(order[:2]) == {"c1", "c2"} and set(order[2:]) == {"n1", "n2"}
 
 
@@ -98,7 +107,10 @@ async def test_past_the_failure_budget_no_further_node_starts(
     nodes = [("b1", "bad"), ("b2", "bad"), ("b3", "bad"), ("g1", "good")]
     async with cluster_of(daemons, *nodes) as cluster:
         summary = await cluster.gather(
-            "node_behaviour", {"count_path": str(count)}, 30, window=1, max_failures=1
+            "node_behaviour",
+            {"count_path": str(count)},
+            30,
+            rollout=Rollout(window=1, max_failures=1),
         )
     assert summary.names("failed") == ["b1", "b2"]
     assert summary.names("skipped") == ["b3", "g1"]
@@ -111,7 +123,9 @@ async def test_calls_already_running_finish_when_the_budget_is_spent(
 ) -> None:
     nodes = [("slow", "slow"), ("b1", "bad"), ("g1", "good")]
     async with cluster_of(daemons, *nodes) as cluster:
-        summary = await cluster.gather("node_behaviour", {}, 30, window=2, max_failures=0)
+        summary = await cluster.gather(
+            "node_behaviour", {}, 30, rollout=Rollout(window=2, max_failures=0)
+        )
     assert summary.results["slow"].value == "slow"  # started before b1 failed: it finished
     assert summary.names("skipped") == ["g1"]
 
@@ -129,9 +143,11 @@ async def test_nodes_are_chosen_by_labels(daemons: dict[str, LocalNode]) -> None
 
 async def test_bad_rollout_options_are_refused() -> None:
     refused: list[dict[str, Any]] = [{"window": 0}, {"canary": -1}, {"max_failures": -1}]
-    for options in refused:
+    for fields in refused:
         with pytest.raises(ValueError):
-            await gather([], "echo", {}, 1, **options)
+            Rollout(**fields)
+    with pytest.raises(ValueError, match="canary=1 is more than the fan-out's 0 nodes"):
+        await gather([], "echo", {}, 1, rollout=Rollout(canary=1))
     assert [r async for r in call_many([], "echo", {}, 1)] == []
 
 
