@@ -6,12 +6,22 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 RUFF_ARGS := --line-length 100 --target-version py311 --select E,F,W,I,B,UP,SIM,RUF --ignore RUF012,SIM117
 
-# `make install` (as root): a virtualenv in PREFIX, the unit, an example config.
+# `make install` (as root): a virtualenv in PREFIX, its commands linked into BINDIR (on
+# PATH), the units, the configs, and the certificates the configs name where none exist
+# (doc/operations.md, "Install"). NODE_NAME names this node's certificate (its CN: the
+# name the node registers as); NODE_ADDRESSES: more names or addresses it is reached by.
 PREFIX     ?= /opt/noded
 UNIT_DIR   ?= /etc/systemd/system
 CONFIG_DIR ?= /etc/ganeti
+BINDIR     ?= /usr/local/bin
+NODE_NAME  ?= $(shell hostname)
+NODE_ADDRESSES ?=
+# More arguments for pip (an offline machine: --no-index --find-links DIR).
+PIP_ARGS   ?=
+PKI        := $(CONFIG_DIR)/pki
+CERTS      := $(PREFIX)/bin/rpc-cli certs
 
-.PHONY: run test lint bench profile clean venv install
+.PHONY: run test lint bench profile clean venv install install-certs
 
 venv: $(STAMP)
 
@@ -53,24 +63,54 @@ profile: $(STAMP)
 	   || { tail -n 30 $(VENV)/install.log; exit 1; }; }
 	$(BIN)/python -m tests.bench.profile --callers $(CALLERS) --out profile.txt
 
+# The paths in the units and configs follow PREFIX and CONFIG_DIR; the node's certificate
+# file is named after NODE_NAME. An existing config or certificate is never overwritten.
+REWRITE = sed -e 's|/opt/noded|$(PREFIX)|g' -e 's|/etc/ganeti|$(CONFIG_DIR)|g' \
+	          -e 's|/pki/node1\.|/pki/$(NODE_NAME).|g'
+
 install:
+	@echo "installing noded into $(PREFIX) (pip log: $(PREFIX)/install.log) ..."
 	$(PYTHON) -m venv $(PREFIX)
-	$(PREFIX)/bin/python -m pip install --quiet --upgrade pip
-	$(PREFIX)/bin/python -m pip install --quiet .
+	$(PREFIX)/bin/python -m pip install $(PIP_ARGS) --upgrade pip > $(PREFIX)/install.log 2>&1 \
+	   || { tail -n 30 $(PREFIX)/install.log; exit 1; }
+	$(PREFIX)/bin/python -m pip install $(PIP_ARGS) . >> $(PREFIX)/install.log 2>&1 \
+	   || { tail -n 30 $(PREFIX)/install.log; exit 1; }
+	install -d -m 0755 $(BINDIR)
+	for c in ganeti-noded ganeti-masterd rpc-cli; do ln -sf $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
 	install -d -m 0755 $(PREFIX)/doc
 	install -m 0644 README.md doc/*.md $(PREFIX)/doc/
 	install -d -m 0755 $(UNIT_DIR)
-	sed -e 's#/opt/noded#$(PREFIX)#g' -e 's#/etc/ganeti#$(CONFIG_DIR)#g' \
-	    doc/examples/systemd/ganeti-noded.service \
-	    > $(UNIT_DIR)/ganeti-noded.service
-	sed -e 's#/opt/noded#$(PREFIX)#g' -e 's#/etc/ganeti#$(CONFIG_DIR)#g' \
-	    doc/examples/systemd/ganeti-masterd.service \
-	    > $(UNIT_DIR)/ganeti-masterd.service
+	$(REWRITE) doc/examples/systemd/ganeti-noded.service > $(UNIT_DIR)/ganeti-noded.service
+	$(REWRITE) doc/examples/systemd/ganeti-masterd.service > $(UNIT_DIR)/ganeti-masterd.service
 	install -d -m 0755 $(CONFIG_DIR)
-	test -e $(CONFIG_DIR)/noded.toml || install -m 0600 doc/examples/noded.toml $(CONFIG_DIR)/
-	test -e $(CONFIG_DIR)/masterd.toml || install -m 0600 doc/examples/masterd.toml $(CONFIG_DIR)/
+	test -e $(CONFIG_DIR)/noded.toml || { $(REWRITE) doc/examples/noded.toml \
+	   > $(CONFIG_DIR)/noded.toml && chmod 0600 $(CONFIG_DIR)/noded.toml; }
+	test -e $(CONFIG_DIR)/masterd.toml || { $(REWRITE) doc/examples/masterd.toml \
+	   > $(CONFIG_DIR)/masterd.toml && chmod 0600 $(CONFIG_DIR)/masterd.toml; }
+	@$(MAKE) --no-print-directory install-certs
 	@echo "installed; now: systemctl daemon-reload && systemctl enable --now ganeti-noded"
 	@echo "(on the master: systemctl enable --now ganeti-masterd)"
+
+# No CA in PKI: make one (this machine holds the cluster's CA) and issue this node's,
+# the operator's and masterd's certificates. A CA without its key (ca.crt copied from
+# the CA's machine): print the one command that issues this node's on that machine.
+install-certs:
+	@if test -e $(PKI)/$(NODE_NAME).crt; then \
+	   echo "keeping $(PKI)/$(NODE_NAME).crt"; \
+	 elif test -e $(PKI)/ca.crt && ! test -e $(PKI)/ca.key; then \
+	   echo "MISSING $(PKI)/$(NODE_NAME).crt and .key: on the machine with the cluster CA run"; \
+	   echo "  rpc-cli certs issue CA_DIR $(NODE_NAME) --node --address $(NODE_NAME) --address 127.0.0.1"; \
+	   echo "and copy CA_DIR/$(NODE_NAME).crt and .key into $(PKI)/ (mode 0600)"; \
+	 else \
+	   test -e $(PKI)/ca.crt || { echo "making a cluster CA in $(PKI) (keep ca.key safe)"; \
+	     $(CERTS) init $(PKI) > /dev/null || exit 1; }; \
+	   echo "issuing $(PKI)/$(NODE_NAME).crt (this node's), operator.crt (rpc-cli's)"; \
+	   $(CERTS) issue $(PKI) $(NODE_NAME) --node --address $(NODE_NAME) --address 127.0.0.1 \
+	     $(foreach a,$(NODE_ADDRESSES),--address $(a)) > /dev/null || exit 1; \
+	   test -e $(PKI)/operator.crt || $(CERTS) issue $(PKI) operator --master > /dev/null; \
+	   test -e $(PKI)/masterd1.crt || $(CERTS) issue $(PKI) masterd1 --masterd \
+	     --address $(NODE_NAME) --address 127.0.0.1 > /dev/null; \
+	 fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

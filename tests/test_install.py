@@ -1,0 +1,148 @@
+"""``make install`` into temporary places, then the installed ganeti-noded started as the
+installed unit's ExecStart says, with the installed config, answering the installed
+rpc-cli over the TLS the install set up (issue 33 item 2).  No systemd needed: the unit's
+command line is what systemd would run.
+
+To keep it near half a minute, the new virtualenv borrows the dependencies already in the
+test's own (a ``.pth`` line), so that pip only builds and installs noded; every step of
+the Makefile runs as written.  ``NODED_TEST_FULL_INSTALL=1`` installs from nothing (pip's
+indexes; about a minute more)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+from masterd.local import free_port
+from tests.helpers import LEAK_MARKER, MARKER_VALUE
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = socket.gethostname()  # the default NODE_NAME: `hostname`
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),  # a virtualenv and pip install: about a minute
+    pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("install")
+    places = {name: base / name for name in ("PREFIX", "UNIT_DIR", "CONFIG_DIR", "BINDIR")}
+    if os.environ.get("NODED_TEST_FULL_INSTALL"):
+        done = make("install", places)
+    else:
+        lend_dependencies(places["PREFIX"])
+        done = make("install", places)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return places
+
+
+def lend_dependencies(prefix: Path) -> None:
+    """A virtualenv in ``prefix`` that sees this test's packages (after its own)."""
+    subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True, timeout=120)
+    mine = sysconfig.get_paths()["purelib"]
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    theirs = subprocess.run([str(prefix / "bin" / "python"), "-c", code], check=True,
+                            capture_output=True, text=True, timeout=60).stdout.strip()  # fmt: skip
+    Path(theirs, "zz_lent_by_the_test.pth").write_text(mine + "\n")
+
+
+def make(target: str, places: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    settings = [f"{name}={path}" for name, path in places.items()]
+    return subprocess.run(
+        ["make", "--no-print-directory", target, *settings, f"PYTHON={sys.executable}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=540,
+    )  # fmt: skip
+
+
+def exec_start(unit: Path) -> list[str]:
+    """The unit's ExecStart, as the words systemd would run."""
+    lines = [line for line in unit.read_text().splitlines() if line.startswith("ExecStart=")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0].removeprefix("ExecStart="))
+
+
+def test_the_installed_commands_are_on_bindir(installed: dict[str, Path]) -> None:
+    for command in ("ganeti-noded", "ganeti-masterd", "rpc-cli"):
+        link = installed["BINDIR"] / command
+        assert link.resolve() == (installed["PREFIX"] / "bin" / command).resolve()
+        assert os.access(link, os.X_OK)
+
+
+def test_the_configs_name_the_config_dir_and_the_files_exist(installed: dict[str, Path]) -> None:
+    config_dir = installed["CONFIG_DIR"]
+    for config in ("noded.toml", "masterd.toml"):
+        text = (config_dir / config).read_text()
+        assert "/etc/ganeti" not in text and f'"{config_dir}/pki/' in text
+        assert (config_dir / config).stat().st_mode & 0o777 == 0o600
+    for name in (NAME, "operator", "masterd1", "ca"):
+        assert (config_dir / "pki" / f"{name}.crt").is_file(), name
+    assert f'tls-cert = "{config_dir}/pki/{NAME}.crt"' in (config_dir / "noded.toml").read_text()
+
+
+def test_a_second_install_keeps_the_certificates(installed: dict[str, Path]) -> None:
+    node_cert = installed["CONFIG_DIR"] / "pki" / f"{NAME}.crt"
+    before = node_cert.read_bytes()
+    done = make("install-certs", installed)
+    assert done.returncode == 0 and f"keeping {node_cert}" in done.stdout
+    assert node_cert.read_bytes() == before
+
+
+def test_the_unit_starts_a_node_that_answers_the_installed_rpc_cli(
+    installed: dict[str, Path], tmp_path: Path
+) -> None:
+    argv = exec_start(installed["UNIT_DIR"] / "ganeti-noded.service")
+    assert argv[0] == str(installed["PREFIX"] / "bin" / "ganeti-noded")
+    assert argv[argv.index("--config") + 1] == str(installed["CONFIG_DIR"] / "noded.toml")
+    argv[argv.index("--state-dir") + 1] = str(tmp_path / "state")  # systemd's StateDirectory
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], LEAK_MARKER: MARKER_VALUE}  # nothing of this tree
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr, subprocess.Popen(
+        [*argv, "--bind", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=stderr,
+    ) as daemon:  # fmt: skip
+        try:
+            answer = call_when_up(installed, port, daemon, log)
+            assert '"result": 7' in answer
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=60)
+    assert daemon.returncode == 0
+
+
+def call_when_up(
+    installed: dict[str, Path], port: int, daemon: subprocess.Popen[bytes], log: Path
+) -> str:
+    pki = installed["CONFIG_DIR"] / "pki"
+    rpc_cli = [
+        str(installed["BINDIR"] / "rpc-cli"), "--node", f"127.0.0.1:{port}",
+        "--tls-cert", str(pki / "operator.crt"), "--tls-key", str(pki / "operator.key"),
+        "--tls-ca", str(pki / "ca.crt"),
+    ]  # fmt: skip
+    env = {"PATH": os.environ["PATH"]}
+    end = time.monotonic() + 60
+    while True:
+        done = subprocess.run([*rpc_cli, "identify"], capture_output=True, text=True, env=env,
+                              timeout=60)  # fmt: skip
+        if done.returncode == 0:
+            break
+        assert daemon.poll() is None, f"ganeti-noded exited: {log.read_text()}"
+        assert time.monotonic() < end, done.stderr
+        time.sleep(0.2)  # a polling interval, not a wait for an event
+    call = subprocess.run([*rpc_cli, "call", "echo", '{"value": 7}'], capture_output=True,
+                          text=True, env=env, timeout=60)  # fmt: skip
+    assert call.returncode == 0, call.stderr
+    return call.stdout
