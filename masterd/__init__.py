@@ -8,10 +8,11 @@ package, as ``rpc-cli`` does first, does not import the whole of it: a Ctrl-C wh
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from rpc_client.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
@@ -68,17 +69,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _DEFINED_IN.get(name)
-    if module is None:
-        raise AttributeError(f"module 'masterd' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once is enough
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)
 
 
 class _Package(types.ModuleType):

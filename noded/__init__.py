@@ -9,10 +9,10 @@ rest of the package is imported.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from noded.version import __version__
+from rpc_client.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from noded.process.child.master import call_master, emit
@@ -30,14 +30,4 @@ _DEFINED_IN = {
 __all__ = ["__version__", "call_master", "emit", "function", "progress"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _DEFINED_IN.get(name)
-    if module is None:
-        raise AttributeError(f"module 'noded' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)

@@ -7,8 +7,9 @@ nothing else: a Ctrl-C while a program starts lands in code that can answer it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rpc_client.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from rpc_client.errors import (
@@ -90,14 +91,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _DEFINED_IN.get(name)
-    if module is None:
-        raise AttributeError(f"module 'rpc_client' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once is enough
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)

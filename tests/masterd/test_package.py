@@ -25,7 +25,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_rpc_cli_entry_point_imports_nothing_heavy_before_its_guard() -> None:
-    heavy = "{'asyncio', 'masterd.call', 'rpc_client'}"
+    heavy = "{'asyncio', 'masterd.call', 'orjson', 'rpc_client.protocol'}"
     probe = f"import sys, masterd.cli.entry; print(sorted(set(sys.modules) & {heavy}))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
