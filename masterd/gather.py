@@ -323,7 +323,10 @@ class _GatherRun:
     def _started(self, client: NodeClient, state: CallState) -> None:
         if client.name not in self.fnc_ids:
             self.fnc_ids[client.name] = state.fnc_id
-            if self.batch is not None:
+            # a job's call that ended in its first answer: its end's record carries the
+            # fnc_id (a write a node saved)
+            ended_at_once = state.finished and self.node_timeout_s is not None
+            if self.batch is not None and not ended_at_once:
                 self.batch.started(client.name, state.fnc_id)
             if self.on_call is not None:
                 self.on_call(client.name, state.fnc_id)

@@ -242,17 +242,15 @@ async def _results(
 
 
 async def _insert_result(conn: asyncpg.Connection, job_id: str, new: NewResult) -> JobResult | None:
-    """A node's end, at the next position; None if it had one already (kept)."""
-    outcome = await conn.fetchrow("SELECT outcome FROM job_nodes WHERE job_id = $1 AND node = $2",
-                                  job_id, new.node)  # fmt: skip
-    if outcome is None or outcome[0] is not None:
-        return None
-    seq = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM job_nodes WHERE job_id = $1",
-                              job_id)  # fmt: skip
-    await conn.execute(
-        "UPDATE job_nodes SET seq = $1, outcome = $2, fnc_id = coalesce($3, fnc_id), "
-        "result = $4, error = $5 WHERE job_id = $6 AND node = $7",
-        seq, new.outcome, new.fnc_id, dumps(new.result).decode(),
-        None if new.error is None else dumps(new.error).decode(), job_id, new.node,
+    """A node's end, at the next position; None if it had one already (kept).  One
+    statement: the check, the position and the write."""
+    seq = await conn.fetchval(
+        "UPDATE job_nodes SET seq = (SELECT coalesce(max(seq) + 1, 0) FROM job_nodes "
+        "WHERE job_id = $1), outcome = $2, fnc_id = coalesce($3, fnc_id), result = $4, "
+        "error = $5 WHERE job_id = $1 AND node = $6 AND outcome IS NULL RETURNING seq",
+        job_id, new.outcome, new.fnc_id, dumps(new.result).decode(),
+        None if new.error is None else dumps(new.error).decode(), new.node,
     )  # fmt: skip
+    if seq is None:
+        return None
     return JobResult(seq, new.node, new.outcome, new.fnc_id, new.result, new.error)

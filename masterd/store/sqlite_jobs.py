@@ -233,17 +233,15 @@ def _results(db: sqlite3.Connection, job_id: str, from_seq: int, limit: int) -> 
 
 
 def _insert_result(db: sqlite3.Connection, job_id: str, new: NewResult) -> JobResult | None:
-    """A node's end, at the next position; None if it had one already (kept)."""
-    row = db.execute("SELECT outcome FROM job_nodes WHERE job_id = ? AND node = ?",
-                     (job_id, new.node)).fetchone()  # fmt: skip
-    if row is None or row[0] is not None:
-        return None
-    seq = db.execute("SELECT coalesce(max(seq) + 1, 0) FROM job_nodes WHERE job_id = ?",
-                     (job_id,)).fetchone()[0]  # fmt: skip
-    db.execute(
-        "UPDATE job_nodes SET seq = ?, outcome = ?, fnc_id = coalesce(?, fnc_id), result = ?, "
-        "error = ? WHERE job_id = ? AND node = ?",
-        (seq, new.outcome, new.fnc_id, dumps(new.result).decode(),
+    """A node's end, at the next position; None if it had one already (kept).  One
+    statement: the check, the position and the write."""
+    row = db.execute(
+        "UPDATE job_nodes SET seq = (SELECT coalesce(max(seq) + 1, 0) FROM job_nodes "
+        "WHERE job_id = ?), outcome = ?, fnc_id = coalesce(?, fnc_id), result = ?, error = ? "
+        "WHERE job_id = ? AND node = ? AND outcome IS NULL RETURNING seq",
+        (job_id, new.outcome, new.fnc_id, dumps(new.result).decode(),
          None if new.error is None else dumps(new.error).decode(), job_id, new.node),
-    )  # fmt: skip
-    return JobResult(seq, new.node, new.outcome, new.fnc_id, new.result, new.error)
+    ).fetchone()  # fmt: skip
+    if row is None:
+        return None
+    return JobResult(row[0], new.node, new.outcome, new.fnc_id, new.result, new.error)
