@@ -209,7 +209,8 @@ class PostgresStore(PostgresJobs):
     async def load_nodes(
         self, *, uuid: str | None = None, name: str | None = None
     ) -> list[NodeRecord]:
-        query, args = f"SELECT {sql.NODE_COLUMNS} FROM nodes", ()
+        query = f"SELECT {sql.NODE_COLUMNS} FROM nodes"
+        args: tuple[str | None, ...] = ()
         if uuid is not None or name is not None:
             query, args = f"{query} WHERE uuid = $1 OR name = $2", (uuid, name)
         rows = await self._run(lambda conn: conn.fetch(query, *args))

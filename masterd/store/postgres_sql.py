@@ -47,10 +47,14 @@ UPSERT_NODE = (
     "boot_id = $5, instance = $6, pid = $7, version = $8, labels = $9, functions = $10, "
     "registered = $11, last_seen = GREATEST(nodes.last_seen, $12)"
 )
-_INSERT_EVENT = (
+#: every event of one transaction in one statement, in the order given (the identity is
+#: drawn as the ordered rows are inserted, under the events lock: ids follow the input)
+_INSERT_EVENTS = (
     "INSERT INTO events (node_uuid, node, spool, seq, type, at, data, fnc_id, stored) "
-    f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {NOW}) "
-    "ON CONFLICT (node_uuid, spool, seq) DO NOTHING RETURNING id"
+    f"SELECT u, n, sp, sq, t, a, d, f, {NOW} FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::bigint[], $5::text[], $6::float8[], $7::text[], $8::text[]) "
+    "WITH ORDINALITY AS e(u, n, sp, sq, t, a, d, f, ord) ORDER BY ord "
+    "ON CONFLICT (node_uuid, spool, seq) DO NOTHING RETURNING id, node_uuid, spool, seq"
 )
 
 
@@ -71,20 +75,38 @@ async def migrate(conn: asyncpg.Connection) -> None:
 
 
 async def insert_events(conn: asyncpg.Connection, events: list[NewEvent]) -> list[StoredEvent]:
-    """Insert events (in the caller's transaction); those whose (node, spool, seq) is
-    stored already are left out."""
+    """Insert events (in the caller's transaction), in one round trip; those whose
+    (node, spool, seq) is stored already, or came earlier in ``events``, are left out."""
     if not events:
         return []
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENTS_LOCK)
-    stored = []
+    columns = (
+        [e.node_uuid for e in events], [e.node for e in events], [e.spool for e in events],
+        [e.seq for e in events], [e.type for e in events], [e.at for e in events],
+        [dumps(e.data).decode() for e in events], [e.fnc_id for e in events],
+    )  # fmt: skip
+    rows = await conn.fetch(_INSERT_EVENTS, *columns)
+    ids = sorted(row[0] for row in rows)
+    inserted = _inserted_keys(events, {(row[1], row[2], row[3]) for row in rows})
+    if len(inserted) != len(ids):
+        raise RuntimeError(f"{len(ids)} events inserted, {len(inserted)} expected")
+    return [StoredEvent(new_id, e.node, e.seq, e.type, e.at, e.data, e.fnc_id)
+            for new_id, e in zip(ids, inserted, strict=True)]  # fmt: skip
+
+
+def _inserted_keys(events: list[NewEvent], keys: set[tuple[Any, Any, Any]]) -> list[NewEvent]:
+    """The events the INSERT took, in their order: each keyed one the first time its
+    key comes back (a key repeated in one batch is taken once); an event with a null in
+    its key always (nulls are distinct in the unique index)."""
+    taken, seen = [], set()
     for e in events:
-        new_id = await conn.fetchval(
-            _INSERT_EVENT, e.node_uuid, e.node, e.spool, e.seq, e.type, e.at,
-            dumps(e.data).decode(), e.fnc_id,
-        )  # fmt: skip
-        if new_id is not None:
-            stored.append(StoredEvent(new_id, e.node, e.seq, e.type, e.at, e.data, e.fnc_id))
-    return stored
+        key = (e.node_uuid, e.spool, e.seq)
+        if None in key:
+            taken.append(e)
+        elif key in keys and key not in seen:
+            seen.add(key)
+            taken.append(e)
+    return taken
 
 
 async def notify(conn: asyncpg.Connection, stored: list[StoredEvent]) -> None:

@@ -187,7 +187,8 @@ class SQLiteStore(SQLiteJobs):
     async def load_nodes(
         self, *, uuid: str | None = None, name: str | None = None
     ) -> list[NodeRecord]:
-        query, args = f"SELECT {_NODE_COLUMNS} FROM nodes", ()
+        query = f"SELECT {_NODE_COLUMNS} FROM nodes"
+        args: tuple[str | None, ...] = ()
         if uuid is not None or name is not None:
             query, args = f"{query} WHERE uuid = ? OR name = ?", (uuid, name)
         rows = await self._read(lambda db: db.execute(query, args).fetchall())

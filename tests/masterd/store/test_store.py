@@ -130,6 +130,20 @@ async def test_each_seq_is_stored_once_and_acked_counts_without_gaps(open_store:
                     (1, {"seq": 1})]  # fmt: skip
 
 
+async def test_one_reports_events_keep_their_order_and_a_repeated_seq_is_stored_once(
+    open_store: Opener,
+) -> None:
+    """PostgreSQL inserts a Report's events in one statement: the ids it returns must
+    still follow the events' order, and each stored event its own id."""
+    store = await open_store()
+    await store.add_reported("u1", "n1", "s1", reported(2))
+    result = await store.add_reported("u1", "n1", "s1", reported(5, 2, 3, 5, 1, 4))
+    assert [e.seq for e in result.stored] == [5, 3, 1, 4] and result.acked == 5
+    read = await store.events_after(0, 100)  # in id order (ids may have gaps)
+    assert [e.seq for e in read] == [2, 5, 3, 1, 4]
+    assert [(e.id, e.seq) for e in result.stored] == [(e.id, e.seq) for e in read[1:]]
+
+
 async def test_events_after_reads_from_a_position_in_id_order(open_store: Opener) -> None:
     store = await open_store()
     await store.add_reported("u1", "n1", "s1", reported(*range(1, 11)))
