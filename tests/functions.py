@@ -251,6 +251,17 @@ def report_progress(count: int) -> int:
 
 
 @function
+def paced_progress(count: int, every_s: float) -> int:
+    """Report progress ``count`` times, one every ``every_s``, the last at 1.0."""
+    from noded import progress
+
+    for n in range(1, count + 1):
+        progress(n / count, f"{n} of {count}")
+        time.sleep(every_s)
+    return count
+
+
+@function
 def flood_progress(seconds: float) -> int:
     """Write progress lines straight to fd 3 (not through the coalescing ``progress()``)
     as fast as the pipe takes them, for ``seconds``; return how many."""

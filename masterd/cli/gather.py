@@ -29,7 +29,7 @@ from masterd.cli.common import (
 from masterd.cli.exits import EXIT_FAILED, EXIT_NODE, EXIT_OK
 from masterd.cli.output import OutputPrinter
 from masterd.cluster import Cluster
-from masterd.gather import GatherSummary, NodeResult
+from masterd.fanout import GatherSummary, NodeResult
 from masterd.node import Node, load_nodes
 from masterd.options import CallOptions, Rollout
 from masterd.results import OUTCOMES, counted
@@ -152,12 +152,12 @@ async def _gather(
     printer: OutputPrinter | None,
 ) -> GatherSummary:  # fmt: skip
     summary = GatherSummary()
-    calls: dict[str, str | None] = {}  # node -> None once asked, its fnc_id once named
-    began = time.monotonic()
+    asked = _Asked()
+    calls = asked.fnc_ids
     async with Cluster(nodes) as cluster:
         width = max(len(node.name) for node in cluster.nodes)
         if args.resume is not None:
-            results = cluster.resume(args.resume, on_output=printer, on_call=calls.__setitem__,
+            results = cluster.resume(args.resume, on_output=printer, on_call=asked,
                                      **_resume_overrides(args))  # fmt: skip
         else:
             results = cluster.call_many(
@@ -165,18 +165,41 @@ async def _gather(
                 options=CallOptions(wait_s=_or(args.wait, _WAIT_S)),
                 rollout=Rollout(window=args.window, canary=args.canary or 0,
                                 max_failures=args.max_failures),
-                on_output=printer, batch_file=args.batch_file, on_call=calls.__setitem__,
+                on_output=printer, batch_file=args.batch_file, on_call=asked,
             )  # fmt: skip
         try:  # closed here, not left to the loop's end: a print may fail (| head)
             async with contextlib.aclosing(results):
                 async for result in results:
                     summary.results[result.node] = result
+                    if printer is not None:
+                        printer.node_done(result.node)  # its last progress report
                     if not (args.only_failed and result.ok):
-                        _print_result(result, time.monotonic() - began, width, args.json)
+                        _print_result(result, asked.elapsed_s(result.node), width, args.json)
         except asyncio.CancelledError:  # Ctrl-C: asyncio.run's answer to SIGINT
             _report_interrupted([node.name for node in cluster.nodes], summary, calls, args)
             raise
     return summary
+
+
+class _Asked:
+    """The nodes asked: each one's fnc_id once named (None until then), and when it was
+    asked: its call's own time counts from there, not from the start of the fan-out
+    (a node may wait long for a place in the --window)."""
+
+    def __init__(self) -> None:
+        self.fnc_ids: dict[str, str | None] = {}
+        self._asked_at: dict[str, float] = {}
+
+    def __call__(self, node: str, fnc_id: str | None) -> None:
+        """call_many's ``on_call``."""
+        self.fnc_ids[node] = fnc_id
+        self._asked_at.setdefault(node, time.monotonic())
+
+    def elapsed_s(self, node: str) -> float | None:
+        """How long ``node``'s call has taken; None if it was never asked (skipped, no
+        place in the window before the deadline, finished in an earlier run)."""
+        asked_at = self._asked_at.get(node)
+        return None if asked_at is None else time.monotonic() - asked_at
 
 
 def _check_resume_options(args: argparse.Namespace) -> None:
@@ -256,12 +279,12 @@ _MEANING = {
 }
 
 
-def _print_result(result: NodeResult, elapsed_s: float, width: int, as_json: bool) -> None:
+def _print_result(result: NodeResult, elapsed_s: float | None, width: int, as_json: bool) -> None:
     line = _json_line(result, elapsed_s) if as_json else _text_line(result, elapsed_s, width)
     print(line, flush=True)
 
 
-def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:
+def _text_line(result: NodeResult, elapsed_s: float | None, width: int) -> str:
     if result.ok:
         detail = orjson.dumps(result.value).decode()
     else:
@@ -271,15 +294,16 @@ def _text_line(result: NodeResult, elapsed_s: float, width: int) -> str:
         detail = f"{type(result.error).__name__}: {said}"
     if len(detail) > _DETAIL_CHARS:
         detail = detail[: _DETAIL_CHARS - 3] + "..."
-    return f"{result.node:<{width}}  {result.outcome.upper():<11} {elapsed_s:7.2f}s  {detail}"
+    took = "-" if elapsed_s is None else f"{elapsed_s:.2f}s"
+    return f"{result.node:<{width}}  {result.outcome.upper():<11} {took:>8}  {detail}"
 
 
-def _json_line(result: NodeResult, elapsed_s: float) -> str:
+def _json_line(result: NodeResult, elapsed_s: float | None) -> str:
     entry: dict[str, Any] = {
         "node": result.node,
         "ok": result.ok,
         "outcome": result.outcome,
-        "elapsed_s": round(elapsed_s, 3),
+        "elapsed_s": None if elapsed_s is None else round(elapsed_s, 3),
     }
     if result.ok:
         entry["result"] = result.value

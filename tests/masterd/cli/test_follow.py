@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import pty
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import orjson
 
+from masterd.cli.output import PROGRESS_LINE_EVERY_S
 from masterd.local import LocalNode
 from tests.helpers import NodeFactory
 
@@ -101,3 +106,58 @@ async def test_gather_follow_prefixes_each_line_with_its_node(
     for name in ("one", "two"):
         mine = [line for _, line in lines if line.startswith(f"{name}: ")]
         assert "".join(line.removeprefix(f"{name}: ") for line in mine) == LINES
+
+
+def _nodes_file(tmp_path: Path, nodes: dict[str, LocalNode]) -> Path:
+    path = tmp_path / "nodes.toml"
+    path.write_text("".join(f'[[node]]\nname = "{name}"\naddress = "{n.host}"\nport = {n.port}\n'
+                            for name, n in nodes.items()))  # fmt: skip
+    return path
+
+
+def _gather_progress(nodes: Path, *, terminal: bool) -> tuple[float, list[str]]:
+    """gather --follow of paced_progress (20 reports, one every 0.1 s) with its stderr on
+    a terminal or a pipe; how long it ran, and its stderr lines."""
+    args = ["--nodes", str(nodes), "gather", "paced_progress", '{"count": 20, "every_s": 0.1}',
+            "--follow"]  # fmt: skip
+    began = time.monotonic()
+    if not terminal:
+        done = subprocess.run([sys.executable, "-m", "masterd.cli", *args], capture_output=True,
+                              text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return time.monotonic() - began, done.stderr.splitlines()
+    main_end, terminal_end = pty.openpty()
+    with subprocess.Popen([sys.executable, "-m", "masterd.cli", *args],
+                          stdout=subprocess.DEVNULL, stderr=terminal_end) as proc:  # fmt: skip
+        os.close(terminal_end)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
+            while chunk := os.read(main_end, 65536):
+                shown += chunk
+        os.close(main_end)
+        assert proc.wait(60) == 0, shown
+    return time.monotonic() - began, shown.decode().replace("\r", "").splitlines()
+
+
+async def test_gather_follow_on_a_terminal_coalesces_progress(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """At most one progress line every 0.5 s a node (it was one per report, 10 a
+    second), and each node's last report still shown."""
+    nodes = _nodes_file(tmp_path, {"one": await make_node("one"), "two": await make_node("two")})
+    ran_s, lines = await asyncio.to_thread(_gather_progress, nodes, terminal=True)
+    for name in ("one", "two"):
+        mine = [line for line in lines if line.startswith(f"{name}: progress")]
+        assert mine[-1] == f"{name}: progress 100% 20 of 20"
+        assert len(mine) <= ran_s / PROGRESS_LINE_EVERY_S + 2, (ran_s, mine)
+
+
+async def test_gather_follow_to_a_pipe_keeps_every_progress_line(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    nodes = _nodes_file(tmp_path, {"one": await make_node("one"), "two": await make_node("two")})
+    _, lines = await asyncio.to_thread(_gather_progress, nodes, terminal=False)
+    for name in ("one", "two"):
+        mine = [line for line in lines if line.startswith(f"{name}: progress")]
+        assert mine[-1] == f"{name}: progress 100% 20 of 20"
+        assert len(mine) >= 10  # every report the node kept (it keeps one per 50 ms)

@@ -135,3 +135,41 @@ async def test_one_failed_node_is_said_in_the_singular(
     assert status == 1
     by_node = {line.split()[0]: line for line in lines[:-1]}
     assert "not started: 1 node failed, more than max_failures=0" in by_node["good"]
+
+
+async def test_elapsed_is_the_calls_own_time_not_its_wait_for_the_window(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    """With --window 1 the second node waits 1.5 s for a place; its elapsed_s was that
+    wait plus its call (3 s and more), now only its call's 1.5 s."""
+    first, second = await make_node("first"), await make_node("second")
+    path = tmp_path / "nodes.toml"
+    path.write_text(
+        f'[[node]]\nname = "first"\naddress = "127.0.0.1"\nport = {first.port}\n'
+        f'[[node]]\nname = "second"\naddress = "127.0.0.1"\nport = {second.port}\n'
+    )
+    status, lines = await gather_cli(path, "sleep", '{"seconds": 1.5}', "--window", "1", "--json")
+    assert status == 0
+    elapsed = {entry["node"]: entry["elapsed_s"] for entry in map(orjson.loads, lines[:-1])}
+    assert 1.5 <= elapsed["first"] < 2.8 and 1.5 <= elapsed["second"] < 2.8, elapsed
+    status, lines = await gather_cli(path, "sleep", '{"seconds": 1.5}', "--window", "1")
+    took = [float(line.split()[2].removesuffix("s")) for line in lines[:-1]]
+    assert all(1.5 <= seconds < 2.8 for seconds in took), lines
+
+
+async def test_a_node_never_asked_has_no_elapsed_time(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    failing, good = await make_node("failing", fail=True), await make_node("good")
+    path = tmp_path / "nodes.toml"
+    path.write_text(
+        f'[[node]]\nname = "failing"\naddress = "127.0.0.1"\nport = {failing.port}\n'
+        f'[[node]]\nname = "good"\naddress = "127.0.0.1"\nport = {good.port}\n'
+    )
+    args = ("node_behaviour", "--window", "1", "--max-failures", "0")
+    _, lines = await gather_cli(path, *args, "--json")
+    entries = {entry["node"]: entry for entry in map(orjson.loads, lines[:-1])}
+    assert entries["good"]["outcome"] == "skipped" and entries["good"]["elapsed_s"] is None
+    assert entries["failing"]["elapsed_s"] >= 0
+    _, lines = await gather_cli(path, *args)
+    assert [line.split()[:3] for line in lines[:-1]][-1] == ["good", "SKIPPED", "-"]
