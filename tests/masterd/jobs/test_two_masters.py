@@ -1,18 +1,20 @@
-"""Jobs submitted to two real ganeti-masterd on one real PostgreSQL at the same moment
-(issue 32, "Faults"): one ``request_id`` is one job, whichever master each submit
-reached, and the job runs once on its node."""
+"""Jobs on two real ganeti-masterd on one real PostgreSQL (issue 32, "Faults"): one
+``request_id`` submitted to both at the same moment is one job, whichever master each
+submit reached, and the job runs once on its node; an owner woken after the other took
+its job over ends its run at the fence, recording nothing more."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import NodeFactory
+from tests.helpers import NodeFactory, eventually
 from tests.masterd.daemon.running import Masterd, run_masterd, until
-from tests.masterd.jobs.fleet import follow, register, runs
+from tests.masterd.jobs.fleet import by_node, follow, register, runs
 
 pytestmark = pytest.mark.slow
 SUBMITS_EACH = 4
@@ -79,3 +81,40 @@ async def test_one_request_id_with_other_arguments_at_once_is_one_job_and_confli
     assert {answer["error"]["type"] for status, answer in answers if status == 409} == {
         "RequestIdConflict"
     }
+
+
+async def test_an_owner_woken_after_a_takeover_takes_no_node_for_failed(
+    postgres_url: str, tmp_path: Path, make_node: NodeFactory
+) -> None:
+    """SIGSTOP the owner of a one-at-a-time job while its first node runs; SIGCONT it
+    once the other master has taken the job over and started the next node.  The old
+    owner's next start is refused (the fence): its whole run ends there, and it records
+    no outcome for that node (it once stored ``failed``, and the node's real result, from
+    the new owner, was then dropped)."""
+    names = ("n1", "n2", "n3")
+    count = tmp_path / "runs.txt"
+    async with (
+        run_masterd(_args(postgres_url), workdir=tmp_path / "a") as owner,
+        run_masterd(_args(postgres_url), workdir=tmp_path / "b") as other,
+    ):
+        for name in names:
+            await register(owner, await make_node(name, delay_s=1.5), name, [])
+        state = await owner.ok("SubmitJob", {"fn_name": "node_behaviour", "timeout": 60,
+                                             "window": 1,
+                                             "fn_args": {"count_path": str(count)}})  # fmt: skip
+        await eventually(lambda: sum(runs(count).values()) == 1)
+        owner.proc.send_signal(signal.SIGSTOP)
+        try:
+            await eventually(lambda: sum(runs(count).values()) == 2, timeout_s=30)
+        finally:
+            owner.proc.send_signal(signal.SIGCONT)
+        final, items = await follow(other, state["job_id"], timeout_s=60)
+        assert final["state"] == "finished", final
+        outcomes = {name: (r["outcome"], r["error"]) for name, r in by_node(items).items()}
+        assert outcomes == dict.fromkeys(names, ("ok", None))
+        assert runs(count) == dict.fromkeys(names, 1)
+        await until(lambda: _logged(owner, "job.not_held"), timeout_s=15)
+
+
+async def _logged(masterd: Masterd, what: str) -> bool:
+    return what in masterd.log_text()
