@@ -67,7 +67,7 @@ def create_app(
     app[MASTERS] = [config.advertised]
     app[COMMANDS] = commands or Commands()
     app[COMMAND_RUNNER] = CommandRunner(config.command_threads, metrics.commands)
-    app[JOBS] = Jobs(store, instance, known_nodes=registry.listing,
+    app[JOBS] = Jobs(store, instance, known_nodes=registry.fresh_listing,
                      job_ttl_s=config.job_ttl_s, max_result_bytes=config.max_job_result_bytes,
                      max_wait_s=config.max_wait_s)  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)

@@ -175,6 +175,13 @@ class NodeRegistry:
         entry.last_seen = time.time()
         self._dirty.add(entry.record.uuid)
 
+    async def fresh_listing(self) -> list[dict[str, Any]]:
+        """:meth:`listing`, with (a shared store) what other masters stored taken in
+        first: a job by labels reaches a node registered through another a moment ago."""
+        if self._store.shared:
+            await self.refresh()
+        return self.listing()
+
     def listing(self) -> list[dict[str, Any]]:
         """ListNodes' nodes: registered ones, then the nodes file's unregistered ones."""
         now = time.time()

@@ -16,10 +16,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from masterd.jobs.runner import JobRun
+from masterd.options import Rollout
 from masterd.store.base import Store
 from masterd.store.jobs import (
     ABORTED,
@@ -58,7 +59,8 @@ class Jobs:
     """The jobs of one masterd."""
 
     def __init__(
-        self, store: Store, instance: str, *, known_nodes: Callable[[], list[dict[str, Any]]],
+        self, store: Store, instance: str, *,
+        known_nodes: Callable[[], Awaitable[list[dict[str, Any]]]],
         job_ttl_s: float, max_result_bytes: int, max_wait_s: float,
     ) -> None:  # fmt: skip
         self._store = store
@@ -76,8 +78,9 @@ class Jobs:
 
     async def submit(self, request: SubmitJobRequest) -> dict[str, Any]:
         asked = _comparable(request)
-        spec = JobSpec(fn_name=request.fn_name, fn_args=request.fn_args,
-                       nodes=select_nodes(self._known_nodes(), request.nodes, request.labels),
+        nodes = select_nodes(await self._known_nodes(), request.nodes, request.labels)
+        _check_rollout(request, len(nodes))
+        spec = JobSpec(fn_name=request.fn_name, fn_args=request.fn_args, nodes=nodes,
                        timeout_s=request.timeout, abort_after=request.abort_after,
                        window=request.window, canary=request.canary,
                        max_failures=request.max_failures)  # fmt: skip
@@ -242,6 +245,16 @@ def select_nodes(
         chosen = [by_name[name] for name in sorted(by_name)
                   if wanted <= set(by_name[name]["labels"])]  # fmt: skip
     return tuple(JobNode(node["name"], node["address"], node["port"]) for node in chosen)
+
+
+def _check_rollout(request: SubmitJobRequest, count: int) -> None:
+    """``BadRequest`` for a roll-out that does not fit the job's ``count`` nodes (more
+    canaries than nodes), as ``call_many`` refuses it."""
+    try:
+        Rollout(window=request.window, canary=request.canary,
+                max_failures=request.max_failures).check_nodes(count)  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _comparable(request: SubmitJobRequest) -> dict[str, Any]:

@@ -66,6 +66,21 @@ async def test_a_node_registered_through_one_is_listed_alive_by_the_other(
     await until(first_heard_of_it)
 
 
+async def test_a_job_by_labels_on_one_reaches_a_node_just_registered_through_the_other(
+    masters: tuple[Masterd, Masterd],
+) -> None:
+    """SubmitJob reads the registry from the store first: without it, the second master
+    knew of the node only at its next renewal, and the job found no node."""
+    first, second = masters
+    await first.ok("Register", registration("n1", labels=["fresh"]))
+    body = {"fn_name": "echo", "fn_args": {"value": 1}, "labels": ["fresh"], "timeout": 1}
+    submitted = await second.ok("SubmitJob", body)
+    job = await second.ok("WaitForJob", {"job_id": submitted["job_id"], "timeout": 0})
+    assert job["counts"]["pending"] + job["counts"]["running"] + sum(
+        job["counts"][o] for o in ("ok", "failed", "timed_out", "unreachable", "skipped")
+    ) == 1, job
+
+
 async def test_registers_masters_names_both(masters: tuple[Masterd, Masterd]) -> None:
     first, second = masters
     node = registration("n1")
