@@ -75,8 +75,8 @@ def _has_user(name: str) -> bool:
 class PostgresServer:
     """One throw-away cluster: ``start()``, ``stop()`` (also for outage tests), ``url()``."""
 
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
+    def __init__(self, bindir: Path, *, fsync: bool = False) -> None:
+        self.bindir, self.fsync = bindir, fsync
         self.root = Path(tempfile.mkdtemp(prefix="masterd-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -94,13 +94,17 @@ class PostgresServer:
 
     def start(self) -> None:
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=200")  # fmt: skip
+                   f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200")  # fmt: skip
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
                   "-o", options, "-w", "-t", str(_START_TIMEOUT_S), "start")  # fmt: skip
 
     def stop(self) -> None:
         """``pg_ctl stop -m fast``: connections are cut, the server exits."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def postmaster_pid(self) -> int:
+        """The server's main process (the first line of ``postmaster.pid``)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
 
     def running(self) -> bool:
         status = subprocess.run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"],

@@ -32,7 +32,10 @@ measured then.
    guest's memory, which costs a host fault per page (see doc/performance.md).
 9. ganeti-masterd (``tests/bench/master_daemon.py``; alone: ``--only masterd``): CPU per
    heartbeat of 1,000 nodes, Report -> WaitForEvents latency, events/s from 10 nodes;
-   a 1,000-node job through masterd beside call_many (``tests/bench/master_job.py``).
+   a 1,000-node job through masterd beside call_many (``tests/bench/master_job.py``);
+   the stores side by side (``tests/bench/master_scale.py``): heartbeats, events and job
+   nodes a second and their CPU (masterd's, PostgreSQL's) on SQLite, and on PostgreSQL
+   with one and with two masterd.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import orjson
 import psutil
 
 from masterd.local import LocalNode, free_port
-from tests.bench import emit_latency, master_daemon, master_job, output
+from tests.bench import emit_latency, master_daemon, master_job, master_scale, output
 from tests.bench.cpu import CallCpu, CpuMeter, CpuUse, ServerCpu, cpu_summary
 from tests.helpers import lasting_zombies, node_env
 
@@ -319,6 +322,7 @@ async def run(calls: int, seconds: float, rounds: int) -> dict[str, Any]:
     report["masterd"] = await master_daemon.run()
     report["emit"] = await emit_latency.run()
     report["masterd_job"] = await master_job.run()
+    report["stores"] = await master_scale.run()
     return report
 
 
@@ -447,6 +451,7 @@ def table(report: dict[str, Any]) -> str:
         *master_daemon.rows(report["masterd"]),
         *emit_latency.rows(report["emit"]),
         *master_job.rows(report["masterd_job"]),
+        *master_scale.rows(report["stores"]),
         f"machine: {report['machine']}",
     ]
     return "\n".join(rows)
@@ -545,10 +550,12 @@ def main() -> None:
         report = {"machine": machine(), "masterd": asyncio.run(master_daemon.run()),
                   "emit": asyncio.run(emit_latency.run())}  # fmt: skip
         report["masterd_job"] = asyncio.run(master_job.run())
+        report["stores"] = asyncio.run(master_scale.run())
         args.out.write_text(json.dumps(report, indent=2))
         print("\n".join([*master_daemon.rows(report["masterd"]),
                          *emit_latency.rows(report["emit"]),
                          *master_job.rows(report["masterd_job"]),
+                         *master_scale.rows(report["stores"]),
                          f"machine: {machine()}"]))  # fmt: skip
         print(f"(numbers in {args.out})")
         return
