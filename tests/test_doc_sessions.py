@@ -25,8 +25,7 @@ def served(module: Path) -> set[str]:
                 isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == "function"
             ):
                 named = [k.value for k in decorator.keywords if k.arg == "name"]
-                names.add(named[0].value if named and isinstance(named[0], ast.Constant)
-                          else node.name)  # fmt: skip
+                names.add(str(ast.literal_eval(named[0])) if named else node.name)
     return names
 
 
