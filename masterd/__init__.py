@@ -8,9 +8,7 @@ package, as ``rpc-cli`` does first, does not import the whole of it: a Ctrl-C wh
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rpc_client.lazy_names import lazy_names
 
@@ -18,8 +16,8 @@ if TYPE_CHECKING:
     from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
     from masterd.cluster import Cluster
     from masterd.commands import command
-    from masterd.follow import follow
-    from masterd.gather import GatherSummary, NodeResult, call_many, gather, resume
+    from masterd.fanout import GatherSummary, NodeResult, call_many, gather, resume
+    from masterd.follow_output import follow
     from masterd.master_client import MasterClient
     from masterd.node import Node, load_nodes
     from masterd.output import OutputEvent
@@ -34,12 +32,12 @@ _DEFINED_IN = {
     "wait_for_call": "masterd.call",
     "Cluster": "masterd.cluster",
     "command": "masterd.commands",
-    "follow": "masterd.follow",
-    "GatherSummary": "masterd.gather",
-    "NodeResult": "masterd.gather",
-    "call_many": "masterd.gather",
-    "gather": "masterd.gather",
-    "resume": "masterd.gather",
+    "follow": "masterd.follow_output",
+    "GatherSummary": "masterd.fanout",
+    "NodeResult": "masterd.fanout",
+    "call_many": "masterd.fanout",
+    "gather": "masterd.fanout",
+    "resume": "masterd.fanout",
     "MasterClient": "masterd.master_client",
     "Node": "masterd.node",
     "load_nodes": "masterd.node",
@@ -70,15 +68,3 @@ __all__ = [
 
 
 __getattr__, __dir__ = lazy_names(__name__, _DEFINED_IN, __all__)
-
-
-class _Package(types.ModuleType):
-    """Keeps ``follow`` and ``gather`` the functions they are, not the submodules of the
-    same names: the import system binds each submodule it loads to the package."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if not (name in _DEFINED_IN and isinstance(value, types.ModuleType)):
-            super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -20,8 +20,8 @@ from typing import Any, TypeVar, Unpack
 from masterd import cluster as async_cluster
 from masterd.call import CallFunctionKeywords
 from masterd.cluster import ClusterKeywords
-from masterd.follow import follow
-from masterd.gather import CallManyKeywords, GatherSummary, NodeResult, ResumeKeywords
+from masterd.fanout import CallManyKeywords, GatherSummary, NodeResult, ResumeKeywords
+from masterd.follow_output import follow
 from masterd.job_state import JobResultItem, JobState
 from masterd.master_client import EventPage, ListedNode, MasterEvent
 from masterd.master_client import MasterClient as AsyncMasterClient
@@ -129,7 +129,7 @@ class Cluster:
         **kwargs: Unpack[CallManyKeywords],
     ) -> GatherSummary:
         """Every node's result in a :class:`GatherSummary`; see
-        :func:`masterd.gather.call_many` for the keywords."""
+        :func:`masterd.fanout.call_many` for the keywords."""
         given = without_old_keywords("gather", kwargs)
         return self._loop.run(self._cluster.gather(fn_name, fn_args, timeout, nodes=nodes, **given))
 
@@ -153,7 +153,7 @@ class Cluster:
     def resume(
         self, batch_file: Path | str, **kwargs: Unpack[ResumeKeywords]
     ) -> Iterator[NodeResult]:
-        """Go on with a fan-out whose master died; see :func:`masterd.gather.resume`."""
+        """Go on with a fan-out whose master died; see :func:`masterd.fanout.resume`."""
         yield from self._iterate(lambda: self._cluster.resume(batch_file, **kwargs))
 
     def select(self, *labels: str) -> list[Node]:
@@ -165,7 +165,7 @@ class Cluster:
         **kwargs: Any,
     ) -> Iterator[OutputEvent]:  # fmt: skip
         """Yield each :class:`OutputEvent` of a call already started, as it arrives, until
-        it finished and its output is read; see :func:`masterd.follow.follow`."""
+        it finished and its output is read; see :func:`masterd.follow_output.follow`."""
         yield from self._iterate(
             lambda: follow(self._cluster.client(node), fnc_id, from_, timeout, **kwargs)
         )

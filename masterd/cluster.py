@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any, TypedDict, Unpack
 
 from masterd.call import CallFunctionKeywords, call_function
-from masterd.gather import (
+from masterd.fanout import (
     CallManyKeywords,
     GatherSummary,
     NodeResult,
@@ -124,20 +124,20 @@ class Cluster:
         self, fn_name: str, fn_args: dict[str, Any] | None = None, timeout: float | None = None,
         *, nodes: Iterable[Node | str] | None = None, **kwargs: Unpack[CallManyKeywords],
     ) -> AsyncGenerator[NodeResult, None]:  # fmt: skip
-        """:func:`masterd.gather.call_many` on these nodes (default: all of them)."""
+        """:func:`masterd.fanout.call_many` on these nodes (default: all of them)."""
         return call_many(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
 
     async def gather(
         self, fn_name: str, fn_args: dict[str, Any] | None = None, timeout: float | None = None,
         *, nodes: Iterable[Node | str] | None = None, **kwargs: Unpack[CallManyKeywords],
     ) -> GatherSummary:  # fmt: skip
-        """:func:`masterd.gather.gather` on these nodes (default: all of them)."""
+        """:func:`masterd.fanout.gather` on these nodes (default: all of them)."""
         return await gather(self._clients_of(nodes), fn_name, fn_args, timeout, **kwargs)
 
     def resume(
         self, batch_file: Path | str, **kwargs: Unpack[ResumeKeywords]
     ) -> AsyncGenerator[NodeResult, None]:
-        """:func:`masterd.gather.resume`: go on with a fan-out whose master died."""
+        """:func:`masterd.fanout.resume`: go on with a fan-out whose master died."""
         return resume(batch_file, [self.client(node) for node in self.nodes], **kwargs)
 
     def _clients_of(self, nodes: Iterable[Node | str] | None) -> list[NodeClient]:

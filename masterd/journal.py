@@ -1,6 +1,6 @@
 """Where a fan-out writes down what it asked of each node: one small interface, two homes.
 
-:class:`Journal` is what :mod:`masterd.gather`'s run tells as it goes; what it was told
+:class:`Journal` is what :mod:`masterd.fanout`'s run tells as it goes; what it was told
 before (a run that died) comes back as a :class:`~masterd.batch.Progress`.  The homes:
 
 * :class:`FileJournal`: the JSON-lines batch file of ``call_many(batch_file=...)`` and

@@ -7,7 +7,7 @@ import argparse
 from masterd.cli.common import print_state
 from masterd.cli.exits import EXIT_OK
 from masterd.cli.output import OutputPrinter
-from masterd.follow import follow
+from masterd.follow_output import follow
 from masterd.output import events_of
 from rpc_client.client import NodeClient
 

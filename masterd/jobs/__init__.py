@@ -1,5 +1,5 @@
 """The jobs of ganeti-masterd (PROTOCOL.md part 2, "SubmitJob" to "What a job
-guarantees"): ``call_many``'s roll-out (:mod:`masterd.gather`, :mod:`masterd.rollout`)
+guarantees"): ``call_many``'s roll-out (:mod:`masterd.fanout`, :mod:`masterd.rollout`)
 run in masterd, its records in the store instead of a batch file.
 
 - :mod:`masterd.jobs.journal`: the store as the fan-out's journal;

@@ -1,4 +1,4 @@
-"""One job's run: ``call_many``'s roll-out (:class:`masterd.gather.FanOutRun`) on the
+"""One job's run: ``call_many``'s roll-out (:class:`masterd.fanout.FanOutRun`) on the
 job's nodes, its records in the store, every node's end recorded once.
 
 A resumed job (masterd was killed, or stopped, and started again) goes on from the store:
@@ -25,7 +25,7 @@ from typing import Any
 
 from masterd.batch import Progress
 from masterd.call import CallOptions, Deadline, send_abort
-from masterd.gather import FanOutRun
+from masterd.fanout import FanOutRun
 from masterd.jobs.counts import JobCounts
 from masterd.jobs.journal import StoreJournal, test_pause
 from masterd.jobs.outage import StorePatience

@@ -9,7 +9,7 @@ import pytest
 
 from masterd.call import call_function, wait_for_call
 from masterd.cluster import Cluster
-from masterd.gather import gather
+from masterd.fanout import gather
 from masterd.node import Node, load_nodes
 from rpc_client.errors import UnknownNode, WrongNode
 from tests.helpers import NodeFactory

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from masterd.cluster import Cluster
-from masterd.gather import call_many, gather
+from masterd.fanout import call_many, gather
 from masterd.local import free_port
 from masterd.node import Node
 from masterd.options import CallOptions, Rollout

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
+import types
 
 import pytest
 
 import masterd
-import masterd.follow
-import masterd.gather  # submodules named as two public functions, loaded before the names
+import masterd.fanout
+import masterd.follow_output  # the modules of follow and gather, loaded before the names
 
 
 def test_every_public_name_is_what_its_module_defines() -> None:
@@ -17,6 +19,15 @@ def test_every_public_name_is_what_its_module_defines() -> None:
         value = getattr(masterd, name)
         assert value.__name__ == name and value.__module__.startswith("masterd."), name
     assert callable(masterd.follow) and callable(masterd.gather)
+
+
+def test_no_submodule_is_named_as_a_public_name() -> None:
+    """Importing a submodule binds it to the package under its name: one named as a
+    public function (follow, gather) would shadow that function, which is why the
+    package's class was once swapped to refuse the binding."""
+    submodules = {module.name for module in pkgutil.iter_modules(masterd.__path__)}
+    assert submodules & set(masterd.__all__) == set()
+    assert type(masterd) is types.ModuleType
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

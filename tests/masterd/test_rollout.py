@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from masterd.cluster import Cluster
-from masterd.gather import call_many, gather
+from masterd.fanout import call_many, gather
 from masterd.local import LocalNode
 from masterd.node import Node
 from masterd.options import Rollout

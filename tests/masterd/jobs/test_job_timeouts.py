@@ -16,7 +16,7 @@ import pytest
 
 from masterd.batch import Progress
 from masterd.call import CallOptions, Deadline
-from masterd.gather import FanOutRun
+from masterd.fanout import FanOutRun
 from masterd.results import NodeResult
 from masterd.rollout import Rollout
 from rpc_client.client import NodeClient
