@@ -1,10 +1,8 @@
 """``rpc-cli``: every procedure of one node, by hand.  JSON on stdout.  With ``--master``,
 ganeti-masterd's nodes and events (:mod:`masterd.cli.master`).
 
-Exit status: 0 finished and succeeded, 1 the function failed, 2 usage error (including
-requests the node refused as malformed), 3 not finished yet (the fnc_id is printed),
-4 node unreachable, not answering, busy or shutting down, 130 interrupted, 141 stdout's
-reader went away (``| head``).
+Exit statuses: :data:`masterd.cli.exits.EXITS`, each command's own, which its ``--help``
+shows (:mod:`masterd.cli.parsing`).
 """
 
 from __future__ import annotations
