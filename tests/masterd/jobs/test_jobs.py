@@ -90,6 +90,21 @@ async def test_a_failed_canary_skips_the_rest(tmp_path: Path, make_node: NodeFac
     assert final["counts"]["skipped"] == 2
 
 
+async def test_more_canaries_than_nodes_is_refused_as_call_many_refuses_it(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    async with run_masterd(workdir=tmp_path / "m") as masterd:
+        for name in ("n1", "n2"):
+            await register(masterd, await make_node(name), name, [])
+        body = {"fn_name": "node_behaviour", "canary": 3, "nodes": ["n1", "n2"], "timeout": 10}
+        status, answer, _ = await masterd.put("SubmitJob", body)
+        jobs = await masterd.ok("ListJobs", {})
+    assert status == 400, answer
+    assert answer["error"]["type"] == "BadRequest"
+    assert answer["error"]["message"] == "canary=3 is more than the fan-out's 2 nodes"
+    assert jobs["jobs"] == []
+
+
 async def test_abort_with_calls_aborts_the_running_calls(
     tmp_path: Path, make_node: NodeFactory
 ) -> None:
