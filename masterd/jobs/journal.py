@@ -2,10 +2,9 @@
 
 A node's request_id is made from the job and the node's place in it, and committed
 before its StartFunction is sent (:meth:`StoreJournal.asked`, waiting through a store
-outage); the fnc_id the node names
-is written without waiting (a resume that lacks it resends the request_id and the node
-answers with the same call).  A node's end is recorded by the job itself
-(:mod:`masterd.jobs.runner`), every end, a skipped node's too.
+outage); the fnc_id the node names is written without waiting (a resume that lacks it
+resends the request_id and the node answers with the same call).  A node's end is
+recorded by the job itself (:mod:`masterd.jobs.runner`), every end, a skipped node's too.
 
 ``NODED_TEST_JOB_PAUSE`` (``before_asked``, ``after_asked``, or ``before_end``) with
 ``NODED_TEST_JOB_PAUSE_FILE``: a test hook that makes a node's start stop, for good,
