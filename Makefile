@@ -25,7 +25,16 @@ CERTS      := $(PREFIX)/bin/rpc-cli certs
 
 venv: $(STAMP)
 
-# One line per step (pip's own output goes to the log; the install takes half a minute).
+# One line per step; pip's own output goes to the log, and the packages it collects are
+# named as it goes, so that the half minute of the install is not silent.
+PIP_PROGRESS = tee -a $(VENV)/install.log | awk ' \
+	/^Collecting / { split($$2, name, /[<>=!~;[(]/); w = length(name[1]) + 2; \
+	  if (!n++) { printf "      collecting: "; col = 18 } \
+	  else if (col + w > 92) { printf ",\n      "; col = 6 } else printf ", "; \
+	  printf "%s", name[1]; col += w; fflush() } \
+	/^Installing collected packages/ { printf "\n      installing them ..."; fflush() } \
+	END { if (n) print "" }'
+
 $(STAMP): setup.cfg pyproject.toml
 	@echo "creating $(VENV) from setup.cfg (pip log: $(VENV)/install.log) ..."
 	@test -x $(BIN)/python || { echo "  1/3 python -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -33,8 +42,9 @@ $(STAMP): setup.cfg pyproject.toml
 	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
 	   || { tail -n 30 $(VENV)/install.log; exit 1; }
 	@echo "  3/3 installing noded with its test and dev dependencies (about 30 s) ..."
-	@$(BIN)/python -m pip install --progress-bar off -e '.[test,dev]' >> $(VENV)/install.log 2>&1 \
-	   || { tail -n 30 $(VENV)/install.log; exit 1; }
+	@{ $(BIN)/python -m pip install --progress-bar off -e '.[test,dev]' 2>&1; \
+	   echo $$? > $(VENV)/.pip-status; } | $(PIP_PROGRESS)
+	@test "$$(cat $(VENV)/.pip-status)" = 0 || { tail -n 30 $(VENV)/install.log; exit 1; }
 	@echo "  done"
 	@touch $(STAMP)
 
