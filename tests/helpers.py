@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -39,6 +41,30 @@ def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def node_args(args: Sequence[str] = ()) -> list[str]:
     return ["--functions", "tests.functions", *args]
+
+
+def noded_argv(*args: str, module: str = "noded") -> list[str]:
+    """``python -m noded ARGS`` (or another daemon's ``module``) from this tree."""
+    return [sys.executable, "-m", module, *args]
+
+
+def run_noded(
+    *args: str,
+    module: str = "noded",
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
+    timeout_s: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m noded ARGS`` to its end (a refused start, ``--help``), in the test
+    environment plus ``env``, after ``prefix`` (say, prlimit): its status and text output."""
+    return subprocess.run(
+        [*prefix, *noded_argv(*args, module=module)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=ROOT,
+        env=node_env(env),
+    )
 
 
 @contextlib.asynccontextmanager

@@ -4,8 +4,6 @@ start); usage errors exit 2."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from masterd.daemon import cli as masterd_cli
 from noded import cli as noded_cli
-from tests.helpers import node_env
+from tests.helpers import run_noded
 
 MISSING = "/no/such/dir/x.pem"
 TLS = ["--tls-cert", MISSING, "--tls-key", "/no/such/k", "--tls-ca", "/no/such/ca"]
@@ -86,9 +84,6 @@ def test_the_refusal_to_listen_without_tls_hints_at_the_way_out(
     ("module", "prog"), [("noded", "ganeti-noded"), ("masterd.daemon", "ganeti-masterd")]
 )
 def test_a_real_daemon_that_cannot_start_writes_two_lines(module: str, prog: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", module, *TLS], capture_output=True, text=True, timeout=60,
-        env=node_env(),
-    )  # fmt: skip
+    done = run_noded(*TLS, module=module)
     assert done.returncode == 2
     check_one_line(prog, done.stderr.splitlines(), f"--tls-cert {MISSING}: no such file")

@@ -6,15 +6,13 @@ import asyncio
 import re
 import resource
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from masterd.local import LocalNodeError, free_port
-from tests.helpers import ROOT, node_env, run_node
+from tests.helpers import ROOT, run_node, run_noded
 
 
 def soft_nofile(pid: int) -> tuple[int, int]:
@@ -44,25 +42,15 @@ async def test_a_functions_module_that_does_not_import_stops_the_start() -> None
             pass
 
 
-def run_noded_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "noded", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=node_env(),
-    )
-
-
 @pytest.mark.parametrize("address", ["0.0.0.0", "192.0.2.1", "::", "node1.example"])
 def test_no_tls_and_no_insecure_refuses_a_non_loopback_address(address: str) -> None:
-    done = run_noded_cli("--bind", address, "--port", "1")
+    done = run_noded("--bind", address, "--port", "1")
     assert done.returncode == 2
     assert "--insecure" in done.stderr and "refusing" in done.stderr
 
 
 def test_bad_limits_are_refused_at_start() -> None:
-    done = run_noded_cli("--max-functions", "0")
+    done = run_noded("--max-functions", "0")
     assert done.returncode == 2 and "max_functions must be > 0" in done.stderr
 
 
@@ -91,7 +79,7 @@ async def test_json_logs() -> None:
 async def test_a_second_daemon_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
     async with run_node(workdir=tmp_path) as first:
         second = await asyncio.to_thread(
-            run_noded_cli, "--port", str(free_port()), "--state-dir", str(first.state_dir)
+            run_noded, "--port", str(free_port()), "--state-dir", str(first.state_dir)
         )
         assert second.returncode == 1 and "Traceback" not in second.stderr
         in_use = f"the state directory {first.state_dir} is in use by another ganeti-noded"
@@ -107,7 +95,7 @@ async def test_a_second_daemon_on_the_same_state_directory_is_refused(tmp_path: 
 
 
 def test_a_log_file_that_cannot_be_opened_is_named_at_start(tmp_path: Path) -> None:
-    done = run_noded_cli("--log-file", str(tmp_path / "no-such-dir" / "noded.log"))
+    done = run_noded("--log-file", str(tmp_path / "no-such-dir" / "noded.log"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"--log-file {tmp_path / 'no-such-dir' / 'noded.log'}: No such file" in done.stderr
 
@@ -117,7 +105,7 @@ def test_a_port_in_use_is_named_with_the_flag_that_moves_it(tmp_path: Path) -> N
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run_noded_cli("--port", str(port), "--state-dir", str(tmp_path / "s"))
+        done = run_noded("--port", str(port), "--state-dir", str(tmp_path / "s"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"cannot start: 127.0.0.1:{port}: address already in use" in done.stderr
     assert "--port" in done.stderr
@@ -126,10 +114,7 @@ def test_a_port_in_use_is_named_with_the_flag_that_moves_it(tmp_path: Path) -> N
 def test_a_missing_certificate_file_is_named_at_start(tmp_path: Path) -> None:
     files = ["--tls-cert", str(tmp_path / "node.crt"), "--tls-key", str(tmp_path / "node.key"),
              "--tls-ca", str(tmp_path / "ca.crt")]  # fmt: skip
-    done = subprocess.run(
-        [sys.executable, "-m", "noded", *files], capture_output=True, text=True, timeout=60,
-        env=node_env(),
-    )  # fmt: skip
+    done = run_noded(*files)
     assert done.returncode == 2
     assert f"--tls-cert {tmp_path / 'node.crt'}: no such file" in done.stderr
     assert "Traceback" not in done.stderr
@@ -141,10 +126,7 @@ async def test_ready_says_whether_tls_is_on() -> None:
 
 
 def test_every_flag_of_the_help_is_in_the_operations_flag_table() -> None:
-    help_text = subprocess.run(
-        [sys.executable, "-m", "noded", "--help"], capture_output=True, text=True, timeout=60,
-        env=node_env(),
-    ).stdout  # fmt: skip
+    help_text = run_noded("--help").stdout
     flags = set(re.findall(r"(--[a-z][a-z-]+)", help_text)) - {"--help"}
     doc = (ROOT / "doc" / "operations.md").read_text()
     table = doc[doc.index("## Flags") :]
@@ -188,10 +170,7 @@ async def test_the_functions_path_in_the_config_file(tmp_path: Path) -> None:
 
 
 def test_a_function_module_not_found_says_where_it_looked() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "noded", "--functions", "no_such_site.functions"],
-        capture_output=True, text=True, timeout=60, env=node_env(),
-    )  # fmt: skip
+    done = run_noded("--functions", "no_such_site.functions")
     assert done.returncode == 1
     assert "cannot import function module 'no_such_site': not found in" in done.stderr
     assert "--functions-path DIR" in done.stderr and "Traceback" not in done.stderr
@@ -217,7 +196,7 @@ def test_a_function_module_that_fails_to_import_is_named_with_what_it_raised(
     """Before, a syntax error or the module's own exception came as the daemon's traceback,
     and a missing dependency as the function module itself not being found."""
     (tmp_path / "broken.py").write_text(source)
-    done = run_noded_cli("--functions-path", str(tmp_path), "--functions", "broken")
+    done = run_noded("--functions-path", str(tmp_path), "--functions", "broken")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     expected = said.format(path=tmp_path / "broken.py")
     assert f"cannot start: function module 'broken' cannot be imported: {expected}" in done.stderr

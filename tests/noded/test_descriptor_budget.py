@@ -5,35 +5,33 @@ request, Identify included, 503 Busy."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from masterd.local import LocalNode
 from noded.http.descriptors import CALL_DESCRIPTORS, DescriptorsTooFew, check_budget_can_be_met
-from tests.helpers import node_env
+from tests.helpers import node_env, run_noded
 
 
-def run_noded(
+def run_limited(
     tmp_path: Path, *args: str, nofile: int | None = None
 ) -> subprocess.CompletedProcess[str]:
     prefix = ["prlimit", f"--nofile={nofile}:{nofile}", "--"] if nofile else []
-    daemon = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "state"),
-              "--port", "0", "--functions", "tests.functions", *args]  # fmt: skip
-    return subprocess.run([*prefix, *daemon], capture_output=True, text=True, timeout=30,
-                          env=node_env())  # fmt: skip
+    daemon = ["--state-dir", str(tmp_path / "state"), "--port", "0",
+              "--functions", "tests.functions", *args]  # fmt: skip
+    return run_noded(*daemon, prefix=prefix, timeout_s=30)
 
 
 def test_a_reserve_no_limit_holds_is_refused(tmp_path: Path) -> None:
-    done = run_noded(tmp_path, "--descriptor-reserve", "100000")
+    done = run_limited(tmp_path, "--descriptor-reserve", "100000")
     assert done.returncode == 2, done.stderr
     assert "RLIMIT_NOFILE is" in done.stderr and "--descriptor-reserve 100000" in done.stderr
     assert "daemon.ready" not in done.stderr
 
 
 def test_a_limit_too_small_for_the_default_reserve_is_refused(tmp_path: Path) -> None:
-    done = run_noded(tmp_path, nofile=48)
+    done = run_limited(tmp_path, nofile=48)
     assert done.returncode == 2, done.stderr
     assert "RLIMIT_NOFILE is 48" in done.stderr and "--descriptor-reserve 32" in done.stderr
     assert "daemon.ready" not in done.stderr

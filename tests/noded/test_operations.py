@@ -21,9 +21,9 @@ from tests.helpers import (
     eventually,
     get_text,
     metric,
-    node_env,
     put,
     run_node,
+    run_noded,
     start_ignoring_sigterm,
 )
 
@@ -134,13 +134,7 @@ async def test_a_config_file_sets_flags_and_flags_override_it(tmp_path: Path) ->
 def test_a_config_file_with_an_unknown_setting_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "noded.toml"
     config.write_text("max-funtions = 1\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "noded", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=node_env(),
-    )
+    done = run_noded("--config", str(config))
     assert done.returncode == 2 and "unknown setting 'max-funtions'" in done.stderr
 
 

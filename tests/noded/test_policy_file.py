@@ -4,7 +4,6 @@ cannot be used does not start."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,7 +21,7 @@ from noded.policy import (
     plain_http_warning,
 )
 from noded.registry import load_modules
-from tests.helpers import ROOT, eventually, node_env
+from tests.helpers import ROOT, eventually, node_env, noded_argv, run_noded
 
 REGISTRY = load_modules(["tests.functions"])
 MASTER = Caller("master", "10.0.0.1:5000", "ab" * 32)
@@ -154,14 +153,12 @@ def test_tls_allowed_clients_is_a_policy_of_one_rule() -> None:
 def test_a_daemon_whose_policy_cannot_be_used_does_not_start(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text('[[allow]]\nclients = ["master"]\nfunctoins = ["*"]\n')
-    argv = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "state"),
-            "--functions", "tests.functions", "--policy", str(policy), "--port", "0"]  # fmt: skip
-    env = {**node_env(), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    args = ["--state-dir", str(tmp_path / "state"), "--functions", "tests.functions",
+            "--policy", str(policy), "--port", "0"]  # fmt: skip
+    done = run_noded(*args, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 1
     assert "cannot start: policy" in done.stderr and "unknown keys ['functoins']" in done.stderr
-    done = subprocess.run([*argv, "--tls-allowed-clients", "m"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env=env)  # fmt: skip
+    done = run_noded(*args, "--tls-allowed-clients", "m", env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 2
     assert "give --policy or --tls-allowed-clients, not both" in done.stderr
 
@@ -185,9 +182,9 @@ async def test_a_daemon_without_tls_warns_at_start_of_a_policy_that_refuses_all(
     policy, log_file, stderr = tmp_path / "policy.toml", tmp_path / "log", tmp_path / "stderr"
     policy.write_text('[[allow]]\nclients = ["master1"]\n')
     port = free_port()
-    argv = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "state"),
-            "--functions", "tests.functions", "--policy", str(policy), "--port", str(port),
-            "--log-file", str(log_file)]  # fmt: skip
+    argv = noded_argv("--state-dir", str(tmp_path / "state"), "--functions", "tests.functions",
+                      "--policy", str(policy), "--port", str(port),
+                      "--log-file", str(log_file))  # fmt: skip
     with stderr.open("wb") as err:
         daemon = subprocess.Popen(argv, stdout=err, stderr=err, cwd=ROOT, env=node_env())
     try:

@@ -5,8 +5,6 @@ nothing fetched); the rest is refused at load, naming what is wrong."""
 from __future__ import annotations
 
 import http.server
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from noded.arg_schema import FORMATS
 from noded.policy import Caller, PolicyError, load_policy
 from noded.registry import load_modules
 from rpc_client.errors import Forbidden
-from tests.helpers import ROOT, node_env, put, run_node
+from tests.helpers import put, run_node, run_noded
 
 REGISTRY = load_modules(["tests.functions"])
 LOCAL = Caller("local", "127.0.0.1:1")
@@ -119,10 +117,9 @@ def start_refused(tmp_path: Path, schema: str) -> str:
     """Start a daemon with a policy holding ``schema``; assert it refuses; its stderr."""
     policy = tmp_path / "policy.toml"
     policy.write_text(f"{RULE}{PROCEDURES}args = {{ value = {schema} }}\n")
-    argv = [sys.executable, "-m", "noded", "--state-dir", str(tmp_path / "state"),
-            "--functions", "tests.functions", "--policy", str(policy), "--port", "0"]  # fmt: skip
-    env = {**node_env(), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    args = ["--state-dir", str(tmp_path / "state"), "--functions", "tests.functions",
+            "--policy", str(policy), "--port", "0"]  # fmt: skip
+    done = run_noded(*args, env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 1, done.stderr
     return done.stderr
 

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.helpers import (
     lasting_zombies,
     marked_processes,
     node_env,
+    noded_argv,
     put,
     run_node,
     start_ignoring_sigterm,
@@ -60,8 +60,8 @@ async def test_a_stop_signal_during_start_up_stops_the_daemon_once_started(
     half-way: a traceback, or a signal lost and a daemon that ran on."""
     mark = tmp_path / "starting"
     env = {**os.environ, **node_env({STARTING_MARK: str(mark)})}
-    argv = [sys.executable, "-m", "noded", "--bind", "127.0.0.1", "--port", str(free_port()),
-            "--state-dir", str(tmp_path / "state"), "--functions", "tests.slow_start"]  # fmt: skip
+    argv = noded_argv("--bind", "127.0.0.1", "--port", str(free_port()), "--state-dir",
+                      str(tmp_path / "state"), "--functions", "tests.slow_start")  # fmt: skip
     with open(tmp_path / "noded.log", "wb") as log:
         daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
     try:

@@ -7,18 +7,16 @@ each retry, and ``--limit-check-interval nan`` turned the call limits off."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from noded.cli import parse_config
-from tests.helpers import node_env
+from tests.helpers import run_noded
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, timeout=30, env=node_env())  # fmt: skip
+    return run_noded(*args, module=module, timeout_s=30)
 
 
 @pytest.mark.parametrize(

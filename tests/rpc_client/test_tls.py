@@ -23,7 +23,7 @@ from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import ConnectionLost, Forbidden, TLSError
 from rpc_client.tls import TLSConfig, fingerprint
-from tests.helpers import eventually, node_env, run_node
+from tests.helpers import eventually, run_node, run_noded
 from tests.pki import Pki, tls_args
 
 
@@ -195,13 +195,7 @@ def test_certs_tooling_writes_safe_modes(tmp_path: Path) -> None:
 
 
 def test_without_tls_a_non_loopback_bind_names_the_way_out() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "noded", "--bind", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=node_env(),
-    )
+    done = run_noded("--bind", "0.0.0.0")
     assert done.returncode == 2
     assert "--tls-cert" in done.stderr and "--insecure" in done.stderr
 

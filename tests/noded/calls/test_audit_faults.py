@@ -18,7 +18,7 @@ import orjson
 
 from masterd.local import LocalNode
 from noded.calls.audit import HEAD
-from tests.helpers import ROOT, eventually, node_env, run_node
+from tests.helpers import eventually, run_node, run_noded
 
 
 def records(path: Path) -> list[dict[str, Any]]:
@@ -43,10 +43,9 @@ async def crash(node: LocalNode) -> None:
 
 def second_daemon(state_dir: Path, log: Path) -> subprocess.CompletedProcess[str]:
     """Start a daemon of its own state directory on ``log``; how it ended."""
-    argv = [sys.executable, "-m", "noded", "--state-dir", str(state_dir),
-            "--functions", "tests.functions", "--audit-log", str(log), "--port", "0"]  # fmt: skip
-    env = {**node_env(), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    args = ["--state-dir", str(state_dir), "--functions", "tests.functions",
+            "--audit-log", str(log), "--port", "0"]  # fmt: skip
+    return run_noded(*args, env={"PATH": "/usr/bin:/bin"})
 
 
 async def test_records_cut_from_the_end_are_recorded_loudly_and_no_seq_is_reused(

@@ -3,15 +3,13 @@ stopped with ResourceLimitExceeded, and the daemon is unharmed."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
 from noded.registry import check_limits
 from rpc_client.client import NodeClient
-from tests.helpers import node_env, run_node
+from tests.helpers import run_node, run_noded
 
 pytestmark = pytest.mark.both_spawners
 
@@ -65,8 +63,5 @@ def test_limits_are_checked_where_they_are_given() -> None:
         check_limits({"memory": 5}, "@function limits")
     with pytest.raises(ValueError, match="must be a number > 0"):
         check_limits({"cpu_s": 0}, "@function limits")
-    done = subprocess.run(
-        [sys.executable, "-m", "noded", "--limit-cpu-s", "0"],
-        capture_output=True, text=True, timeout=60, env=node_env(),
-    )  # fmt: skip
+    done = run_noded("--limit-cpu-s", "0")
     assert done.returncode == 2 and "limit must be > 0" in done.stderr

@@ -13,8 +13,7 @@ from masterd.local import LocalNode
 from noded.config import MAX_OUTPUT_BYTES
 from rpc_client.client import NodeClient
 from tests.disks import small_disk
-from tests.helpers import get_text, metric, run_node
-from tests.noded.test_daemon import run_noded_cli
+from tests.helpers import get_text, metric, run_node, run_noded
 
 MiB = 1 << 20
 
@@ -71,7 +70,7 @@ async def test_a_read_near_the_end_of_a_large_output_costs_little(tmp_path: Path
 
 
 def test_max_output_bytes_has_an_upper_bound() -> None:
-    over = run_noded_cli("--max-output-bytes", str(MAX_OUTPUT_BYTES + 1))
+    over = run_noded("--max-output-bytes", str(MAX_OUTPUT_BYTES + 1))
     assert over.returncode == 2 and "Traceback" not in over.stderr
     assert f"max_output_bytes must be at most {MAX_OUTPUT_BYTES}" in over.stderr
 
@@ -162,6 +161,6 @@ async def test_output_that_cannot_be_written_is_logged_once_per_interval(tmp_pat
 
 
 def test_the_bound_on_all_output_is_at_least_one_calls() -> None:
-    done = run_noded_cli("--max-output-bytes", "65536", "--max-retained-output-bytes", "65535")
+    done = run_noded("--max-output-bytes", "65536", "--max-retained-output-bytes", "65535")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "max_retained_output_bytes must be at least max_output_bytes" in done.stderr
