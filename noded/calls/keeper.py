@@ -39,7 +39,6 @@ from noded.calls.output import (
 )
 from noded.calls.table import FunctionCall
 from noded.metrics import Metrics
-from noded.process.function import FunctionProcess
 from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.output")
@@ -111,10 +110,24 @@ class OutputKeeper:
         self._drops = RateLimit(LOG_EVERY_S)
         metrics.output_on_disk.set_function(lambda: self._on_disk)
 
-    def attach(self, call: FunctionCall, proc: FunctionProcess) -> None:
-        """Keep what ``proc`` writes and reports as ``call``'s output from now on."""
-        proc.on_output = lambda stream, data: self._output(call, _STREAMS[stream], data)
-        proc.on_progress = lambda report: self._progress(call, report)
+    def output(self, call: FunctionCall, stream: str, data: bytes) -> None:
+        """``call``'s process wrote ``data`` on ``stream`` ("stdout" or "stderr")."""
+        gate = self._gates.get(call.fnc_id)
+        if gate is not None:
+            gate.write_waiting()  # it came first
+        self._keep(call, lambda output: output.write(_STREAMS[stream], data), len(data))
+
+    def progress(self, call: FunctionCall, report: dict[str, Any]) -> None:
+        """``call``'s process reported progress: its state's at once, an output event at
+        most once per PROGRESS_EVENT_INTERVAL_S."""
+        call.progress = report
+        gate = self._gates.get(call.fnc_id)
+        if gate is None:
+            gate = self._gates[call.fnc_id] = _ProgressGate(
+                lambda waiting: self._keep(call, lambda output: output.progress(waiting), 0)
+            )
+        if gate.offer(report):
+            call.output_changed()  # no event yet, but the state's progress is new
 
     def read(self, call: FunctionCall, position: int) -> dict[str, Any]:
         """The contract's ``output`` object of ``call`` from ``position`` on."""
@@ -156,22 +169,6 @@ class OutputKeeper:
         what is kept fits the bound (it may have been lowered since)."""
         remove_all_but(self._directory, fnc_ids)
         self._make_room()
-
-    def _output(self, call: FunctionCall, stream: int, data: bytes) -> None:
-        gate = self._gates.get(call.fnc_id)
-        if gate is not None:
-            gate.write_waiting()  # it came first
-        self._keep(call, lambda output: output.write(stream, data), len(data))
-
-    def _progress(self, call: FunctionCall, report: dict[str, Any]) -> None:
-        call.progress = report
-        gate = self._gates.get(call.fnc_id)
-        if gate is None:
-            gate = self._gates[call.fnc_id] = _ProgressGate(
-                lambda waiting: self._keep(call, lambda output: output.progress(waiting), 0)
-            )
-        if gate.offer(report):
-            call.output_changed()  # no event yet, but the state's progress is new
 
     def _keep(self, call: FunctionCall, write: Callable[[OutputLog], None], size: int) -> None:
         if call.output is None:  # the first output of this call: its log begins

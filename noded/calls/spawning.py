@@ -14,7 +14,7 @@ import logging
 from noded.metrics import Metrics
 from noded.process.function import FunctionProcess
 from noded.process.leftovers import is_resource_shortage
-from noded.process.spawners import BeforeSend, Spawner
+from noded.process.spawners import Spawner
 from rpc_client.errors import NodeBusy
 from rpc_client.logs import RateLimit, event
 
@@ -33,23 +33,24 @@ class Spawners:
     def __init__(self, spawner: Spawner, metrics: Metrics) -> None:
         self.current = spawner
         self._metrics = metrics
-        #: pid -> the spawner that made the process, while it is not reaped
-        self._made_by: dict[int, Spawner] = {}
+        #: process -> the spawner that made it, while it is not reaped
+        self._made_by: dict[FunctionProcess, Spawner] = {}
         self._retired: list[Spawner] = []
         #: spawner -> the processes it is making now (not yet in ``_made_by``)
         self._spawning: dict[Spawner, int] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._failures = RateLimit(_LOG_EVERY_S)
 
-    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
-        """A process for a call, from the spawner in use; a shortage of processes or
-        descriptors is :class:`NodeBusy` (it passes with time).  A spawner a reload
-        replaces while it makes this process stays open until the process is made."""
+    async def take(self) -> FunctionProcess:
+        """A process waiting for a call, from the spawner in use; a shortage of processes
+        or descriptors is :class:`NodeBusy` (it passes with time).  A spawner a reload
+        replaces while it makes this process stays open until the process is reaped."""
         spawner = self.current
         self._spawning[spawner] = self._spawning.get(spawner, 0) + 1
         try:
-            proc = await self._spawn_with(spawner, request, before_send)
-            self._made_by[proc.pid] = spawner  # no turn of the loop since it was sent its call
+            proc = await self._take_from(spawner)
+            self._made_by[proc] = spawner
+            proc.reaped.add_done_callback(lambda _: self._reaped(proc))
             return proc
         finally:
             self._spawning[spawner] -= 1
@@ -58,11 +59,9 @@ class Spawners:
             if self._retired:
                 self._close_idle()
 
-    async def _spawn_with(
-        self, spawner: Spawner, request: bytes, before_send: BeforeSend
-    ) -> FunctionProcess:
+    async def _take_from(self, spawner: Spawner) -> FunctionProcess:
         try:
-            return await spawner.spawn(request, before_send)
+            return await spawner.take()
         except OSError as exc:
             if not is_resource_shortage(exc):
                 raise
@@ -74,8 +73,8 @@ class Spawners:
                 f"cannot start a function process now: {exc}", retry_after_s=BUSY_RETRY_AFTER_S
             ) from exc
 
-    def reaped(self, pid: int) -> None:
-        self._made_by.pop(pid, None)
+    def _reaped(self, proc: FunctionProcess) -> None:
+        self._made_by.pop(proc, None)
         if self._retired:
             self._close_idle()
 

@@ -12,8 +12,9 @@ import logging
 import time
 from typing import Any
 
-from noded.calls.call_events import Emit, finish_event, function_event
+from noded.calls.call_events import Emit, finish_event
 from noded.calls.keeper import OutputKeeper, retained_results_bound
+from noded.calls.listener import CallHandOn
 from noded.calls.listing import listing_entry
 from noded.calls.outcomes import call_result
 from noded.calls.recorder import CallRecorder
@@ -37,7 +38,6 @@ from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees, CgroupTree
 from noded.registry import FunctionSpec, Registry
 from rpc_client.errors import (
-    InsufficientStorage,
     NodeBusy,
     NodeShuttingDown,
     UnknownFunction,
@@ -239,19 +239,17 @@ class Supervisor:
             del self._launching[key]
 
     async def _launch(self, start: Start) -> FunctionCall:
+        """Take a process, record its call (or kill it unsent), start it."""
         self._admit()
         self._starting += 1  # counted against the limit while the process is made
-        made: list[FunctionCall] = []
         try:
             started = time.time()
-
-            async def record(proc: FunctionProcess) -> None:
-                made.append(await self._record_start(start, proc, started))
-
-            proc = await self.spawners.spawn(start.encoded, record)
+            proc = await self.spawners.take()
+            call = await self._recorded(start, proc, started)
         finally:
             self._starting -= 1
-        call = made[0]
+        self._take_in(call, proc, start)
+        proc.start(start.encoded, CallHandOn(call, self._on_decided, self._outputs, self._emit))
         if start.request.abort_after is not None:
             timer = asyncio.get_running_loop().call_later(
                 start.request.abort_after, self._abort_soon, call, "abort_after"
@@ -261,12 +259,21 @@ class Supervisor:
         self.metrics.call_started(call.fn_name)
         return call
 
-    async def _record_start(
-        self, start: Start, proc: FunctionProcess, started: float
-    ) -> FunctionCall:
-        """Before ``proc`` gets its call: write the call's start, or undo it (a call the
-        journal does not know would outlive a crash unseen, one the audit log does not
-        know would run unaudited), then take the call in."""
+    async def _recorded(self, start: Start, proc: FunctionProcess, started: float) -> FunctionCall:
+        """``proc``'s call, its start written (a call the journal does not know would
+        outlive a crash unseen, one the audit log does not know would run unaudited); if
+        it cannot be, ``proc`` is killed unsent, and reaped before the error is raised."""
+        try:
+            call = self._call_of(start, proc, started)
+            await self.recorder.started(call, start.caller, start.request.fn_args)
+        except BaseException as exc:
+            proc.kill_group()
+            if isinstance(exc, Exception):  # (cancelled: the reaping goes on unwaited)
+                await proc.wait_reaped(self._config.kill_grace_s + 5.0)
+            raise
+        return call
+
+    def _call_of(self, start: Start, proc: FunctionProcess, started: float) -> FunctionCall:
         request = start.request
         call = FunctionCall(
             fnc_id=str(FncId.new(self._daemon_pid, proc.pid, started)),
@@ -280,22 +287,18 @@ class Supervisor:
         )
         call.pid_birth = proc.birth
         call.cgroup = str(proc.tree.path) if isinstance(proc.tree, CgroupTree) else None
-        try:
-            await self.recorder.started(call, start.caller, request.fn_args)
-        except InsufficientStorage:
-            proc.kill_group()
-            await proc.wait_reaped(self._config.kill_grace_s + 5.0)
-            raise
-        self._outputs.attach(call, proc)
-        self.calls.add(call)
-        self._processes.add(call.fnc_id, proc, start.limits)
-        proc.on_decided = lambda outcome: self._on_decided(call, outcome)
-        proc.on_event = lambda report: function_event(self.emit, call, report)
-        proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
         return call
 
+    def _take_in(self, call: FunctionCall, proc: FunctionProcess, start: Start) -> None:
+        """A recorded call is listed, abortable and bounded from now on."""
+        self.calls.add(call)
+        self._processes.add(call.fnc_id, proc, start.limits)
+        proc.reaped.add_done_callback(lambda _: self._on_reaped(call, proc))
+
+    def _emit(self) -> Emit | None:
+        return self.emit
+
     def _on_reaped(self, call: FunctionCall, proc: FunctionProcess) -> None:
-        self.spawners.reaped(proc.pid)
         if proc.sigkilled:
             self.metrics.kills.inc()
             event(log, "call.killed", logging.WARNING, fnc_id=call.fnc_id, fn_name=call.fn_name)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from noded.process.child import zygote
 from noded.process.function import FunctionProcess, ProcessLimits
 from noded.process.outbox import Outbox
-from noded.process.spawners import BeforeSend, ExecSpawner, close_all, send_after
+from noded.process.spawners import ExecSpawner, close_all
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from noded.process.zygote_process import ZygoteProcess, not_ready_reason, receive_answer
@@ -90,31 +90,24 @@ class ForkSpawner:
 
     # --- the Spawner interface ------------------------------------------------------
 
-    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
-        """A spare (or a child forked now) given ``request`` once ``before_send`` ran.
+    async def take(self) -> FunctionProcess:
+        """A spare (or a child forked now) waiting for its call, confined.
 
-        A spare that left before it was taken never saw its call, so the call goes to
-        the next.  The pool is refilled once this call's result is in, off the request's
-        path (at once if it ran empty, or if the call was not sent).
+        A spare that left before it was taken never saw a call: the next is taken.  The
+        pool is refilled once this process's outcome is decided, off the request's path
+        (at once if it ran empty).
         """
         if self._fallback is not None:
-            return await self._fallback.spawn(request, before_send)
+            return await self._fallback.take()
         for _ in range(_SEND_ATTEMPTS):
             proc = self._take_spare()  # one still waiting for a call (asked just now)
             if proc is None:
                 proc = await self._fork_now()
                 if not proc.waiting_for_call:  # gone at once
-                    proc.on_decided = None
                     event(log, "spare.gone", logging.WARNING, pid=proc.pid)
                     continue
-            proc.on_decided = None
             if self._trees is not None:
                 proc.tree = confine(self._trees, proc.pid, proc.birth)
-            try:
-                await send_after(proc, request, before_send)
-            except BaseException:
-                self._refill()
-                raise
             if self._pool:
                 proc.decided.add_done_callback(lambda _: self._refill())
             else:
@@ -314,7 +307,7 @@ class ForkSpawner:
             self._fail_one_waiter(exc)
             return
         proc.watch()
-        proc.on_decided = lambda _: self._spare_gone(proc)
+        proc.decided.add_done_callback(lambda _: self._spare_gone(proc))
         self._deliver(proc)
 
     def _spare_gone(self, proc: FunctionProcess) -> None:

@@ -3,9 +3,10 @@
 The daemon learns of a process's events without polling: the frame channel, stdout,
 stderr and pidfd descriptors are watched by the event loop.
 
-* Progress reports and output are handed on as they arrive (``on_progress``,
-  ``on_output``); the output already written when the result frame comes is read first,
-  so a call's output is complete when it is seen to finish.
+* A process is made waiting for its call; :meth:`FunctionProcess.start` gives it the
+  call and its one :class:`CallListener`, which from then on is told of its progress,
+  output, events and outcome as they arrive; the output already written when the result
+  frame comes is read first, so a call's output is complete when it is seen to finish.
 * The result frame is taken as soon as its newline arrives (not at EOF).
 * The exit is seen through a pidfd, then reaped: with ``waitpid`` on that one pid when the
   process is the daemon's child, or by asking its parent (the fork server).  No other
@@ -25,7 +26,7 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
@@ -51,6 +52,22 @@ _DRAIN_FRAME_CHUNKS = 17
 #: asks a process's parent (the fork server) to reap ``pid``; it calls back with the wait
 #: status, or None if lost (a callback rather than a coroutine: no task per call)
 Reaper = Callable[[int, Callable[[int | None], None]], None]
+
+
+class CallListener(Protocol):
+    """What a started process tells its call, each as soon as it happens."""
+
+    def decided(self, outcome: Outcome) -> None:
+        """Its outcome is decided (before ``FunctionProcess.decided`` is set)."""
+
+    def output(self, stream: str, data: bytes) -> None:
+        """It wrote ``data`` on ``stream`` ("stdout" or "stderr")."""
+
+    def progress(self, report: dict[str, Any]) -> None:
+        """It reported progress (fraction, message, at)."""
+
+    def event(self, report: dict[str, Any]) -> None:
+        """It emitted an event ({"type", "data", "at"}: noded.emit)."""
 
 
 class FunctionProcess:
@@ -97,14 +114,8 @@ class FunctionProcess:
         self._killing_group = False
         #: True once the group needed SIGKILL
         self.sigkilled = False
-        #: called as soon as the outcome is decided, before ``decided`` is set
-        self.on_decided: Callable[[Outcome], None] | None = None
-        #: called with ("stdout" or "stderr", bytes) as output arrives
-        self.on_output: Callable[[str, bytes], None] | None = None
-        #: called with each progress report (fraction, message, at)
-        self.on_progress: Callable[[dict[str, Any]], None] | None = None
-        #: called with each event it emits ({"type", "data", "at"}: noded.emit)
-        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        #: its call's, from :meth:`start` until it is reaped
+        self._listener: CallListener | None = None
         self._frame_reader.on_event = self._event
         #: every process of its call, escaped grandchildren included (set before its call)
         self.tree: Tree | None = None
@@ -137,12 +148,27 @@ class FunctionProcess:
             return False
         return self._pidfd is None or not _readable(self._pidfd)
 
-    def send(self, request: bytes) -> None:
-        """Give the process its call, on stdin, which is then closed; its mark comes first
-        (the process would otherwise read /proc for it: copied pages, system calls).
+    def start(self, request: bytes, listener: CallListener) -> None:
+        """Give the process its call, and ``listener`` all it tells of it from now on;
+        once.  A process that left before (while its call was being recorded) is not
+        sent it: ``listener`` hears its outcome now, decided by its exit."""
+        assert self._listener is None and not self._sent, "a process runs one call"
+        self._listener = listener
+        if self.decided.done():
+            self._sent = True
+            listener.decided(self.outcome)
+            if self.reaped.done():
+                self._let_go()
+            return
+        with contextlib.suppress(BrokenPipeError):  # its exit decides the call
+            self._send(request)
+
+    def _send(self, request: bytes) -> None:
+        """Write the call on stdin, which is then closed; its mark comes first (the
+        process would otherwise read /proc for it: copied pages, system calls).
 
         Raises :class:`BrokenPipeError` if the process is already gone: it never saw the
-        call, so the call may safely go to another process.
+        call.
         """
         assert self._stdin is not None and self._pidfd is not None and not self._sent
         self._sent = True
@@ -169,7 +195,7 @@ class FunctionProcess:
         methods, the callbacks that close over its call) and the raw frame, now decoded,
         so that reference counting frees it, its call and its result as soon as nothing
         else holds them: the daemon's cyclic collector runs rarely (noded.server)."""
-        self.on_decided = self.on_output = self.on_progress = self.on_event = None
+        self._listener = None
         self._frame_reader.on_progress = self._frame_reader.on_event = None
         self._kill_timer = self._linger_timer = None
         self.outcome.frame = self._frame_reader.frame = None
@@ -253,12 +279,12 @@ class FunctionProcess:
             self.kill_group()  # a runaway writer: stop it rather than read more
 
     def _progress(self, report: dict[str, Any]) -> None:
-        if self.on_progress is not None:
-            self.on_progress(report)
+        if self._listener is not None:
+            self._listener.progress(report)
 
     def _event(self, report: dict[str, Any]) -> None:
-        if self.on_event is not None:
-            self.on_event(report)
+        if self._listener is not None:
+            self._listener.event(report)
 
     def _on_stdout(self, turns: int = OUTPUT_CHUNKS_PER_TURN) -> None:
         assert self._stdout is not None
@@ -271,13 +297,13 @@ class FunctionProcess:
             self._close_fd("_stderr")
 
     def _stdout_chunk(self, chunk: bytes) -> None:
-        if self.on_output is not None:
-            self.on_output("stdout", chunk)
+        if self._listener is not None:
+            self._listener.output("stdout", chunk)
 
     def _stderr_chunk(self, chunk: bytes) -> None:
         self._stderr_tail.keep(chunk)
-        if self.on_output is not None:
-            self.on_output("stderr", chunk)
+        if self._listener is not None:
+            self._listener.output("stderr", chunk)
 
     def _drain_output(self) -> None:
         """Read the output already in the pipes (a pipe holds 64 KiB; the bound is for a
@@ -331,8 +357,8 @@ class FunctionProcess:
     def _decide(self) -> None:
         self.outcome.partial_frame = self._frame_reader.partial()
         self.outcome.stderr_tail = self._stderr_tail.tail()
-        if self.on_decided is not None:
-            self.on_decided(self.outcome)  # now, not a loop turn later as a done callback
+        if self._listener is not None:
+            self._listener.decided(self.outcome)  # now, not a loop turn later (a done callback)
         self.decided.set_result(self.outcome)
         if self.outcome.frame is None and not self.outcome.frame_too_large:
             return

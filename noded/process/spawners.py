@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from noded.process.child.containment import PLACEHOLDER
@@ -16,15 +15,14 @@ from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
 from rpc_client.systemd import SYSTEMD_VARIABLES
 
-#: what runs once a call's process exists and before it is sent its call (the daemon
-#: writes the call's records then); if it raises, the process is killed unsent
-BeforeSend = Callable[[FunctionProcess], Awaitable[None]]
-
 
 class Spawner(Protocol):
-    """Makes one function process per call."""
+    """Makes one function process per call, in two steps: :meth:`take` a process, then
+    :meth:`FunctionProcess.start` it with its call (or kill it unsent)."""
 
-    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess: ...
+    async def take(self) -> FunctionProcess:
+        """A live process, confined to its call's tree (``CallTrees``), watched, and
+        waiting for its call: whoever takes it starts it or kills its group."""
 
     def retire(self) -> None:
         """A reload replaced it: no new call will ask it (those it is making go on), so
@@ -51,10 +49,8 @@ class ExecSpawner:
         self._watcher = watcher or DescriptorWatcher()
         self._trees = trees
 
-    async def spawn(self, request: bytes, before_send: BeforeSend) -> FunctionProcess:
-        proc = start_process(self._argv, self._env, self._limits, self._watcher, self._trees)
-        await send_after(proc, request, before_send)
-        return proc
+    async def take(self) -> FunctionProcess:
+        return start_process(self._argv, self._env, self._limits, self._watcher, self._trees)
 
     def retire(self) -> None:
         pass  # it keeps nothing ahead
@@ -106,20 +102,6 @@ def start_process(
     if trees is not None:
         proc.tree = confine(trees, pid, proc.birth)
     return proc
-
-
-async def send_after(proc: FunctionProcess, request: bytes, before_send: BeforeSend) -> None:
-    """Run ``before_send``, then send the call; kill the process unsent if it raises.
-
-    A process that left while ``before_send`` ran is not replaced (its call is recorded
-    by then): its exit decides the call (FunctionProcessDied)."""
-    try:
-        await before_send(proc)
-    except BaseException:
-        proc.kill_group()
-        raise
-    with contextlib.suppress(BrokenPipeError):
-        proc.send(request)
 
 
 def child_environment() -> dict[str, str]:

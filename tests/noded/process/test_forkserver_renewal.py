@@ -18,8 +18,9 @@ import pytest
 from noded.process.child import zygote as protocol
 from noded.process.child.frames import encode_request
 from noded.process.forkserver import ForkSpawner
-from noded.process.function import FunctionProcess, ProcessLimits
+from noded.process.function import ProcessLimits
 from tests.helpers import alive, eventually, marked_processes, put, run_node, zygote_of, zygotes
+from tests.noded.listeners import KeepingListener
 
 SPARES = 4
 RUNNING = 6
@@ -217,18 +218,16 @@ async def test_a_dead_fork_servers_call_is_asked_of_no_later_fork_server() -> No
 
     spawner._outbox.put = recording  # type: ignore[method-assign]
 
-    async def nothing(_: FunctionProcess) -> None:
-        pass
-
     try:
         old = zygote_of(os.getpid())
-        request = encode_request("sleep_then", {"seconds": 2.0, "value": 1})
-        running = await spawner.spawn(request, nothing)
+        running = await spawner.take()
+        running.start(encode_request("sleep_then", {"seconds": 2.0, "value": 1}), KeepingListener())
         old.kill()
         await eventually(lambda: new_zygote(os.getpid(), old.pid) is not None)
         await asyncio.wait_for(running.reaped, 15)
         assert running.pid not in asked
-        after = await spawner.spawn(encode_request("echo", {"value": 2}), nothing)
+        after = await spawner.take()
+        after.start(encode_request("echo", {"value": 2}), KeepingListener())
         await asyncio.wait_for(after.reaped, 15)
         assert after.outcome.exit_code == 0 and after.pid in asked  # its own is asked
     finally:
