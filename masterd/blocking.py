@@ -23,7 +23,7 @@ from masterd.cluster import ClusterKeywords
 from masterd.fanout import CallManyKeywords, GatherSummary, NodeResult, ResumeKeywords
 from masterd.follow_output import follow
 from masterd.job_state import JobResultItem, JobState
-from masterd.master_client import EventPage, ListedNode, MasterEvent
+from masterd.master_client import EventPage, ListedNode, MasterEvent, SubmitJobKeywords
 from masterd.master_client import MasterClient as AsyncMasterClient
 from masterd.node import Node
 from masterd.options import without_old_keywords
@@ -116,7 +116,7 @@ class Cluster:
         **kwargs: Unpack[CallFunctionKeywords],
     ) -> Any:
         """Run a function on one node; see :func:`masterd.call.call_function`."""
-        given = without_old_keywords("call_function", kwargs, fan_out=False)
+        given = without_old_keywords("call_function", kwargs, takes="call")
         return self._loop.run(self._cluster.call_function(node, fn_name, fn_args, timeout, **given))
 
     def gather(
@@ -217,9 +217,10 @@ class MasterClient:
         return self._loop.iterate(lambda: self._client.follow_events(from_, **kwargs))
 
     def submit_job(self, fn_name: str, fn_args: dict[str, Any] | None = None,
-                   **kwargs: Any) -> JobState:  # fmt: skip
+                   **kwargs: Unpack[SubmitJobKeywords]) -> JobState:  # fmt: skip
         """SubmitJob; see :meth:`masterd.master_client.MasterClient.submit_job`."""
-        return self._loop.run(self._client.submit_job(fn_name, fn_args, **kwargs))
+        given = without_old_keywords("submit_job", kwargs, takes="rollout")
+        return self._loop.run(self._client.submit_job(fn_name, fn_args, **given))
 
     def wait_job(self, job_id: str, **kwargs: Any) -> JobState:
         """WaitForJob; see :meth:`masterd.master_client.MasterClient.wait_job`."""

@@ -17,9 +17,10 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from masterd.job_state import JobResultItem, JobState
+from masterd.options import OldRolloutKeywords, Rollout, rollout_of
 from rpc_client import job_protocol as jobs_wire
 from rpc_client import master_protocol as wire
 from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
@@ -111,6 +112,18 @@ def _time(item: dict[str, Any], name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+class SubmitJobKeywords(OldRolloutKeywords, total=False):
+    """The keywords of :meth:`MasterClient.submit_job`, for what passes them on
+    (:class:`masterd.blocking.MasterClient`)."""
+
+    nodes: Sequence[str] | None
+    labels: Sequence[str] | None
+    timeout: float
+    abort_after: float | None
+    rollout: Rollout | None
+    request_id: str | None
 
 
 class _MasterWire(NodeClient):
@@ -223,16 +236,19 @@ class MasterClient:
         self, fn_name: str, fn_args: dict[str, Any] | None = None, *,
         nodes: Sequence[str] | None = None, labels: Sequence[str] | None = None,
         timeout: float = jobs_wire.DEFAULT_JOB_TIMEOUT_S, abort_after: float | None = None,
-        window: int | None = None, canary: int = 0, max_failures: int | None = None,
-        request_id: str | None = None,
+        rollout: Rollout | None = None, request_id: str | None = None,
+        **old: Unpack[OldRolloutKeywords],
     ) -> JobState:  # fmt: skip
         """SubmitJob: ``fn_name`` on ``nodes`` (by name, in order), or on those carrying
-        all ``labels``, or on every node; ``timeout`` per node, from its start."""
+        all ``labels``, or on every node; ``timeout`` per node, from its start; rolled out
+        as ``rollout`` says (:class:`masterd.Rollout`; the keywords ``window``, ``canary``
+        and ``max_failures`` it replaces still work, with a DeprecationWarning)."""
+        rollout = rollout_of("submit_job", rollout, old)
         request = jobs_wire.SubmitJobRequest(
             fn_name=fn_name, fn_args=fn_args or {}, timeout=timeout, abort_after=abort_after,
             nodes=None if nodes is None else tuple(nodes),
-            labels=None if labels is None else tuple(labels), window=window, canary=canary,
-            max_failures=max_failures, request_id=request_id,
+            labels=None if labels is None else tuple(labels), window=rollout.window,
+            canary=rollout.canary, max_failures=rollout.max_failures, request_id=request_id,
         )  # fmt: skip
         return await self._job(jobs_wire.SUBMIT_JOB, request.to_wire(), 0.0)
 

@@ -23,7 +23,7 @@ import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 DEFAULT_WAIT_S = 10.0
 
@@ -138,31 +138,49 @@ class OldCallKeywords(TypedDict, total=False):
     retry: RetryPolicy
 
 
-class OldFanOutKeywords(OldCallKeywords, total=False):
-    """The keywords :class:`CallOptions` and :class:`Rollout` replace in a fan-out
-    (deprecated; one release left).  ``concurrency`` is ``window``'s older name."""
+class OldRolloutKeywords(TypedDict, total=False):
+    """The keywords :class:`Rollout` replaces (deprecated; one release left)."""
 
     window: int | None
     canary: int
     max_failures: int | None
+
+
+class OldFanOutKeywords(OldCallKeywords, OldRolloutKeywords, total=False):
+    """The keywords :class:`CallOptions` and :class:`Rollout` replace in a fan-out
+    (deprecated; one release left).  ``concurrency`` is ``window``'s older name."""
+
     concurrency: int | None
 
 
-#: each old keyword: the object and the field that replace it
+#: each old keyword: the field that replaces it, in a CallOptions or a Rollout
 _CALL_FIELDS = {"wait_s": "wait_s", "abort_after": "abort_after_s", "retry": "retry"}
 _ROLLOUT_FIELDS = {"window": "window", "concurrency": "window", "canary": "canary",
                    "max_failures": "max_failures"}  # fmt: skip
+#: what takes which old keywords: a call, a fan-out, a job (its roll-out only)
+Takes = Literal["call", "fan_out", "rollout"]
+_TAKES: dict[str, set[str]] = {
+    "call": set(_CALL_FIELDS),
+    "fan_out": {*_CALL_FIELDS, *_ROLLOUT_FIELDS},
+    "rollout": set(_ROLLOUT_FIELDS) - {"concurrency"},
+}
 
 
 def call_options_of(where: str, options: CallOptions | None, old: Mapping[str, Any]) -> CallOptions:
     """The :class:`CallOptions` of a call given ``options`` or the old keywords ``old``
     (with a :class:`DeprecationWarning`); ``TypeError`` for a keyword it does not take."""
-    return options_of(where, options, None, old, fan_out=False)[0]
+    return options_of(where, options, None, old, takes="call")[0]
+
+
+def rollout_of(where: str, rollout: Rollout | None, old: Mapping[str, Any]) -> Rollout:
+    """The :class:`Rollout` of a job given ``rollout`` or the old keywords ``old``, as
+    :func:`call_options_of` does for a call."""
+    return options_of(where, None, rollout, old, takes="rollout")[1]
 
 
 def options_of(
     where: str, options: CallOptions | None, rollout: Rollout | None,
-    old: Mapping[str, Any], *, fan_out: bool = True,
+    old: Mapping[str, Any], *, takes: Takes = "fan_out",
 ) -> tuple[CallOptions, Rollout]:  # fmt: skip
     """The :class:`CallOptions` and :class:`Rollout` of a fan-out given as objects or as
     the old keywords ``old`` (then with a :class:`DeprecationWarning` naming what replaces
@@ -170,9 +188,8 @@ def options_of(
     class, or a setting given both ways."""
     _check_instance(where, "options", options, CallOptions)
     _check_instance(where, "rollout", rollout, Rollout)
-    known = {**_CALL_FIELDS, **(_ROLLOUT_FIELDS if fan_out else {})}
     for key in old:
-        if key not in known:
+        if key not in _TAKES[takes]:
             raise TypeError(f"{where}() got an unexpected keyword argument {key!r}")
     if not old:
         return options or DEFAULT_OPTIONS, rollout or ALL_AT_ONCE
@@ -188,19 +205,23 @@ def options_of(
 
 
 def without_old_keywords(
-    where: str, kwargs: Mapping[str, Any], *, fan_out: bool = True
+    where: str, kwargs: Mapping[str, Any], *, takes: Takes = "fan_out"
 ) -> dict[str, Any]:
-    """``kwargs`` with the old keywords made into ``options`` (and ``rollout``) here, at
-    once, as :func:`options_of` does: for what runs the call in another thread (the
-    blocking ``Cluster``), so that a warning or a ``TypeError`` names the caller's line."""
-    names = {*_CALL_FIELDS, *(_ROLLOUT_FIELDS if fan_out else ())}
-    old = {key: value for key, value in kwargs.items() if key in names}
+    """``kwargs`` with the old keywords made into ``options`` and ``rollout`` (as far as
+    ``where`` takes them) here, at once, as :func:`options_of` does: for what runs the
+    call in another thread (the blocking ``Cluster`` and ``MasterClient``), so that a
+    warning or a ``TypeError`` names the caller's line."""
+    old = {key: value for key, value in kwargs.items() if key in _TAKES["fan_out"]}
     if not old:
         return dict(kwargs)
-    rest = {key: value for key, value in kwargs.items() if key not in names}
+    rest = {key: value for key, value in kwargs.items() if key not in old}
     options, rollout = options_of(where, rest.get("options"), rest.get("rollout"), old,
-                                  fan_out=fan_out)  # fmt: skip
-    return {**rest, "options": options, **({"rollout": rollout} if fan_out else {})}
+                                  takes=takes)  # fmt: skip
+    if takes != "rollout":
+        rest["options"] = options
+    if takes != "call":
+        rest["rollout"] = rollout
+    return rest
 
 
 def _check_instance(where: str, name: str, value: object, cls: type) -> None:

@@ -23,6 +23,7 @@ from masterd.cli.common import parse_fn_args, positive_seconds, print_json
 from masterd.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NODE, EXIT_OK, EXIT_RUNNING
 from masterd.job_state import JobResultItem, JobState
 from masterd.master_client import MasterClient
+from masterd.options import Rollout
 from rpc_client.job_protocol import DEFAULT_JOB_TIMEOUT_S
 
 #: the longest result or error shown on a node's line
@@ -111,8 +112,9 @@ async def cmd_job(master: MasterClient, args: argparse.Namespace) -> int:
     if action == "submit":
         state = await master.submit_job(
             args.fn_name, parse_fn_args(args.fn_args), nodes=args.names, labels=args.labels,
-            timeout=args.timeout, abort_after=args.abort_after, window=args.window,
-            canary=args.canary, max_failures=args.max_failures, request_id=args.request_id,
+            timeout=args.timeout, abort_after=args.abort_after, request_id=args.request_id,
+            rollout=Rollout(window=args.window, canary=args.canary,
+                            max_failures=args.max_failures),
         )  # fmt: skip
         if not args.follow:
             print_json(state.to_wire())

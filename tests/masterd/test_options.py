@@ -22,9 +22,12 @@ import pytest
 
 from masterd import CallOptions, Cluster, RetryPolicy, Rollout, blocking
 from masterd.local import LocalNode
+from masterd.master_client import MasterClient
 from masterd.node import Node
 from rpc_client.errors import FunctionFailed, Skipped
-from tests.helpers import node_args, node_env
+from tests.helpers import NodeFactory, node_args, node_env
+from tests.masterd.daemon.running import run_masterd
+from tests.masterd.jobs.fleet import register
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -221,6 +224,36 @@ async def test_mixed_or_unknown_keywords_are_refused_with_a_clear_message(
             TypeError, match=r"call_function\(\) got an unexpected keyword argument 'window'"
         ):
             await cluster.call_function("n1", "echo", {"value": 1}, 10, **old)
+
+
+async def test_submit_job_takes_a_rollout_and_warns_on_the_old_keywords(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    async with run_masterd(workdir=tmp_path / "m") as masterd:
+        await register(masterd, await make_node("first", fail=True), "first", [])
+        await register(masterd, await make_node("n1"), "n1", [])
+        nodes = ["first", "n1"]
+        async with MasterClient("127.0.0.1", masterd.port) as client:
+            with no_warnings():
+                job = await client.submit_job("node_behaviour", nodes=nodes,
+                                              rollout=Rollout(canary=1))  # fmt: skip
+            new_way = {item.node: item.outcome async for item in client.follow_job(job.job_id)}
+
+        unknown: dict[str, Any] = {"concurrency": 1}  # a fan-out's, not a job's
+
+        def operator() -> tuple[str, dict[str, str]]:
+            with blocking.MasterClient("127.0.0.1", masterd.port) as sync:
+                with pytest.warns(DeprecationWarning, match=r"submit_job\(canary=") as record:
+                    job = sync.submit_job("node_behaviour", nodes=nodes, canary=1)
+                with pytest.raises(TypeError, match="canary given both in rollout="):
+                    sync.submit_job("node_behaviour", rollout=Rollout(), canary=1)
+                with pytest.raises(TypeError, match="unexpected keyword argument 'concurrency'"):
+                    sync.submit_job("node_behaviour", **unknown)
+                return record[0].filename, {i.node: i.outcome for i in sync.follow_job(job.job_id)}
+
+        filename, old_way = await asyncio.to_thread(operator)
+    assert new_way == old_way == {"first": "failed", "n1": "skipped"}
+    assert filename == __file__
 
 
 # --- documented ---
