@@ -20,11 +20,36 @@ from typing import Any, NoReturn
 _METAVARS = {int: "N", float: "S", Path: "PATH", str: "TEXT"}
 
 
+#: the daemons' exit statuses, at the end of their --help
+EXIT_STATUSES = """\
+exit status:
+    0  stopped by SIGTERM or SIGINT, in the order doc/operations.md gives
+    1  cannot start: the port in use, a function module or the store failing (one line
+       on stderr)
+    2  usage error: a bad flag, setting or config file (one line and a hint on stderr)
+  130  interrupted (Ctrl-C) while still starting
+"""
+
+
+class _StatusesAsWritten(argparse.HelpFormatter):
+    """Help as argparse wraps it, but the exit statuses' table as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text == EXIT_STATUSES:
+            return text
+        return super()._fill_text(text, width, indent)
+
+
 class OneLineErrors(argparse.ArgumentParser):
     """A daemon's parser whose usage errors are one line naming what is wrong and one hint
     line, not argparse's usage block (under systemd that block lands in the journal at
     every failed start); exit status 2, as argparse's.  A message's second line, if it has
-    one, is its hint; else the hint is ``--help``."""
+    one, is its hint; else the hint is ``--help``.  Its --help ends with the exit statuses."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("epilog", EXIT_STATUSES)
+        kwargs.setdefault("formatter_class", _StatusesAsWritten)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         what, _, hint = message.partition("\n")

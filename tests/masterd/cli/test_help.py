@@ -112,3 +112,13 @@ def test_zsh_completion_is_made_from_the_parser() -> None:
     checked = subprocess.run(["zsh", "-n"], input=ran.stdout, capture_output=True, text=True,
                              timeout=30, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize("build", [noded_parser, masterd_parser])
+def test_the_daemons_help_states_their_exit_statuses(
+    build: Callable[[], argparse.ArgumentParser],
+) -> None:
+    text = build().format_help()
+    assert text.rstrip().endswith("130  interrupted (Ctrl-C) while still starting")
+    for status in ("    0  stopped", "    1  cannot start", "    2  usage error"):
+        assert status in text
