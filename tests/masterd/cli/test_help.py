@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -93,7 +94,7 @@ def test_a_mistyped_flag_is_answered_by_its_command(
     assert error.endswith(f"(see: {command} --help)")
 
 
-def test_bash_completion_is_made_from_the_parser() -> None:
+def test_bash_completion_is_made_from_the_parser(tmp_path: Path) -> None:
     ran = rpc_cli("completion", "bash")
     assert ran.returncode == 0, ran.stderr
     for word in ("gather", "certs", "issue", "--tls-no-verify-name", "--max-failures"):
@@ -101,6 +102,18 @@ def test_bash_completion_is_made_from_the_parser() -> None:
     checked = subprocess.run(["bash", "-n"], input=ran.stdout, capture_output=True, text=True,
                              timeout=30, check=False)  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+    # and it completes: a command's name, and a flag of that command
+    script = tmp_path / "rpc-cli.bash"
+    script.write_text(ran.stdout)
+    asked = f"""source {script}
+    COMP_WORDS=(rpc-cli cer); COMP_CWORD=1; _shtab_rpc_cli rpc-cli cer rpc-cli
+    echo "${{COMPREPLY[@]}}"
+    COMP_WORDS=(rpc-cli call --ti); COMP_CWORD=2; _shtab_rpc_cli rpc-cli --ti call
+    echo "${{COMPREPLY[@]}}"
+    """
+    completed = subprocess.run(["bash", "-c", asked], capture_output=True, text=True,
+                               timeout=30, check=False)  # fmt: skip
+    assert completed.stdout.split("\n")[:2] == ["certs", "--timeout"], completed.stderr
 
 
 def test_zsh_completion_is_made_from_the_parser() -> None:
