@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from masterd.cli.exits import EXIT_FAILED, EXIT_OK
+from masterd.results import counted
 from rpc_client.audit import Break, verify
 
 
@@ -37,10 +38,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if found.records == 0:
         print("0 records: nothing to check")
     elif found.from_start:
-        print(f"{found.records} records, seq 1 to {found.last_seq}: the chain holds")
+        print(f"{counted(found.records, 'record')}, seq 1 to {found.last_seq}: the chain holds")
     else:
         print(
-            f"{found.records} records, seq {found.first_seq} to {found.last_seq}: the chain "
+            f"{counted(found.records, 'record')}, seq {found.first_seq} to {found.last_seq}: "
+            "the chain "
             f"holds from seq {found.first_seq} (the records before it are not among the "
             "files given)"
         )

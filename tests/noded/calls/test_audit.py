@@ -81,6 +81,15 @@ async def test_every_event_is_audited_in_order_in_an_intact_chain(audited: Local
     assert (status, out) == (0, f"{len(log)} records, seq 1 to {len(log)}: the chain holds\n")
 
 
+async def test_verify_says_one_record_in_the_singular(audited: LocalNode, tmp_path: Path) -> None:
+    async with audited.client() as client:
+        await client.start_function("echo", {"value": 1}, timeout=10)
+    await eventually(lambda: len(records(audit_log(audited))) >= 2)
+    first = tmp_path / "first.log"
+    first.write_bytes(audit_log(audited).read_bytes().splitlines(keepends=True)[0])
+    assert await verify(first) == (0, "1 record, seq 1 to 1: the chain holds\n")
+
+
 @pytest.mark.parametrize("tamper", ["edit", "delete", "swap", "insert"])
 async def test_tampering_is_found_by_audit_verify(
     audited: LocalNode, tmp_path: Path, tamper: str
