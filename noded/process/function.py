@@ -26,11 +26,11 @@ import select
 import signal
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
-from noded.process.outcome import Outcome, ProcessLimits
+from noded.process.outcome import CallListener, Outcome, ProcessLimits
 from noded.process.output import (
     FRAME_CHUNKS_PER_TURN,
     OUTPUT_CHUNKS_PER_TURN,
@@ -52,22 +52,6 @@ _DRAIN_FRAME_CHUNKS = 17
 #: asks a process's parent (the fork server) to reap ``pid``; it calls back with the wait
 #: status, or None if lost (a callback rather than a coroutine: no task per call)
 Reaper = Callable[[int, Callable[[int | None], None]], None]
-
-
-class CallListener(Protocol):
-    """What a started process tells its call, each as soon as it happens."""
-
-    def decided(self, outcome: Outcome) -> None:
-        """Its outcome is decided (before ``FunctionProcess.decided`` is set)."""
-
-    def output(self, stream: str, data: bytes) -> None:
-        """It wrote ``data`` on ``stream`` ("stdout" or "stderr")."""
-
-    def progress(self, report: dict[str, Any]) -> None:
-        """It reported progress (fraction, message, at)."""
-
-    def event(self, report: dict[str, Any]) -> None:
-        """It emitted an event ({"type", "data", "at"}: noded.emit)."""
 
 
 class FunctionProcess:

@@ -1,9 +1,10 @@
-"""What a function process produced, and the bounds it is read under (see
-:mod:`noded.process.function`)."""
+"""What a function process produced, the bounds it is read under, and what hears of it
+(see :mod:`noded.process.function`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,19 @@ class Outcome:
     #: ``(limit, what)`` when the daemon or the kernel stopped the call at a limit of its
     #: whole tree (noded.process.bounds): ``("memory", "the call's memory limit of 200 MiB")``
     limit_exceeded: tuple[str, str] | None = None
+
+
+class CallListener(Protocol):
+    """What a started process tells its call, each as soon as it happens."""
+
+    def decided(self, outcome: Outcome) -> None:
+        """Its outcome is decided (before ``FunctionProcess.decided`` is set)."""
+
+    def output(self, stream: str, data: bytes) -> None:
+        """It wrote ``data`` on ``stream`` ("stdout" or "stderr")."""
+
+    def progress(self, report: dict[str, Any]) -> None:
+        """It reported progress (fraction, message, at)."""
+
+    def event(self, report: dict[str, Any]) -> None:
+        """It emitted an event ({"type", "data", "at"}: noded.emit)."""

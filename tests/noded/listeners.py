@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from noded.process.function import CallListener
-from noded.process.outcome import Outcome
+from noded.process.outcome import CallListener, Outcome
 
 
 @dataclass
