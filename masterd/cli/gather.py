@@ -27,7 +27,7 @@ from masterd.cli.common import (
     seconds,
 )
 from masterd.cli.exits import EXIT_FAILED, EXIT_NODE, EXIT_OK
-from masterd.cli.output import OutputPrinter
+from masterd.cli.output import PROGRESS_LINE_EVERY_S, OutputPrinter
 from masterd.cluster import Cluster
 from masterd.fanout import GatherSummary, NodeResult
 from masterd.node import Node, load_nodes
@@ -71,6 +71,10 @@ def add_gather_command(sub: Any) -> None:
         action="store_true",
         help="print every node's output as it comes, each line prefixed with the node's name",
     )
+    gather.add_argument("--progress-every", type=seconds, default=None, metavar="S",
+                        help="with --follow, at most one progress line a node every S seconds "
+                        f"(default {PROGRESS_LINE_EVERY_S:g} on a terminal, else 0: every "
+                        "report; its last is always shown)")  # fmt: skip
 
 
 def _add_rollout_options(gather: argparse.ArgumentParser) -> None:
@@ -137,7 +141,11 @@ async def run_gather(args: argparse.Namespace, tls: TLSConfig | None) -> int:
         if not nodes:
             raise ValueError(f"no node of {args.nodes} carries all of {','.join(args.labels)}")
     fn_args = parse_fn_args(args.fn_args)
-    printer = OutputPrinter(prefix_nodes=True) if args.follow else None
+    printer = (
+        OutputPrinter(prefix_nodes=True, progress_every_s=args.progress_every)
+        if args.follow
+        else None
+    )
     try:
         summary = await _gather(nodes, args, fn_args, printer)
     finally:

@@ -5,7 +5,8 @@ terminal (one line per report otherwise).  Many nodes (``gather --follow``): who
 only, each prefixed with its node's name, so that nodes' lines never interleave; on a
 terminal a node's progress reports are coalesced to one line every
 :data:`PROGRESS_LINE_EVERY_S` (the latest report wins, and each node's last one is
-shown), while a pipe or a file gets every report, for the scripts that read them.
+shown), while a pipe or a file gets every report, for the scripts that read them
+(``gather --progress-every S`` sets it either way).
 """
 
 from __future__ import annotations
@@ -68,17 +69,20 @@ class _ProgressLines:
 class OutputPrinter:
     """Prints :class:`OutputEvent` s; call :meth:`close` at the end."""
 
-    def __init__(self, *, prefix_nodes: bool = False, coalesce: bool | None = None) -> None:
-        """``coalesce`` (default: with ``prefix_nodes`` on a terminal) limits each node's
-        progress lines to one every PROGRESS_LINE_EVERY_S."""
+    def __init__(
+        self, *, prefix_nodes: bool = False, progress_every_s: float | None = None
+    ) -> None:
+        """With ``prefix_nodes``, each node's progress lines come at most every
+        ``progress_every_s`` (0: every report; default PROGRESS_LINE_EVERY_S on a
+        terminal, 0 otherwise)."""
         self._prefix_nodes = prefix_nodes
         self._partial: dict[tuple[str, str], str] = {}  # (node, stream) -> line so far
         self._bar_shown = False
-        if coalesce is None:
-            coalesce = prefix_nodes and sys.stderr.isatty()
+        if progress_every_s is None:
+            progress_every_s = PROGRESS_LINE_EVERY_S if sys.stderr.isatty() else 0.0
         self._coalesced = (
-            _ProgressLines(PROGRESS_LINE_EVERY_S, lambda node, line: self._line(
-                sys.stderr, node, line)) if coalesce else None
+            _ProgressLines(progress_every_s, lambda node, line: self._line(
+                sys.stderr, node, line)) if prefix_nodes and progress_every_s > 0 else None
         )  # fmt: skip
 
     def __call__(self, event: OutputEvent) -> None:

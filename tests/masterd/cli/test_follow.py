@@ -115,11 +115,11 @@ def _nodes_file(tmp_path: Path, nodes: dict[str, LocalNode]) -> Path:
     return path
 
 
-def _gather_progress(nodes: Path, *, terminal: bool) -> tuple[float, list[str]]:
+def _gather_progress(nodes: Path, *more: str, terminal: bool) -> tuple[float, list[str]]:
     """gather --follow of paced_progress (20 reports, one every 0.1 s) with its stderr on
     a terminal or a pipe; how long it ran, and its stderr lines."""
     args = ["--nodes", str(nodes), "gather", "paced_progress", '{"count": 20, "every_s": 0.1}',
-            "--follow"]  # fmt: skip
+            "--follow", *more]  # fmt: skip
     began = time.monotonic()
     if not terminal:
         done = subprocess.run([sys.executable, "-m", "masterd.cli", *args], capture_output=True,
@@ -161,3 +161,18 @@ async def test_gather_follow_to_a_pipe_keeps_every_progress_line(
         mine = [line for line in lines if line.startswith(f"{name}: progress")]
         assert mine[-1] == f"{name}: progress 100% 20 of 20"
         assert len(mine) >= 10  # every report the node kept (it keeps one per 50 ms)
+
+
+async def test_gather_follow_progress_every_sets_the_rate_either_way(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """The edges: 0 on a terminal is every report; 1 s to a pipe coalesces."""
+    nodes = _nodes_file(tmp_path, {"one": await make_node("one")})
+    _, lines = await asyncio.to_thread(_gather_progress, nodes, "--progress-every", "0",
+                                       terminal=True)  # fmt: skip
+    mine = [line for line in lines if line.startswith("one: progress")]
+    assert len(mine) >= 10 and mine[-1] == "one: progress 100% 20 of 20"
+    ran_s, lines = await asyncio.to_thread(_gather_progress, nodes, "--progress-every", "1",
+                                           terminal=False)  # fmt: skip
+    mine = [line for line in lines if line.startswith("one: progress")]
+    assert len(mine) <= ran_s / 1 + 2 and mine[-1] == "one: progress 100% 20 of 20"
