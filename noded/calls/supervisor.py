@@ -308,12 +308,12 @@ class Supervisor:
             raise NodeShuttingDown("ganeti-noded is shutting down and takes no new calls")
         if len(self.calls.running) + self._starting >= self._config.max_functions:
             self.metrics.rejections.labels("max_functions").inc()
-            event(
-                log, "limit.max_functions", level=logging.WARNING, running=len(self.calls.running)
-            )
+            running = len(self.calls.running)
+            event(log, "limit.max_functions", level=logging.WARNING, running=running)
             raise NodeBusy(
-                f"{len(self.calls.running)} functions are running and {self._starting} "
-                f"starting, the limit (--max-functions) is {self._config.max_functions}; "
+                f"{running} function{' is' if running == 1 else 's are'} running and "
+                f"{self._starting} starting, the limit (--max-functions) is "
+                f"{self._config.max_functions}; "
                 "retry later",
                 retry_after_s=BUSY_RETRY_AFTER_S,
             )
@@ -363,6 +363,13 @@ class Supervisor:
     def _live(self) -> tuple[int, int]:
         """What the journal must keep: its live calls, and the bytes of their results."""
         return len(self.calls) + len(self.calls.lost), self.calls.retained_bytes
+
+    def kill_all(self) -> int:
+        """SIGKILL every unreaped process group of a call, now (a forced exit); how many."""
+        procs = self._processes.unreaped()
+        for proc in procs:
+            proc.kill_group()
+        return len(procs)
 
     async def shutdown(self) -> None:
         """Refuse new calls, SIGTERM every group, wait the grace, SIGKILL the rest, reap."""

@@ -134,7 +134,7 @@ async def test_a_request_id_compares_arguments_as_json_values(shared_node: Local
 async def test_busy_counts_calls_still_starting() -> None:
     async with run_node(["--max-functions", "1"]) as node, node.client() as client:
         await client.start_function("sleep", {"seconds": 10}, timeout=0)
-        with pytest.raises(NodeBusy, match=r"1 functions are running and 0 starting"):
+        with pytest.raises(NodeBusy, match=r"1 function is running and 0 starting"):
             await client.start_function("echo", {"value": 1}, timeout=0)
 
 
