@@ -3,7 +3,6 @@ then ``start(request, listener)`` it, once; or kill it unsent."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -62,7 +61,8 @@ async def test_a_process_killed_unsent_never_runs_its_call(spawner: Spawner) -> 
     proc = await spawner.take()
     proc.kill_group()
     await finished(proc)
-    assert proc.outcome.signal == signal.SIGKILL and proc.outcome.frame is None
+    # (its status, SIGKILL, comes from the fork server, which may lose it: not checked)
+    assert proc.sigkilled and proc.outcome.frame is None and proc.outcome.exit_code is None
     after = await spawner.take()  # the next is another process, waiting
     assert after.pid != proc.pid and after.waiting_for_call
     after.kill_group()
@@ -77,7 +77,7 @@ async def test_a_process_gone_before_its_start_tells_its_listener_once(
     await finished(proc)
     listener = KeepingListener()
     proc.start(encode_request("add", {"a": 1, "b": 2}), listener)
-    assert [outcome.signal for outcome in listener.outcomes] == [signal.SIGKILL]
+    assert listener.outcomes == [proc.outcome] and listener.frames == [None]
     assert listener.outputs == [] and listener.reports == []
 
 
