@@ -8,6 +8,7 @@ what is left -> reap -> close the HTTP server -> exit 0.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -15,6 +16,7 @@ import resource
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -68,7 +70,11 @@ class Server:
         self._watchdog: asyncio.Task[None] | None = None
         self._ssl: ssl.SSLContext | None = None
         self._reloading: set[asyncio.Task[Reloaded]] = set()
+        #: set by SIGHUP; the loop does the reload (:meth:`_reload_when_asked`)
+        self._reload_asked = asyncio.Event()
+        self._reload_loop: asyncio.Task[None] | None = None
         self._state_lock: StateLock | None = None
+        self._trees: tree.CallTrees | None = None
 
     def run(self) -> int:
         uvloop.run(self.serve())
@@ -146,9 +152,14 @@ class Server:
         systemd.notify(
             "READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving on {config.bind}:{config.port}"
         )
+        self._start_background()
+
+    def _start_background(self) -> None:
+        """The systemd watchdog's pings, and the task that does what SIGHUP asks."""
         interval = systemd.watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+        self._reload_loop = asyncio.create_task(self._reload_when_asked(), name="SIGHUP reloads")
 
     async def _listen(self, config: NodedConfig, metrics: Metrics) -> None:
         """Open the port; then, with all the daemon holds at rest open, refuse to go on
@@ -178,20 +189,37 @@ class Server:
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
 
     def _on_reload_signal(self) -> None:
-        reopen_log_files()
+        """SIGHUP: ask for a reload, which the loop does (signals that come meanwhile ask
+        for one more, not one each)."""
+        self._reload_asked.set()
+
+    async def _reload_when_asked(self) -> None:
+        while True:
+            await self._reload_asked.wait()
+            self._reload_asked.clear()
+            self._reload()
+            await asyncio.sleep(0)  # what the reload started gets a turn first
+
+    def _reload(self) -> None:
+        """Reopen the log files and the audit log, load the TLS files and the policy
+        again, and import the functions again (in the background): each step on its own,
+        so that one that fails (logged) stops none of the others."""
         event(log, "daemon.reload", log_file=str(self.config.log_file or "stderr"))
+        _step("log_files", reopen_log_files)
         if self._ssl is not None:
-            self._reload_tls(self._ssl)
-        if self._runner is not None:
-            guard = self._runner.app[GUARD]
-            if guard.audit is not None:
-                guard.audit.reopen()
-            if self.config.policy is not None:
-                registry = self._runner.app[SUPERVISOR].registry
-                reload_policy(guard, self.config.policy, registry, tls=self.config.tls)
-            task = asyncio.create_task(self._reloader.reload(), name="reload functions")
-            self._reloading.add(task)
-            task.add_done_callback(self._reloading.discard)
+            _step("tls", functools.partial(self._reload_tls, self._ssl))
+        if self._runner is None:
+            return
+        guard = self._runner.app[GUARD]
+        if guard.audit is not None:
+            _step("audit_log", guard.audit.reopen)
+        if self.config.policy is not None:
+            registry = self._runner.app[SUPERVISOR].registry
+            policy = self.config.policy
+            _step("policy", lambda: reload_policy(guard, policy, registry, tls=self.config.tls))
+        task = asyncio.create_task(self._reloader.reload(), name="reload functions")
+        self._reloading.add(task)
+        task.add_done_callback(self._reloading.discard)
 
     def _reload_tls(self, context: ssl.SSLContext) -> None:
         """New connections get the new certificate; running calls are not touched."""
@@ -208,24 +236,52 @@ class Server:
         return config.tls_cert, config.tls_key, config.tls_ca
 
     def _on_stop_signal(self, sig: int) -> None:
+        """The first SIGTERM or SIGINT stops the daemon in order; a second, while it
+        stops, ends it now: every call's processes are killed first."""
         event(log, "daemon.signal", signal=signal.Signals(sig).name)
+        if self._stop.is_set():
+            self._force_exit(sig)
         self._stop.set()
+
+    def _force_exit(self, sig: int) -> None:
+        """SIGKILL every call's process group and tree, then exit at once with 128 +
+        ``sig`` (as a shell reports a death by that signal): the journal's recovery at
+        the next start deals with the calls' records.  The fork server and spare
+        processes leave on their own as their sockets and pipes close."""
+        killed = self._runner.app[SUPERVISOR].kill_all() if self._runner is not None else 0
+        if self._trees is not None:
+            self._trees.close()  # the frozen members of a process tree are killed now
+        event(log, "daemon.forced_exit", logging.ERROR, signal=signal.Signals(sig).name,
+              killed_groups=killed, status=128 + sig)  # fmt: skip
+        logging.shutdown()
+        os._exit(128 + sig)
 
     async def shutdown(self) -> None:
         if self._runner is None:
             return
         event(log, "daemon.stopping")
+        if self._reload_loop is not None:
+            self._reload_loop.cancel()
         for task in self._reloading:
             task.cancel()
         systemd.notify("STOPPING=1", "STATUS=stopping: terminating function processes")
         await self._runner.app[SUPERVISOR].shutdown()
-        self._trees.close()
+        if self._trees is not None:
+            self._trees.close()
         await self._runner.cleanup()
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._state_lock is not None:
             self._state_lock.release()
         event(log, "daemon.stopped")
+
+
+def _step(name: str, run: Callable[[], None]) -> None:
+    """One step of a reload; if it raises, log which and why, and go on."""
+    try:
+        run()
+    except Exception as exc:
+        event(log, "daemon.reload_failed", logging.ERROR, step=name, error=repr(exc))
 
 
 def load_startup_policy(path: Path | None, registry: Registry, *, tls: bool) -> Policy | None:

@@ -148,12 +148,16 @@ class _ReopenableFileHandler(logging.FileHandler):
         super().__init__(path, encoding="utf-8", delay=False)
 
     def reopen(self) -> None:
+        """Open the file at its path again; if it cannot be, this raises and the file in
+        use stays (closed first, a failed open lost every later line)."""
+        stream = self._open()
         self.acquire()
         try:
-            self.close()
-            self.stream = self._open()
+            old, self.stream = self.stream, stream
         finally:
             self.release()
+        if old is not None:
+            old.close()
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
