@@ -24,7 +24,7 @@ from masterd.options import OldRolloutKeywords, Rollout, rollout_of
 from rpc_client import job_protocol as jobs_wire
 from rpc_client import master_protocol as wire
 from rpc_client.client import DEFAULT_TIMEOUTS, ClientTimeouts, NodeClient
-from rpc_client.errors import ProtocolError
+from rpc_client.errors import ProtocolError, RPCError
 from rpc_client.tls import TLSConfig
 from rpc_client.transport import CannotConnect
 
@@ -128,7 +128,22 @@ class SubmitJobKeywords(OldRolloutKeywords, total=False):
 
 class _MasterWire(NodeClient):
     """NodeClient's transport and error mapping, with a master's words for "nothing
-    listens there"."""
+    listens there", and errors that name it a master (``... (master HOST:PORT)``)."""
+
+    async def call(
+        self, procedure: str, body: dict[str, Any], request_timeout_s: float
+    ) -> dict[str, Any]:
+        try:
+            return await super().call(procedure, body, request_timeout_s)
+        except RPCError as exc:
+            exc.daemon = "master"
+            raise
+
+    def malformed(self, message: str) -> ProtocolError:
+        """A master's answer that is not the contract's."""
+        error = ProtocolError(message, node=self.name)
+        error.daemon = "master"
+        return error
 
     def _unreachable(self, exc: CannotConnect) -> str:
         if isinstance(exc.os_error, ConnectionRefusedError):
@@ -182,7 +197,7 @@ class MasterClient:
         answer = await self._wire.call(wire.LIST_NODES, {}, self._wire.timeouts.quick_s)
         items = answer.get("nodes")
         if not isinstance(items, list):
-            raise ProtocolError("ListNodes answer lacks a list 'nodes'", node=self.name)
+            raise self._wire.malformed("ListNodes answer lacks a list 'nodes'")
         return self._parsed(ListedNode.from_wire, items)
 
     async def events(
@@ -211,7 +226,7 @@ class MasterClient:
             wire.WAIT_FOR_EVENTS, request.to_wire(), timeout + self._wire.timeouts.margin_s
         )
         if not _is_int(answer.get("next")) or not isinstance(answer.get("events"), list):
-            raise ProtocolError("WaitForEvents answer lacks 'events' or 'next'", node=self.name)
+            raise self._wire.malformed("WaitForEvents answer lacks 'events' or 'next'")
         return EventPage(self._parsed(MasterEvent.from_wire, answer["events"]), answer["next"])
 
     async def follow_events(
@@ -283,7 +298,7 @@ class MasterClient:
         answer = await self._wire.call(jobs_wire.LIST_JOBS, {"limit": limit},
                                        self._wire.timeouts.quick_s)  # fmt: skip
         if not isinstance(answer.get("jobs"), list):
-            raise ProtocolError("ListJobs answer lacks a list 'jobs'", node=self.name)
+            raise self._wire.malformed("ListJobs answer lacks a list 'jobs'")
         return self._parsed(JobState.from_wire, answer["jobs"])
 
     async def _job(self, procedure: str, body: dict[str, Any], wait_s: float) -> JobState:
@@ -295,4 +310,4 @@ class MasterClient:
         try:
             return [parse(item) for item in items]
         except (ValueError, TypeError) as exc:
-            raise ProtocolError(f"malformed answer: {exc}", node=self.name) from exc
+            raise self._wire.malformed(f"malformed answer: {exc}") from exc

@@ -53,13 +53,17 @@ from typing import Any, ClassVar
 class RPCError(Exception):
     """Base of every error a noded call can raise."""
 
+    #: what ``node`` names: ``"node"`` (a ganeti-noded), or ``"master"`` for an error
+    #: of a ganeti-masterd's client (set by :func:`from_master`); shown by ``str()``
+    daemon: str = "node"
+
     def __init__(self, message: str, *, node: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.node = node
 
     def __str__(self) -> str:
-        return f"{self.message} (node {self.node})" if self.node else self.message
+        return f"{self.message} ({self.daemon} {self.node})" if self.node else self.message
 
 
 class TransportError(RPCError):
@@ -267,7 +271,7 @@ class FunctionFailed(RPCError):
 
     def __str__(self) -> str:
         said = f"{self.type}: {self.message}"
-        return f"{said} (node {self.node})" if self.node else said
+        return f"{said} ({self.daemon} {self.node})" if self.node else said
 
 
 class CallTimeout(RPCError):

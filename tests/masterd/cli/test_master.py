@@ -107,6 +107,15 @@ async def test_a_master_that_is_down_is_one_line_and_exit_4() -> None:
         line = one_line(err)
         assert line.startswith("rpc-cli: NodeUnreachable:") and len(err.splitlines()) == 1
         assert f"nothing listens at 127.0.0.1:{port}" in line and "ganeti-masterd" in line
+        assert line.endswith(f"(master 127.0.0.1:{port})"), line
+
+
+async def test_a_masters_error_names_it_a_master(cluster: Fleet) -> None:
+    address = cluster.masterd.address
+    status, out, err = await rpc_cli("--master", address, "job", "show", "nosuchjob")
+    line = one_line(err)
+    assert status != 0 and out == "" and line.startswith("rpc-cli: UnknownJob:"), err
+    assert line.endswith(f"(master {address})") and "(node " not in line, line
 
 
 @pytest.mark.parametrize(
