@@ -34,8 +34,11 @@ def leftover_id(pid: int) -> str:
 class NoSpawner:
     """A spawner for tests that start no call: it fails the test if asked for one."""
 
-    async def spawn(self, request: bytes) -> FunctionProcess:
+    async def take(self) -> FunctionProcess:
         raise AssertionError("no function process is expected here")
+
+    def retire(self) -> None:
+        pass
 
     async def close(self) -> None:
         pass
