@@ -21,7 +21,7 @@ from masterd import cluster as async_cluster
 from masterd.call import CallFunctionKeywords
 from masterd.cluster import ClusterKeywords
 from masterd.fanout import CallManyKeywords, GatherSummary, NodeResult, ResumeKeywords
-from masterd.follow_output import follow
+from masterd.follow_output import FollowKeywords, follow
 from masterd.job_state import JobResultItem, JobState
 from masterd.master_client import EventPage, ListedNode, MasterEvent, SubmitJobKeywords
 from masterd.master_client import MasterClient as AsyncMasterClient
@@ -162,12 +162,13 @@ class Cluster:
 
     def follow(
         self, node: Node | str, fnc_id: str, from_: int = 0, timeout: float | None = None,
-        **kwargs: Any,
+        **kwargs: Unpack[FollowKeywords],
     ) -> Iterator[OutputEvent]:  # fmt: skip
         """Yield each :class:`OutputEvent` of a call already started, as it arrives, until
         it finished and its output is read; see :func:`masterd.follow_output.follow`."""
+        given = without_old_keywords("follow", kwargs, takes="wait")
         yield from self._iterate(
-            lambda: follow(self._cluster.client(node), fnc_id, from_, timeout, **kwargs)
+            lambda: follow(self._cluster.client(node), fnc_id, from_, timeout, **given)
         )
 
     def _iterate(self, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:

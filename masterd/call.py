@@ -23,13 +23,12 @@ from typing import Any, Unpack
 
 from masterd.options import (
     DEFAULT_OPTIONS,
-    DEFAULT_RETRY,
-    DEFAULT_WAIT_S,
     CallOptions,
     OldCallKeywords,
-    RetryPolicy,
+    OldWaitKeywords,
     call_options_of,
 )
+from masterd.options import RetryPolicy as RetryPolicy  # masterd.RetryPolicy's old home
 from masterd.output import OutputCallback, events_of
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
@@ -203,14 +202,17 @@ async def wait_for_call(
     fnc_id: str,
     timeout: float | None = None,
     *,
-    wait_s: float = DEFAULT_WAIT_S,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    options: CallOptions | None = None,
+    **old: Unpack[OldWaitKeywords],
 ) -> Any:
     """Wait again for a call already started (say, after a :class:`CallTimeout`).
 
-    Returns its result or raises as :func:`call_function` does.
+    Returns its result or raises as :func:`call_function` does.  ``options`` as there
+    (its ``abort_after_s`` is a start's, and not used here); the keywords ``wait_s`` and
+    ``retry`` it replaces still work for one release, with a DeprecationWarning.
     """
-    rounds = Rounds(node, Deadline(timeout), CallOptions(wait_s=wait_s, retry=retry))
+    options = call_options_of("wait_for_call", options, old, takes="wait")
+    rounds = Rounds(node, Deadline(timeout), options)
     state = await rounds.poll(await rounds.wait(fnc_id))
     return outcome_of(state, node.name, timeout)
 

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Unpack
 
-from masterd.call import DEFAULT_RETRY, DEFAULT_WAIT_S, CallOptions, Deadline, RetryPolicy, Rounds
+from masterd.call import Deadline, Rounds
+from masterd.options import CallOptions, OldWaitKeywords, call_options_of
 from masterd.output import OutputEvent, events_of
 from rpc_client.client import NodeClient
 from rpc_client.errors import CallTimeout
 from rpc_client.protocol import CallState
+
+
+class FollowKeywords(OldWaitKeywords, total=False):
+    """The keywords of :func:`follow` past the call, for what passes them on
+    (:class:`masterd.blocking.Cluster`)."""
+
+    options: CallOptions | None
 
 
 async def follow(
@@ -17,19 +26,21 @@ async def follow(
     from_: int = 0,
     timeout: float | None = None,
     *,
-    wait_s: float = DEFAULT_WAIT_S,
-    retry: RetryPolicy = DEFAULT_RETRY,
+    options: CallOptions | None = None,
+    **old: Unpack[OldWaitKeywords],
 ) -> AsyncIterator[OutputEvent]:
     """Each :class:`OutputEvent` of call ``fnc_id`` from position ``from_`` (0: its
     start) on, as it arrives, until the call has finished and all of its output is read.
 
     The same deadline and retries as :func:`masterd.call.call_function`: each request
-    waits on the node at most ``wait_s`` (it answers at once when there is output), a
+    waits on the node at most ``options.wait_s`` (it answers at once when there is output), a
     retried one asks again from the last position, so nothing is shown twice or missed,
     and :class:`CallTimeout` is raised if ``timeout`` passes while the call still runs.
-    Its result, afterwards: :func:`masterd.call.wait_for_call`.
+    Its result, afterwards: :func:`masterd.call.wait_for_call`.  The keywords ``wait_s``
+    and ``retry`` that ``options`` replaces still work for one release, with a
+    DeprecationWarning.
     """
-    rounds = Rounds(node, Deadline(timeout), CallOptions(wait_s=wait_s, retry=retry))
+    rounds = Rounds(node, Deadline(timeout), call_options_of("follow", options, old, "wait"))
     last = start = CallState(fnc_id, finished=False)
     async for last in rounds.follow(start, from_):
         for event in events_of(node.name, fnc_id, last.output or {}):

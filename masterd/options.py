@@ -130,12 +130,18 @@ class Rollout:
 ALL_AT_ONCE = Rollout()
 
 
-class OldCallKeywords(TypedDict, total=False):
-    """The keywords :class:`CallOptions` replaces (deprecated; one release left)."""
+class OldWaitKeywords(TypedDict, total=False):
+    """The keywords :class:`CallOptions` replaces in a wait for a call already started
+    (deprecated; one release left)."""
 
     wait_s: float
-    abort_after: float | None
     retry: RetryPolicy
+
+
+class OldCallKeywords(OldWaitKeywords, total=False):
+    """The keywords :class:`CallOptions` replaces (deprecated; one release left)."""
+
+    abort_after: float | None
 
 
 class OldRolloutKeywords(TypedDict, total=False):
@@ -157,19 +163,23 @@ class OldFanOutKeywords(OldCallKeywords, OldRolloutKeywords, total=False):
 _CALL_FIELDS = {"wait_s": "wait_s", "abort_after": "abort_after_s", "retry": "retry"}
 _ROLLOUT_FIELDS = {"window": "window", "concurrency": "window", "canary": "canary",
                    "max_failures": "max_failures"}  # fmt: skip
-#: what takes which old keywords: a call, a fan-out, a job (its roll-out only)
-Takes = Literal["call", "fan_out", "rollout"]
+#: what takes which old keywords: a call, a wait for one started, a fan-out, a job (its
+#: roll-out only)
+Takes = Literal["call", "wait", "fan_out", "rollout"]
 _TAKES: dict[str, set[str]] = {
     "call": set(_CALL_FIELDS),
+    "wait": set(_CALL_FIELDS) - {"abort_after"},
     "fan_out": {*_CALL_FIELDS, *_ROLLOUT_FIELDS},
     "rollout": set(_ROLLOUT_FIELDS) - {"concurrency"},
 }
 
 
-def call_options_of(where: str, options: CallOptions | None, old: Mapping[str, Any]) -> CallOptions:
+def call_options_of(
+    where: str, options: CallOptions | None, old: Mapping[str, Any], takes: Takes = "call"
+) -> CallOptions:
     """The :class:`CallOptions` of a call given ``options`` or the old keywords ``old``
     (with a :class:`DeprecationWarning`); ``TypeError`` for a keyword it does not take."""
-    return options_of(where, options, None, old, takes="call")[0]
+    return options_of(where, options, None, old, takes=takes)[0]
 
 
 def rollout_of(where: str, rollout: Rollout | None, old: Mapping[str, Any]) -> Rollout:
@@ -219,7 +229,7 @@ def without_old_keywords(
                                   takes=takes)  # fmt: skip
     if takes != "rollout":
         rest["options"] = options
-    if takes != "call":
+    if takes in ("fan_out", "rollout"):
         rest["rollout"] = rollout
     return rest
 

@@ -8,6 +8,7 @@ from masterd.cli.common import print_state
 from masterd.cli.exits import EXIT_OK
 from masterd.cli.output import OutputPrinter
 from masterd.follow_output import follow
+from masterd.options import CallOptions
 from masterd.output import events_of
 from rpc_client.client import NodeClient
 
@@ -16,7 +17,8 @@ async def cmd_wait_follow(node: NodeClient, args: argparse.Namespace) -> int:
     """Print the call's output from ``--from`` on as it comes, then its state."""
     printer = OutputPrinter()
     try:
-        async for event in follow(node, args.fnc_id, args.from_, args.timeout, wait_s=args.wait):
+        options = CallOptions(wait_s=args.wait)
+        async for event in follow(node, args.fnc_id, args.from_, args.timeout, options=options):
             printer(event)
     finally:
         printer.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from masterd import OutputEvent, blocking, call_function, follow
+from masterd import CallOptions, OutputEvent, blocking, call_function, follow
 from masterd.call import wait_for_call
 from masterd.cluster import Cluster
 from masterd.local import LocalNode
@@ -18,6 +18,7 @@ from tests.fakes import LossyProxy, fake_node
 from tests.helpers import NodeFactory
 
 LINES = "".join(f"line {n}\n" for n in range(4))
+WAIT_1_S = CallOptions(wait_s=1)
 
 
 def stdout_of(events: list[OutputEvent]) -> str:
@@ -46,7 +47,7 @@ async def test_call_function_passes_each_event_as_it_comes(client: NodeClient) -
 
 async def test_follow_attaches_to_a_running_call_from_any_position(client: NodeClient) -> None:
     state = await client.start_function("print_lines", {"count": 4, "delay_s": 0.2}, timeout=0)
-    events = [event async for event in follow(client, state.fnc_id, timeout=20, wait_s=1)]
+    events = [event async for event in follow(client, state.fnc_id, 0, 20, options=WAIT_1_S)]
     assert stdout_of(events) == LINES
     # the daemon's positions count its log's bytes: a record is 5 bytes and the text
     after_first = 5 + len("line 0\n")
@@ -58,7 +59,7 @@ async def test_follow_attaches_to_a_running_call_from_any_position(client: NodeC
 async def test_follow_raises_call_timeout_at_its_deadline(client: NodeClient) -> None:
     state = await client.start_function("sleep", {"seconds": 30}, timeout=0)
     with pytest.raises(CallTimeout):
-        async for _ in follow(client, state.fnc_id, timeout=0.5, wait_s=0.2):
+        async for _ in follow(client, state.fnc_id, 0, 0.5, options=CallOptions(wait_s=0.2)):
             pass
     await client.abort_function(state.fnc_id)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from masterd import CallOptions, Cluster, RetryPolicy, Rollout, blocking
+from masterd import CallOptions, Cluster, RetryPolicy, Rollout, blocking, follow, wait_for_call
 from masterd.local import LocalNode
 from masterd.master_client import MasterClient
 from masterd.node import Node
@@ -191,6 +191,37 @@ async def test_the_old_keywords_still_work_with_a_warning_at_the_callers_line(
     assert record[0].filename == __file__
 
 
+async def test_follow_and_wait_for_call_take_the_options_too(
+    daemons: dict[str, LocalNode],
+) -> None:
+    wait_1_s = CallOptions(wait_s=1)
+    refused: dict[str, Any] = {"abort_after": 1.0}  # a start's, not a wait's
+    async with cluster_of(daemons, ("n1", "good")) as cluster:
+        client = cluster.client("n1")
+        state = await client.start_function("echo", {"value": 7}, timeout=0)
+        with no_warnings():
+            events = [e async for e in follow(client, state.fnc_id, 0, 10, options=wait_1_s)]
+            value = await wait_for_call(client, state.fnc_id, 10, options=wait_1_s)
+        with pytest.warns(DeprecationWarning, match=r"follow\(wait_s=\.\.\.\)") as record:
+            again = [e async for e in follow(client, state.fnc_id, 0, 10, wait_s=1)]
+        with pytest.warns(DeprecationWarning, match=r"wait_for_call\(retry=\.\.\.\)"):
+            assert await wait_for_call(client, state.fnc_id, 10, retry=RetryPolicy()) == 7
+        with pytest.raises(TypeError, match="unexpected keyword argument 'abort_after'"):
+            await wait_for_call(client, state.fnc_id, 10, **refused)
+
+        def follow_blocking() -> str:
+            with blocking.Cluster(cluster.nodes) as sync:
+                with pytest.warns(DeprecationWarning, match=r"follow\(wait_s=") as warned:
+                    list(sync.follow("n1", state.fnc_id, 0, 10, wait_s=1))
+                with no_warnings():
+                    list(sync.follow("n1", state.fnc_id, 0, 10, options=wait_1_s))
+            return warned[0].filename
+
+        blocking_filename = await asyncio.to_thread(follow_blocking)
+    assert value == 7 and events == again
+    assert record[0].filename == blocking_filename == __file__
+
+
 def test_the_blocking_cluster_warns_at_the_callers_line_too(
     daemons: dict[str, LocalNode],
 ) -> None:
@@ -260,12 +291,12 @@ async def test_submit_job_takes_a_rollout_and_warns_on_the_old_keywords(
 
 OLD_KEYWORDS = {"wait_s", "abort_after", "retry", "window", "canary", "max_failures",
                 "concurrency"}  # fmt: skip
-NEW_WAY = {"call_function", "call_many", "gather", "CallOptions"}
+NEW_WAY = {"call_function", "call_many", "gather", "follow", "wait_for_call", "CallOptions"}
 
 
 def test_doc_master_md_shows_the_objects_not_the_old_keywords() -> None:
     """Every Python example of doc/master.md compiles, and none passes an old keyword
-    to call_function, call_many, gather or CallOptions (resume keeps its keywords)."""
+    to the calls, fan-outs or CallOptions (resume keeps its keywords)."""
     text = (ROOT / "doc" / "master.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     assert len(blocks) >= 5
