@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING
 from rpc_client.lazy_names import lazy_names
 
 if TYPE_CHECKING:
-    from masterd.call import CallOptions, RetryPolicy, call_function, run_call, wait_for_call
+    from masterd.call import call_function, run_call, wait_for_call
     from masterd.cluster import Cluster
     from masterd.commands import command
     from masterd.fanout import GatherSummary, NodeResult, call_many, gather, resume
     from masterd.follow_output import follow
     from masterd.master_client import MasterClient
     from masterd.node import Node, load_nodes
+    from masterd.options import CallOptions, RetryPolicy, Rollout
     from masterd.output import OutputEvent
-    from masterd.rollout import Rollout
 
 #: each public name, and the module that defines it
 _DEFINED_IN = {
-    "CallOptions": "masterd.call",
-    "RetryPolicy": "masterd.call",
+    "CallOptions": "masterd.options",
+    "RetryPolicy": "masterd.options",
     "call_function": "masterd.call",
     "run_call": "masterd.call",
     "wait_for_call": "masterd.call",
@@ -42,7 +42,7 @@ _DEFINED_IN = {
     "Node": "masterd.node",
     "load_nodes": "masterd.node",
     "OutputEvent": "masterd.output",
-    "Rollout": "masterd.rollout",
+    "Rollout": "masterd.options",
 }
 
 __all__ = [
