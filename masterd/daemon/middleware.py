@@ -9,7 +9,9 @@ from aiohttp.typedefs import Handler
 
 from masterd.daemon.handlers import PROCEDURES, json_response
 from masterd.daemon.keys import CONFIG, METRICS
+from masterd.daemon.roles import log_refused
 from rpc_client.errors import (
+    Forbidden,
     InsufficientStorage,
     NodeBusy,
     RemoteError,
@@ -27,6 +29,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except RemoteError as exc:
+        if isinstance(exc, Forbidden):
+            log_refused(request, exc)
         if isinstance(exc, InsufficientStorage | StoreUnavailable):
             metrics.store_errors.labels(exc.wire_type).inc()
             event(log, "store.failed", logging.WARNING, path=request.path, error=exc.message)

@@ -12,6 +12,7 @@ whoever reaches the loopback port may call everything.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,6 +21,13 @@ from aiohttp import web
 from rpc_client import master_protocol as wire
 from rpc_client import tls
 from rpc_client.errors import Forbidden
+from rpc_client.logs import RateLimit, event
+
+log = logging.getLogger("masterd.roles")
+
+#: at most one role.refused line per this many seconds; the rest are counted
+_LOG_EVERY_S = 1.0
+_refusals = RateLimit(_LOG_EVERY_S)
 
 NODE_PROCEDURES: Final = frozenset({wire.REGISTER, wire.HEARTBEAT, wire.REPORT, wire.CALL_MASTER})
 _REISSUE = "rpc-cli certs issue CA_DIR NAME --node --force (see doc/security.md)"
@@ -77,3 +85,15 @@ def check_is(caller: Caller | None, name: str) -> None:
         raise Forbidden(
             f"this certificate is node {caller.name!r}'s; it may not act as node {name!r}"
         )
+
+
+def log_refused(request: web.Request, exc: Forbidden) -> None:
+    """``role.refused``: who (the certificate's name and role, the peer) was refused
+    what (the procedure, or the path of a GET document), and why; rate-limited."""
+    if not _refusals.allow():
+        return
+    caller = caller_of(request)
+    what = request.match_info.get("procedure") or request.path
+    event(log, "role.refused", logging.WARNING, client=caller.name if caller else None,
+          role=caller.role if caller else None, peer=request.remote, procedure=what[:200],
+          reason=exc.message, suppressed=_refusals.take_suppressed())  # fmt: skip

@@ -118,6 +118,26 @@ async def test_an_operator_calls_operator_procedures_only(cluster: Cluster) -> N
         assert "node certificates" in answer["error"]["message"]
 
 
+def logged(masterd: Masterd, name: str) -> list[str]:
+    return [line for line in masterd.log_text().splitlines() if f" {name} " in line]
+
+
+async def test_a_refused_role_is_logged_with_the_caller_and_the_procedure(
+    cluster: Cluster,
+) -> None:
+    masterd = cluster.masterd
+    code, _ = await status(masterd, "ListNodes", {}, cluster.context("n1"))
+    assert code == 403
+
+    async def refused() -> bool:
+        return bool(logged(masterd, "role.refused"))
+
+    await until(refused)
+    (line,) = logged(masterd, "role.refused")
+    assert "client=n1 role=node peer=127.0.0.1 procedure=ListNodes" in line, line
+    assert "operator certificates" in line and "WARNING" in line
+
+
 async def test_masterds_own_certificate_may_call_nothing(cluster: Cluster) -> None:
     masterd, own = cluster.masterd, cluster.context("masterd2", "masterd")
     calls = [*bodies(registration("masterd2")).items(), ("ListNodes", {})]
