@@ -10,6 +10,7 @@ indexes; about a minute more)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -103,46 +105,85 @@ def test_a_second_install_keeps_the_certificates(installed: dict[str, Path]) -> 
 def test_the_unit_starts_a_node_that_answers_the_installed_rpc_cli(
     installed: dict[str, Path], tmp_path: Path
 ) -> None:
-    argv = exec_start(installed["UNIT_DIR"] / "ganeti-noded.service")
-    assert argv[0] == str(installed["PREFIX"] / "bin" / "ganeti-noded")
-    assert argv[argv.index("--config") + 1] == str(installed["CONFIG_DIR"] / "noded.toml")
-    argv[argv.index("--state-dir") + 1] = str(tmp_path / "state")  # systemd's StateDirectory
-    port = free_port()
+    for port in ports():
+        with started_as_the_unit_says(installed, "ganeti-noded", port, tmp_path) as daemon:
+            rpc_cli = [*installed_rpc_cli(installed), "--node", f"127.0.0.1:{port}"]
+            if not answers([*rpc_cli, "identify"], daemon, tmp_path / "stderr.log"):
+                continue
+            call = run([*rpc_cli, "call", "echo", '{"value": 7}'])
+            assert call.returncode == 0 and '"result": 7' in call.stdout, call.stderr
+        assert daemon.returncode == 0
+        return
+
+
+def test_the_master_unit_starts_a_masterd_that_answers_the_installed_rpc_cli(
+    installed: dict[str, Path], tmp_path: Path
+) -> None:
+    for port in ports():
+        with started_as_the_unit_says(installed, "ganeti-masterd", port, tmp_path) as daemon:
+            rpc_cli = [*installed_rpc_cli(installed), "--master", f"127.0.0.1:{port}"]
+            if not answers([*rpc_cli, "nodes"], daemon, tmp_path / "stderr.log"):
+                continue
+        assert daemon.returncode == 0
+        return
+
+
+def ports() -> Iterator[int]:
+    """Free loopback ports, a new one while the one before was taken before the daemon
+    bound it (other tests pick free ports too); three at most."""
+    for _ in range(3):
+        yield free_port()
+    pytest.fail("three free ports were taken before the daemon could bind them")
+
+
+@contextlib.contextmanager
+def started_as_the_unit_says(
+    installed: dict[str, Path], daemon: str, port: int, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The unit's ExecStart with the installed config, on a loopback port and with a
+    state directory of the test's (systemd's StateDirectory); SIGTERM at the end."""
+    argv = exec_start(installed["UNIT_DIR"] / f"{daemon}.service")
+    assert argv[0] == str(installed["PREFIX"] / "bin" / daemon)
+    config = installed["CONFIG_DIR"] / (
+        "noded.toml" if daemon == "ganeti-noded" else "masterd.toml"
+    )
+    assert argv[argv.index("--config") + 1] == str(config)
+    argv[argv.index("--state-dir") + 1] = str(tmp_path / "state")
     env = {"PATH": os.environ["PATH"], LEAK_MARKER: MARKER_VALUE}  # nothing of this tree
-    log = tmp_path / "stderr.log"
-    with log.open("w") as stderr, subprocess.Popen(
+    with (tmp_path / "stderr.log").open("w") as stderr, subprocess.Popen(
         [*argv, "--bind", "127.0.0.1", "--port", str(port)], env=env, cwd=tmp_path,
         stdout=subprocess.DEVNULL, stderr=stderr,
-    ) as daemon:  # fmt: skip
+    ) as process:  # fmt: skip
         try:
-            answer = call_when_up(installed, port, daemon, log)
-            assert '"result": 7' in answer
+            yield process
         finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=60)
-    assert daemon.returncode == 0
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
 
 
-def call_when_up(
-    installed: dict[str, Path], port: int, daemon: subprocess.Popen[bytes], log: Path
-) -> str:
+def installed_rpc_cli(installed: dict[str, Path]) -> list[str]:
+    """The rpc-cli on BINDIR with the operator's certificate the install made."""
     pki = installed["CONFIG_DIR"] / "pki"
-    rpc_cli = [
-        str(installed["BINDIR"] / "rpc-cli"), "--node", f"127.0.0.1:{port}",
+    return [
+        str(installed["BINDIR"] / "rpc-cli"),
         "--tls-cert", str(pki / "operator.crt"), "--tls-key", str(pki / "operator.key"),
         "--tls-ca", str(pki / "ca.crt"),
     ]  # fmt: skip
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"]}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+
+def answers(argv: list[str], daemon: subprocess.Popen[bytes], log: Path) -> bool:
+    """Wait until ``argv`` (an rpc-cli) succeeds; False if the daemon exited because its
+    port was taken meanwhile."""
     end = time.monotonic() + 60
-    while True:
-        done = subprocess.run([*rpc_cli, "identify"], capture_output=True, text=True, env=env,
-                              timeout=60)  # fmt: skip
-        if done.returncode == 0:
-            break
-        assert daemon.poll() is None, f"ganeti-noded exited: {log.read_text()}"
-        assert time.monotonic() < end, done.stderr
+    while (done := run(argv)).returncode != 0:
+        if daemon.poll() is not None and "address already in use" in log.read_text():
+            return False
+        assert daemon.poll() is None, f"the daemon exited: {log.read_text()}"
+        assert time.monotonic() < end, f"{done.stderr}\nthe daemon's log: {log.read_text()}"
         time.sleep(0.2)  # a polling interval, not a wait for an event
-    call = subprocess.run([*rpc_cli, "call", "echo", '{"value": 7}'], capture_output=True,
-                          text=True, env=env, timeout=60)  # fmt: skip
-    assert call.returncode == 0, call.stderr
-    return call.stdout
+    return True
