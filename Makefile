@@ -100,6 +100,8 @@ install:
 	@$(MAKE) --no-print-directory install-certs
 	@echo "installed; now: systemctl daemon-reload && systemctl enable --now ganeti-noded"
 	@echo "(on the master: systemctl enable --now ganeti-masterd)"
+	@! test -e $(PKI)/operator.crt || echo "then, to see it answer:" \
+	  "rpc-cli --tls-cert $(PKI)/operator.crt --tls-key $(PKI)/operator.key --tls-ca $(PKI)/ca.crt identify"
 
 # No CA in PKI: make one (this machine holds the cluster's CA) and issue this node's,
 # the operator's and masterd's certificates. A CA without its key (ca.crt copied from
