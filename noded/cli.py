@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from noded.config import NodedConfig, check_master_address, is_loopback
-from noded.http.descriptors import DescriptorsTooFew
 from noded.server import Server
 from noded.version import __version__
 from rpc_client import flags
 from rpc_client.logs import setup_logging
 from rpc_client.master_protocol import MASTER_PORT
+from rpc_client.serving.descriptors import DescriptorsTooFew
 
 
 def build_parser() -> argparse.ArgumentParser:

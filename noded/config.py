@@ -140,7 +140,7 @@ class NodedConfig:
         ),
     )
     #: file descriptors a call must leave free when it starts (a new connection: a quarter
-    #: of them); past that, 503 Busy with Retry-After (noded.http.descriptors)
+    #: of them); past that, 503 Busy with Retry-After (rpc_client.serving.descriptors)
     descriptor_reserve: int = field(
         default=32,
         metadata=flag(

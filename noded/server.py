@@ -25,17 +25,9 @@ from aiohttp import web
 from noded.calls.audit import AuditLog
 from noded.config import NodedConfig
 from noded.http.app import create_app
-from noded.http.descriptors import (
-    SPARE_DESCRIPTORS,
-    STARTUP_DESCRIPTORS,
-    check_budget_can_be_met,
-    open_descriptors,
-)
 from noded.http.guard import Guard
 from noded.http.keys import DESCRIPTORS, GUARD, SUPERVISOR
-from noded.http.listener import PlainSite
 from noded.http.middleware import error_response
-from noded.http.tls_site import TLSSite
 from noded.identity import load_identity
 from noded.master.context import announce_relay, attach_master_side, start_reporting
 from noded.metrics import Metrics
@@ -48,6 +40,14 @@ from noded.state_lock import StateLock, hold_state_directory
 from rpc_client import systemd, tls
 from rpc_client.http_runner import ContractRunner
 from rpc_client.logs import event, reopen_log_files
+from rpc_client.serving.descriptors import (
+    SPARE_DESCRIPTORS,
+    STARTUP_DESCRIPTORS,
+    check_budget_can_be_met,
+    open_descriptors,
+)
+from rpc_client.serving.listener import PlainSite
+from rpc_client.serving.tls_site import TLSSite
 
 #: allocations between collections of the young generation (Python's default: 700)
 _GC_YOUNG_OBJECTS = 5000

@@ -1,5 +1,5 @@
 """aiohttp's private names that the daemons use, for want of public extension points
-(rpc_client/http_runner.py: the request handler class; noded/http/listener.py and
+(rpc_client/http_runner.py: the request handler class; rpc_client/serving/listener.py and
 tls_site.py: sites that accept their own connections).  setup.cfg pins aiohttp to the
 series these were checked against; this test fails first if a release renames one."""
 
@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: what noded/http/listener.py and tls_site.py read and set on their TCPSite
+#: what rpc_client/serving/listener.py and tls_site.py read and set on their TCPSite
 SITE_NAMES = ("_host", "_port", "_backlog", "_ssl_context", "_server", "_bound_port", "_runner")
 
 

@@ -18,7 +18,6 @@ from noded.calls.journal import CallJournal
 from noded.calls.recorder import CallRecorder
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
-from noded.http.descriptors import DescriptorBudget
 from noded.http.guard import Guard
 from noded.http.handlers import dispatch, metrics_page, openapi_page
 from noded.http.keys import CONFIG, DESCRIPTORS, GUARD, IDENTITY, RELOAD, SUPERVISOR, Reload
@@ -30,6 +29,7 @@ from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees
 from noded.registry import Registry
 from rpc_client.errors import UnknownProcedure
+from rpc_client.serving.descriptors import DescriptorBudget
 
 
 def create_app(

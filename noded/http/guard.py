@@ -31,6 +31,7 @@ from noded.registry import FunctionSpec
 from rpc_client import protocol, tls
 from rpc_client.errors import Forbidden
 from rpc_client.logs import RateLimit, event
+from rpc_client.serving.listener import peer_text
 
 log = logging.getLogger("noded.policy")
 
@@ -182,11 +183,3 @@ def certificate_identity(der: bytes) -> tuple[str, str]:
     if name is None or not is_certificate_name(name):
         name = f"sha256:{fingerprint}"
     return name, fingerprint
-
-
-def peer_text(peername: Any) -> str:
-    """A socket's peer as ``address:port`` (``[v6]:port``), ``?`` if unknown."""
-    if not peername:
-        return "?"
-    host, port = peername[0], peername[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
-from noded.http.descriptors import DescriptorBudget
 from noded.http.guard import Guard
 from noded.identity import Identity
+from rpc_client.serving.descriptors import DescriptorBudget
 
 #: ReloadFunctions: re-import the function modules; (reloaded, error)
 Reload = Callable[[], Awaitable[Any]]

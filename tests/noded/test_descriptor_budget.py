@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 
 from masterd.local import LocalNode
-from noded.http.descriptors import CALL_DESCRIPTORS, DescriptorsTooFew, check_budget_can_be_met
+from rpc_client.serving.descriptors import (
+    CALL_DESCRIPTORS,
+    DescriptorsTooFew,
+    check_budget_can_be_met,
+)
 from tests.helpers import node_env, run_noded
 
 

@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from masterd.local import LocalNode, free_port
-from noded.http.descriptors import CALL_DESCRIPTORS, DescriptorBudget
-from noded.http.listener import listeners_for
 from noded.metrics import Metrics
 from rpc_client.errors import NodeBusy
+from rpc_client.serving.descriptors import CALL_DESCRIPTORS, DescriptorBudget
+from rpc_client.serving.listener import listeners_for
 from tests.helpers import node_args, node_env
 
 #: the daemon's descriptor limit, soft and hard

@@ -18,13 +18,11 @@ from typing import Any
 
 from aiohttp import web
 
-from noded.http.descriptors import DescriptorBudget
-from noded.http.guard import peer_text
-from noded.http.listener import accept_on, listeners_for
-from noded.metrics import Metrics
 from rpc_client.logs import RateLimit, event
+from rpc_client.serving.descriptors import DescriptorBudget, DoorMetrics
+from rpc_client.serving.listener import accept_on, listeners_for, peer_text
 
-log = logging.getLogger("noded.tls")
+log = logging.getLogger("rpc_client.tls")
 
 #: at most one tls.handshake_failed line per this many seconds; the rest are counted
 _LOG_EVERY_S = 1.0
@@ -42,7 +40,7 @@ class TLSSite(web.TCPSite):
         self,
         *args: Any,
         handshake_timeout_s: float,
-        metrics: Metrics,
+        metrics: DoorMetrics,
         budget: DescriptorBudget,
         **kwargs: Any,
     ) -> None:

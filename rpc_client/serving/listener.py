@@ -6,7 +6,7 @@ closing a spare descriptor, then accepting and closing every connection waiting 
 backlog: each of those clients sees its connection reset, with no answer.  Here the site
 accepts each connection itself and hands it to the loop (``connect_accepted_socket``):
 
-- a connection the :class:`~noded.http.descriptors.DescriptorBudget` has no descriptor
+- a connection the :class:`~rpc_client.serving.descriptors.DescriptorBudget` has no descriptor
   for is answered ``503 Busy`` with ``Retry-After`` and closed;
 - when ``accept`` itself fails with ``EMFILE``, the site closes the descriptor it keeps
   in reserve, accepts one connection on it, answers it ``503 Busy``, and takes the
@@ -27,10 +27,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from noded.http.descriptors import RETRY_AFTER_S, DescriptorBudget
 from rpc_client.logs import RateLimit, event
+from rpc_client.serving.descriptors import RETRY_AFTER_S, DescriptorBudget
 
-log = logging.getLogger("noded.http")
+log = logging.getLogger("rpc_client.serving")
 
 #: how long a refused connection may take to read its answer and close
 _REFUSE_TIMEOUT_S = 1.0
@@ -71,6 +71,14 @@ async def refuse_busy(sock: socket.socket) -> None:
         pass
     finally:
         sock.close()
+
+
+def peer_text(peername: Any) -> str:
+    """A socket's peer as ``address:port`` (``[v6]:port``), ``?`` if unknown."""
+    if not peername:
+        return "?"
+    host, port = peername[0], peername[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def open_listener(address: Any, family: int, backlog: int) -> socket.socket:

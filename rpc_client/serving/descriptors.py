@@ -17,12 +17,12 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
-from noded.metrics import Metrics
 from rpc_client.errors import NodeBusy
 from rpc_client.logs import RateLimit, event
 
-log = logging.getLogger("noded.http")
+log = logging.getLogger("rpc_client.serving")
 
 #: descriptors a function call holds in the daemon at most while it starts: its stdin,
 #: stdout, stderr and result pipes, its pidfd, its output file, and some slack
@@ -43,6 +43,23 @@ _LOG_EVERY_S = 1.0
 def open_descriptors() -> int:
     """How many descriptors this process has open (exact, and costly: see above)."""
     return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+
+
+class LabelledCounter(Protocol):
+    """A Prometheus counter with labels (``prometheus_client.Counter``)."""
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Any: ...
+
+
+class DoorMetrics(Protocol):
+    """What a daemon counts at its door: requests refused at a limit (by limit: here
+    ``descriptors``), and refused TLS handshakes (by reason)."""
+
+    @property
+    def rejections(self) -> LabelledCounter: ...
+
+    @property
+    def tls_failures(self) -> LabelledCounter: ...
 
 
 class DescriptorTable:
@@ -95,7 +112,7 @@ class DescriptorBudget:
     def __init__(
         self,
         reserve: int,
-        metrics: Metrics,
+        metrics: DoorMetrics,
         *,
         limit: int | None = None,
         count: Callable[[], int] = open_descriptors,
