@@ -187,3 +187,17 @@ def answers(argv: list[str], daemon: subprocess.Popen[bytes], log: Path) -> bool
         assert time.monotonic() < end, f"{done.stderr}\nthe daemon's log: {log.read_text()}"
         time.sleep(0.2)  # a polling interval, not a wait for an event
     return True
+
+
+def test_a_copied_ca_without_its_key_gets_the_command_to_run_on_the_cas_machine(
+    tmp_path: Path,
+) -> None:
+    pki = tmp_path / "CONFIG_DIR" / "pki"
+    pki.mkdir(parents=True)
+    (pki / "ca.crt").write_text("the cluster's CA certificate, copied\n")
+    places = {"PREFIX": tmp_path / "PREFIX", "CONFIG_DIR": tmp_path / "CONFIG_DIR"}
+    done = make("install-certs", places)
+    assert done.returncode == 0, done.stderr
+    assert f"MISSING {pki}/{NAME}.crt" in done.stdout
+    assert f"rpc-cli certs issue CA_DIR {NAME} --node --address {NAME}" in done.stdout
+    assert sorted(path.name for path in pki.iterdir()) == ["ca.crt"]  # nothing made
