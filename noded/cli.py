@@ -10,7 +10,7 @@ from pathlib import Path
 from noded.config import NodedConfig, check_master_address, is_loopback
 from noded.server import Server
 from noded.version import __version__
-from rpc_client import flags
+from rpc_client import flags, tls
 from rpc_client.logs import setup_logging
 from rpc_client.master_protocol import MASTER_PORT
 from rpc_client.serving.descriptors import DescriptorsTooFew
@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                        ("--tls-ca", config.tls_ca), ("--policy", config.policy)):  # fmt: skip
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path}: no such file")
+    if config.tls_cert and config.tls_key and config.tls_ca:
+        try:
+            tls.check_server_material(config.tls_cert, config.tls_key, config.tls_ca)
+        except ValueError as exc:
+            parser.error(str(exc))
     try:
         setup_logging(config.log_format, config.log_file)
     except OSError as exc:  # only a log file can fail here

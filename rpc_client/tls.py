@@ -101,6 +101,33 @@ def load_server_material(context: ssl.SSLContext, cert: Path, key: Path, ca: Pat
     context.load_verify_locations(cafile=str(ca))
 
 
+def check_server_material(cert: Path, key: Path, ca: Path) -> None:
+    """``ValueError`` naming the flag and the file a daemon cannot serve TLS with (not a
+    certificate, not a key, a key that is not the certificate's, no CA certificate), so
+    that it refuses them at start in words rather than OpenSSL's ``[SSL] PEM lib``."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        probe.load_verify_locations(cafile=str(cert))
+    except OSError as exc:  # ssl.SSLError too
+        raise ValueError(f"--tls-cert {cert}: {_not_pem(exc, 'a PEM certificate')}") from exc
+    try:
+        probe.load_cert_chain(str(cert), str(key))
+    except OSError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc):
+            raise ValueError(f"--tls-key {key} is not the key of --tls-cert {cert}") from exc
+        raise ValueError(f"--tls-key {key}: {_not_pem(exc, 'a PEM private key')}") from exc
+    try:
+        probe.load_verify_locations(cafile=str(ca))
+    except OSError as exc:
+        raise ValueError(f"--tls-ca {ca}: {_not_pem(exc, 'a PEM CA certificate')}") from exc
+
+
+def _not_pem(exc: OSError, what: str) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not {what}"
+    return exc.strerror or str(exc)  # unreadable: permission denied, a directory
+
+
 def fingerprint(der: bytes) -> str:
     """The SHA-256 fingerprint of a DER certificate, as lowercase hex."""
     return hashlib.sha256(der).hexdigest()

@@ -11,6 +11,7 @@ import pytest
 
 from masterd.daemon import cli as masterd_cli
 from noded import cli as noded_cli
+from rpc_client import certs, tls
 from tests.helpers import run_noded
 
 MISSING = "/no/such/dir/x.pem"
@@ -87,3 +88,45 @@ def test_a_real_daemon_that_cannot_start_writes_two_lines(module: str, prog: str
     done = run_noded(*TLS, module=module)
     assert done.returncode == 2
     check_one_line(prog, done.stderr.splitlines(), f"--tls-cert {MISSING}: no such file")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, two node certificates, and a file that is no PEM at all."""
+    directory = tmp_path_factory.mktemp("pki")
+    certs.init_ca(directory)
+    certs.issue(directory, "n1", "node", addresses=("127.0.0.1",))
+    certs.issue(directory, "n2", "node", addresses=("127.0.0.1",))
+    (directory / "garbage.pem").write_text("not PEM at all\n")
+    return directory
+
+
+BAD_MATERIAL = [
+    (("n1.crt", "n2.key", "ca.crt"), "--tls-key {d}/n2.key is not the key of --tls-cert {d}/n1"),
+    (("garbage.pem", "n1.key", "ca.crt"), "--tls-cert {d}/garbage.pem: not a PEM certificate"),
+    (("n1.crt", "garbage.pem", "ca.crt"), "--tls-key {d}/garbage.pem: not a PEM private key"),
+    (("n1.crt", "n1.key", "garbage.pem"), "--tls-ca {d}/garbage.pem: not a PEM CA certificate"),
+]
+
+
+@pytest.mark.parametrize(("files", "says"), BAD_MATERIAL)
+@pytest.mark.parametrize(
+    ("prog", "main"), [("ganeti-noded", noded_cli.main), ("ganeti-masterd", masterd_cli.main)]
+)
+def test_tls_files_a_daemon_cannot_use_are_named_in_words(
+    prog: str,
+    main: Callable[[list[str]], int],
+    files: tuple[str, str, str],
+    says: str,
+    pki: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cert, key, ca = (str(pki / name) for name in files)
+    argv = ["--tls-cert", cert, "--tls-key", key, "--tls-ca", ca, "--state-dir", str(tmp_path)]
+    lines = refused(main, argv, capsys)
+    check_one_line(prog, lines, says.format(d=pki))
+
+
+def test_good_tls_files_pass_the_check(pki: Path) -> None:
+    tls.check_server_material(pki / "n1.crt", pki / "n1.key", pki / "ca.crt")

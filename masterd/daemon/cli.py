@@ -11,7 +11,7 @@ from pathlib import Path
 from masterd.daemon.config import MasterdConfig, is_loopback
 from masterd.daemon.server import Server
 from masterd.store.lock import StoreInUse
-from rpc_client import flags
+from rpc_client import flags, tls
 from rpc_client.errors import RemoteError
 from rpc_client.logs import setup_logging
 
@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                        ("--tls-key", config.tls_key), ("--tls-ca", config.tls_ca)):  # fmt: skip
         if path is not None and not path.is_file():
             parser.error(f"{flag} {path}: no such file")
+    if config.tls_cert and config.tls_key and config.tls_ca:
+        try:
+            tls.check_server_material(config.tls_cert, config.tls_key, config.tls_ca)
+        except ValueError as exc:
+            parser.error(str(exc))
     try:
         setup_logging(config.log_format, config.log_file)
     except OSError as exc:
