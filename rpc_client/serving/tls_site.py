@@ -120,7 +120,8 @@ def handshake_failure(exc: BaseException) -> str:
         return "no certificate: the client sent none (one signed by --tls-ca is required)"
     if reason == "HTTP_REQUEST":
         return "plain HTTP: the client spoke HTTP to this TLS port"
-    if isinstance(exc, TimeoutError):
+    # uvloop's own timeout (ssl_handshake_timeout) is a ConnectionAbortedError
+    if isinstance(exc, TimeoutError) or "handshake is taking longer" in str(exc):
         return "timeout: no complete handshake in time"
     if isinstance(exc, ConnectionError | EOFError):
         return "closed: the client left during the handshake"

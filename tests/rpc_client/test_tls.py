@@ -61,6 +61,20 @@ async def test_a_client_without_a_certificate_never_reaches_a_handler(pki: Pki) 
                          node.log_text())  # fmt: skip
 
 
+async def test_a_client_silent_past_the_handshake_timeout_is_logged_as_such(pki: Pki) -> None:
+    """The handshake's time limit (--idle-timeout) ends a connection that says nothing,
+    logged as a timeout (uvloop raises it as ConnectionAbortedError: it was logged as a
+    client that left)."""
+    args = [*pki.node_args(), "--idle-timeout", "0.5"]
+    async with run_node(args, client_tls=pki.master()) as node:
+        _, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        try:
+            await eventually(lambda: "tls.handshake_failed" in node.log_text())
+        finally:
+            writer.close()
+        assert "timeout: no complete handshake in time" in node.log_text()
+
+
 async def test_plain_http_to_the_tls_port_is_logged_as_such(pki: Pki) -> None:
     async with run_node(pki.node_args(), client_tls=pki.master()) as node:
         async with NodeClient("127.0.0.1", node.port, name="node1") as client:
