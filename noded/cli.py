@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             exc = OSError(f"{config.bind}:{config.port}: address already in use (another "
                           "ganeti-noded?); stop what holds it, or choose another port with "
                           "--port")  # fmt: skip
-        print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)
+        paths = {"--state-dir": config.state_dir, "--audit-log": config.audit_log}
+        print(f"ganeti-noded: cannot start: {flags.described(exc, paths)}", file=sys.stderr)
         return 1
     except (ImportError, TypeError, ValueError) as exc:
         print(f"ganeti-noded: cannot start: {exc}", file=sys.stderr)

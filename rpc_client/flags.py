@@ -57,6 +57,20 @@ class OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {what}\n{self.prog}: {hint}\n")
 
 
+def described(exc: OSError, paths: Mapping[str, Path | None]) -> str:
+    """An OSError met while starting, in words: the file and why, named by the flag that
+    gave it (or a directory above it): ``--state-dir /x: Not a directory``."""
+    if exc.filename is None:
+        return str(exc)
+    where, why = Path(exc.filename), exc.strerror or str(exc)
+    for flag, path in paths.items():
+        if path is not None and where == path:
+            return f"{flag} {path}: {why}"
+        if path is not None and path in where.parents:
+            return f"{flag} {path}: {where}: {why}"
+    return f"{where}: {why}"
+
+
 def add_settings(
     parser: argparse.ArgumentParser, config: type[Any], *, keep_units: Collection[str] = ()
 ) -> None:

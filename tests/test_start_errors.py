@@ -130,3 +130,18 @@ def test_tls_files_a_daemon_cannot_use_are_named_in_words(
 
 def test_good_tls_files_pass_the_check(pki: Path) -> None:
     tls.check_server_material(pki / "n1.crt", pki / "n1.key", pki / "ca.crt")
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("noded", "ganeti-noded"), ("masterd.daemon", "ganeti-masterd")]
+)
+def test_a_state_dir_that_cannot_be_made_is_named_by_its_flag(
+    module: str, prog: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    state_dir = tmp_path / "a-file" / "state"
+    done = run_noded("--state-dir", str(state_dir), "--port", "1", module=module)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith(f"{prog}: cannot start: --state-dir {state_dir}: "), last
+    assert "Not a directory" in last

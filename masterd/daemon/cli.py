@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     except StoreInUse as exc:
         print(f"ganeti-masterd: cannot start: {exc}", file=sys.stderr)
         return 1
-    except (OSError, ValueError, RemoteError) as exc:
+    except OSError as exc:
+        words = flags.described(exc, {"--state-dir": config.state_dir})
+        print(f"ganeti-masterd: cannot start: {words}", file=sys.stderr)
+        return 1
+    except (ValueError, RemoteError) as exc:
         print(f"ganeti-masterd: cannot start: {exc}", file=sys.stderr)
         return 1
 
