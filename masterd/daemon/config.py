@@ -102,6 +102,17 @@ class MasterdConfig:
         metadata=flag("a job's node result over this is left on the node: ResultTooLarge "
                       "(default 1 MiB)"),
     )  # fmt: skip
+    descriptor_reserve: int = field(
+        default=32,
+        metadata=flag("file descriptors kept for the store and jobs' connections to "
+                      "nodes: a new connection is taken in while a quarter of them remain "
+                      "free; short of that, 503 Busy (default %(default)s)", metavar="N"),
+    )  # fmt: skip
+    handshake_timeout_s: float = field(
+        default=10.0,
+        metadata=flag("longest a client may take over its TLS handshake "
+                      "(default %(default)s s)", metavar="S"),
+    )  # fmt: skip
     insecure: bool = field(
         default=False, metadata=flag("allow listening on a non-loopback address without TLS")
     )
@@ -144,7 +155,8 @@ class MasterdConfig:
     def __post_init__(self) -> None:
         for name in ("heartbeat_s", "lease_s", "max_wait_s", "max_request_bytes",
                      "max_report_events", "node_events_per_s", "command_threads", "job_ttl_s",
-                     "max_job_result_bytes"):  # fmt: skip
+                     "max_job_result_bytes", "descriptor_reserve",
+                     "handshake_timeout_s"):  # fmt: skip
             flags.check_positive({name: getattr(self, name)})
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")

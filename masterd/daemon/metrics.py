@@ -40,6 +40,9 @@ class MasterdMetrics:
         self.rejections = Counter(
             "masterd_limit_rejections", "Requests refused at a limit", ["limit"], registry=r
         )
+        self.tls_failures = Counter(
+            "masterd_tls_handshake_failures", "TLS handshakes refused or broken, by reason",
+            ["reason"], registry=r)  # fmt: skip
 
     def count_request(self, procedure: str, status: int) -> None:
         """One answered request.  Each (procedure, status) child is looked up once: a

@@ -23,8 +23,9 @@ from aiohttp import web
 from masterd.commands import load_commands
 from masterd.daemon.app import create_app
 from masterd.daemon.config import MasterdConfig
-from masterd.daemon.keys import MASTERS
+from masterd.daemon.keys import MASTERS, METRICS
 from masterd.daemon.masters import keep_masters
+from masterd.daemon.metrics import MasterdMetrics
 from masterd.daemon.middleware import error_response
 from masterd.node import Node, load_nodes
 from masterd.store import store_for
@@ -32,6 +33,13 @@ from masterd.store.base import Store
 from rpc_client import systemd, tls
 from rpc_client.http_runner import ContractRunner
 from rpc_client.logs import event, reopen_log_files
+from rpc_client.serving.descriptors import (
+    DescriptorBudget,
+    check_budget_can_be_met,
+    open_descriptors,
+)
+from rpc_client.serving.listener import PlainSite
+from rpc_client.serving.tls_site import TLSSite
 
 log = logging.getLogger("masterd.server")
 
@@ -77,9 +85,8 @@ class Server:
         self._runner = ContractRunner(app, error_response=error_response, access_log=None,
                                       shutdown_timeout=_HTTP_CLOSE_TIMEOUT_S)  # fmt: skip
         await self._runner.setup()
-        site = web.TCPSite(self._runner, config.bind, config.port, reuse_address=True,
-                           backlog=_LISTEN_BACKLOG, ssl_context=self._ssl())  # fmt: skip
-        await site.start()
+        await self._site(app[METRICS]).start()
+        check_budget_can_be_met(config.descriptor_reserve, open_descriptors())
         advertised = self._advertised(config)
         app[MASTERS][:] = [advertised]
         await store.add_instance(self.instance, advertised, os.getpid(), time.time())
@@ -94,6 +101,23 @@ class Server:
         interval = systemd.watchdog_interval_s()
         if interval is not None:
             self._watchdog = asyncio.create_task(systemd.ping_watchdog_forever(interval))
+
+    def _site(self, metrics: MasterdMetrics) -> web.TCPSite:
+        """The listening site, as ganeti-noded's: it accepts only the connections it has
+        descriptors for (the rest: 503 Busy, never a reset); with TLS, it logs a refused
+        handshake (tls.handshake_failed)."""
+        config, runner = self.config, self._runner
+        assert runner is not None
+        budget = DescriptorBudget(config.descriptor_reserve, metrics)
+        context = self._ssl()
+        if context is None:
+            return PlainSite(runner, config.bind, config.port, reuse_address=True,
+                             backlog=_LISTEN_BACKLOG, budget=budget)  # fmt: skip
+        return TLSSite(
+            runner, config.bind, config.port, reuse_address=True, ssl_context=context,
+            backlog=_LISTEN_BACKLOG, handshake_timeout_s=config.handshake_timeout_s,
+            metrics=metrics, budget=budget,
+        )  # fmt: skip
 
     def _ssl(self) -> ssl.SSLContext | None:
         """With --tls-*: TLS 1.2+, a client certificate signed by the CA required."""

@@ -43,7 +43,7 @@ _accept_failures = RateLimit(_LOG_EVERY_S)
 
 def _busy_answer() -> bytes:
     body = orjson.dumps({"error": {"type": "Busy", "message": (
-        "the node is out of file descriptors for new connections; retry later"
+        "out of file descriptors for new connections; retry later"
     )}})  # fmt: skip
     head = (
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -91,9 +91,13 @@ def open_listener(address: Any, family: int, backlog: int) -> socket.socket:
         listener.bind(address)
         listener.listen(backlog)
         listener.setblocking(False)
-    except OSError:
+    except OSError as exc:
         listener.close()
-        raise
+        # as loop.create_server says it: the address, and the errno kept
+        reason = (exc.strerror or str(exc)).lower()
+        raise OSError(
+            exc.errno, f"error while attempting to bind on address {address!r}: {reason}"
+        ) from exc
     return listener
 
 

@@ -146,10 +146,12 @@ def spawn(
     port: int,
     env: dict[str, str] | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    prefix: Sequence[str] = (),
 ) -> Masterd:
+    """``prefix``: a command it runs under (``prlimit --nofile=N:N --``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "masterd.daemon", "--bind", "127.0.0.1", "--port", str(port),
-            "--state-dir", str(workdir / "state"), *args]  # fmt: skip
+    argv = [*prefix, sys.executable, "-m", "masterd.daemon", "--bind", "127.0.0.1",
+            "--port", str(port), "--state-dir", str(workdir / "state"), *args]  # fmt: skip
     with open(workdir / "masterd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 env={**os.environ, **node_env(env)})  # fmt: skip
@@ -163,11 +165,12 @@ async def start_masterd(
     ready_timeout_s: float = 20.0,
     env: dict[str, str] | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    prefix: Sequence[str] = (),
 ) -> Masterd:
     """Start one and wait until it answers (under TLS, ``client_ssl`` must be an
     operator's); another port if the free one was taken."""
     for _ in range(_BIND_ATTEMPTS):
-        masterd = spawn(args, workdir, port or free_port(), env, client_ssl)
+        masterd = spawn(args, workdir, port or free_port(), env, client_ssl, prefix)
         if await masterd.wait_ready(ready_timeout_s):
             return masterd
         await masterd.stop(5.0)
@@ -183,10 +186,11 @@ async def run_masterd(
     workdir: Path,
     env: dict[str, str] | None = None,
     client_ssl: ssl.SSLContext | None = None,
+    prefix: Sequence[str] = (),
 ) -> AsyncIterator[Masterd]:
     """A real ganeti-masterd in ``workdir``, stopped (SIGTERM, bounded) on leaving;
     ``client_ssl``: under TLS, the operator certificate requests present."""
-    masterd = await start_masterd(args, workdir, env=env, client_ssl=client_ssl)
+    masterd = await start_masterd(args, workdir, env=env, client_ssl=client_ssl, prefix=prefix)
     try:
         yield masterd
     finally:

@@ -3,9 +3,11 @@ with certificates made by ``rpc-cli certs issue``."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +201,46 @@ async def test_plain_http_to_the_tls_port_gets_no_answer(cluster: Cluster) -> No
         with pytest.raises(aiohttp.ClientError):
             async with session.put(url, data=b"{}") as response:
                 assert response.status != 200
+    await until(handshake_failure_logged(cluster.masterd))
+    (line,) = logged(cluster.masterd, "tls.handshake_failed")
+    assert "plain HTTP: the client spoke HTTP to this TLS port" in line, line
+
+
+def handshake_failure_logged(masterd: Masterd) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(logged(masterd, "tls.handshake_failed"))
+
+    return check
+
+
+async def test_a_refused_handshake_is_logged_with_the_peer_and_the_reason(
+    cluster: Cluster,
+) -> None:
+    no_certificate = ssl.create_default_context(cafile=str(cluster.pki.ca / "ca.crt"))
+    with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+        await status(cluster.masterd, "ListNodes", {}, no_certificate)
+    await until(handshake_failure_logged(cluster.masterd))
+    (line,) = logged(cluster.masterd, "tls.handshake_failed")
+    assert re.search(r"WARNING tls.handshake_failed peer=127\.0\.0\.1:\d+ reason=.*no certificate",
+                     line), line  # fmt: skip
+    assert (await cluster.masterd.put("ListNodes", {}))[0] == 200  # still serving
+
+
+async def test_a_client_silent_past_the_handshake_timeout_is_logged(
+    pki: Pki, tmp_path: Path
+) -> None:
+    own = certs.issue(pki.ca, "masterd1", "masterd", addresses=("127.0.0.1",))
+    args = ["--tls-cert", str(own.cert), "--tls-key", str(own.key),
+            "--tls-ca", str(pki.ca / "ca.crt"), "--handshake-timeout", "0.5"]  # fmt: skip
+    operator = pki.master("operator1").client_context()
+    async with run_masterd(args, workdir=tmp_path, client_ssl=operator) as masterd:
+        _, writer = await asyncio.open_connection("127.0.0.1", masterd.port)
+        try:  # connected, and says nothing
+            await until(handshake_failure_logged(masterd))
+        finally:
+            writer.close()
+        (line,) = logged(masterd, "tls.handshake_failed")
+        assert "timeout: no complete handshake in time" in line, line
 
 
 def test_the_tls_flags_go_together(capsys: pytest.CaptureFixture[str]) -> None:
