@@ -33,21 +33,32 @@ NAME = socket.gethostname()  # the default NODE_NAME: `hostname`
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(600),  # a virtualenv and pip install: about a minute
+    pytest.mark.timeout(600),  # a virtualenv and pip install: about a minute under load
     pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed"),
 ]
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("install")
+SOURCES = ("Makefile", "setup.cfg", "pyproject.toml", "README.md", "LICENSE", "doc", "noded",
+           "masterd", "rpc_client")  # fmt: skip
+
+
+def install(base: Path) -> dict[str, Path]:
+    """``make install`` into temporary places, from a copy of the tree (pip builds in the
+    tree it installs: a copy keeps two test workers, and the work tree, apart)."""
+    source = base / "source"
+    source.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
+        else:
+            shutil.copy2(ROOT / name, source / name)
     places = {name: base / name for name in ("PREFIX", "UNIT_DIR", "CONFIG_DIR", "BINDIR")}
-    if os.environ.get("NODED_TEST_FULL_INSTALL"):
-        done = make("install", places)
-    else:
+    if not os.environ.get("NODED_TEST_FULL_INSTALL"):
         lend_dependencies(places["PREFIX"])
-        done = make("install", places)
+    done = make("install", places, cwd=source)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "then, to see it answer: rpc-cli --tls-cert" in done.stdout
     return places
 
 
@@ -61,11 +72,13 @@ def lend_dependencies(prefix: Path) -> None:
     Path(theirs, "zz_lent_by_the_test.pth").write_text(mine + "\n")
 
 
-def make(target: str, places: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+def make(
+    target: str, places: dict[str, Path], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     settings = [f"{name}={path}" for name, path in places.items()]
     return subprocess.run(
         ["make", "--no-print-directory", target, *settings, f"PYTHON={sys.executable}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=540,
+        cwd=cwd, capture_output=True, text=True, timeout=540,
     )  # fmt: skip
 
 
@@ -76,14 +89,23 @@ def exec_start(unit: Path) -> list[str]:
     return shlex.split(lines[0].removeprefix("ExecStart="))
 
 
-def test_the_installed_commands_are_on_bindir(installed: dict[str, Path]) -> None:
+def test_a_fresh_install_starts_as_documented(tmp_path: Path) -> None:
+    installed = install(tmp_path)
+    check_the_commands_are_on_bindir(installed)
+    check_the_configs_name_the_config_dir_and_the_files_exist(installed)
+    check_a_second_install_keeps_the_certificates(installed)
+    check_the_unit_starts_a_node_that_answers(installed, tmp_path / "node")
+    check_the_master_unit_starts_a_masterd_that_answers(installed, tmp_path / "masterd")
+
+
+def check_the_commands_are_on_bindir(installed: dict[str, Path]) -> None:
     for command in ("ganeti-noded", "ganeti-masterd", "rpc-cli"):
         link = installed["BINDIR"] / command
         assert link.resolve() == (installed["PREFIX"] / "bin" / command).resolve()
         assert os.access(link, os.X_OK)
 
 
-def test_the_configs_name_the_config_dir_and_the_files_exist(installed: dict[str, Path]) -> None:
+def check_the_configs_name_the_config_dir_and_the_files_exist(installed: dict[str, Path]) -> None:
     config_dir = installed["CONFIG_DIR"]
     for config in ("noded.toml", "masterd.toml"):
         text = (config_dir / config).read_text()
@@ -94,7 +116,7 @@ def test_the_configs_name_the_config_dir_and_the_files_exist(installed: dict[str
     assert f'tls-cert = "{config_dir}/pki/{NAME}.crt"' in (config_dir / "noded.toml").read_text()
 
 
-def test_a_second_install_keeps_the_certificates(installed: dict[str, Path]) -> None:
+def check_a_second_install_keeps_the_certificates(installed: dict[str, Path]) -> None:
     node_cert = installed["CONFIG_DIR"] / "pki" / f"{NAME}.crt"
     before = node_cert.read_bytes()
     done = make("install-certs", installed)
@@ -102,9 +124,9 @@ def test_a_second_install_keeps_the_certificates(installed: dict[str, Path]) -> 
     assert node_cert.read_bytes() == before
 
 
-def test_the_unit_starts_a_node_that_answers_the_installed_rpc_cli(
-    installed: dict[str, Path], tmp_path: Path
-) -> None:
+def check_the_unit_starts_a_node_that_answers(installed: dict[str, Path], tmp_path: Path) -> None:
+    """The installed ganeti-noded, as its unit says, answers the installed rpc-cli."""
+    tmp_path.mkdir()
     for port in ports():
         with started_as_the_unit_says(installed, "ganeti-noded", port, tmp_path) as daemon:
             rpc_cli = [*installed_rpc_cli(installed), "--node", f"127.0.0.1:{port}"]
@@ -116,9 +138,11 @@ def test_the_unit_starts_a_node_that_answers_the_installed_rpc_cli(
         return
 
 
-def test_the_master_unit_starts_a_masterd_that_answers_the_installed_rpc_cli(
+def check_the_master_unit_starts_a_masterd_that_answers(
     installed: dict[str, Path], tmp_path: Path
 ) -> None:
+    """The installed ganeti-masterd, as its unit says, answers the installed rpc-cli."""
+    tmp_path.mkdir()
     for port in ports():
         with started_as_the_unit_says(installed, "ganeti-masterd", port, tmp_path) as daemon:
             rpc_cli = [*installed_rpc_cli(installed), "--master", f"127.0.0.1:{port}"]
