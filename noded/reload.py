@@ -19,7 +19,7 @@ from noded.calls.supervisor import Supervisor
 from noded.config import NodedConfig
 from noded.metrics import Metrics
 from noded.process.child.describe import import_functions as import_functions  # start-up
-from noded.process.forkserver import ForkServerError, ForkSpawner
+from noded.process.fork_spawner import ForkServerError, ForkSpawner
 from noded.process.function import ProcessLimits
 from noded.process.importer import import_in_child
 from noded.process.spawners import ExecSpawner, Spawner

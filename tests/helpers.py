@@ -222,9 +222,8 @@ def zygotes(daemon_pid: int) -> list[psutil.Process]:
     found = []
     for child in psutil.Process(daemon_pid).children():
         with contextlib.suppress(psutil.Error):
-            if child.status() != psutil.STATUS_ZOMBIE and "noded.process.child.zygote" in " ".join(
-                child.cmdline()
-            ):
+            command = " ".join(child.cmdline())
+            if child.status() != psutil.STATUS_ZOMBIE and "noded.process.child.fork_server" in command:
                 found.append(child)
     return found
 

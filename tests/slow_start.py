@@ -14,7 +14,9 @@ from noded import function
 STARTING_MARK = "NODED_TEST_STARTING_MARK"
 
 _main = sys.modules.get("__main__")
-_in_zygote = getattr(getattr(_main, "__spec__", None), "name", "") == "noded.process.child.zygote"
+_in_zygote = (
+    getattr(getattr(_main, "__spec__", None), "name", "") == "noded.process.child.fork_server"
+)
 if (_mark := os.environ.get(STARTING_MARK)) and not _in_zygote:
     Path(_mark).write_text(str(os.getpid()))
     time.sleep(1.0)

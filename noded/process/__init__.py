@@ -9,7 +9,7 @@ The daemon's side of a function process (import each from its module):
 - :mod:`noded.process.watcher`: one epoll for every process's descriptors;
 - :mod:`noded.process.spawners`: the :class:`Spawner` interface and
   :class:`ExecSpawner`, an interpreter per call;
-- :mod:`noded.process.forkserver` and :mod:`noded.process.zygote_process`: the fork
+- :mod:`noded.process.fork_spawner` and :mod:`noded.process.fork_server_process`: the fork
   server (:class:`ForkSpawner`) and its process;
 - :mod:`noded.process.importer`: a reload's import of the function modules, in a child
   process and bounded in time;

@@ -1,6 +1,6 @@
 """Messages from the daemon to the fork server, sent as few datagrams as they fit in.
 
-A send that finds the zygote asleep must wake it, which costs the sender about 0.1 ms on
+A send that finds the fork server asleep must wake it, which costs the sender about 0.1 ms on
 a VM: what is asked within a few ms goes together, one wake-up for many.  What a call
 waits for goes once the loop's turn is done, with whatever else that turn asked (a burst
 of calls is one datagram).
@@ -13,7 +13,7 @@ import collections
 import logging
 import socket
 
-from noded.process.child import zygote
+from noded.process.child import fork_server
 from rpc_client.logs import event
 
 log = logging.getLogger("noded.forkserver")
@@ -22,7 +22,7 @@ _COALESCE_S = 0.002
 
 
 class Outbox:
-    """What waits to be sent to the zygote over its control socket."""
+    """What waits to be sent to the fork server over its control socket."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -33,12 +33,12 @@ class Outbox:
         self._flush_soon: asyncio.Handle | None = None
 
     def attach(self, control: socket.socket) -> None:
-        """Send to a new zygote from now on (what waited was meant for one that is gone)."""
+        """Send to a new fork server from now on (what waited was meant for one that is gone)."""
         self.detach()
         self._socket = control
 
     def detach(self) -> None:
-        """Stop sending: the zygote is gone, or going."""
+        """Stop sending: the fork server is gone, or going."""
         if self._socket is not None and self._blocked:
             self._loop.remove_writer(self._socket.fileno())
         self._blocked = False
@@ -70,7 +70,7 @@ class Outbox:
                 self._blocked = True
                 self._loop.add_writer(self._socket.fileno(), self._on_writable)
                 return
-            except OSError as exc:  # the zygote is gone: its exit is handled on its own
+            except OSError as exc:  # the fork server is gone: its exit is handled on its own
                 self._messages.appendleft(datagram)
                 event(log, "forkserver.send_failed", logging.WARNING, error=str(exc))
                 return
@@ -78,7 +78,7 @@ class Outbox:
     def _next_datagram(self) -> bytes:
         parts = [self._messages.popleft()]
         size = len(parts[0])
-        while self._messages and size + len(self._messages[0]) <= zygote.MAX_DATAGRAM:
+        while self._messages and size + len(self._messages[0]) <= fork_server.MAX_DATAGRAM:
             size += len(self._messages[0])
             parts.append(self._messages.popleft())
         return b"".join(parts)

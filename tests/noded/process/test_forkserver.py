@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from noded.process.child import zygote as protocol
-from noded.process.child.zygote import BIND_NOW_ADDED
+from noded.process.child import fork_server as protocol
+from noded.process.child.fork_server import BIND_NOW_ADDED
 from rpc_client.errors import NodeBusy
 from rpc_client.protocol import FncId
 from tests.helpers import (
@@ -74,7 +74,7 @@ def test_the_zygote_and_the_function_api_do_not_import_threading() -> None:
     # which copied 0.3-0.4 MiB of pages into every function process (measured: a
     # process's USS 0.71 -> 1.08 MiB when progress() imported it).
     probe = (
-        "import sys, noded, noded.process.child.zygote as z; "
+        "import sys, noded, noded.process.child.fork_server as z; "
         "from noded.registry import load_modules; load_modules([]); "
         "print(sorted(m for m in ('threading', 'asyncio', 'logging') if m in sys.modules))"
     )
@@ -235,7 +235,7 @@ async def test_one_datagram_carries_many_forks_and_reaps_and_one_answers_the_rea
     # wakes once for it; the statuses of a datagram's reaps come back as one.
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.settimeout(30)
-    argv = ["-P", "-m", "noded.process.child.zygote", str(theirs.fileno()), "tests.functions"]
+    argv = ["-P", "-m", "noded.process.child.fork_server", str(theirs.fileno()), "tests.functions"]
     zygote = subprocess.Popen(
         [sys.executable, *argv],
         pass_fds=[theirs.fileno()],

@@ -15,9 +15,9 @@ from typing import Any
 import psutil
 import pytest
 
-from noded.process.child import zygote as protocol
+from noded.process.child import fork_server as protocol
 from noded.process.child.frames import encode_request
-from noded.process.forkserver import ForkSpawner
+from noded.process.fork_spawner import ForkSpawner
 from noded.process.function import ProcessLimits
 from tests.helpers import alive, eventually, marked_processes, put, run_node, zygote_of, zygotes
 from tests.noded.listeners import KeepingListener

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from noded.process.child.frames import encode_request
-from noded.process.forkserver import ForkSpawner
+from noded.process.fork_spawner import ForkSpawner
 from noded.process.function import FunctionProcess, ProcessLimits
 from noded.process.spawners import ExecSpawner, Spawner
 from noded.process.tree import CallTrees, MarkedTree

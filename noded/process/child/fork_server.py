@@ -1,6 +1,6 @@
 """The fork server ("zygote"): imports the function modules once, forks a child per call.
 
-Started by the daemon as ``python -m noded.process.child.zygote CONTROL_FD MODULE...``;
+Started by the daemon as ``python -m noded.process.child.fork_server CONTROL_FD MODULE...``;
 it imports nothing of aiohttp.  It speaks over a SOCK_SEQPACKET socket; a datagram
 holds one message or, where marked, several in a row (one wake-up for many):
 
@@ -196,6 +196,6 @@ def _max_fd() -> int:
 
 
 if __name__ == "__main__":
-    from noded.process.child import zygote
+    from noded.process.child import fork_server
 
-    zygote.main(sys.argv[1:])
+    fork_server.main(sys.argv[1:])

@@ -1,12 +1,12 @@
-"""``ForkSpawner``: function processes forked by the zygote, a few kept ready ahead.
+"""``ForkSpawner``: function processes forked by the fork server, a few kept ready ahead.
 
 A call takes a spare child whose pipes the daemon already holds and only writes its
 request; the pool is refilled off the request's path.  Spare children are not calls: they
 are not counted, not listed, and they leave as soon as their stdin closes (the daemon
-releasing them, or dying).  Children are reaped by the zygote when the daemon, which sees
-their exit through a pidfd, asks for their status (see ``noded.zygote``).
+releasing them, or dying).  Children are reaped by the fork server when the daemon, which sees
+their exit through a pidfd, asks for their status (see :mod:`noded.process.child.fork_server`).
 
-If the zygote dies, a new one is started; calls already running go on, since their pipes
+If the fork server dies, a new one is started; calls already running go on, since their pipes
 are the daemon's (only their exit status is lost).  If none can be started, the daemon
 falls back to an interpreter per call (:class:`ExecSpawner`) and says so in its log.
 """
@@ -23,36 +23,36 @@ import os
 import socket
 from collections.abc import Callable
 
-from noded.process.child import zygote
+from noded.process.child import fork_server
+from noded.process.fork_server_process import ForkServerProcess, not_ready_reason, receive_answer
 from noded.process.function import FunctionProcess, ProcessLimits
 from noded.process.outbox import Outbox
 from noded.process.spawners import ExecSpawner, close_all
 from noded.process.tree import CallTrees, confine
 from noded.process.watcher import DescriptorWatcher
-from noded.process.zygote_process import ZygoteProcess, not_ready_reason, receive_answer
 from rpc_client.logs import RateLimit, event
 
 log = logging.getLogger("noded.forkserver")
 
-#: how long a new zygote may take to import the function modules, unless told
+#: how long a new fork server may take to import the function modules, unless told
 _READY_TIMEOUT_S = 30.0
 _FORK_TIMEOUT_S = 10.0
 _REAP_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
 _MAX_FDS = 4
 _SEND_ATTEMPTS = 3
-#: the longest answer of the zygote: the statuses of one datagram's reaps
-_ANSWER_BYTES = 2 * zygote.MAX_DATAGRAM
-#: forks asked and none answered for this long: the zygote is stopped or hung
+#: the longest answer of the fork server: the statuses of one datagram's reaps
+_ANSWER_BYTES = 2 * fork_server.MAX_DATAGRAM
+#: forks asked and none answered for this long: the fork server is stopped or hung
 _HUNG_S = 3.0
 
 
 class ForkServerError(RuntimeError):
-    """Raised when the zygote cannot be started."""
+    """Raised when the fork server cannot be started."""
 
 
 class ForkSpawner:
-    """Spawner that forks from a pre-loaded zygote and keeps ``spares`` children ready."""
+    """Spawner that forks from a pre-loaded fork server and keeps ``spares`` children ready."""
 
     def __init__(
         self,
@@ -78,13 +78,13 @@ class ForkSpawner:
         self._reaps: dict[int, tuple[Callable[[int | None], None], asyncio.TimerHandle]] = {}
         self._outbox = Outbox()
         self._control: socket.socket | None = None
-        self._zygote: ZygoteProcess | None = None
+        self._server: ForkServerProcess | None = None
         self._fallback: ExecSpawner | None = None
         self._closing = False
         self._retired = False
         self._restart_task: asyncio.Task[None] | None = None
         self._watcher = DescriptorWatcher()
-        #: loop time of the zygote's last answer, or of the first fork asked since
+        #: loop time of the fork server's last answer, or of the first fork asked since
         self._last_answer = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
 
@@ -132,12 +132,12 @@ class ForkSpawner:
             self._release(self._pool.popleft())
 
     def _release(self, proc: FunctionProcess) -> None:
-        """Let a spare go: it reads EOF and leaves, and its zygote reaps it then."""
+        """Let a spare go: it reads EOF and leaves, and its fork server reaps it then."""
         proc.discard()
-        self._outbox.put(zygote.PID.pack(zygote.REAP, proc.pid))
+        self._outbox.put(fork_server.PID.pack(fork_server.REAP, proc.pid))
 
     async def close(self) -> None:
-        """Release the spares, stop the zygote."""
+        """Release the spares, stop the fork server."""
         self._closing = True
         if self._restart_task is not None:
             self._restart_task.cancel()
@@ -149,21 +149,21 @@ class ForkSpawner:
         self._outbox.detach()
         if self._control is not None:
             self._loop.remove_reader(self._control.fileno())
-            self._control.close()  # the zygote reads EOF and leaves
+            self._control.close()  # the fork server reads EOF and leaves
             self._control = None
-        if self._zygote is not None:
+        if self._server is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._zygote.exited), _STOP_TIMEOUT_S)
-            await self._zygote.stop(_STOP_TIMEOUT_S)
+                await asyncio.wait_for(asyncio.shield(self._server.exited), _STOP_TIMEOUT_S)
+            await self._server.stop(_STOP_TIMEOUT_S)
         self._watcher.close()
 
-    # --- starting the zygote ----------------------------------------------------------
+    # --- starting the fork server ----------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the zygote and wait until its modules are imported; fill the pool."""
+        """Start the fork server and wait until its modules are imported; fill the pool."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            self._zygote = ZygoteProcess.start(self._modules, theirs.fileno())
+            self._server = ForkServerProcess.start(self._modules, theirs.fileno())
         finally:
             theirs.close()
         failure: BaseException | None = None
@@ -171,21 +171,21 @@ class ForkSpawner:
             ready = await asyncio.wait_for(self._loop.sock_recv(ours, 64), self._ready_timeout_s)
         except (TimeoutError, OSError) as exc:
             ready, failure = b"", exc
-        except asyncio.CancelledError:  # a reload given up (the daemon stops): no zygote left
+        except asyncio.CancelledError:  # a reload given up (the daemon stops): no fork server left
             ours.close()
-            self._zygote.kill()
+            self._server.kill()
             raise
-        if ready != zygote.READY:
+        if ready != fork_server.READY:
             ours.close()
-            await self._zygote.stop(_STOP_TIMEOUT_S)
+            await self._server.stop(_STOP_TIMEOUT_S)
             raise ForkServerError(not_ready_reason(failure, self._ready_timeout_s)) from failure
         ours.setblocking(False)
         self._control = ours
         self._forks_asked = 0
         self._outbox.attach(ours)
         self._loop.add_reader(ours.fileno(), self._on_message)
-        self._zygote.exited.add_done_callback(self._on_zygote_exit)
-        event(log, "forkserver.ready", pid=self._zygote.pid, spares=self._spares_wanted)
+        self._server.exited.add_done_callback(self._on_fork_server_exit)
+        event(log, "forkserver.ready", pid=self._server.pid, spares=self._spares_wanted)
         self._refill()
 
     # --- forking and reaping ------------------------------------------------------------
@@ -193,7 +193,7 @@ class ForkSpawner:
     async def _fork_now(self) -> FunctionProcess:
         waiter: asyncio.Future[FunctionProcess] = self._loop.create_future()
         self._waiting.append(waiter)
-        if self._control is not None:  # else the zygote restarts, and its refill serves us
+        if self._control is not None:  # else the fork server restarts, and its refill serves us
             self._ask_fork(now=True)
         timer = self._loop.call_later(_FORK_TIMEOUT_S, _give_up_on, waiter)
         try:
@@ -209,15 +209,15 @@ class ForkSpawner:
             self._ask_fork()
 
     def _ask_fork(self, *, now: bool = False) -> None:
-        if self._forks_asked == 0:  # the zygote owes nothing: its clock starts now
+        if self._forks_asked == 0:  # the fork server owes nothing: its clock starts now
             self._last_answer = self._loop.time()
         self._forks_asked += 1
-        self._outbox.put(zygote.FORK, now=now)
+        self._outbox.put(fork_server.FORK, now=now)
         if self._watchdog is None:
             self._watchdog = self._loop.call_later(_HUNG_S, self._check_answering)
 
     def _check_answering(self) -> None:
-        """A zygote that owes forks and has said nothing for _HUNG_S (stopped, a hung
+        """A fork server that owes forks and has said nothing for _HUNG_S (stopped, a hung
         import, a deadlock) is killed: its exit restarts it."""
         self._watchdog = None
         if self._control is None or self._closing or self._forks_asked <= 0:
@@ -226,28 +226,28 @@ class ForkSpawner:
         if silent_s < _HUNG_S:
             self._watchdog = self._loop.call_later(_HUNG_S - silent_s, self._check_answering)
             return
-        assert self._zygote is not None
-        event(log, "forkserver.hung", logging.ERROR, pid=self._zygote.pid,
+        assert self._server is not None
+        event(log, "forkserver.hung", logging.ERROR, pid=self._server.pid,
               silent_s=round(silent_s, 3), forks_asked=self._forks_asked)  # fmt: skip
-        self._zygote.kill()
+        self._server.kill()
 
     def reap(self, pid: int, on_status: Callable[[int | None], None]) -> None:
-        """Ask the zygote to reap an exited child; ``on_status`` gets its wait status, or
-        None if it was lost (the zygote gone, or no answer within _REAP_TIMEOUT_S)."""
+        """Ask the fork server to reap an exited child; ``on_status`` gets its wait status, or
+        None if it was lost (the fork server gone, or no answer within _REAP_TIMEOUT_S)."""
         if self._control is None:
             on_status(None)
             return
         timer = self._loop.call_later(_REAP_TIMEOUT_S, self._reaped, pid, None)
         self._reaps[pid] = (on_status, timer)
-        self._outbox.put(zygote.PID.pack(zygote.REAP, pid))
+        self._outbox.put(fork_server.PID.pack(fork_server.REAP, pid))
 
     def _reap_child_of(
-        self, parent: ZygoteProcess | None, pid: int, on_status: Callable[[int | None], None]
+        self, parent: ForkServerProcess | None, pid: int, on_status: Callable[[int | None], None]
     ) -> None:
         """Ask ``parent`` to reap its child ``pid``.  If that fork server is gone, init
         took the child and its status is lost: no later fork server is asked, for whom the
         pid may name a child of its own by now (it would wait for that child)."""
-        if parent is not self._zygote:
+        if parent is not self._server:
             on_status(None)
             return
         self.reap(pid, on_status)
@@ -269,19 +269,19 @@ class ForkSpawner:
             except OSError:
                 message, fds = b"", []
             if not message:
-                self._lost_zygote()
+                self._lost_fork_server()
                 return
             self._last_answer = self._loop.time()
             self._handle(message, fds)
 
     def _handle(self, message: bytes, fds: list[int]) -> None:
         kind = message[:1]
-        if kind == zygote.CHILD:
-            _, pid = zygote.PID.unpack(message)
+        if kind == fork_server.CHILD:
+            _, pid = fork_server.PID.unpack(message)
             self._forks_asked = max(0, self._forks_asked - 1)
             self._adopt(pid, fds)
-        elif kind == zygote.FAILED:
-            _, number = zygote.PID.unpack(message)
+        elif kind == fork_server.FAILED:
+            _, number = fork_server.PID.unpack(message)
             self._forks_asked = max(0, self._forks_asked - 1)
             if _fork_failures.allow():  # a shortage fails every fork: one line in 10 s
                 event(log, "spawn.failed", logging.WARNING, error=os.strerror(number),
@@ -289,8 +289,8 @@ class ForkSpawner:
             self._fail_one_waiter(
                 OSError(number, f"the fork server could not fork: {os.strerror(number)}")
             )
-        elif kind == zygote.STATUS:
-            for _, pid, status in zygote.PID_STATUS.iter_unpack(message):
+        elif kind == fork_server.STATUS:
+            for _, pid, status in fork_server.PID_STATUS.iter_unpack(message):
                 self._reaped(pid, status if status >= 0 else None)
 
     def _adopt(self, pid: int, fds: list[int]) -> None:
@@ -299,11 +299,12 @@ class ForkSpawner:
             if len(fds) != _MAX_FDS:
                 raise OSError(errno.EMFILE, f"{len(fds)} of a child's {_MAX_FDS} pipes arrived")
             pipes = (fds[0], fds[1], fds[2], fds[3])
-            reaper = functools.partial(self._reap_child_of, self._zygote)
+            reaper = functools.partial(self._reap_child_of, self._server)
             proc = FunctionProcess(pid, pipes, self._limits, self._watcher, reaper)
         except (OSError, ValueError) as exc:  # no descriptor left for its pidfd: let it go
             close_all(*fds)
-            self._outbox.put(zygote.PID.pack(zygote.REAP, pid))  # it leaves: stdin is closed
+            # it leaves: stdin is closed
+            self._outbox.put(fork_server.PID.pack(fork_server.REAP, pid))
             self._fail_one_waiter(exc)
             return
         proc.watch()
@@ -339,17 +340,17 @@ class ForkSpawner:
         else:
             self._pool.append(proc)
 
-    # --- when the zygote dies -------------------------------------------------------------
+    # --- when the fork server dies -------------------------------------------------------------
 
-    def _on_zygote_exit(self, _: asyncio.Future[int]) -> None:
+    def _on_fork_server_exit(self, _: asyncio.Future[int]) -> None:
         if self._control is not None:
-            self._lost_zygote()
+            self._lost_fork_server()
 
-    def _lost_zygote(self) -> None:
+    def _lost_fork_server(self) -> None:
         if self._control is None:
             return
         self._loop.remove_reader(self._control.fileno())
-        self._outbox.detach()  # what waits was meant for the dead zygote
+        self._outbox.detach()  # what waits was meant for the dead fork server
         self._control.close()
         self._control = None
         for pid in list(self._reaps):
@@ -357,14 +358,14 @@ class ForkSpawner:
         self._discard_pool()  # its spares: no status could ever be had for them
         if self._closing:
             return
-        event(log, "forkserver.died", logging.ERROR, pid=self._zygote.pid if self._zygote else None)
+        event(log, "forkserver.died", logging.ERROR, pid=self._server.pid if self._server else None)
         self._restart_task = self._loop.create_task(self._restart())
 
     async def _restart(self) -> None:
         if self._on_restart is not None:
             self._on_restart()
-        if self._zygote is not None:
-            await self._zygote.stop(_STOP_TIMEOUT_S)
+        if self._server is not None:
+            await self._server.stop(_STOP_TIMEOUT_S)
         try:
             await self.start()
         except (ForkServerError, OSError) as exc:
@@ -382,7 +383,7 @@ class ForkSpawner:
             self._fail_one_waiter(exc)
 
 
-#: forks the zygote could not make, logged at most once per 10 s (the rest counted)
+#: forks the fork server could not make, logged at most once per 10 s (the rest counted)
 _fork_failures = RateLimit(10.0)
 
 

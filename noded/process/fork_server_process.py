@@ -11,11 +11,11 @@ import signal
 import socket
 import sys
 
-from noded.process.child import zygote
+from noded.process.child import fork_server
 from noded.process.spawners import child_environment
 
 
-class ZygoteProcess:
+class ForkServerProcess:
     """The fork server's process: started here, watched through a pidfd, reaped here."""
 
     CONTROL_FD = 3
@@ -28,21 +28,21 @@ class ZygoteProcess:
         self._loop.add_reader(self._pidfd, self._on_exit)
 
     @classmethod
-    def start(cls, modules: list[str], control_fd: int) -> ZygoteProcess:
-        """The zygote (:mod:`noded.process.child.zygote`) in its own session, ``control_fd``
-        as its fd 3."""
+    def start(cls, modules: list[str], control_fd: int) -> ForkServerProcess:
+        """The fork server (:mod:`noded.process.child.fork_server`) in its own session,
+        ``control_fd`` as its fd 3."""
         argv = [
             sys.executable,
             "-P",
             "-m",
-            "noded.process.child.zygote",
+            "noded.process.child.fork_server",
             str(cls.CONTROL_FD),
             *modules,
         ]
         pid = os.posix_spawn(
             argv[0],
             argv,
-            _zygote_environment(),
+            _fork_server_environment(),
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -74,7 +74,7 @@ class ZygoteProcess:
 
 
 def receive_answer(control: socket.socket, max_bytes: int, max_fds: int) -> tuple[bytes, list[int]]:
-    """One answer of the zygote and the descriptors it carries, close-on-exec from the
+    """One answer of the fork server and the descriptors it carries, close-on-exec from the
     start: a fork server or interpreter started later must not hold a call's pipes (a
     spare would never see EOF on its stdin).  Not ``socket.recv_fds``, which drops its
     ``flags`` (CPython 3.11)."""
@@ -89,7 +89,7 @@ def receive_answer(control: socket.socket, max_bytes: int, max_fds: int) -> tupl
 
 
 def not_ready_reason(failure: BaseException | None, timeout_s: float) -> str:
-    """Why a new zygote did not say it was ready: ``failure`` is what waiting raised."""
+    """Why a new fork server did not say it was ready: ``failure`` is what waiting raised."""
     if isinstance(failure, TimeoutError):
         return (
             "the fork server did not import the function modules within "
@@ -100,14 +100,14 @@ def not_ready_reason(failure: BaseException | None, timeout_s: float) -> str:
     return "the fork server could not import the function modules"
 
 
-def _zygote_environment() -> dict[str, str]:
-    # Bind every library symbol when the zygote loads, rather than at each one's first
+def _fork_server_environment() -> dict[str, str]:
+    # Bind every library symbol when the fork server loads, rather than at each one's first
     # call, which every forked child would repeat, copying the pages it writes: 251 -> 228
-    # page faults a child.  The zygote takes the variable out again (see
-    # noded.process.child.zygote), so that what a function runs is not made to bind
+    # page faults a child.  The fork server takes the variable out again (see
+    # noded.process.child.fork_server), so that what a function runs is not made to bind
     # eagerly too.
     env = child_environment()
     if "LD_BIND_NOW" not in env:
         env["LD_BIND_NOW"] = "1"
-        env[zygote.BIND_NOW_ADDED] = "1"
+        env[fork_server.BIND_NOW_ADDED] = "1"
     return env
