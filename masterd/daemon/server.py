@@ -37,6 +37,7 @@ from rpc_client.serving.descriptors import (
     DescriptorBudget,
     check_budget_can_be_met,
     open_descriptors,
+    raise_open_files_limit,
 )
 from rpc_client.serving.listener import PlainSite
 from rpc_client.serving.tls_site import TLSSite
@@ -74,6 +75,7 @@ class Server:
             await self.shutdown()
 
     async def startup(self) -> None:
+        raise_open_files_limit()
         config = self.config
         listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
         commands = load_commands(config.commands, config.commands_path)

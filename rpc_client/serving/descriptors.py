@@ -80,6 +80,14 @@ def soft_open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def raise_open_files_limit() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit, at start: every connection holds a
+    descriptor (and in ganeti-noded every running call several)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class DescriptorsTooFew(ValueError):
     """Raised at start when RLIMIT_NOFILE cannot hold what the daemon holds at rest, the
     reserve, and one call with its connection: such a daemon would answer every request

@@ -96,3 +96,16 @@ async def test_a_reserve_the_limit_holds_starts(tmp_path: Path) -> None:
     prefix = ["prlimit", f"--nofile={NOFILE}:{NOFILE}", "--"]
     async with run_masterd(["--descriptor-reserve", "64"], workdir=tmp_path, prefix=prefix) as m:
         assert (await m.put("ListNodes", {}))[0] == 200
+
+
+def soft_open_files_limit_of(pid: int) -> int:
+    line = next(x for x in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                if x.startswith("Max open files"))  # fmt: skip
+    return int(line.split()[3])
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit(1)")
+async def test_the_soft_open_files_limit_is_raised_to_the_hard_one(tmp_path: Path) -> None:
+    prefix = ["prlimit", f"--nofile={NOFILE}:{4 * NOFILE}", "--"]
+    async with run_masterd(workdir=tmp_path, prefix=prefix) as masterd:
+        assert soft_open_files_limit_of(masterd.pid) == 4 * NOFILE
