@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import shutil
+import ssl
 from pathlib import Path
 
 import orjson
 import pytest
 
 from masterd.local import free_port
+from rpc_client import certs
 from tests.masterd.daemon.running import run_masterd, spawn
+from tests.pki import Pki
 
 #: the daemon's descriptor limit, soft and hard
 NOFILE = 128
@@ -109,3 +112,41 @@ async def test_the_soft_open_files_limit_is_raised_to_the_hard_one(tmp_path: Pat
     prefix = ["prlimit", f"--nofile={NOFILE}:{4 * NOFILE}", "--"]
     async with run_masterd(workdir=tmp_path, prefix=prefix) as masterd:
         assert soft_open_files_limit_of(masterd.pid) == 4 * NOFILE
+
+
+async def ask_over_tls(port: int, context: ssl.SSLContext) -> str:
+    """ListNodes over a TLS connection of its own: the answer, classified."""
+    try:
+        async with asyncio.timeout(60):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1"
+            )
+            try:
+                writer.write(REQUEST)
+                await writer.drain()
+                return classify(await reader.read())
+            finally:
+                writer.close()
+    except TimeoutError:
+        return "no answer in time"
+    except (OSError, ssl.SSLError) as exc:
+        return f"connection error: {type(exc).__name__}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit(1)")
+async def test_out_of_descriptors_over_tls_connections_wait_their_turn(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """Over TLS a busy answer would need a handshake: short of descriptors, connections
+    wait in the backlog and are served in turn, none reset."""
+    own = certs.issue(pki.ca, "masterd1", "masterd", addresses=("127.0.0.1",))
+    args = ["--tls-cert", str(own.cert), "--tls-key", str(own.key),
+            "--tls-ca", str(pki.ca / "ca.crt")]  # fmt: skip
+    operator = pki.master("operator1").client_context()
+    prefix = ["prlimit", f"--nofile={NOFILE}:{NOFILE}", "--"]
+    async with run_masterd(args, workdir=tmp_path, client_ssl=operator, prefix=prefix) as m:
+        asked = [ask_over_tls(m.port, operator) for _ in range(CONNECTIONS)]
+        outcomes = collections.Counter(await asyncio.gather(*asked))
+        assert outcomes == {"200": CONNECTIONS}, outcomes
+        assert (await m.put("ListNodes", {}))[0] == 200
