@@ -98,9 +98,12 @@ class JobRun:
         spec = self.job.spec
         rollout = Rollout(window=spec.window, canary=spec.canary, max_failures=spec.max_failures)
         self._task = asyncio.current_task()
+        # 'running' shares the first nodes' start records' commit rather than delaying
+        # their starts by a commit of its own; stored before the job's end is
+        running = asyncio.create_task(self._set_state(RUNNING, None), name="job running")
         try:
-            await self._set_state(RUNNING, None)
             await self._record_all(rollout)
+            await running
             await test_pause("before_end")
             state = ABORTED if self.aborted else FINISHED
             await self._set_state(state, time.time())
@@ -111,6 +114,7 @@ class JobRun:
             self._task.uncancel()
             raise self._not_held from None
         finally:
+            running.cancel()  # if the run stopped first
             await self._pool.close()
             self._on_change()
 
