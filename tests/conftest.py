@@ -23,6 +23,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("spawn_method", methods, scope="module")
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own grouping by fixture scope
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` first (in their order): under pytest-xdist they start while
+    the quick ones fill the other workers, instead of ending the run on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 async def node(spawn_method: str) -> AsyncIterator[LocalNode]:
     """A real ganeti-noded with the test functions, stopped after the test."""
