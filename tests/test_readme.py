@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from masterd.local import free_port
 from tests.helpers import ROOT, node_env, run_node
 
@@ -38,6 +40,7 @@ def run_shell(
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_by_hand_commands_run_as_written(tmp_path: Path) -> None:
     done = run_shell(blocks("sh")[1], tmp_path, free_port())
     assert done.returncode == 0, done.stderr

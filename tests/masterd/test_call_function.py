@@ -61,6 +61,7 @@ async def test_a_silent_node_costs_no_more_than_the_deadline() -> None:
         assert time.monotonic() - began < 1.5 + 1.0  # the promise: timeout + 1 s
 
 
+@pytest.mark.slow
 async def test_a_deadline_of_5_s_or_more_is_kept_to_the_millisecond_too() -> None:
     """aiohttp rounds a timeout of 5 s or more up to a whole second of the loop's clock
     unless told not to; started just past .30 of a second, a 5 s call ended at +5.95 s

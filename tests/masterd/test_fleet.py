@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from masterd.cluster import Cluster
 from masterd.node import Node
 from rpc_client.client import ClientTimeouts
@@ -13,6 +15,7 @@ from tests.bench.fleet import _pki, fake_fleet
 NODES = 300
 
 
+@pytest.mark.slow
 async def test_every_node_of_a_tls_fleet_answers_and_the_second_call_reuses_connections(
     tmp_path: Path,
 ) -> None:

@@ -27,6 +27,7 @@ from tests.fakes import fake_node, never_answers, speaks_garbage
 from tests.helpers import NodeFactory
 
 
+@pytest.mark.slow
 async def test_every_node_is_named_once_and_fast_nodes_come_first(
     make_node: NodeFactory, tmp_path: Path
 ) -> None:

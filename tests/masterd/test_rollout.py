@@ -158,6 +158,7 @@ async def rpc_cli(*args: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 async def test_a_fan_out_resumed_after_its_master_was_killed_runs_each_node_once(
     tmp_path: Path,
 ) -> None:

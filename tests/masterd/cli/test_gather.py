@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from masterd.local import free_port
 from tests.helpers import NodeFactory, eventually
@@ -85,6 +86,7 @@ async def test_gather_without_nodes_file_is_a_usage_error(tmp_path: Path) -> Non
     assert proc.returncode == 2 and b"--nodes" in err
 
 
+@pytest.mark.slow
 async def test_ctrl_c_names_every_node_left_and_resume_finishes_the_fan_out(
     tmp_path: Path, make_node: NodeFactory
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from masterd.local import LocalNode
 from noded.calls.audit import HEAD
@@ -114,6 +115,7 @@ async def _flood_denials(node: LocalNode, stop: asyncio.Event) -> None:
                     await response.read()
 
 
+@pytest.mark.slow
 async def test_after_a_sigkill_a_rotation_gives_no_false_alarm(tmp_path: Path) -> None:
     """A SIGKILL under a flood of records, then the file rotated while the daemon is down:
     the next daemon goes on from the last record, and the chain across the files holds."""

@@ -85,6 +85,7 @@ def test_the_zygote_and_the_function_api_do_not_import_threading() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 async def test_calls_go_on_once_the_daemon_holds_over_1024_descriptors() -> None:
     # every running call holds three descriptors: 400 of them take the numbers past
     # select()'s limit of 1023

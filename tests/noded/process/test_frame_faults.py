@@ -41,6 +41,7 @@ async def test_a_progress_flood_on_fd3_does_not_freeze_the_daemon() -> None:
         assert kept < 200_000, f"{state.result} reports written, {kept} bytes kept"
 
 
+@pytest.mark.slow
 async def test_progress_from_another_thread_never_cuts_into_a_large_result() -> None:
     async with run_node() as node, node.client() as client:
         size_mib = 24
