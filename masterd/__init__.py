@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from masterd.master_client import MasterClient
     from masterd.node import Node, load_nodes
     from masterd.options import CallOptions, RetryPolicy, Rollout
-    from masterd.output import OutputEvent
+    from masterd.output_events import OutputEvent
 
 #: each public name, and the module that defines it
 _DEFINED_IN = {
@@ -41,7 +41,7 @@ _DEFINED_IN = {
     "MasterClient": "masterd.master_client",
     "Node": "masterd.node",
     "load_nodes": "masterd.node",
-    "OutputEvent": "masterd.output",
+    "OutputEvent": "masterd.output_events",
     "Rollout": "masterd.options",
 }
 

@@ -27,7 +27,7 @@ from masterd.master_client import EventPage, ListedNode, MasterEvent, SubmitJobK
 from masterd.master_client import MasterClient as AsyncMasterClient
 from masterd.node import Node
 from masterd.options import without_old_keywords
-from masterd.output import OutputEvent
+from masterd.output_events import OutputEvent
 from rpc_client.master_protocol import MASTER_PORT
 
 T = TypeVar("T")

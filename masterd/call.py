@@ -29,7 +29,7 @@ from masterd.options import (
     call_options_of,
 )
 from masterd.options import RetryPolicy as RetryPolicy  # masterd.RetryPolicy's old home
-from masterd.output import OutputCallback, events_of
+from masterd.output_events import OutputCallback, events_of
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,

@@ -22,7 +22,7 @@ from masterd.call import CallOptions, call_function, run_call
 from masterd.demo_master import events_arriving, show_last_events, show_registration
 from masterd.local import LocalNode
 from masterd.local_masterd import LocalMasterd
-from masterd.output import OutputEvent
+from masterd.output_events import OutputEvent
 from rpc_client import certs
 from rpc_client.client import NodeClient
 from rpc_client.errors import FunctionFailed

@@ -40,7 +40,7 @@ from masterd.options import (
     Rollout,
     options_of,
 )
-from masterd.output import OutputCallback
+from masterd.output_events import OutputCallback
 from masterd.results import GatherSummary, NodeResult
 from masterd.rollout import Launcher
 from rpc_client.client import NodeClient

@@ -7,7 +7,7 @@ from typing import Unpack
 
 from masterd.call import Deadline, Rounds
 from masterd.options import CallOptions, OldWaitKeywords, call_options_of
-from masterd.output import OutputEvent, events_of
+from masterd.output_events import OutputEvent, events_of
 from rpc_client.client import NodeClient
 from rpc_client.errors import CallTimeout
 from rpc_client.protocol import CallState

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from rpc_client import flags
 
 MiB = 1024 * 1024
-#: two segments of the output log (noded.calls.output) of the smallest size
+#: two segments of the output log (noded.calls.output_log) of the smallest size
 MIN_OUTPUT_BYTES = 8 * 1024
 #: the most output kept per call: a call's output is for an operator to read, not a file
 #: store (a follower's read is bounded by the answer, whatever this is)

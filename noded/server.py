@@ -31,7 +31,7 @@ from noded.http.middleware import error_response
 from noded.identity import load_identity
 from noded.master.context import announce_relay, attach_master_side, start_reporting
 from noded.metrics import Metrics
-from noded.policy import Policy, PolicyError, load_policy, plain_http_warning
+from noded.policy.rules import Policy, PolicyError, load_policy, plain_http_warning
 from noded.process import tree
 from noded.process.function import ProcessLimits
 from noded.registry import Registry
@@ -327,9 +327,7 @@ def reload_policy(guard: Guard, path: Path, registry: Registry, *, tls: bool) ->
         guard.policy = policy
         outcome, reason = "ok", f"{path} sha256:{policy.sha256 if policy else ''}"
     if guard.audit is not None:
-        guard.audit.try_append(
-            "policy_reload", guard.audit.fields(None, None, outcome=outcome, reason=reason)
-        )
+        guard.audit.policy_reloaded(outcome, reason)
 
 
 def check_descriptors_before_start(config: NodedConfig) -> None:

@@ -37,7 +37,7 @@ NODED_LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("child", ("noded.process.child",)),
     ("base", ("noded.registry", "noded.builtins", "noded.config", "noded.metrics",
               "noded.identity", "noded.version", "noded.policy",
-              "noded.state_lock", "noded.arg_schema")),
+              "noded.state_lock")),
 )  # fmt: skip
 
 #: what only noded/process/ may call: (module, function)

@@ -6,10 +6,10 @@ import argparse
 
 from masterd.cli.common import print_state
 from masterd.cli.exits import EXIT_OK
-from masterd.cli.output import OutputPrinter
+from masterd.cli.output_printer import OutputPrinter
 from masterd.follow_output import follow
 from masterd.options import CallOptions
-from masterd.output import events_of
+from masterd.output_events import events_of
 from rpc_client.client import NodeClient
 
 

@@ -27,7 +27,7 @@ from masterd.cli.common import (
     seconds,
 )
 from masterd.cli.exits import EXIT_FAILED, EXIT_NODE, EXIT_OK
-from masterd.cli.output import PROGRESS_LINE_EVERY_S, OutputPrinter
+from masterd.cli.output_printer import PROGRESS_LINE_EVERY_S, OutputPrinter
 from masterd.cluster import Cluster
 from masterd.fanout import GatherSummary, NodeResult
 from masterd.node import Node, load_nodes

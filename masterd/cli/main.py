@@ -45,7 +45,7 @@ from masterd.cli.follow import cmd_output, cmd_wait_follow
 from masterd.cli.gather import add_gather_command, add_nodes_command, cmd_nodes, run_gather
 from masterd.cli.jobs import add_job_command
 from masterd.cli.master import MASTER_ENV, add_events_command, master_of, run_master_command
-from masterd.cli.output import OutputPrinter
+from masterd.cli.output_printer import OutputPrinter
 from masterd.cli.parsing import Parser, describe_commands
 from masterd.cli.query import QUERY_COMMANDS, add_query_commands
 from masterd.node import load_nodes

@@ -50,7 +50,7 @@ from noded.calls.audit_files import (
     write_head,
 )
 from noded.metrics import Metrics
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from rpc_client.audit import GENESIS, args_sha256, line_hash
 from rpc_client.logs import event
 
@@ -157,6 +157,11 @@ class AuditLog:
         """Write a record that refuses nothing if it fails (logged and counted)."""
         with contextlib.suppress(OSError):
             self.append(record_event, fields)
+
+    def policy_reloaded(self, outcome: str, reason: str) -> None:
+        """Record a reload's reading of the policy (SIGHUP): ``outcome`` ok or
+        failed, ``reason`` the policy's file and hash, or why the one in force stays."""
+        self.try_append("policy_reload", self.fields(None, None, outcome=outcome, reason=reason))
 
     async def append_durable(self, record_event: str, fields: dict[str, Any]) -> int:
         """Write a record and wait until it is on disk; ``OSError`` if it cannot be."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from noded.calls.call_events import Emit, function_event
-from noded.calls.keeper import OutputKeeper
+from noded.calls.output_keeper import OutputKeeper
 from noded.calls.table import FunctionCall
 from noded.process.outcome import Outcome
 

@@ -23,7 +23,7 @@ from noded.calls.lost import LostCall
 from noded.calls.outcomes import unwritable_result
 from noded.calls.table import FunctionCall
 from noded.metrics import Metrics
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from rpc_client.errors import InsufficientStorage
 from rpc_client.logs import event
 from rpc_client.protocol import START_FUNCTION

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from noded.process.child.frames import encode_request
 from rpc_client.errors import BadRequest
 from rpc_client.protocol import StartFunctionRequest

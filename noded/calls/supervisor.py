@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from noded.calls.call_events import Emit, finish_event
-from noded.calls.keeper import OutputKeeper, retained_results_bound
 from noded.calls.listener import CallHandOn
 from noded.calls.listing import listing_entry
 from noded.calls.outcomes import call_result
+from noded.calls.output_keeper import OutputKeeper, retained_results_bound
 from noded.calls.recorder import CallRecorder
 from noded.calls.recovery import kill_leftovers
-from noded.calls.spawning import BUSY_RETRY_AFTER_S, Spawners
+from noded.calls.spawner_handover import BUSY_RETRY_AFTER_S, Spawners
 from noded.calls.starts import Start, encode_start
 from noded.calls.table import (
     AbortReason,
@@ -30,7 +30,7 @@ from noded.calls.table import (
 )
 from noded.config import NodedConfig
 from noded.metrics import Metrics
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from noded.process.bounds import TreeBounds
 from noded.process.function import FunctionProcess, Outcome
 from noded.process.process_set import ProcessSet

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from noded.calls.lost import LostCall, LostCalls
-from noded.calls.output import OutputLog, OutputPage
+from noded.calls.output_log import OutputLog, OutputPage
 from rpc_client.errors import RequestIdConflict, UnknownFunctionCall
 from rpc_client.protocol import CallState, FncId
 

@@ -24,7 +24,7 @@ from noded.http.keys import CONFIG, DESCRIPTORS, GUARD, IDENTITY, RELOAD, SUPERV
 from noded.http.middleware import error_middleware
 from noded.identity import Identity
 from noded.metrics import Metrics
-from noded.policy import Policy
+from noded.policy.rules import Policy
 from noded.process.spawners import Spawner
 from noded.process.tree import CallTrees
 from noded.registry import Registry

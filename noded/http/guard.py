@@ -18,7 +18,7 @@ from noded.calls.audit import AuditLog
 from noded.calls.table import FunctionCall
 from noded.config import is_loopback
 from noded.metrics import Metrics
-from noded.policy import (
+from noded.policy.rules import (
     ANONYMOUS,
     LOCAL,
     REASON_CHARS,

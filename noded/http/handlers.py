@@ -14,7 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from noded.http.keys import CONFIG, DESCRIPTORS, GUARD, IDENTITY, RELOAD, SUPERVISOR
 from noded.http.openapi import openapi_document
 from noded.metrics import CONTENT_TYPE
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from rpc_client import protocol
 from rpc_client.errors import BadRequest, MethodNotAllowed, UnknownProcedure
 

@@ -4,7 +4,7 @@ The daemon's side of a function process (import each from its module):
 
 - :mod:`noded.process.function`: one call's process (:class:`FunctionProcess`);
 - :mod:`noded.process.process_set`: the live ones, that abort and shutdown reach;
-- :mod:`noded.process.output`: what a process writes, read with bounds (progress and its
+- :mod:`noded.process.pipe_readers`: what a process writes, read with bounds (progress and its
   result frame, its output, its stderr's tail);
 - :mod:`noded.process.watcher`: one epoll for every process's descriptors;
 - :mod:`noded.process.spawners`: the :class:`Spawner` interface and

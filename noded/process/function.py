@@ -31,7 +31,7 @@ from typing import Any
 from noded.process.child.frames import mark_line
 from noded.process.leftovers import process_birth
 from noded.process.outcome import CallListener, Outcome, ProcessLimits
-from noded.process.output import (
+from noded.process.pipe_readers import (
     FRAME_CHUNKS_PER_TURN,
     OUTPUT_CHUNKS_PER_TURN,
     FrameReader,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from masterd.local import free_port
-from noded.policy import (
+from noded.policy.rules import (
     ANONYMOUS,
     LOCAL,
     Caller,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from noded.arg_schema import FORMATS
-from noded.policy import Caller, PolicyError, load_policy
+from noded.policy.arg_schemas import FORMATS
+from noded.policy.rules import Caller, PolicyError, load_policy
 from noded.registry import load_modules
 from rpc_client.errors import Forbidden
 from tests.helpers import put, run_node, run_noded

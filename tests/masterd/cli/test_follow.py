@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from masterd.cli.output import PROGRESS_LINE_EVERY_S
+from masterd.cli.output_printer import PROGRESS_LINE_EVERY_S
 from masterd.local import LocalNode
 from tests.helpers import NodeFactory
 

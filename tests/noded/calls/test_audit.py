@@ -18,7 +18,7 @@ import pytest
 from masterd.local import LocalNode
 from noded.calls.audit import HEAD, AuditLog
 from noded.metrics import Metrics
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from rpc_client.audit import GENESIS, args_sha256, line_hash
 from rpc_client.errors import InsufficientStorage
 from tests.disks import small_disk

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from noded.calls.output import (
+from noded.calls.output_log import (
     MIN_SEGMENT_BYTES,
     STDERR,
     STDOUT,

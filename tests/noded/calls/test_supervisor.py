@@ -19,7 +19,7 @@ from noded.calls.supervisor import Supervisor
 from noded.calls.table import FunctionCall
 from noded.config import NodedConfig
 from noded.metrics import Metrics
-from noded.policy import Caller
+from noded.policy.rules import Caller
 from noded.process.tree import CallTrees
 from noded.registry import load_modules
 from rpc_client.errors import InsufficientStorage, NodeBusy

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from noded.calls.output import (
+from noded.calls.output_log import (
     OUTPUT_DIR,
     STDERR,
     STDOUT,

@@ -268,15 +268,15 @@ def _strings(table: dict[str, Any], key: str, where: str, *, required: bool = Fa
 
 
 def _validators(args: Any, where: str) -> dict[str, Any]:
-    from noded import arg_schema  # only a daemon with a policy needs jsonschema
+    from noded.policy import arg_schemas  # only a daemon with a policy needs jsonschema
 
     if not isinstance(args, dict):
         raise PolicyError(f"{where}: args must be a table of argument name = JSON Schema")
     validators = {}
     for name, schema in args.items():
         try:
-            validators[name] = arg_schema.compile_schema(schema)
-        except arg_schema.SchemaProblem as exc:
+            validators[name] = arg_schemas.compile_schema(schema)
+        except arg_schemas.SchemaProblem as exc:
             raise PolicyError(f"{where}: args.{name} {exc}") from None
     return validators
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from masterd.output import OutputEvent
+from masterd.output_events import OutputEvent
 
 _BAR_WIDTH = 24
 #: on a terminal, the least time between two progress lines of one node (gather --follow)

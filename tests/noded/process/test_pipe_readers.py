@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from noded.process.output import PARTIAL_FRAME_BYTES, FrameReader, StderrTail, read_output
+from noded.process.pipe_readers import PARTIAL_FRAME_BYTES, FrameReader, StderrTail, read_output
 
 
 @pytest.fixture
