@@ -12,7 +12,6 @@ import functools
 import gc
 import logging
 import os
-import resource
 import signal
 import ssl
 import sys
@@ -45,6 +44,7 @@ from rpc_client.serving.descriptors import (
     STARTUP_DESCRIPTORS,
     check_budget_can_be_met,
     open_descriptors,
+    raise_open_files_limit,
 )
 from rpc_client.serving.listener import PlainSite
 from rpc_client.serving.tls_site import TLSSite
@@ -336,13 +336,6 @@ def check_descriptors_before_start(config: NodedConfig) -> None:
     it has started (before it says it is ready)."""
     at_rest = STARTUP_DESCRIPTORS + SPARE_DESCRIPTORS * config.spare_processes
     check_budget_can_be_met(config.descriptor_reserve, open_descriptors() + at_rest)
-
-
-def raise_open_files_limit() -> None:
-    """Soft RLIMIT_NOFILE up to the hard limit: every running call holds four descriptors."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _runner(app: web.Application, config: NodedConfig) -> ContractRunner:
