@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +258,41 @@ def test_the_master_daemon_sits_on_its_store_and_the_store_on_nothing_above() ->
         )
     ]
     assert not with_sql
+
+
+#: a row of doc/design.md's package table: its package (the first name in backquotes of the
+#: first cell) and the modules it names (``name.py``; a path with a slash is from the root)
+DESIGN_ROW = re.compile(r"^\| `([\w.]+)`(.*)\|\s*$")
+
+
+def design_rows() -> list[tuple[str, set[str]]]:
+    text = (ROOT / "doc" / "design.md").read_text()
+    layers = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in layers.splitlines():
+        if match := DESIGN_ROW.match(line):
+            named = set(re.findall(r"`([\w/]+\.py)`", match[2]))
+            rows.append((match[1], named))
+    return rows
+
+
+def named_module(package: str, file_name: str) -> str:
+    if "/" in file_name:
+        return module_name(ROOT / file_name)
+    return f"{package}.{file_name.removesuffix('.py')}"
+
+
+def test_the_design_picture_names_every_module_and_only_modules_that_exist() -> None:
+    """doc/design.md's table ("Layers") is the tree: each module of the three packages is
+    named in its package's row, and each module a row names exists (issue 33, item 10)."""
+    rows = design_rows()
+    named = {named_module(package, file_name) for package, names in rows for file_name in names}
+    packages = {package for package, _ in rows}
+    missing = [
+        name for name, path in modules().items() if path.name != "__init__.py" and name not in named
+    ]
+    assert not missing, f"doc/design.md's table does not name {missing}"
+    gone = sorted(name for name in named if name not in modules())
+    assert not gone, f"doc/design.md's table names modules that do not exist: {gone}"
+    homes = {name.rpartition(".")[0] for name, path in modules().items() if path.stem != "__init__"}
+    assert homes <= packages, f"doc/design.md's table has no row for {homes - packages}"
