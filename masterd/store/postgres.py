@@ -43,7 +43,7 @@ from masterd.store import postgres_sql as sql
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
 from masterd.store.group_commit import GroupCommit
 from masterd.store.postgres_jobs import OWNER_LAPSE_S, PostgresJobs
-from rpc_client.errors import InsufficientStorage, NodeConflict, StoreUnavailable
+from rpc_client.errors import BadRequest, InsufficientStorage, NodeConflict, StoreUnavailable
 from rpc_client.logs import event
 from rpc_client.protocol import loads
 
@@ -142,6 +142,8 @@ class PostgresStore(PostgresJobs):
                 exc.constraint_name
             ):
                 raise _name_taken(exc) from exc
+            if isinstance(exc, sql.DATA_ERRORS):
+                raise _refused_value(exc, self.url) from exc
             if isinstance(exc, sql.CONNECTION_LOST):
                 self._failed(exc)
             raise _mapped(exc, self.url) from exc
@@ -274,6 +276,13 @@ def _name_taken(exc: asyncpg.UniqueViolationError) -> NodeConflict:
         "the node's name is held by another node that registered through another master; "
         "give this node another name, or stop the other one and register again later"
     )
+
+
+def _refused_value(exc: BaseException, url: str) -> BadRequest:
+    """A value the database cannot hold: 400, never 503 (a client would send it again
+    for ever); the parsers bound every field, so this is a last line."""
+    return BadRequest(f"the store {url} cannot hold a value of this request: {exc}; "
+                      "nothing of it was stored")  # fmt: skip
 
 
 def _mapped(exc: BaseException, url: str) -> InsufficientStorage | StoreUnavailable:

@@ -22,6 +22,10 @@ CHANNEL = "masterd_events"
 CONNECTION_LOST = (OSError, TimeoutError, asyncpg.InterfaceError,
                    asyncpg.PostgresConnectionError,
                    asyncpg.exceptions.InternalClientError)  # fmt: skip
+#: a value the database refused (out of a column's range, not valid for its type), on the
+#: server (class 22) or in asyncpg's encoding of an argument: the request's fault, not an
+#: outage (checked before CONNECTION_LOST, of which asyncpg's own is a kind)
+DATA_ERRORS = (asyncpg.DataError, asyncpg.exceptions._base.DataError)
 #: advisory lock keys (any two fixed numbers of ours)
 _MIGRATE_LOCK = 0x6D617374_01
 _EVENTS_LOCK = 0x6D617374_02

@@ -29,7 +29,7 @@ from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
 from masterd.store.group_commit import GroupCommit
 from masterd.store.lock import StoreLock, hold_store_file
 from masterd.store.sqlite_jobs import SQLiteJobs
-from rpc_client.errors import InsufficientStorage, StoreUnavailable
+from rpc_client.errors import BadRequest, InsufficientStorage, StoreUnavailable
 from rpc_client.protocol import dumps, loads
 
 T = TypeVar("T")
@@ -146,11 +146,16 @@ class SQLiteStore(SQLiteJobs):
         db = getattr(self, attr)
         try:
             return work(db)
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             if db is not None and db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.rollback()
-            raise _mapped(exc, self.path) from exc
+            if isinstance(exc, sqlite3.DataError | OverflowError):
+                raise BadRequest(f"the store {self.path} cannot hold a value of this "
+                                 f"request: {exc}; nothing of it was stored") from exc  # fmt: skip
+            if isinstance(exc, sqlite3.Error):
+                raise _mapped(exc, self.path) from exc
+            raise
 
     # --- the Store interface ------------------------------------------------------
 
@@ -277,9 +282,14 @@ def _connect(path: Path) -> sqlite3.Connection:
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction, committed (and, with synchronous=FULL, fsynced) on leaving;
-    rolled back by the caller's error handling if anything raised."""
+    rolled back if anything raised, so the next write never finds one left open."""
     db.execute("BEGIN IMMEDIATE")
-    yield
+    try:
+        yield
+    except BaseException:  # whatever raised (an int too large to bind is OverflowError)
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
     db.execute("COMMIT")
 
 

@@ -188,7 +188,12 @@ def _apply(db: sqlite3.Connection, *, batch: list[_Work]) -> list[Any]:
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction (as the store's own): committed and fsynced on leaving."""
     db.execute("BEGIN IMMEDIATE")
-    yield
+    try:
+        yield
+    except BaseException:  # whatever raised (an int too large to bind is OverflowError)
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
     db.execute("COMMIT")
 
 

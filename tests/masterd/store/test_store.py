@@ -15,7 +15,7 @@ import pytest
 from masterd.store import migrations, store_for
 from masterd.store.base import NewEvent, NodeRecord, Store
 from masterd.store.lock import StoreInUse
-from rpc_client.errors import NodeConflict, StoreUnavailable
+from rpc_client.errors import BadRequest, NodeConflict, StoreUnavailable
 
 Opener = Callable[[], Awaitable[Store]]
 DIALECTS = ("sqlite", "postgres")
@@ -282,3 +282,19 @@ async def test_one_request_id_sent_to_two_masters_at_once_makes_one_job(
                                 second.add_job(job("j2", request_id="r")))  # fmt: skip
     assert made[0].id == made[1].id
     assert [j.id for j in await second.list_jobs(10)] == [made[0].id]
+
+
+async def test_a_value_the_store_cannot_hold_is_a_bad_request_and_the_next_write_goes_on(
+    open_store: Opener,
+) -> None:
+    """Defect 7 (attack16): a seq beyond 64 bits was 503 StoreUnavailable on PostgreSQL
+    (clients retry for ever) and, on SQLite, an OverflowError that left BEGIN IMMEDIATE
+    open, failing the next innocent write."""
+    store = await open_store()
+    with pytest.raises(BadRequest, match="cannot hold a value"):
+        await store.add_reported("u1", "n1", "s1", reported(2**63))
+    with pytest.raises(BadRequest, match="cannot hold a value"):
+        await store.save_node(node(pid=2**63), None, [])
+    assert (await store.add_reported("u1", "n1", "s1", reported(1))).acked == 1
+    await store.save_node(node(), None, [])
+    assert [n.uuid for n in await store.load_nodes()] == ["u1"]
