@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 from rpc_client.errors import BadRequest
-from rpc_client.master_protocol import _integer, _string, _strings
+from rpc_client.master_protocol import INT32_MAX, _integer, _string, _strings
 from rpc_client.protocol import (
     _parse_abort_after,
     _parse_request_id,
@@ -43,7 +43,10 @@ JOB_OPTIONAL: Final = frozenset({"fn_args", "nodes", "labels", "timeout", "abort
 
 
 def _optional_integer(body: dict[str, Any], name: str, minimum: int) -> int | None:
-    return None if body.get(name) is None else _integer(body, name, minimum=minimum)
+    """A job's integer field or None; at most :data:`INT32_MAX` (the stores' columns)."""
+    if body.get(name) is None:
+        return None
+    return _integer(body, name, minimum=minimum, maximum=INT32_MAX)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,9 +67,10 @@ class SubmitJobRequest:
 
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> SubmitJobRequest:
-        fn_args = body.get("fn_args") or {}
+        fn_args = body.get("fn_args")
+        fn_args = {} if fn_args is None else fn_args
         if not isinstance(fn_args, dict):
-            raise BadRequest(f"field 'fn_args' must be an object, got {shown(fn_args)}")
+            raise BadRequest(f"field 'fn_args' must be an object or absent, got {shown(fn_args)}")
         timeout = DEFAULT_JOB_TIMEOUT_S
         if body.get("timeout") is not None:
             timeout = parse_timeout(body)

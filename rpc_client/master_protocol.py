@@ -44,12 +44,20 @@ def _string(body: dict[str, Any], name: str, *, max_length: int = 256) -> str:
     return value
 
 
-def _integer(body: dict[str, Any], name: str, *, minimum: int = 0) -> int:
+#: the largest integers the stores hold: a 32-bit column (PostgreSQL's INTEGER) and a
+#: 64-bit one (BIGINT, and every SQLite integer); a field is bounded at parse by the
+#: column it goes to, so that a value out of range is 400, never the store's error
+INT32_MAX: Final = 2**31 - 1
+INT64_MAX: Final = 2**63 - 1
+
+
+def _integer(body: dict[str, Any], name: str, *, minimum: int = 0, maximum: int = INT64_MAX) -> int:
+    """An integer field, ``minimum..maximum``; a JSON number with a fraction part or an
+    exponent (``1.0``, ``1e3``) is not one."""
     value = body.get(name)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadRequest(f"field {name!r} must be an integer >= {minimum}, got {shown(value)}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise BadRequest(f"field {name!r} must be an integer from {minimum} to {maximum}, "
+                         f"got {shown(value)}")  # fmt: skip
     return value
 
 
@@ -90,7 +98,7 @@ class RegisterRequest:
             port=port,
             boot_id=_string(body, "boot_id"),
             instance=_string(body, "instance"),
-            pid=_integer(body, "pid", minimum=1),
+            pid=_integer(body, "pid", minimum=1, maximum=INT32_MAX),
             version=_string(body, "version"),
             labels=_strings(body, "labels") or (),
             functions=_strings(body, "functions") or (),
@@ -113,7 +121,7 @@ class HeartbeatRequest:
         return cls(
             uuid=_string(body, "uuid"),
             instance=_string(body, "instance"),
-            running=_integer(body, "running"),
+            running=_integer(body, "running", maximum=INT32_MAX),
         )
 
     def to_wire(self) -> dict[str, Any]:

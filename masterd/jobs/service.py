@@ -230,8 +230,11 @@ class Jobs:
 def select_nodes(
     known: list[dict[str, Any]], names: tuple[str, ...] | None, labels: tuple[str, ...] | None
 ) -> tuple[JobNode, ...]:
-    """SubmitJob's nodes: by name (in that order), by labels (all of them), or all."""
+    """SubmitJob's nodes: by name (in that order), by labels (all of them), or all; with
+    both, those named that carry all the labels (as ``rpc-cli job submit --names
+    --labels`` says)."""
     by_name = {node["name"]: node for node in known}
+    wanted = set(labels or ())
     if names is not None:
         unknown = [name for name in names if name not in by_name]
         if unknown:
@@ -239,9 +242,8 @@ def select_nodes(
                              "or listed in --nodes")  # fmt: skip
         if len(set(names)) != len(names):
             raise BadRequest("field 'nodes' names a node more than once")
-        chosen = [by_name[name] for name in names]
+        chosen = [by_name[name] for name in names if wanted <= set(by_name[name]["labels"])]
     else:
-        wanted = set(labels or ())
         chosen = [by_name[name] for name in sorted(by_name)
                   if wanted <= set(by_name[name]["labels"])]  # fmt: skip
     return tuple(JobNode(node["name"], node["address"], node["port"]) for node in chosen)
