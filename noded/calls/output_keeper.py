@@ -32,6 +32,7 @@ from noded.calls.output_log import (
     OUTPUT_DIR,
     STDERR,
     STDOUT,
+    LogOptions,
     OutputLog,
     OutputPage,
     block_bytes,
@@ -154,12 +155,14 @@ class OutputKeeper:
             self._on_disk -= call.output.disk_bytes
             call.output.remove()
 
+    def _log_options(self) -> LogOptions:
+        return {"on_kept": self._kept, "on_dropped": self._dropped, "block": self._block}
+
     def reopen(self, call: FunctionCall) -> None:
         """Take up the output a daemon before this one kept for ``call`` (finished)."""
         call.output = OutputLog.reopen(
-            self._directory, call.fnc_id, self._limit_bytes,
-            on_kept=self._kept, on_dropped=self._dropped, block=self._block,
-        )  # fmt: skip
+            self._directory, call.fnc_id, self._limit_bytes, **self._log_options()
+        )
         if call.output is not None:
             self._on_disk += call.output.disk_bytes
             self._finished[call.fnc_id] = call
@@ -173,9 +176,8 @@ class OutputKeeper:
     def _keep(self, call: FunctionCall, write: Callable[[OutputLog], None], size: int) -> None:
         if call.output is None:  # the first output of this call: its log begins
             call.output = OutputLog(
-                self._directory, call.fnc_id, self._limit_bytes,
-                on_kept=self._kept, on_dropped=self._dropped, block=self._block,
-            )  # fmt: skip
+                self._directory, call.fnc_id, self._limit_bytes, **self._log_options()
+            )
         before = call.output.disk_bytes
         try:
             write(call.output)

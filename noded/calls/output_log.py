@@ -32,7 +32,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 
@@ -53,6 +53,14 @@ _INDEX_STEP = 256 * 1024
 #: how much of a segment one read takes: memory per read is about this, plus the answer
 _READ_BLOCK = 256 * 1024
 OUTPUT_DIR = "output"
+
+
+class LogOptions(TypedDict, total=False):
+    """:class:`OutputLog`'s keywords, for :meth:`OutputLog.reopen` to pass on."""
+
+    on_kept: Callable[[int], None] | None
+    on_dropped: Callable[[int], None] | None
+    block: int
 
 
 @dataclass
@@ -278,19 +286,11 @@ class OutputLog:
 
     @classmethod
     def reopen(
-        cls,
-        directory: Path,
-        fnc_id: str,
-        limit_bytes: int,
-        *,
-        on_kept: Callable[[int], None] | None = None,
-        on_dropped: Callable[[int], None] | None = None,
-        block: int = DEFAULT_BLOCK_BYTES,
+        cls, directory: Path, fnc_id: str, limit_bytes: int, **options: Unpack[LogOptions]
     ) -> OutputLog | None:
-        """The output log a daemon before this one kept for ``fnc_id``, if any."""
-        log = cls(
-            directory, fnc_id, limit_bytes, on_kept=on_kept, on_dropped=on_dropped, block=block
-        )
+        """The output log a daemon before this one kept for ``fnc_id``, if any (``options``
+        as :class:`OutputLog` takes them)."""
+        log = cls(directory, fnc_id, limit_bytes, **options)
         for path in sorted(directory.glob(f"{fnc_id}.*"), key=_base_of):
             log._segments.append(_Segment(_base_of(path), path, path.stat().st_size))
         if not log._segments:
