@@ -44,7 +44,7 @@ from masterd.output_events import OutputCallback
 from masterd.results import GatherSummary, NodeResult
 from masterd.rollout import Launcher
 from rpc_client.client import NodeClient
-from rpc_client.errors import CallTimeout, NodeTimeout
+from rpc_client.errors import CallTimeout, NodeTimeout, Skipped
 from rpc_client.protocol import CallState
 
 __all__ = ["GatherSummary", "NodeResult", "call_many", "gather", "resume"]
@@ -207,7 +207,9 @@ class _GatherRun:
 
     With ``node_timeout_s`` (a job of ganeti-masterd) there is no overall deadline: each
     node's call has that long from its start, and one still running then is aborted on
-    its node.  ``stopped`` (set before :meth:`all`) starts no node, as an abort does."""
+    its node.  ``stopped`` (set before :meth:`all` or while it runs: an abort) starts no
+    further node, not even one whose start is being recorded; a node whose start an
+    earlier run recorded goes on (:meth:`_check_stopped`)."""
 
     def __init__(
         self,
@@ -234,6 +236,8 @@ class _GatherRun:
         self.node_timeout_s = node_timeout_s
         self.launcher: Launcher | None = None
         self.stopped: str | None = None
+        #: the nodes whose StartFunction this run sent (or is sending), by request_id
+        self.sending: dict[str, str] = {}
         if on_call is not None:  # what a master that died had asked and not seen finish
             for name in self.progress.request_ids.keys() - self.progress.finished.keys():
                 on_call(name, self.fnc_ids.get(name))
@@ -241,8 +245,10 @@ class _GatherRun:
     async def all(
         self, clients: list[NodeClient], rollout: Rollout
     ) -> AsyncGenerator[NodeResult, None]:
-        launcher = self.launcher = Launcher(rollout, self.deadline, self.one,
-                                            self.results.put_nowait)  # fmt: skip
+        launcher = self.launcher = Launcher(
+            rollout, self.deadline, self.one, self.results.put_nowait,
+            resumes=lambda client: client.name in self.progress.request_ids,
+        )  # fmt: skip
         launcher.stopped = self.stopped
         for finished in self.progress.finished.values():
             launcher.count(finished)
@@ -285,9 +291,12 @@ class _GatherRun:
                                       self.options, on_output=self.on_output)  # fmt: skip
         else:
             request_id = self.progress.request_ids.get(client.name) or self._new_key(client)
+            self._check_stopped(client)
             asked = time.monotonic()
             if self.batch is not None:
                 await self.batch.asked(client.name, request_id)
+            self._check_stopped(client)  # stopped while its start was being recorded
+            self.sending[client.name] = request_id
             if self.on_call is not None:
                 self.on_call(client.name, None)
             state = await run_call(
@@ -302,6 +311,13 @@ class _GatherRun:
             if self.node_timeout_s is not None:  # a job's call ends with its node's timeout
                 exc.aborted = await send_abort(client, state.fnc_id)
             raise
+
+    def _check_stopped(self, client: NodeClient) -> None:
+        """A node not started yet is skipped once ``stopped`` is set (an abort), even
+        with its start recorded (it was never sent); one whose start an earlier run
+        recorded goes on (it may have reached its node: its true end is taken)."""
+        if self.stopped is not None and client.name not in self.progress.request_ids:
+            raise Skipped(f"not started: {self.stopped}", node=client.name)
 
     def _left(self, name: str, asked: float | None) -> float | None:
         """The time a node's call has: what is left of the fan-out's deadline, or (a job)

@@ -30,8 +30,12 @@ class Launcher:
         deadline: Deadline,
         call: Callable[[NodeClient], Awaitable[NodeResult]],
         report: Callable[[NodeResult], None],
+        resumes: Callable[[NodeClient], bool] | None = None,
     ) -> None:
         self._rollout = rollout
+        #: a node whose start an earlier run recorded goes on even once stopped (it
+        #: may be running: it is waited for, never taken for skipped)
+        self._resumes = resumes or (lambda _client: False)
         self._deadline = deadline
         self._call = call
         self._report = report
@@ -69,7 +73,7 @@ class Launcher:
                 for late in clients[index:]:
                     self._report(_not_started(late, self._rollout.window))
                 return
-            if self.stopped is not None:
+            if self.stopped is not None and not self._resumes(client):
                 self._release()
                 self._report(_skipped(client, self.stopped))
                 continue

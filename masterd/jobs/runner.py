@@ -33,6 +33,7 @@ from masterd.results import NodeResult
 from masterd.rollout import Rollout
 from masterd.store.base import Store
 from masterd.store.jobs import (
+    ABORT_CALLS,
     ABORTED,
     FINISHED,
     RUNNING,
@@ -98,6 +99,8 @@ class JobRun:
         spec = self.job.spec
         rollout = Rollout(window=spec.window, canary=spec.canary, max_failures=spec.max_failures)
         self._task = asyncio.current_task()
+        if self.job.abort == ABORT_CALLS:  # aborted before a restart: an earlier run's
+            self.abort(calls=True)  # calls are aborted on their nodes, waited for to end
         # 'running' shares the first nodes' start records' commit rather than delaying
         # their starts by a commit of its own; stored before the job's end is
         running = asyncio.create_task(self._set_state(RUNNING, None), name="job running")
@@ -165,7 +168,9 @@ class JobRun:
             launcher.stopped = ABORTED_WHY
         if not calls:
             return
-        asked = {**self.fan_out.progress.request_ids, **self._journal.asked_ids}
+        # a start recorded but not yet sent is skipped by the fan-out itself (it checks
+        # ``stopped`` after the record); one sent, or an earlier run's, is aborted here
+        asked = {**self.fan_out.progress.request_ids, **self.fan_out.sending}
         for client in self._clients:
             if client.name in asked and client.name not in self._ended:
                 task = asyncio.create_task(self._abort_call(client, asked[client.name]),
