@@ -31,6 +31,7 @@ async def keep_masters(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     if store.shared:
         store.subscribe(app[EVENTS].advanced)
+        store.subscribe_jobs(app[JOBS].stored_elsewhere)
     task = asyncio.create_task(_renew_forever(app), name="renew-instance")
     yield
     task.cancel()

@@ -6,7 +6,10 @@ unfinished are claimed and go on (:meth:`Jobs.resume`).  WaitForJob waiters are 
 an in-process signal set after each commit of a node's end or a job's, never by polling:
 a waiter takes the current signal, reads the store, and sleeps on that signal only if
 there was nothing to answer, so a result stored between its read and its sleep still
-wakes it.  Jobs that ended more than ``job_ttl_s`` ago are deleted in the background.
+wakes it.  On a shared store the same signal is set by another master's commits (its
+NOTIFY, :meth:`Jobs.stored_elsewhere`): a WaitForJob sent to a master that does not
+run the job is woken as one sent to its owner.  Jobs that ended more than
+``job_ttl_s`` ago are deleted in the background.
 """
 
 from __future__ import annotations
@@ -168,6 +171,11 @@ class Jobs:
     def changed(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def stored_elsewhere(self, job_id: str) -> None:
+        """Another master committed a node's end or a state of ``job_id`` (a shared
+        store's NOTIFY; ``""``: of any job): the waiters read the store again."""
+        self.changed()
 
     # --- inside -----------------------------------------------------------------------
 

@@ -128,6 +128,11 @@ class Store(Protocol):
         """Have ``on_events(newest_id)`` called when any masterd stored events (a shared
         store; SQLite, with one masterd, has no one else to hear from)."""
 
+    def subscribe_jobs(self, on_job: Callable[[str], None]) -> None:
+        """Have ``on_job(job_id)`` called when any masterd stored a job's node end or
+        state (a shared store; ``""``: any job, after the listening connection was back,
+        as a notification may have been lost meanwhile)."""
+
     async def load_nodes(
         self, *, uuid: str | None = None, name: str | None = None
     ) -> list[NodeRecord]:

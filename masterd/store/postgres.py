@@ -81,6 +81,7 @@ class PostgresStore(PostgresJobs):
         self._reports = GroupCommit(self._commit_reports, "store-reports")
         self._watching: asyncio.Task[None] | None = None
         self._on_events: Callable[[int], None] = lambda _: None
+        self._on_job: Callable[[str], None] = lambda _: None
 
     # --- life -------------------------------------------------------------------
 
@@ -120,6 +121,15 @@ class PostgresStore(PostgresJobs):
         """Call ``on_events(newest_id)`` when any masterd stored events (LISTEN, and a
         poll every :data:`FALLBACK_POLL_S`)."""
         self._on_events = on_events
+        self._watch()
+
+    def subscribe_jobs(self, on_job: Callable[[str], None]) -> None:
+        """Call ``on_job(job_id)`` when any masterd committed a job's node end or state
+        (LISTEN; ``""`` after each (re)connect, for what a lost connection missed)."""
+        self._on_job = on_job
+        self._watch()
+
+    def _watch(self) -> None:
         if self._watching is None:
             self._watching = asyncio.create_task(self._watch_forever(), name="store-listen")
 
@@ -165,6 +175,8 @@ class PostgresStore(PostgresJobs):
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT_S)
                 await conn.add_listener(sql.CHANNEL, self._notified)
+                await conn.add_listener(sql.JOBS_CHANNEL, self._job_notified)
+                self._on_job("")  # what was committed while not listening
                 backoff_s = _FIRST_BACKOFF_S
                 while True:  # the fallback poll, which also notices a dead connection
                     async with asyncio.timeout(_STORE_TIMEOUT_S):
@@ -185,6 +197,9 @@ class PostgresStore(PostgresJobs):
     def _notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
         with contextlib.suppress(ValueError):
             self._on_events(int(payload))
+
+    def _job_notified(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self._on_job(payload)
 
     # --- the Store interface ------------------------------------------------------
 

@@ -38,7 +38,7 @@ from masterd.store.jobs import (
     JobSpec,
     NewResult,
 )
-from masterd.store.postgres_sql import NOW
+from masterd.store.postgres_sql import JOBS_CHANNEL, NOW
 from rpc_client.protocol import dumps, loads
 
 T = TypeVar("T")
@@ -119,8 +119,9 @@ class PostgresJobs:
     async def set_job_state(self, job_id: str, state: str, at: float | None = None) -> None:
         ended = at if state != "running" else None
         await self._job_record(lambda conn: conn.execute(
-            "UPDATE jobs SET state = $1, ended = $2 WHERE id = $3",
-            state, ended, job_id))  # fmt: skip
+            "WITH changed AS (UPDATE jobs SET state = $1, ended = $2 WHERE id = $3 RETURNING id) "
+            "SELECT pg_notify($4, id) FROM changed",
+            state, ended, job_id, JOBS_CHANNEL))  # fmt: skip
 
     async def abort_job(self, job_id: str, calls: bool) -> None:
         await self._run(lambda conn: conn.execute(
@@ -245,11 +246,12 @@ async def _insert_result(conn: asyncpg.Connection, job_id: str, new: NewResult) 
     """A node's end, at the next position; None if it had one already (kept).  One
     statement: the check, the position and the write."""
     seq = await conn.fetchval(
-        "UPDATE job_nodes SET seq = (SELECT coalesce(max(seq) + 1, 0) FROM job_nodes "
-        "WHERE job_id = $1), outcome = $2, fnc_id = coalesce($3, fnc_id), result = $4, "
-        "error = $5 WHERE job_id = $1 AND node = $6 AND outcome IS NULL RETURNING seq",
+        "WITH ended AS (UPDATE job_nodes SET seq = (SELECT coalesce(max(seq) + 1, 0) "
+        "FROM job_nodes WHERE job_id = $1), outcome = $2, fnc_id = coalesce($3, fnc_id), "
+        "result = $4, error = $5 WHERE job_id = $1 AND node = $6 AND outcome IS NULL "
+        "RETURNING seq) SELECT seq, pg_notify($7, $1) FROM ended",
         job_id, new.outcome, new.fnc_id, dumps(new.result).decode(),
-        None if new.error is None else dumps(new.error).decode(), new.node,
+        None if new.error is None else dumps(new.error).decode(), new.node, JOBS_CHANNEL,
     )  # fmt: skip
     if seq is None:
         return None

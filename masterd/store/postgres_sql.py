@@ -16,6 +16,9 @@ from rpc_client.protocol import dumps, loads
 
 #: the NOTIFY channel of new events; the payload is the newest id
 CHANNEL = "masterd_events"
+#: the NOTIFY channel of jobs: a node's end or the job's state was committed (the payload
+#: is the job's id), sent by the statement that writes it, so at its commit
+JOBS_CHANNEL = "masterd_jobs"
 #: errors that mean the connection (or the server) is gone, not that a statement failed
 #: (InternalClientError: a connection cut in the middle of an operation, as on a server's
 #: fast shutdown)

@@ -189,6 +189,9 @@ class SQLiteStore(SQLiteJobs):
     def subscribe(self, on_events: Callable[[int], None]) -> None:
         """One masterd per file: every event stored is its own."""
 
+    def subscribe_jobs(self, on_job: Callable[[str], None]) -> None:
+        """One masterd per file: every job's record is its own."""
+
     async def load_nodes(
         self, *, uuid: str | None = None, name: str | None = None
     ) -> list[NodeRecord]:

@@ -298,3 +298,26 @@ async def test_a_value_the_store_cannot_hold_is_a_bad_request_and_the_next_write
     assert (await store.add_reported("u1", "n1", "s1", reported(1))).acked == 1
     await store.save_node(node(), None, [])
     assert [n.uuid for n in await store.load_nodes()] == ["u1"]
+
+
+async def test_a_jobs_records_stored_through_one_master_wake_the_other(
+    two_masters: tuple[Store, Store],
+) -> None:
+    """Defect 4 (attack16): a node's end and the job's state are NOTIFYed at their commit."""
+    from masterd.store.jobs import NewResult
+    from tests.masterd.store.test_store_jobs import job
+
+    first, second = two_masters
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    second.subscribe_jobs(woken.put_nowait)
+    async with asyncio.timeout(5):
+        assert await woken.get() == ""  # listening: any job may have changed meanwhile
+    await first.add_job(job())
+    start = time.monotonic()
+    await first.record_result("j1", NewResult("n0", "ok", None, 1, None))
+    async with asyncio.timeout(5):
+        assert await woken.get() == "j1"
+    await first.set_job_state("j1", "finished", time.time())
+    async with asyncio.timeout(5):
+        assert await woken.get() == "j1"
+    assert time.monotonic() - start < 1.0
