@@ -210,7 +210,7 @@ async def test_spawn_exec_runs_an_interpreter_per_call() -> None:
 async def test_a_zygote_that_cannot_start_falls_back_to_exec() -> None:
     # a module that imports in the daemon but fails in the fork server
     env = {"NODED_TEST_BREAK_ZYGOTE": "1"}
-    async with run_node(["--functions", "tests.zygote_breaker"], env=env) as node:
+    async with run_node(["--functions", "tests.fork_server_breaker"], env=env) as node:
         async with node.client() as client:
             assert (await client.start_function("echo", {"value": 1}, timeout=10)).result == 1
         assert "spawn.fallback" in node.log_text()
