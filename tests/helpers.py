@@ -223,7 +223,8 @@ def zygotes(daemon_pid: int) -> list[psutil.Process]:
     for child in psutil.Process(daemon_pid).children():
         with contextlib.suppress(psutil.Error):
             command = " ".join(child.cmdline())
-            if child.status() != psutil.STATUS_ZOMBIE and "noded.process.child.fork_server" in command:
+            alive = child.status() != psutil.STATUS_ZOMBIE
+            if alive and "noded.process.child.fork_server" in command:
                 found.append(child)
     return found
 
@@ -232,3 +233,18 @@ def zygote_of(daemon_pid: int) -> psutil.Process:
     found = zygotes(daemon_pid)
     assert len(found) == 1, found
     return found[0]
+
+
+def classify_raw_answer(answer: bytes) -> str:
+    """A raw HTTP answer read to its end: ``200``, ``503 Busy with Retry-After``, another
+    status, or how it ended (``connection closed unanswered``)."""
+    if not answer:
+        return "connection closed unanswered"
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ")[1]
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if status == "503":
+        kind = orjson.loads(payload)["error"]["type"]
+        return f"503 {kind}" + (" with Retry-After" if "retry-after" in headers else "")
+    return status

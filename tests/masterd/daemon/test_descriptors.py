@@ -11,11 +11,11 @@ import shutil
 import ssl
 from pathlib import Path
 
-import orjson
 import pytest
 
 from masterd.local import free_port
 from rpc_client import certs
+from tests.helpers import classify_raw_answer
 from tests.masterd.daemon.running import run_masterd, spawn
 from tests.pki import Pki
 
@@ -30,20 +30,6 @@ REQUEST = (
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-def classify(answer: bytes) -> str:
-    """``200``, ``503 Busy with Retry-After``, another status, or how it ended."""
-    if not answer:
-        return "connection closed unanswered"
-    head, _, payload = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ")[1]
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if status == "503":
-        kind = orjson.loads(payload)["error"]["type"]
-        return f"503 {kind}" + (" with Retry-After" if "retry-after" in headers else "")
-    return status
-
-
 async def ask(connection: Connection | BaseException) -> str:
     """ListNodes on a connection opened before: the answer, classified."""
     if isinstance(connection, BaseException):
@@ -53,7 +39,7 @@ async def ask(connection: Connection | BaseException) -> str:
         async with asyncio.timeout(60):
             writer.write(REQUEST)
             await writer.drain()
-            return classify(await reader.read())
+            return classify_raw_answer(await reader.read())
     except TimeoutError:
         return "no answer in time"
     except OSError as exc:
@@ -124,7 +110,7 @@ async def ask_over_tls(port: int, context: ssl.SSLContext) -> str:
             try:
                 writer.write(REQUEST)
                 await writer.drain()
-                return classify(await reader.read())
+                return classify_raw_answer(await reader.read())
             finally:
                 writer.close()
     except TimeoutError:

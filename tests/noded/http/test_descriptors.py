@@ -20,7 +20,7 @@ from noded.metrics import Metrics
 from rpc_client.errors import NodeBusy
 from rpc_client.serving.descriptors import CALL_DESCRIPTORS, DescriptorBudget
 from rpc_client.serving.listener import listeners_for
-from tests.helpers import node_args, node_env
+from tests.helpers import classify_raw_answer, node_args, node_env
 
 #: the daemon's descriptor limit, soft and hard
 NOFILE = 256
@@ -47,20 +47,7 @@ async def start_once(port: int, body: bytes, timeout_s: float = 60.0) -> str:
         return "no answer in time"
     except OSError as exc:
         return f"connection error: {type(exc).__name__}"
-    return _classify(answer)
-
-
-def _classify(answer: bytes) -> str:
-    if not answer:
-        return "connection closed unanswered"
-    head, _, payload = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ")[1]
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if status == "503":
-        kind = orjson.loads(payload)["error"]["type"]
-        return f"503 {kind}" + (" with Retry-After" if "retry-after" in headers else "")
-    return status
+    return classify_raw_answer(answer)
 
 
 async def start_after(delay_s: float, port: int, body: bytes) -> str:
