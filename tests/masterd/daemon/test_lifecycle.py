@@ -46,6 +46,25 @@ async def test_a_second_masterd_on_the_same_sqlite_file_is_refused(tmp_path: Pat
         assert await first.nodes() == {}  # the first one serves on
 
 
+async def test_a_second_masterd_reaching_the_file_by_a_symlink_or_hard_link_is_refused(
+    tmp_path: Path,
+) -> None:
+    """attack16 defect 5: the lock was keyed by the path given (``<path>.lock``), so a
+    symlink to the file or a hard link started a second masterd on it."""
+    async with run_masterd([], workdir=tmp_path / "m") as first:
+        database = tmp_path / "m" / "state" / "masterd.sqlite3"
+        (tmp_path / "symlink.sqlite3").symlink_to(database)
+        (tmp_path / "hardlink.sqlite3").hardlink_to(database)
+        for other in ("symlink.sqlite3", "hardlink.sqlite3"):
+            second = await asyncio.to_thread(
+                run_cli, "--port", str(free_port()), "--state-dir", str(tmp_path / "other"),
+                "--store", f"sqlite:///{tmp_path / other}",
+            )  # fmt: skip
+            assert second.returncode == 1, (other, second.stderr)
+            assert f"in use by another ganeti-masterd (pid {first.pid})" in second.stderr
+        assert await first.nodes() == {}  # the first one serves on
+
+
 async def test_sigkill_then_a_restart_keeps_every_acknowledged_event_and_node(
     tmp_path: Path,
 ) -> None:

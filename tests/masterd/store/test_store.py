@@ -321,3 +321,19 @@ async def test_a_jobs_records_stored_through_one_master_wake_the_other(
     async with asyncio.timeout(5):
         assert await woken.get() == "j1"
     assert time.monotonic() - start < 1.0
+
+
+async def test_an_sqlite_file_reached_by_a_symlink_or_hard_link_is_refused(
+    open_store: Opener, backend: str, tmp_path: Path
+) -> None:
+    """Defect 5 (attack16): the lock is the file's, not its path's."""
+    if backend != "sqlite":
+        pytest.skip("a PostgreSQL store is shared by design")
+    await open_store()
+    database = tmp_path / "masterd.sqlite3"
+    (tmp_path / "sym.sqlite3").symlink_to(database)
+    (tmp_path / "hard.sqlite3").hardlink_to(database)
+    for other in ("sym.sqlite3", "hard.sqlite3"):
+        store = store_for(f"sqlite:///{tmp_path / other}")
+        with pytest.raises(StoreInUse, match=r"in use by another ganeti-masterd \(pid \d+\)"):
+            await store.open()
