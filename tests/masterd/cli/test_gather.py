@@ -31,16 +31,21 @@ async def gather_cli(nodes_file: Path, *args: str) -> tuple[int, list[str]]:
     return proc.returncode, out.decode().splitlines()
 
 
+def write_nodes_file(tmp_path: Path, ports: dict[str, int]) -> Path:
+    """``nodes.toml`` naming each node at its loopback port, in the order given."""
+    path = tmp_path / "nodes.toml"
+    entry = '[[node]]\nname = "{}"\naddress = "127.0.0.1"\nport = {}\n'
+    path.write_text("".join(entry.format(name, port) for name, port in ports.items()))
+    return path
+
+
 async def nodes_file(tmp_path: Path, make_node: NodeFactory, bad: bool = True) -> Path:
     good = await make_node("good")
     failing = await make_node("failing", fail=True)
-    text = f'[[node]]\nname = "good"\naddress = "127.0.0.1"\nport = {good.port}\n'
-    text += f'[[node]]\nname = "failing"\naddress = "127.0.0.1"\nport = {failing.port}\n'
+    ports = {"good": good.port, "failing": failing.port}
     if bad:
-        text += f'[[node]]\nname = "gone"\naddress = "127.0.0.1"\nport = {free_port()}\n'
-    path = tmp_path / "nodes.toml"
-    path.write_text(text)
-    return path
+        ports["gone"] = free_port()
+    return write_nodes_file(tmp_path, ports)
 
 
 async def test_text_lines_and_summary(tmp_path: Path, make_node: NodeFactory) -> None:
@@ -91,9 +96,7 @@ async def test_ctrl_c_names_every_node_left_and_resume_finishes_the_fan_out(
     tmp_path: Path, make_node: NodeFactory
 ) -> None:
     first, second = await make_node("first"), await make_node("second")
-    path = tmp_path / "nodes.toml"
-    entry = '[[node]]\nname = "{}"\naddress = "127.0.0.1"\nport = {}\n'
-    path.write_text(entry.format("first", first.port) + entry.format("second", second.port))
+    path = write_nodes_file(tmp_path, {"first": first.port, "second": second.port})
     batch = tmp_path / "batch.jsonl"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "masterd.cli", "--nodes", str(path), "gather", "sleep",
@@ -128,11 +131,7 @@ async def test_one_failed_node_is_said_in_the_singular(
 ) -> None:
     """'1 node failed', not '1 nodes failed'."""
     failing, good = await make_node("failing", fail=True), await make_node("good")
-    path = tmp_path / "nodes.toml"
-    path.write_text(
-        f'[[node]]\nname = "failing"\naddress = "127.0.0.1"\nport = {failing.port}\n'
-        f'[[node]]\nname = "good"\naddress = "127.0.0.1"\nport = {good.port}\n'
-    )
+    path = write_nodes_file(tmp_path, {"failing": failing.port, "good": good.port})
     status, lines = await gather_cli(path, "node_behaviour", "--window", "1", "--max-failures", "0")
     assert status == 1
     by_node = {line.split()[0]: line for line in lines[:-1]}
@@ -145,11 +144,7 @@ async def test_elapsed_is_the_calls_own_time_not_its_wait_for_the_window(
     """With --window 1 the second node waits 1.5 s for a place; its elapsed_s was that
     wait plus its call (3 s and more), now only its call's 1.5 s."""
     first, second = await make_node("first"), await make_node("second")
-    path = tmp_path / "nodes.toml"
-    path.write_text(
-        f'[[node]]\nname = "first"\naddress = "127.0.0.1"\nport = {first.port}\n'
-        f'[[node]]\nname = "second"\naddress = "127.0.0.1"\nport = {second.port}\n'
-    )
+    path = write_nodes_file(tmp_path, {"first": first.port, "second": second.port})
     status, lines = await gather_cli(path, "sleep", '{"seconds": 1.5}', "--window", "1", "--json")
     assert status == 0
     elapsed = {entry["node"]: entry["elapsed_s"] for entry in map(orjson.loads, lines[:-1])}
@@ -163,11 +158,7 @@ async def test_a_node_never_asked_has_no_elapsed_time(
     tmp_path: Path, make_node: NodeFactory
 ) -> None:
     failing, good = await make_node("failing", fail=True), await make_node("good")
-    path = tmp_path / "nodes.toml"
-    path.write_text(
-        f'[[node]]\nname = "failing"\naddress = "127.0.0.1"\nport = {failing.port}\n'
-        f'[[node]]\nname = "good"\naddress = "127.0.0.1"\nport = {good.port}\n'
-    )
+    path = write_nodes_file(tmp_path, {"failing": failing.port, "good": good.port})
     args = ("node_behaviour", "--window", "1", "--max-failures", "0")
     _, lines = await gather_cli(path, *args, "--json")
     entries = {entry["node"]: entry for entry in map(orjson.loads, lines[:-1])}
