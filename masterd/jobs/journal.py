@@ -86,6 +86,8 @@ class StoreJournal:
     async def _started(self, node: str, fnc_id: str) -> None:
         try:
             await self._store.record_started(self.job_id, node, fnc_id)
+        except JobNotHeld as exc:  # another master may own the job: this run ends
+            self._on_not_held(exc)
         except RPCError as exc:  # only a shortcut for a resume: the request_id is there
             event(log, "job.record_failed", logging.WARNING, job_id=self.job_id, node=node,
                   error=str(exc))  # fmt: skip

@@ -26,6 +26,8 @@ from masterd.jobs.runner import JobRun
 from masterd.options import Rollout
 from masterd.store.base import Store
 from masterd.store.jobs import (
+    ABORT_CALLS,
+    ABORT_NOTICE,
     ABORTED,
     FINISHED,
     QUEUED,
@@ -74,6 +76,8 @@ class Jobs:
         self._max_wait_s = max_wait_s
         self._runs: dict[str, JobRun] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: reads of a job's abort after a shared store's notice
+        self._checks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._closing = False
 
@@ -163,7 +167,7 @@ class Jobs:
 
     async def stop(self) -> None:
         """Shutdown: the runs stop where they are; the next start goes on from the store."""
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._checks]:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
@@ -176,6 +180,30 @@ class Jobs:
         """Another master committed a node's end or a state of ``job_id`` (a shared
         store's NOTIFY; ``""``: of any job): the waiters read the store again."""
         self.changed()
+        if not job_id or job_id.startswith(ABORT_NOTICE):  # perhaps an AbortJob elsewhere
+            self._abort_noticed(job_id.removeprefix(ABORT_NOTICE))
+
+    def _abort_noticed(self, job_id: str) -> None:
+        """An AbortJob was stored for ``job_id`` (``""``: perhaps for any job, a notice
+        may have been lost), maybe by another master: its run here, if any, acts on it."""
+        for one in [job_id] if job_id else list(self._runs):
+            if one in self._runs:
+                task = asyncio.create_task(self._reread_abort(one), name=f"abort? {one}")
+                self._checks.add(task)
+                task.add_done_callback(self._checks.discard)
+
+    async def _reread_abort(self, job_id: str) -> None:
+        try:
+            job = await self._store.get_job_head(job_id)
+        except RemoteError as exc:  # an outage: the next notice (or reconnect) reads again
+            event(log, "job.abort_read_failed", logging.WARNING, job_id=job_id, error=str(exc))
+            return
+        run = self._runs.get(job_id)
+        if job is None or job.abort is None or run is None:
+            return
+        if run.abort(job.abort == ABORT_CALLS):  # not one taken here already
+            event(log, "job.abort", job_id=job_id, calls=job.abort == ABORT_CALLS,
+                  stored_by="another master")  # fmt: skip
 
     # --- inside -----------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ from rpc_client.errors import StoreUnavailable
 QUEUED, RUNNING, FINISHED, ABORTED = "queued", "running", "finished", "aborted"
 #: AbortJob: start no further node; or abort the running calls too
 ABORT_NODES, ABORT_CALLS = "nodes", "calls"
+#: a shared store's job notice of an AbortJob stored (the job's id follows): the job's
+#: owner, whichever master took the AbortJob, reads the job's abort and acts on it
+ABORT_NOTICE = "abort:"
 
 
 class JobNotHeld(StoreUnavailable):

@@ -15,6 +15,9 @@ What differs with several masters on one database:
   node, whatever its clock says — a fencing token, not a clock hope.  It is refused as
   :class:`~masterd.store.jobs.JobNotHeld` (a 503 ``StoreUnavailable``): the run stops
   there (``job.not_held``), and goes on at the next claim if the job is still its own.
+  Every other record of a job (a node's fnc_id, its end, the job's state) is fenced the
+  same way (:meth:`PostgresJobs._fenced`, the job's row locked ``FOR SHARE`` until the
+  commit, so a claim waits for it): a paused owner that lost its job records nothing.
 
 Per-node records share commits as in the SQLite store (group commit).
 """
@@ -29,6 +32,7 @@ import asyncpg
 
 from masterd.store.group_commit import GroupCommit
 from masterd.store.jobs import (
+    ABORT_NOTICE,
     JobHead,
     JobNode,
     JobNotHeld,
@@ -52,6 +56,8 @@ _JOB_COLUMNS = ('id, request_id, request, fn_name, fn_args, timeout, abort_after
 _HEAD_COLUMNS = "id, fn_name, state, owner, abort, submitted, ended"
 _RESULT_COLUMNS = "seq, node, outcome, fnc_id, result, error"
 _UNFINISHED = "state IN ('queued', 'running')"
+#: what a fenced record's work answers when the job is not this masterd's
+_NOT_HELD = object()
 
 
 class PostgresJobs:
@@ -118,15 +124,17 @@ class PostgresJobs:
 
     async def set_job_state(self, job_id: str, state: str, at: float | None = None) -> None:
         ended = at if state != "running" else None
-        await self._job_record(lambda conn: conn.execute(
+        await self._fenced(job_id, lambda conn: conn.execute(
             "WITH changed AS (UPDATE jobs SET state = $1, ended = $2 WHERE id = $3 RETURNING id) "
             "SELECT pg_notify($4, id) FROM changed",
             state, ended, job_id, JOBS_CHANNEL))  # fmt: skip
 
     async def abort_job(self, job_id: str, calls: bool) -> None:
+        """The abort, and at its commit a notice to every master (the owner acts on it)."""
         await self._run(lambda conn: conn.execute(
-            "UPDATE jobs SET abort = CASE WHEN abort = 'calls' THEN abort ELSE $1 END "
-            "WHERE id = $2", "calls" if calls else "nodes", job_id))  # fmt: skip
+            "WITH changed AS (UPDATE jobs SET abort = CASE WHEN abort = 'calls' THEN abort "
+            "ELSE $1 END WHERE id = $2 RETURNING id) SELECT pg_notify($3, $4 || id) FROM changed",
+            "calls" if calls else "nodes", job_id, JOBS_CHANNEL, ABORT_NOTICE))  # fmt: skip
 
     async def job_progress(self, job_id: str) -> JobProgress:
         async def work(conn: asyncpg.Connection) -> JobProgress:
@@ -163,20 +171,18 @@ class PostgresJobs:
             f"(SELECT 1 FROM instances WHERE id = $5 AND renewed < {NOW} - $6)",
             request_id, at, job_id, node, self._owner, self.owner_lapse_s))  # fmt: skip
         if status != "UPDATE 1":
-            raise JobNotHeld(
-                f"job {job_id}: this masterd ({self._owner}) no longer holds it (its row "
-                f"lapsed past {self.owner_lapse_s:g} s, and another master may have taken "
-                "the job): no further node is started here",
-                retry_after_s=1,
-            )
+            raise self._not_held(job_id)
 
     async def record_started(self, job_id: str, node: str, fnc_id: str) -> None:
-        await self._job_record(lambda conn: conn.execute(
+        await self._fenced(job_id, lambda conn: conn.execute(
             "UPDATE job_nodes SET fnc_id = $1 WHERE job_id = $2 AND node = $3",
             fnc_id, job_id, node))  # fmt: skip
 
     async def record_result(self, job_id: str, result: NewResult) -> JobResult | None:
-        return await self._job_record(lambda conn: _insert_result(conn, job_id, result))
+        answer: JobResult | None = await self._fenced(
+            job_id, lambda conn: _insert_result(conn, job_id, result)
+        )
+        return answer
 
     async def expire_jobs(self, ended_before: float) -> int:
         status = await self._run(lambda conn: conn.execute(
@@ -184,6 +190,34 @@ class PostgresJobs:
         return int(status.split()[-1])
 
     # --- group commit -------------------------------------------------------------
+
+    async def _fenced(self, job_id: str, work: Work[Any]) -> Any:
+        """``work`` in the job records' next commit if this masterd still holds the job
+        (its owner, its row not lapsed), checked in that same transaction with the job's
+        row locked against a claim until the commit; :class:`JobNotHeld` if not (nothing
+        written)."""
+        owner, lapse_s = self._owner, self.owner_lapse_s
+
+        async def held_work(conn: asyncpg.Connection) -> Any:
+            held = await conn.fetchval(
+                "SELECT 1 FROM jobs WHERE id = $1 AND owner = $2 AND NOT EXISTS (SELECT 1 "
+                f"FROM instances WHERE id = $2 AND renewed < {NOW} - $3) FOR SHARE OF jobs",
+                job_id, owner, lapse_s,
+            )  # fmt: skip
+            return _NOT_HELD if held is None else await work(conn)
+
+        answer = await self._job_record(held_work)
+        if answer is _NOT_HELD:
+            raise self._not_held(job_id)
+        return answer
+
+    def _not_held(self, job_id: str) -> JobNotHeld:
+        return JobNotHeld(
+            f"job {job_id}: this masterd ({self._owner}) no longer holds it (its row "
+            f"lapsed past {self.owner_lapse_s:g} s, and another master may have taken "
+            "the job): no further node is started, and nothing more recorded, here",
+            retry_after_s=1,
+        )
 
     async def _job_record(self, work: Work[T]) -> T:
         if self._job_commits is None:
