@@ -7,6 +7,8 @@ import socket
 import time
 from pathlib import Path
 
+import orjson
+
 from masterd.local import free_port
 from tests.helpers import NodeFactory
 from tests.masterd.daemon.running import registration, run_masterd, until
@@ -156,3 +158,28 @@ async def test_unknown_and_expired_jobs_are_404(tmp_path: Path, make_node: NodeF
             return status == 404
 
         await until(expired, timeout_s=5)
+
+
+async def test_a_failed_nodes_error_over_the_limit_is_cut(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    """attack16 defect 9: --max-job-result-bytes bounded only ok results; a 2 MB error
+    (message and traceback) was stored whole."""
+    message = "disk failed " + "x" * 20_000
+    async with run_masterd(["--max-job-result-bytes", "1000"], workdir=tmp_path / "m") as masterd:
+        await register(masterd, await make_node("n1"), "n1", [])
+        await register(masterd, await make_node("n2"), "n2", [])
+        state = await masterd.ok("SubmitJob", {"fn_name": "fail", "nodes": ["n1"],
+                                               "fn_args": {"message": message}})  # fmt: skip
+        _, (item,) = await follow(masterd, state["job_id"])
+        small = await masterd.ok("SubmitJob", {"fn_name": "fail", "nodes": ["n2"],
+                                               "fn_args": {"message": "short"}})  # fmt: skip
+        _, (kept,) = await follow(masterd, small["job_id"])
+    error = item["error"]
+    assert item["outcome"] == "failed" and error["type"] == "RuntimeError"
+    assert len(orjson.dumps(error)) <= 1000 + 512, len(orjson.dumps(error))
+    assert error["truncated"] is True and error["size"] > 20_000
+    assert error["message"].startswith("disk failed xxx") and item["fnc_id"] in error["message"]
+    assert error["traceback"].startswith("Traceback") and "cut ..." in error["traceback"]
+    assert error["traceback"].rstrip().endswith("xxx")  # the raise's line, cut too
+    assert kept["error"]["message"] == "short" and "truncated" not in kept["error"]
