@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from masterd.batch import Progress
@@ -93,6 +93,7 @@ class JobRun:
         if self.aborted:
             self.fan_out.stopped = ABORTED_WHY
         self._aborts: set[asyncio.Task[None]] = set()
+        self._calls_aborted = False
 
     async def run(self) -> None:
         """The whole job: every node's end recorded, then the job's.  Raises
@@ -117,18 +118,31 @@ class JobRun:
                 raise
             self._task.uncancel()
             raise self._not_held from None
+        except JobNotHeld:  # refused in this task: the cancel _lost asked for is not needed
+            if self._task is not None and self._task.cancelling():
+                self._task.uncancel()
+            raise
         finally:
             running.cancel()  # if the run stopped first
             await self._pool.close()
             self._on_change()
 
     async def _set_state(self, state: str, at: float | None) -> None:
-        await self._patience.write(state, lambda: self._store.set_job_state(self.job.id, state,
-                                                                            at))  # fmt: skip
+        await self._write(state, lambda: self._store.set_job_state(self.job.id, state, at))
+
+    async def _write(self, what: str, attempt: Callable[[], Awaitable[Any]]) -> Any:
+        """A record of the job, through a store outage; one the store refuses because the
+        job is no longer this masterd's ends the whole run (:meth:`_lost`)."""
+        try:
+            return await self._patience.write(what, attempt)
+        except JobNotHeld as exc:
+            self._lost(exc)
+            raise
 
     def _lost(self, exc: JobNotHeld) -> None:
-        """The store refused a start: the job is no longer this masterd's.  The whole run
-        stops at once (no further node, and no node's end taken for a failure)."""
+        """The store refused a record (a start, an end, the job's state): the job is no
+        longer this masterd's.  The whole run stops at once (no further node, and no
+        node's end taken for a failure or recorded here)."""
         if self._not_held is None and self._task is not None:
             self._not_held = exc
             self._task.cancel()
@@ -155,20 +169,24 @@ class JobRun:
         self._ended.add(result.node)
         fnc_id = self.fan_out.fnc_ids.get(result.node)
         new = new_result(result, fnc_id, self._max_result_bytes)
-        await self._patience.write("result", lambda: self._store.record_result(self.job.id, new))
+        await self._write("result", lambda: self._store.record_result(self.job.id, new))
         self.counts.ended(new.node, new.outcome)
         self._on_change()
 
-    def abort(self, calls: bool) -> None:
+    def abort(self, calls: bool) -> bool:
         """Start no further node; with ``calls``, abort the running calls on their nodes
-        (they end ``failed`` with ``FunctionAborted``)."""
+        (they end ``failed`` with ``FunctionAborted``).  False if it did nothing new (the
+        same abort again: from the store's notice of one taken here, say)."""
+        if self.aborted and (self._calls_aborted or not calls):
+            return False
         self.aborted = True
         self.fan_out.stopped = self.fan_out.stopped or ABORTED_WHY
         launcher = self.fan_out.launcher
         if launcher is not None and launcher.stopped is None:
             launcher.stopped = ABORTED_WHY
         if not calls:
-            return
+            return True
+        self._calls_aborted = True
         # a start recorded but not yet sent is skipped by the fan-out itself (it checks
         # ``stopped`` after the record); one sent, or an earlier run's, is aborted here
         asked = {**self.fan_out.progress.request_ids, **self.fan_out.sending}
@@ -178,6 +196,7 @@ class JobRun:
                                            name=f"abort {client.name}")  # fmt: skip
                 self._aborts.add(task)
                 task.add_done_callback(self._aborts.discard)
+        return True
 
     async def _abort_call(self, client: NodeClient, request_id: str) -> None:
         """Abort a node's call; one whose fnc_id is not known yet (its StartFunction is
