@@ -7,7 +7,9 @@ node answers with the call it started, or ``404 UnknownFunctionCall`` if it lost
 node's end), one never asked is started, one that ended is not touched.  A node's
 ``timeout`` counts from when its start was first recorded: a resumed call has what is
 left of it (none left: asked once for its state, then timed out and aborted), a node
-never asked its whole timeout.
+never asked its whole timeout.  A stored AbortJob skips only the nodes never asked: one
+whose start was recorded is waited for as above (with ``calls``, aborted on its node),
+and ends with its true outcome.
 
 Through a store outage the job pauses and goes on (:mod:`masterd.jobs.outage`): its
 records are written again until the store takes them, none dropped; a start the store

@@ -8,8 +8,9 @@ a waiter takes the current signal, reads the store, and sleeps on that signal on
 there was nothing to answer, so a result stored between its read and its sleep still
 wakes it.  On a shared store the same signal is set by another master's commits (its
 NOTIFY, :meth:`Jobs.stored_elsewhere`): a WaitForJob sent to a master that does not
-run the job is woken as one sent to its owner.  Jobs that ended more than
-``job_ttl_s`` ago are deleted in the background.
+run the job is woken as one sent to its owner, and an AbortJob sent to it reaches the
+owner (the notice ``abort:<job id>``: the owner's run reads the job's abort and acts).
+Jobs that ended more than ``job_ttl_s`` ago are deleted in the background.
 """
 
 from __future__ import annotations
