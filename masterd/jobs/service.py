@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import logging
 import time
 import uuid
@@ -40,7 +41,13 @@ from masterd.store.jobs import (
     JobResult,
     JobSpec,
 )
-from rpc_client.errors import BadRequest, RemoteError, RequestIdConflict, UnknownJob
+from rpc_client.errors import (
+    BadRequest,
+    RemoteError,
+    RequestIdConflict,
+    UnknownFunction,
+    UnknownJob,
+)
 from rpc_client.job_protocol import (
     COUNTS,
     AbortJobRequest,
@@ -68,10 +75,12 @@ class Jobs:
         self, store: Store, instance: str, *,
         known_nodes: Callable[[], Awaitable[list[dict[str, Any]]]],
         job_ttl_s: float, max_result_bytes: int, max_wait_s: float,
+        functions_of: Callable[[str], tuple[str, ...]] = lambda _name: (),
     ) -> None:  # fmt: skip
         self._store = store
         self.instance = instance
         self._known_nodes = known_nodes
+        self._functions_of = functions_of
         self._job_ttl_s = job_ttl_s
         self._max_result_bytes = max_result_bytes
         self._max_wait_s = max_wait_s
@@ -87,6 +96,7 @@ class Jobs:
     async def submit(self, request: SubmitJobRequest) -> dict[str, Any]:
         asked = _comparable(request)
         nodes = select_nodes(await self._known_nodes(), request.nodes, request.labels)
+        check_function(request.fn_name, nodes, self._functions_of)
         _check_rollout(request, len(nodes))
         spec = JobSpec(fn_name=request.fn_name, fn_args=request.fn_args, nodes=nodes,
                        timeout_s=request.timeout, abort_after=request.abort_after,
@@ -149,6 +159,8 @@ class Jobs:
             event(log, "job.resumed", job_id=job.id, ended=len(progress.results),
                   asked=len(progress.request_ids), nodes=len(job.spec.nodes))  # fmt: skip
             self._start(job, progress)
+            if self._store.shared:  # an abort stored since the claim read the job's row
+                self._abort_noticed(job.id)  # (its notice came while no run was here)
 
     async def expire_forever(self) -> None:
         interval = max(_EXPIRE_EVERY_MIN_S, min(_EXPIRE_EVERY_MAX_S, self._job_ttl_s / 4))
@@ -283,7 +295,26 @@ def select_nodes(
     else:
         chosen = [by_name[name] for name in sorted(by_name)
                   if wanted <= set(by_name[name]["labels"])]  # fmt: skip
+    if wanted and not chosen:
+        among = " of those named" if names is not None else ""
+        raise BadRequest(f"no registered node{among} carries the labels "
+                         f"{', '.join(map(repr, sorted(wanted)))}")  # fmt: skip
     return tuple(JobNode(node["name"], node["address"], node["port"]) for node in chosen)
+
+
+def check_function(
+    fn_name: str, nodes: tuple[JobNode, ...], functions_of: Callable[[str], tuple[str, ...]]
+) -> None:
+    """``UnknownFunction`` for a ``fn_name`` that none of the job's nodes registered;
+    no check when a node registered no function list (it may run anything)."""
+    lists = {node.name: functions_of(node.name) for node in nodes}
+    if not lists or not all(lists.values()) or any(fn_name in f for f in lists.values()):
+        return
+    known = sorted({name for functions in lists.values() for name in functions})
+    close = difflib.get_close_matches(fn_name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UnknownFunction(f"no selected node registered a function {fn_name!r}{hint}; "
+                          f"they registered: {', '.join(known)}")  # fmt: skip
 
 
 def _check_rollout(request: SubmitJobRequest, count: int) -> None:
