@@ -69,7 +69,8 @@ def create_app(
     app[COMMAND_RUNNER] = CommandRunner(config.command_threads, metrics.commands)
     app[JOBS] = Jobs(store, instance, known_nodes=registry.fresh_listing,
                      job_ttl_s=config.job_ttl_s, max_result_bytes=config.max_job_result_bytes,
-                     max_wait_s=config.max_wait_s)  # fmt: skip
+                     max_wait_s=config.max_wait_s,
+                     functions_of=registry.functions_of)  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)

@@ -182,6 +182,12 @@ class NodeRegistry:
             await self.refresh()
         return self.listing()
 
+    def functions_of(self, name: str) -> tuple[str, ...]:
+        """The functions node ``name`` registered (empty: none listed, or not registered)."""
+        node_uuid = self._by_name.get(name)
+        entry = self._by_uuid.get(node_uuid) if node_uuid else None
+        return entry.record.functions if entry else ()
+
     def listing(self) -> list[dict[str, Any]]:
         """ListNodes' nodes: registered ones, then the nodes file's unregistered ones."""
         now = time.time()

@@ -201,7 +201,7 @@ def registration(name: str, **changes: Any) -> dict[str, Any]:
     """A Register body for a node ``name`` (a fresh uuid unless given)."""
     body = {"uuid": str(uuid.uuid4()), "name": name, "address": "127.0.0.1", "port": 1811,
             "boot_id": "boot-1", "instance": uuid.uuid4().hex, "pid": 4242,
-            "version": "1.2.0", "labels": ["rack1"], "functions": ["echo"]}  # fmt: skip
+            "version": "1.2.0", "labels": ["rack1"], "functions": []}  # fmt: skip
     body.update(changes)
     return body
 

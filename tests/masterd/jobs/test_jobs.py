@@ -183,3 +183,35 @@ async def test_a_failed_nodes_error_over_the_limit_is_cut(
     assert error["traceback"].startswith("Traceback") and "cut ..." in error["traceback"]
     assert error["traceback"].rstrip().endswith("xxx")  # the raise's line, cut too
     assert kept["error"]["message"] == "short" and "truncated" not in kept["error"]
+
+
+async def test_labels_that_select_no_node_are_refused_naming_the_labels(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    async with run_masterd(workdir=tmp_path / "m") as masterd:
+        await register(masterd, await make_node("n1"), "n1", ["web"])
+        body = {"fn_name": "node_behaviour", "labels": ["web", "nosuch"], "timeout": 10}
+        status, answer, _ = await masterd.put("SubmitJob", body)
+        named = {**body, "nodes": ["n1"]}
+        status_named, answer_named, _ = await masterd.put("SubmitJob", named)
+        jobs = await masterd.ok("ListJobs", {})
+    assert (status, answer["error"]["type"]) == (400, "BadRequest"), answer
+    assert answer["error"]["message"] == "no registered node carries the labels 'nosuch', 'web'"
+    assert status_named == 400 and "of those named" in answer_named["error"]["message"]
+    assert jobs["jobs"] == []
+
+
+async def test_a_function_no_selected_node_registered_is_refused_with_a_suggestion(
+    tmp_path: Path,
+) -> None:
+    async with run_masterd(workdir=tmp_path / "m") as masterd:
+        for name in ("n1", "n2"):
+            await masterd.ok("Register", registration(name, functions=["sleep", "echo"]))
+        status, answer, _ = await masterd.put("SubmitJob", {"fn_name": "slep", "timeout": 5})
+        await masterd.ok("Register", registration("n3", functions=[]))  # lists none: any
+        state = await masterd.ok("SubmitJob", {"fn_name": "slep", "timeout": 1})
+        jobs = await masterd.ok("ListJobs", {})
+    assert (status, answer["error"]["type"]) == (404, "UnknownFunction"), answer
+    message = answer["error"]["message"]
+    assert "'slep'" in message and "did you mean 'sleep'?" in message and "echo, sleep" in message
+    assert [job["job_id"] for job in jobs["jobs"]] == [state["job_id"]]
