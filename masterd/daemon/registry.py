@@ -115,8 +115,11 @@ class NodeRegistry:
         """Record the node (durably) and its events; ``NodeConflict`` if another live
         uuid holds the name.  Registering again the same is harmless."""
         async with self._registering:  # rare: one at a time keeps name checks simple
-            if request.uuid not in self._by_uuid and self._store.shared:
-                # it may have registered through another master (as may a node by its name)
+            if self._store.shared:
+                # it may have registered through another master (as may a node by its
+                # name), a moment ago: a node failing over sends its Register again to
+                # the next master, whose memory may be a refresh old (the store's save
+                # checks again, in its transaction, against a Register at the same time)
                 await self._take_stored(request.uuid, request.name)
             now = time.time()
             old = self._by_uuid.get(request.uuid)

@@ -238,10 +238,12 @@ class PostgresStore(PostgresJobs):
     ) -> list[StoredEvent]:
         async def work(conn: asyncpg.Connection) -> list[StoredEvent]:
             async with conn.transaction():
+                # another master may have stored this instance a moment ago
+                new = [] if await sql.registered_already(conn, node) else events
                 if replaces is not None:
                     await conn.execute("DELETE FROM nodes WHERE uuid = $1", replaces)
                 await conn.execute(sql.UPSERT_NODE, *sql.node_row(node))
-                stored = await sql.insert_events(conn, events)
+                stored = await sql.insert_events(conn, new)
             await sql.notify(conn, stored)
             return stored
 

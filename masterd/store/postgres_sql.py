@@ -32,6 +32,9 @@ DATA_ERRORS = (asyncpg.DataError, asyncpg.exceptions._base.DataError)
 #: advisory lock keys (any two fixed numbers of ours)
 _MIGRATE_LOCK = 0x6D617374_01
 _EVENTS_LOCK = 0x6D617374_02
+#: the first key of the per-node locks (two int4 keys: the other is the uuid's hash; a
+#: key space apart from the single-bigint keys above)
+_NODE_LOCKS = 0x6D617374
 
 NODE_COLUMNS = ("uuid, name, address, port, boot_id, instance, pid, version, labels, "
                 "functions, registered, last_seen")  # fmt: skip
@@ -79,6 +82,16 @@ async def migrate(conn: asyncpg.Connection) -> None:
                                    migration.version, migration.name, time.time())  # fmt: skip
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
+
+
+async def registered_already(conn: asyncpg.Connection, node: NodeRecord) -> bool:
+    """Whether the stored row of ``node``'s uuid has its instance already: a Register
+    another master took first (a node failing over, or sent to two at once), whose
+    events are stored.  Registrations of one uuid take turns (an advisory lock held
+    to the commit), so of two at once one stores the events and the other sees them."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _NODE_LOCKS, node.uuid)
+    stored = await conn.fetchval("SELECT instance FROM nodes WHERE uuid = $1", node.uuid)
+    return bool(stored == node.instance)
 
 
 async def insert_events(conn: asyncpg.Connection, events: list[NewEvent]) -> list[StoredEvent]:
