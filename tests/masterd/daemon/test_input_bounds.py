@@ -17,7 +17,7 @@ from tests.masterd.jobs.fleet import follow
 
 #: the bounds doc/masterd.md states: PostgreSQL's INTEGER and BIGINT
 INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
-NODE = registration("n1", labels=["web"], port=free_port())
+NODE = registration("n1", labels=["web"], port=free_port(), functions=["node_behaviour"])
 JOB = {"fn_name": "node_behaviour", "nodes": [], "timeout": 1}
 
 
@@ -32,7 +32,8 @@ def masterd(
         args = ["--store", request.getfixturevalue("postgres_server").create_database()]
     daemon = asyncio.run(start_masterd(args, workdir))
     asyncio.run(daemon.ok("Register", NODE))
-    asyncio.run(daemon.ok("Register", registration("n2", labels=["db"], port=free_port())))
+    other = registration("n2", labels=["db"], port=free_port(), functions=["node_behaviour"])
+    asyncio.run(daemon.ok("Register", other))
     yield daemon
     asyncio.run(daemon.stop())
 
