@@ -38,6 +38,7 @@ from masterd.daemon.roles import caller_of as roles_caller_of
 from masterd.jobs.service import Jobs
 from masterd.node import Node
 from masterd.store.base import Store
+from rpc_client.tls import TLSConfig
 
 
 def create_app(
@@ -70,7 +71,7 @@ def create_app(
     app[JOBS] = Jobs(store, instance, known_nodes=registry.fresh_listing,
                      job_ttl_s=config.job_ttl_s, max_result_bytes=config.max_job_result_bytes,
                      max_wait_s=config.max_wait_s,
-                     functions_of=registry.functions_of)  # fmt: skip
+                     functions_of=registry.functions_of, node_tls=node_tls(config))  # fmt: skip
     app.router.add_get("/metrics", metrics_page, allow_head=False)
     app.router.add_get("/openapi.json", openapi_page, allow_head=False)
     app.router.add_route("*", "/{procedure:.*}", dispatch)
@@ -78,6 +79,13 @@ def create_app(
     app.cleanup_ctx.append(_run_jobs)
     app.on_shutdown.append(_answer_waiters)
     return app
+
+
+def node_tls(config: MasterdConfig) -> TLSConfig | None:
+    """With TLS, masterd calls nodes over mutual TLS with its own certificate."""
+    if config.tls_cert is None or config.tls_key is None or config.tls_ca is None:
+        return None
+    return TLSConfig(cert=config.tls_cert, key=config.tls_key, ca=config.tls_ca)
 
 
 async def _answer_waiters(app: web.Application) -> None:

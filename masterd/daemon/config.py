@@ -119,7 +119,8 @@ class MasterdConfig:
     tls_cert: Path | None = field(
         default=None,
         metadata=flag("this masterd's certificate (rpc-cli certs issue ... --masterd); "
-                      "with --tls-key and --tls-ca: TLS, client certificates required",
+                      "with --tls-key and --tls-ca: TLS, client certificates required, "
+                      "and nodes called over TLS with it",
                       metavar="FILE"),
     )  # fmt: skip
     tls_key: Path | None = field(default=None, metadata=flag("its key", metavar="FILE"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,6 +50,7 @@ from rpc_client.client import NodeClient
 from rpc_client.errors import FunctionFailed, NodeTimeout, RPCError, Skipped
 from rpc_client.logs import event
 from rpc_client.protocol import dumps
+from rpc_client.tls import TLSConfig
 from rpc_client.transport import Pool
 
 log = logging.getLogger("masterd.jobs")
@@ -58,12 +60,24 @@ ABORTED_WHY = "the job was aborted (AbortJob)"
 _FIND_CALL_S = 2.0
 
 
+class NodeTLS:
+    """How masterd calls nodes: over plain HTTP when it serves without TLS; when it serves
+    TLS, every node over mutual TLS with masterd's own certificate (its role ``masterd``),
+    the node's certificate signed by the CA and checked against the node's registered
+    name, which masterd under TLS takes only from that node's certificate (Register as
+    itself only).  One SSL context for every job: made once, at start."""
+
+    def __init__(self, config: TLSConfig | None) -> None:
+        self.config = config
+        self.context: ssl.SSLContext | None = config.client_context() if config else None
+
+
 class JobRun:
     """A job running in this masterd: its fan-out, and what AbortJob may do to it."""
 
     def __init__(
         self, store: Store, job: JobRecord, progress: JobProgress, *,
-        max_result_bytes: int, on_change: Callable[[], None],
+        max_result_bytes: int, on_change: Callable[[], None], tls: NodeTLS | None = None,
     ) -> None:  # fmt: skip
         self.job = job
         self._store = store
@@ -71,7 +85,9 @@ class JobRun:
         self._on_change = on_change
         self._pool = Pool()
         spec = job.spec
-        self._clients = [NodeClient(n.address, n.port, name=n.name, pool=self._pool)
+        tls = tls or NodeTLS(None)
+        self._clients = [NodeClient(n.address, n.port, name=n.name, pool=self._pool,
+                                    tls=tls.config, ssl_context=tls.context)
                          for n in spec.nodes]  # fmt: skip
         self._patience = StorePatience(job.id)
         #: what WaitForJob answers as the job's counts while it runs here

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from masterd.jobs.runner import JobRun
+from masterd.jobs.runner import JobRun, NodeTLS
 from masterd.options import Rollout
 from masterd.store.base import Store
 from masterd.store.jobs import (
@@ -57,6 +57,7 @@ from rpc_client.job_protocol import (
 )
 from rpc_client.logs import event
 from rpc_client.protocol import dumps, loads
+from rpc_client.tls import TLSConfig
 
 log = logging.getLogger("masterd.jobs")
 
@@ -76,8 +77,12 @@ class Jobs:
         known_nodes: Callable[[], Awaitable[list[dict[str, Any]]]],
         job_ttl_s: float, max_result_bytes: int, max_wait_s: float,
         functions_of: Callable[[str], tuple[str, ...]] = lambda _name: (),
+        node_tls: TLSConfig | None = None,
     ) -> None:  # fmt: skip
+        """``node_tls``: masterd's own certificate, key and CA when it serves TLS; then
+        every node is called over mutual TLS with them (:class:`NodeTLS`)."""
         self._store = store
+        self._node_tls = NodeTLS(node_tls)
         self.instance = instance
         self._known_nodes = known_nodes
         self._functions_of = functions_of
@@ -222,7 +227,7 @@ class Jobs:
 
     def _start(self, job: JobRecord, progress: JobProgress) -> None:
         run = JobRun(self._store, job, progress, max_result_bytes=self._max_result_bytes,
-                     on_change=self.changed)  # fmt: skip
+                     on_change=self.changed, tls=self._node_tls)  # fmt: skip
         self._runs[job.id] = run
         task = asyncio.create_task(self._run(run), name=f"job {job.id}")
         self._tasks.add(task)
