@@ -15,6 +15,7 @@ from aiohttp import web
 from masterd.commands import Commands
 from masterd.daemon.commands import CommandRunner
 from masterd.daemon.config import MasterdConfig
+from masterd.daemon.event_expiry import expire_events
 from masterd.daemon.events import EventLog
 from masterd.daemon.handlers import dispatch, metrics_page, openapi_page
 from masterd.daemon.keys import (
@@ -77,6 +78,7 @@ def create_app(
     app.router.add_route("*", "/{procedure:.*}", dispatch)
     app.cleanup_ctx.append(_load_then_flush)
     app.cleanup_ctx.append(_run_jobs)
+    app.cleanup_ctx.append(expire_events)
     app.on_shutdown.append(_answer_waiters)
     return app
 

@@ -97,6 +97,11 @@ class MasterdConfig:
         metadata=flag("how long an ended job and its results are kept (default 7 days)",
                       metavar="S"),
     )  # fmt: skip
+    event_ttl_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata=flag("how long a stored event is kept; older ones are deleted in the "
+                      "background (default 7 days)", metavar="S"),
+    )  # fmt: skip
     max_job_result_bytes: int = field(
         default=MiB,
         metadata=flag("a job's node result over this is left on the node: ResultTooLarge "
@@ -156,7 +161,7 @@ class MasterdConfig:
     def __post_init__(self) -> None:
         for name in ("heartbeat_s", "lease_s", "max_wait_s", "max_request_bytes",
                      "max_report_events", "node_events_per_s", "command_threads", "job_ttl_s",
-                     "max_job_result_bytes", "descriptor_reserve",
+                     "event_ttl_s", "max_job_result_bytes", "descriptor_reserve",
                      "handshake_timeout_s"):  # fmt: skip
             flags.check_positive({name: getattr(self, name)})
         if not 0 <= self.port <= 65535:

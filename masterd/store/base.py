@@ -205,5 +205,9 @@ class Store(Protocol):
     async def record_result(self, job_id: str, result: NewResult) -> JobResult | None:
         """A node's end at the job's next ``seq``, durably; None if it had one (kept)."""
 
+    async def expire_events(self, stored_before: float, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest events stored before ``stored_before``
+        (Unix time), in one transaction; how many."""
+
     async def expire_jobs(self, ended_before: float) -> int:
         """Delete the jobs that ended before then, with their records; how many."""

@@ -223,6 +223,12 @@ class PostgresStore(PostgresJobs):
             "ORDER BY started, id", within_s))  # fmt: skip
         return list(dict.fromkeys(row[0] for row in rows))
 
+    async def expire_events(self, stored_before: float, limit: int) -> int:
+        status = await self._run(lambda conn: conn.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE stored < $1 "
+            "ORDER BY id LIMIT $2)", stored_before, limit))  # fmt: skip
+        return int(status.split()[-1])
+
     async def load_nodes(
         self, *, uuid: str | None = None, name: str | None = None
     ) -> list[NodeRecord]:

@@ -46,6 +46,9 @@ _STORE_TIMEOUT_S = 30.0
 _NODE_COLUMNS = ("uuid, name, address, port, boot_id, instance, pid, version, labels, "
                  "functions, registered, last_seen")  # fmt: skip
 _EVENT_COLUMNS = "id, node, seq, type, at, data, fnc_id"
+#: the oldest events stored before a time, a bounded batch (``events_stored`` index)
+_EXPIRE_EVENTS = ("DELETE FROM events WHERE id IN "
+                  "(SELECT id FROM events WHERE stored < ? ORDER BY id LIMIT ?)")  # fmt: skip
 
 
 class SQLiteStore(SQLiteJobs):
@@ -191,6 +194,13 @@ class SQLiteStore(SQLiteJobs):
 
     def subscribe_jobs(self, on_job: Callable[[str], None]) -> None:
         """One masterd per file: every job's record is its own."""
+
+    async def expire_events(self, stored_before: float, limit: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            with _transaction(db):
+                return db.execute(_EXPIRE_EVENTS, (stored_before, limit)).rowcount
+
+        return await self._write(work)
 
     async def load_nodes(
         self, *, uuid: str | None = None, name: str | None = None

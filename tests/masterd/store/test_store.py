@@ -152,6 +152,20 @@ async def test_events_after_reads_from_a_position_in_id_order(open_store: Opener
     assert await store.events_after(11, 10) == []
 
 
+async def test_events_stored_before_a_time_expire_oldest_first_a_batch_at_a_time(
+    open_store: Opener,
+) -> None:
+    store = await open_store()
+    await store.add_reported("u1", "n1", "s1", reported(*range(1, 6)))
+    assert await store.expire_events(time.time() - 3600, 10) == 0  # none that old
+    assert await store.expire_events(time.time() + 1, 2) == 2  # a batch: the oldest two
+    assert [e.seq for e in await store.events_after(0, 10)] == [3, 4, 5]
+    assert await store.expire_events(time.time() + 1, 10) == 3
+    assert await store.events_after(0, 10) == [] and await store.last_event_id() == 0
+    again = await store.add_reported("u1", "n1", "s1", reported(6))
+    assert [e.id for e in again.stored] == [6]  # ids never go back
+
+
 async def test_reports_at_once_are_each_stored_and_acknowledged(open_store: Opener) -> None:
     store = await open_store()
     spools = [f"s{n}" for n in range(20)]
