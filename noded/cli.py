@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import sys
 from pathlib import Path
 
 from noded.config import NodedConfig, check_master_address, is_loopback
+from noded.identity import name_under_tls
 from noded.server import Server
 from noded.version import __version__
 from rpc_client import flags, tls
@@ -21,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     ``--config`` and ``--version``."""
     parser = flags.OneLineErrors(
         prog="ganeti-noded",
+        allow_abbrev=True,  # a mistyped flag is an error, not another flag
         description="Node daemon: runs registered functions, one process per call.",
     )
     flags.add_settings(parser, NodedConfig)
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.tls_cert and config.tls_key and config.tls_ca:
         try:
             tls.check_server_material(config.tls_cert, config.tls_key, config.tls_ca)
+            config = dataclasses.replace(config, name=name_under_tls(config))
         except ValueError as exc:
             parser.error(str(exc))
     try:

@@ -57,7 +57,10 @@ class NodedConfig:
     )
     name: str | None = field(
         default=None,
-        metadata=flag("node name in Identify (default: the host name)", metavar="NAME"),
+        metadata=flag(
+            "name in Identify and Register (default: the node certificate's, or the host name)",
+            metavar="NAME",
+        ),
     )
     max_functions: int = field(
         default=256,

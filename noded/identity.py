@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from noded.config import NodedConfig
 from noded.version import __version__
+from rpc_client import tls
 
 _UUID_FILE = "node-uuid"
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -72,3 +74,26 @@ def _read_boot_id() -> str:
         return _BOOT_ID.read_text().strip()
     except OSError:
         return ""
+
+
+def name_under_tls(config: NodedConfig) -> str | None:
+    """The node's name (``--name``) as its certificate has it: with a node certificate
+    (``rpc-cli certs issue --node NAME``) and no ``--name``, the certificate's node name,
+    not the host name; ``ValueError`` (a usage error) for a ``--name`` that is not it when
+    the node registers with ganeti-masterd (``--master``), which takes a node only under
+    its certificate's name.  Otherwise the name given (None: the host name)."""
+    if config.tls_cert is None:
+        return config.name
+    cn, role = tls.file_identity(config.tls_cert)
+    if cn is None or role != tls.NODE_ROLE:
+        return config.name
+    if config.name is None:
+        return cn
+    if config.name != cn and config.masters:
+        raise ValueError(
+            f"--name {config.name} is not the node name in --tls-cert {config.tls_cert} "
+            f"({cn}): ganeti-masterd takes a node only as its certificate's node\n"
+            f"leave out --name (it defaults to {cn}), or give this node a certificate of "
+            f"its own: rpc-cli certs issue CA_DIR {config.name} --node"
+        )
+    return config.name

@@ -138,6 +138,15 @@ def common_name(der: bytes) -> str | None:
     return identity(der)[0]
 
 
+def file_identity(path: Path) -> tuple[str | None, str | None]:
+    """:func:`identity` of a PEM certificate file (the first certificate in it)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    return identity(certificate.public_bytes(Encoding.DER))
+
+
 def identity(der: bytes) -> tuple[str | None, str | None]:
     """(common name, role) of a DER certificate; the role is its subject's one
     organizational unit (None when it has none or several: a certificate issued before

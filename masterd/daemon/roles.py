@@ -83,7 +83,8 @@ def check_is(caller: Caller | None, name: str) -> None:
     """Under TLS a node may act only as itself (the certificate's common name)."""
     if caller is not None and caller.name != name:
         raise Forbidden(
-            f"this certificate is node {caller.name!r}'s; it may not act as node {name!r}"
+            f"this certificate is for node {caller.name!r}; it may not act as node {name!r} "
+            f"(start ganeti-noded without --name, or with --name {caller.name})"
         )
 
 
