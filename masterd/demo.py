@@ -4,8 +4,9 @@ calling the node.
 Over mutual TLS with a throwaway CA (the default path is the secure one), shows the node
 registering with ganeti-masterd, a quick call, a long call polled to completion, a
 fire-and-forget call collected later, a failure with its remote error, a call whose
-output and progress stream live, and a function's events reaching the master as they
-happen; then stops both daemons with SIGTERM.
+output and progress stream live, a function's events reaching the master as they
+happen, and a job submitted to ganeti-masterd (which calls the node over TLS with its own
+certificate); then stops both daemons with SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ import time
 from pathlib import Path
 
 from masterd.call import CallOptions, call_function, run_call
-from masterd.demo_master import events_arriving, show_last_events, show_registration
+from masterd.demo_master import (
+    events_arriving,
+    job_through_master,
+    show_last_events,
+    show_registration,
+)
 from masterd.local import LocalNode
 from masterd.local_masterd import LocalMasterd
 from masterd.output_events import OutputEvent
@@ -99,9 +105,7 @@ def make_certificates(directory: Path) -> tuple[list[str], TLSConfig, list[str]]
     masterd = certs.issue(ca, "demo-masterd", "masterd", addresses=("127.0.0.1",))
     masterd_args = ["--heartbeat-s", "5", "--tls-cert", str(masterd.cert), "--tls-key",
                     str(masterd.key), "--tls-ca", str(ca / "ca.crt")]  # fmt: skip
-    daemon_args = [
-        "--name",
-        "demo-node",  # the name its certificate carries: masterd takes it from no one else
+    daemon_args = [  # no --name: a node on TLS is named by its certificate (demo-node)
         "--functions",
         "noded.examples",
         "--tls-cert",
@@ -165,6 +169,7 @@ async def node_part(
             await failing_call(node)
             await live_output(node)
             await events_arriving(node, master, say)
+            await job_through_master(master, say)
         say()
         say("stopping the daemon with SIGTERM ...")
         status = await daemon.stop()

@@ -1,5 +1,6 @@
-"""``make run``'s ganeti-masterd part: the node registering, and a function's events
-reaching the master as they happen (:mod:`masterd.demo` runs them)."""
+"""``make run``'s ganeti-masterd part: the node registering, a function's events
+reaching the master as they happen, and a job through the master (:mod:`masterd.demo`
+runs them)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from rpc_client.client import NodeClient
 
 #: how long the node may take to register once it answers calls
 REGISTER_WAIT_S = 10.0
+#: how long the demo's job may take, at most
+JOB_WAIT_S = 20.0
 
 
 async def show_registration(master: MasterClient, name: str, say: Callable[[str], None]) -> None:
@@ -59,3 +62,23 @@ async def show_last_events(master: MasterClient, say: Callable[[str], None]) -> 
     say(f"the master's node.* events (rpc-cli --master {master.name} events --type 'node.*'):")
     for item in page.events:
         say(f"     {format_event(item)}")
+
+
+async def job_through_master(master: MasterClient, say: Callable[[str], None]) -> None:
+    """A job by label through ganeti-masterd, which calls the node over mutual TLS with
+    its own (masterd) certificate; each node's result as it comes."""
+    say(f"7. a job           rpc-cli --master {master.name} job submit echo "
+        "'{\"value\": \"hello, nodes\"}' --labels demo --follow:")  # fmt: skip
+    began = time.monotonic()
+    async with asyncio.timeout(JOB_WAIT_S):
+        state = await master.submit_job("echo", {"value": "hello, nodes"}, labels=["demo"],
+                                        timeout=10)  # fmt: skip
+        say(f"     job {state.job_id}: masterd calls each node over TLS, as itself")
+        async for item in master.follow_job(state.job_id, wait_s=5):
+            shown = repr(item.result) if item.outcome == "ok" else item.error
+            say(f"     {time.monotonic() - began:4.1f} s  {item.node}: {item.outcome} {shown}")
+            if item.outcome != "ok":
+                raise RuntimeError(f"the job's node {item.node} ended {item.outcome}: {shown}")
+        final = await master.wait_job(state.job_id)
+    ended = ", ".join(f"{n} {outcome}" for outcome, n in final.counts.items() if n)
+    say(f"     the job {final.state}: {ended}")
