@@ -24,6 +24,7 @@ Per-node records share commits as in the SQLite store (group commit).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -58,6 +59,11 @@ _RESULT_COLUMNS = "seq, node, outcome, fnc_id, result, error"
 _UNFINISHED = "state IN ('queued', 'running')"
 #: what a fenced record's work answers when the job is not this masterd's
 _NOT_HELD = object()
+#: the jobs found held (and their rows locked ``FOR SHARE``) in the records' transaction
+#: running now: one check a job a commit, not one a record
+_HELD_IN_COMMIT: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "held_in_commit", default=None
+)
 
 
 class PostgresJobs:
@@ -199,12 +205,19 @@ class PostgresJobs:
         owner, lapse_s = self._owner, self.owner_lapse_s
 
         async def held_work(conn: asyncpg.Connection) -> Any:
+            checked = _HELD_IN_COMMIT.get()
+            if checked is not None and job_id in checked:  # its row is locked till the commit
+                return await work(conn)
             held = await conn.fetchval(
                 "SELECT 1 FROM jobs WHERE id = $1 AND owner = $2 AND NOT EXISTS (SELECT 1 "
                 f"FROM instances WHERE id = $2 AND renewed < {NOW} - $3) FOR SHARE OF jobs",
                 job_id, owner, lapse_s,
             )  # fmt: skip
-            return _NOT_HELD if held is None else await work(conn)
+            if held is None:
+                return _NOT_HELD
+            if checked is not None:
+                checked.add(job_id)
+            return await work(conn)
 
         answer = await self._job_record(held_work)
         if answer is _NOT_HELD:
@@ -230,8 +243,12 @@ class PostgresJobs:
 
 
 async def _apply(conn: asyncpg.Connection, *, batch: list[Work[Any]]) -> list[Any]:
-    async with conn.transaction():
-        return [await work(conn) for work in batch]
+    checked = _HELD_IN_COMMIT.set(set())
+    try:
+        async with conn.transaction():
+            return [await work(conn) for work in batch]
+    finally:
+        _HELD_IN_COMMIT.reset(checked)
 
 
 async def _insert_job(conn: asyncpg.Connection, job: JobRecord) -> bool:
