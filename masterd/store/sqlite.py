@@ -18,7 +18,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from masterd.store import migrations
 from masterd.store.base import NewEvent, NodeRecord, Reported, StoredEvent
 from masterd.store.group_commit import GroupCommit
 from masterd.store.lock import StoreLock, hold_store_file
-from masterd.store.sqlite_jobs import SQLiteJobs
+from masterd.store.sqlite_jobs import SQLiteJobs, transaction
 from rpc_client.errors import BadRequest, InsufficientStorage, StoreUnavailable
 from rpc_client.protocol import dumps, loads
 
@@ -169,7 +169,7 @@ class SQLiteStore(SQLiteJobs):
 
     async def add_instance(self, instance: str, advertise: str, pid: int, at: float) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.execute("INSERT INTO instances VALUES (?, ?, ?, ?, ?)",
                            (instance, advertise, pid, at, at))  # fmt: skip
 
@@ -177,7 +177,7 @@ class SQLiteStore(SQLiteJobs):
 
     async def renew_instance(self, instance: str) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.execute("UPDATE instances SET renewed = ? WHERE id = ?",
                            (time.time(), instance))  # fmt: skip
 
@@ -197,7 +197,7 @@ class SQLiteStore(SQLiteJobs):
 
     async def expire_events(self, stored_before: float, limit: int) -> int:
         def work(db: sqlite3.Connection) -> int:
-            with _transaction(db):
+            with transaction(db):
                 return db.execute(_EXPIRE_EVENTS, (stored_before, limit)).rowcount
 
         return await self._write(work)
@@ -216,7 +216,7 @@ class SQLiteStore(SQLiteJobs):
         self, node: NodeRecord, replaces: str | None, events: list[NewEvent]
     ) -> list[StoredEvent]:
         def work(db: sqlite3.Connection) -> list[StoredEvent]:
-            with _transaction(db):
+            with transaction(db):
                 if replaces is not None:
                     db.execute("DELETE FROM nodes WHERE uuid = ?", (replaces,))
                 db.execute(
@@ -230,7 +230,7 @@ class SQLiteStore(SQLiteJobs):
 
     async def touch_nodes(self, last_seen: dict[str, float]) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.executemany("UPDATE nodes SET last_seen = ? WHERE uuid = ?",
                                [(at, uuid) for uuid, at in last_seen.items()])  # fmt: skip
 
@@ -273,7 +273,7 @@ class _Report:
 
 def _store_reports(db: sqlite3.Connection, *, batch: list[_Report]) -> list[Reported]:
     """Every Report of the batch, in one transaction (one fsync)."""
-    with _transaction(db):
+    with transaction(db):
         return [_store_report(db, report) for report in batch]
 
 
@@ -290,20 +290,6 @@ def _connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA foreign_keys=ON")
     return db
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, committed (and, with synchronous=FULL, fsynced) on leaving;
-    rolled back if anything raised, so the next write never finds one left open."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:  # whatever raised (an int too large to bind is OverflowError)
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 def _insert_event(db: sqlite3.Connection, event: NewEvent) -> StoredEvent | None:

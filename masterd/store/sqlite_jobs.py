@@ -54,7 +54,7 @@ class SQLiteJobs:
 
     async def add_job(self, job: JobRecord) -> JobRecord:
         def work(db: sqlite3.Connection) -> JobRecord:
-            with _transaction(db):
+            with transaction(db):
                 if job.request_id is not None:
                     row = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE request_id = ?",
                                      (job.request_id,)).fetchone()  # fmt: skip
@@ -88,7 +88,7 @@ class SQLiteJobs:
 
     async def claim_jobs(self, owner: str) -> list[JobRecord]:
         def work(db: sqlite3.Connection) -> list[JobRecord]:
-            with _transaction(db):
+            with transaction(db):
                 db.execute("UPDATE jobs SET owner = ? WHERE state IN ('queued', 'running')",
                            (owner,))  # fmt: skip
                 rows = db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner = ? AND state "
@@ -108,7 +108,7 @@ class SQLiteJobs:
 
     async def abort_job(self, job_id: str, calls: bool) -> None:
         def work(db: sqlite3.Connection) -> None:
-            with _transaction(db):
+            with transaction(db):
                 db.execute("UPDATE jobs SET abort = CASE WHEN abort = 'calls' THEN abort "
                            "ELSE ? END WHERE id = ?",
                            ("calls" if calls else "nodes", job_id))  # fmt: skip
@@ -161,7 +161,7 @@ class SQLiteJobs:
 
     async def expire_jobs(self, ended_before: float) -> int:
         def work(db: sqlite3.Connection) -> int:
-            with _transaction(db):
+            with transaction(db):
                 return db.execute("DELETE FROM jobs WHERE ended IS NOT NULL AND ended < ?",
                                   (ended_before,)).rowcount  # fmt: skip
 
@@ -180,13 +180,15 @@ class SQLiteJobs:
 
 
 def _apply(db: sqlite3.Connection, *, batch: list[_Work]) -> list[Any]:
-    with _transaction(db):
+    with transaction(db):
         return [work(db) for work in batch]
 
 
 @contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction (as the store's own): committed and fsynced on leaving."""
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, committed (and, with synchronous=FULL, fsynced) on leaving;
+    rolled back if anything raised, so the next write never finds one left open (the
+    store's and its jobs')."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
