@@ -222,10 +222,12 @@ class Server:
         task.add_done_callback(self._reloading.discard)
 
     def _reload_tls(self, context: ssl.SSLContext) -> None:
-        """New connections get the new certificate; running calls are not touched."""
+        """New connections get the new certificate; running calls are not touched.  Files
+        that do not load whole (a new certificate, its key not yet in place) are refused
+        and the certificate in use stays."""
         try:
             tls.load_server_material(context, *self._tls_files())
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             event(log, "tls.reload_failed", logging.ERROR, error=str(exc))
         else:
             event(log, "tls.reloaded", cert=str(self.config.tls_cert))

@@ -7,8 +7,11 @@ restrict which clients may do what by their certificates (noded.policy).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -96,9 +99,40 @@ def load_server_material(context: ssl.SSLContext, cert: Path, key: Path, ca: Pat
     """(Re)load the node's certificate and the CA into ``context``: new connections use
     them, established ones keep what they negotiated.  A CA loaded earlier stays trusted
     until the daemon restarts (OpenSSL can add to a trust store, not remove from it),
-    which is what a CA rotation needs."""
-    context.load_cert_chain(str(cert), str(key))
-    context.load_verify_locations(cafile=str(ca))
+    which is what a CA rotation needs.
+
+    All or nothing: the files are read once, that copy is checked whole on a probe
+    context (:func:`check_server_material`, ``ValueError``), and only then loaded into
+    ``context``; a half-done rotation (a new certificate, the old key) leaves ``context``
+    as it was (OpenSSL, loading into it, would keep the new certificate without a key)."""
+    with _snapshot(cert) as cert_copy, _snapshot(key) as key_copy, _snapshot(ca) as ca_copy:
+        try:
+            check_server_material(cert_copy, key_copy, ca_copy)
+        except ValueError as exc:  # in the files' own names, not the copies'
+            said = str(exc)
+            copies = ((cert_copy, cert), (key_copy, key), (ca_copy, ca))
+            for copy, path in sorted(copies, key=lambda pair: -len(str(pair[0]))):
+                said = said.replace(str(copy), str(path))
+            raise ValueError(said) from exc
+        context.load_cert_chain(str(cert_copy), str(key_copy))
+        context.load_verify_locations(cafile=str(ca_copy))
+
+
+@contextlib.contextmanager
+def _snapshot(path: Path) -> Iterator[Path]:
+    """A copy of ``path`` in memory (a memfd, never on disk), as a path OpenSSL can open:
+    what is checked is what is loaded, whatever happens to the file meanwhile.  An
+    unreadable file raises ``ValueError`` naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from exc
+    fd = os.memfd_create("ganeti-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        yield Path(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def check_server_material(cert: Path, key: Path, ca: Path) -> None:

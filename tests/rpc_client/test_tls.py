@@ -237,3 +237,31 @@ def _subject(path: Path) -> str:
     from cryptography import x509
 
     return x509.load_pem_x509_certificate(path.read_bytes()).subject.rfc4514_string()
+
+
+async def test_a_reload_with_a_key_that_is_not_the_certificates_keeps_the_old_one(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """A half-done rotation (the new certificate in place, its key not yet) is refused at
+    SIGHUP: new connections are still served with the old certificate; once the key is in
+    place, another SIGHUP serves the new one."""
+    served = tmp_path / "served"
+    served.mkdir()
+    first = certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",), force=True)
+    (served / "n.crt").write_bytes(first.cert.read_bytes())
+    (served / "n.key").write_bytes(first.key.read_bytes())
+    served_files = certs.Issued(cert=served / "n.crt", key=served / "n.key")
+    async with run_node(tls_args(served_files, pki.ca), client_tls=pki.master()) as node:
+        old = await served_certificate(node)
+        rotated = certs.issue(pki.ca, "node1", "node", addresses=("127.0.0.1",), force=True)
+        (served / "n.crt").write_bytes(rotated.cert.read_bytes())  # its key not yet
+        node.signal(signal.SIGHUP)
+        await eventually(lambda: "tls.reload_failed" in node.log_text())
+        assert "is not the key of --tls-cert" in node.log_text()
+        assert await served_certificate(node) == old
+        async with node.client(name="node1") as client:
+            assert (await client.identify())["pid"] == node.pid
+        (served / "n.key").write_bytes(rotated.key.read_bytes())
+        node.signal(signal.SIGHUP)
+        await eventually(lambda: "tls.reloaded" in node.log_text())
+        assert await served_certificate(node) == ssl.PEM_cert_to_DER_cert(rotated.cert.read_text())
