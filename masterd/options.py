@@ -26,6 +26,12 @@ from dataclasses import InitVar, dataclass
 from typing import Any, Literal, TypedDict
 
 DEFAULT_WAIT_S = 10.0
+#: the largest int a number of seconds may be: a float's range (a larger int would not
+#: convert)
+_LARGEST_SECONDS = int(sys.float_info.max)
+#: past this many doublings every backoff is at its cap (2**1023 is the largest power of two
+#: a float holds); a later attempt's exponent stops here instead of overflowing
+_MAX_DOUBLINGS = 1023
 
 
 def _check_number(name: str, value: Any, *, positive: bool, optional: bool) -> None:
@@ -34,6 +40,10 @@ def _check_number(name: str, value: Any, *, positive: bool, optional: bool) -> N
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "a number of seconds" + (" or None" if optional else "")
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    if isinstance(value, int) and abs(value) > _LARGEST_SECONDS:
+        raise ValueError(f"{name} must be a number of seconds a float can hold (at most "
+                         f"{sys.float_info.max:.3e}), got an int of "
+                         f"{abs(value).bit_length()} bits")  # fmt: skip
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if value < 0 or (positive and value == 0):
@@ -70,7 +80,10 @@ class RetryPolicy:
                              f"first_backoff_s ({self.first_backoff_s})")  # fmt: skip
 
     def backoff_s(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.first_backoff_s * 2 ** (attempt - 1))
+        """The wait before retry ``attempt`` (1, 2, ...): doubling from
+        ``first_backoff_s``, never more than ``max_backoff_s``, for any attempt."""
+        doublings = min(max(attempt - 1, 0), _MAX_DOUBLINGS)
+        return min(self.max_backoff_s, self.first_backoff_s * 2.0**doublings)
 
 
 DEFAULT_RETRY = RetryPolicy()

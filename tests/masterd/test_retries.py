@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import struct
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from masterd.local import LocalNode
 from rpc_client.client import NodeClient
 from rpc_client.errors import (
     CallTimeout,
+    ConnectionLost,
     FunctionFailed,
     NodeBusy,
     NodeRestarted,
@@ -168,3 +172,37 @@ async def test_abort_after_is_passed_on(client: NodeClient) -> None:
         )
     assert info.value.type == "FunctionAborted"
     assert info.value.error["reason"] == "abort_after"
+
+
+def test_the_backoff_stays_at_its_cap_for_any_attempt() -> None:
+    policy = RetryPolicy()
+    assert [policy.backoff_s(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    # 2 ** 1024 is past a float's range: attempt 1025 (35 min of retries) overflowed
+    assert policy.backoff_s(1025) == policy.backoff_s(10**9) == 2.0
+    tiny = RetryPolicy(first_backoff_s=5e-324, max_backoff_s=5e-324)
+    assert tiny.backoff_s(100_000) == 5e-324
+
+
+async def test_a_call_retrying_past_attempt_1024_ends_in_the_transport_error() -> None:
+    """A node resetting every connection, a tiny backoff: over a thousand retries in a
+    second or so; attempt 1025's backoff overflowed, ending the call in OverflowError."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=_reset_each_connection, args=(listener,), daemon=True).start()
+    tiny = RetryPolicy(first_backoff_s=1e-300, max_backoff_s=1e-300)
+    try:
+        async with NodeClient("127.0.0.1", listener.getsockname()[1], name="reset") as client:
+            with pytest.raises((ConnectionLost, CallTimeout)):
+                await call_function(client, "echo", {"value": 1}, 4,
+                                    options=CallOptions(retry=tiny))  # fmt: skip
+    finally:
+        listener.close()
+
+
+def _reset_each_connection(listener: socket.socket) -> None:
+    linger = struct.pack("ii", 1, 0)  # close with a RST
+    with contextlib.suppress(OSError):
+        while True:
+            conn, _ = listener.accept()
+            conn.recv(1)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            conn.close()
