@@ -89,6 +89,13 @@ MISUSE: list[tuple[Callable[..., object], dict[str, Any], type[Exception], str]]
      "max_backoff_s (1) must be >= first_backoff_s (3)"),
     (RetryPolicy, {"attempts_without_deadline": 0}, ValueError,
      "attempts_without_deadline must be >= 1, got 0"),
+    # an int past a float's range: not an OverflowError that names nothing
+    (CallOptions, {"wait_s": 10**400}, ValueError, "wait_s must be a number of seconds a float"),
+    (CallOptions, {"abort_after_s": 10**400}, ValueError, "abort_after_s must be a number of"),
+    (CallOptions, {"wait_s": -(10**400)}, ValueError, "wait_s must be a number of seconds"),
+    (RetryPolicy, {"first_backoff_s": 10**400, "max_backoff_s": 10**401}, ValueError,
+     "first_backoff_s must be a number of seconds a float can hold"),
+    (RetryPolicy, {"max_backoff_s": 10**400}, ValueError, "max_backoff_s must be a number of"),
 ]  # fmt: skip
 
 
