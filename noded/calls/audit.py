@@ -230,6 +230,9 @@ class AuditLog:
         except AuditLogError as exc:
             event(log, "audit.reopen_failed", logging.ERROR, error=str(exc))
             return
+        if file_id(fd) == self._file_id:  # not rotated: the file held (and locked) already
+            os.close(fd)  # a second flock on it would conflict with our own
+            return
         try:
             lock(fd, self.path)
         except AuditLogError as exc:

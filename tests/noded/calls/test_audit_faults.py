@@ -19,6 +19,7 @@ import pytest
 
 from masterd.local import LocalNode
 from noded.calls.audit import HEAD
+from rpc_client.audit import line_hash
 from tests.helpers import eventually, run_node, run_noded
 
 
@@ -163,3 +164,32 @@ async def test_a_call_lost_in_a_crash_gets_its_end_at_the_next_start(tmp_path: P
     assert end["fn_name"] == "sleep_then" and end["request_id"] == "lost-one"
     assert "killed what was left of it" in end["reason"]
     assert (await verify(log))[0] == 0
+
+
+async def test_a_reload_without_rotation_keeps_the_file_and_its_lock(tmp_path: Path) -> None:
+    """SIGHUP with the audit log not rotated (a policy or TLS reload) is no failure: no
+    ``audit.reopen_failed`` naming the daemon itself; the file stays locked and written.
+    Rotated, the new file is locked and written."""
+    log = tmp_path / "audit.log"
+    async with run_node(["--audit-log", str(log)], workdir=tmp_path / "one") as node:
+        node.signal(signal.SIGHUP)
+        await eventually(lambda: "functions.reloaded" in node.log_text())
+        assert "audit.reopen_failed" not in node.log_text()
+        assert " ERROR " not in node.log_text()
+        async with node.client() as client:
+            await client.start_function("echo", {"value": 1}, timeout=10)
+        await eventually(lambda: [r["event"] for r in records(log)][-2:] == ["start", "end"])
+        done = await asyncio.to_thread(second_daemon, tmp_path / "two", log)
+        assert f"is in use by another ganeti-noded (pid {node.pid})" in done.stderr
+        log.rename(tmp_path / "audit.log.1")
+        node.signal(signal.SIGHUP)
+        await eventually(lambda: "audit.reopened" in node.log_text())
+        async with node.client() as client:
+            await client.start_function("echo", {"value": 2}, timeout=10)
+        await eventually(lambda: log.exists() and b'"start"' in log.read_bytes())
+        assert records(log)[0]["prev"] == line_hash(
+            (tmp_path / "audit.log.1").read_bytes().splitlines()[-1]
+        )
+        done = await asyncio.to_thread(second_daemon, tmp_path / "three", log)
+        assert f"is in use by another ganeti-noded (pid {node.pid})" in done.stderr
+        assert " ERROR " not in node.log_text()
