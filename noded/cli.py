@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     ``--config`` and ``--version``."""
     parser = flags.OneLineErrors(
         prog="ganeti-noded",
-        allow_abbrev=True,  # a mistyped flag is an error, not another flag
+        allow_abbrev=False,  # a mistyped flag is an error, not another flag
         description="Node daemon: runs registered functions, one process per call.",
     )
     flags.add_settings(parser, NodedConfig)

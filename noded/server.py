@@ -46,7 +46,7 @@ from rpc_client.serving.descriptors import (
     open_descriptors,
     raise_open_files_limit,
 )
-from rpc_client.serving.listener import PlainSite
+from rpc_client.serving.listener import PlainSite, check_port_free
 from rpc_client.serving.tls_site import TLSSite
 
 #: allocations between collections of the young generation (Python's default: 700)
@@ -74,6 +74,7 @@ class Server:
         self._reload_asked = asyncio.Event()
         self._reload_loop: asyncio.Task[None] | None = None
         self._state_lock: StateLock | None = None
+        self._ready = False  # daemon.ready was logged
         self._trees: tree.CallTrees | None = None
 
     def run(self) -> int:
@@ -96,6 +97,7 @@ class Server:
 
     async def startup(self) -> None:
         self._state_lock = hold_state_directory(self.config.state_dir)  # before any use
+        await check_port_free(self.config.bind, self.config.port)  # before anything starts
         raise_open_files_limit()
         config = self.config
         check_descriptors_before_start(config)
@@ -148,6 +150,7 @@ class Server:
             tls_ca=str(config.tls_ca) if config.tls_ca else None,
             functions=registry.names(),
         )
+        self._ready = True
         # the port is open: only now may systemd start what depends on this daemon
         systemd.notify(
             "READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving on {config.bind}:{config.port}"
@@ -261,7 +264,9 @@ class Server:
     async def shutdown(self) -> None:
         if self._runner is None:
             return
-        event(log, "daemon.stopping")
+        ready = self._ready  # a start that failed is no stop: its error is the last line
+        if ready:
+            event(log, "daemon.stopping")
         if self._reload_loop is not None:
             self._reload_loop.cancel()
         for task in self._reloading:
@@ -275,7 +280,8 @@ class Server:
             self._watchdog.cancel()
         if self._state_lock is not None:
             self._state_lock.release()
-        event(log, "daemon.stopped")
+        if ready:
+            event(log, "daemon.stopped")
 
 
 def _step(name: str, run: Callable[[], None]) -> None:

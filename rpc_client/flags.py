@@ -29,13 +29,17 @@ exit status:
     2  usage error: a bad flag, setting or config file (one line and a hint on stderr)
   130  interrupted (Ctrl-C) while still starting
 """
+#: ganeti-masterd's: its modules are command modules
+MASTERD_EXIT_STATUSES = EXIT_STATUSES.replace(
+    ", in the order doc/operations.md gives", ": requests in flight answered, store closed"
+).replace("a function module", "a command module")
 
 
 class _StatusesAsWritten(argparse.HelpFormatter):
     """Help as argparse wraps it, but the exit statuses' table as written."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        if text == EXIT_STATUSES:
+        if text in (EXIT_STATUSES, MASTERD_EXIT_STATUSES):
             return text
         return super()._fill_text(text, width, indent)
 

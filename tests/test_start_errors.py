@@ -4,6 +4,7 @@ start); usage errors exit 2."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +38,7 @@ MASTERD_CASES = [
     (["--store", "sqlite:///relative.db"], "four slashes"),
     (["--heartbeat-s", "nan"], "argument --heartbeat-s: 'nan': give a finite number"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["--heartbeat", "5"], "unrecognized arguments: --heartbeat"),
     (["--config", "/no/such/masterd.toml"], "cannot read config file /no/such/masterd.toml"),
 ]
 
@@ -145,3 +147,37 @@ def test_a_state_dir_that_cannot_be_made_is_named_by_its_flag(
     last = done.stderr.splitlines()[-1]
     assert last.startswith(f"{prog}: cannot start: --state-dir {state_dir}: "), last
     assert "Not a directory" in last
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("noded", "ganeti-noded"), ("masterd.daemon", "ganeti-masterd")]
+)
+def test_an_abbreviated_flag_is_refused_not_taken_for_a_longer_one(
+    module: str, prog: str, tmp_path: Path
+) -> None:
+    flag = {"noded": "--max-function", "masterd.daemon": "--heartbeat"}[module]
+    done = run_noded(flag, "5", "--state-dir", str(tmp_path), module=module)
+    assert done.returncode == 2
+    check_one_line(prog, done.stderr.splitlines(), f"unrecognized arguments: {flag}")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("module", "prog"), [("noded", "ganeti-noded"), ("masterd.daemon", "ganeti-masterd")]
+)
+def test_a_port_in_use_is_one_line_with_a_hint_and_nothing_seems_to_have_run(
+    module: str, prog: str, tmp_path: Path
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        done = run_noded("--port", str(port), "--state-dir", str(tmp_path / "state"),
+                         module=module)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last == (f"{prog}: cannot start: 127.0.0.1:{port}: address already in use "
+                    f"(another {prog}?); stop what holds it, or choose another port "
+                    "with --port")  # fmt: skip
+    assert "daemon.stopping" not in done.stderr and "daemon.stopped" not in done.stderr
+    assert "forkserver" not in done.stderr and "fork_server" not in done.stderr
+    if module == "masterd.daemon":  # no store was made for a daemon that never served
+        assert not (tmp_path / "state").exists()

@@ -4,6 +4,7 @@ the server.  One flag per field of :class:`MasterdConfig`, as ganeti-noded's."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.metadata
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ from rpc_client.logs import setup_logging
 def build_parser() -> argparse.ArgumentParser:
     parser = flags.OneLineErrors(
         prog="ganeti-masterd",
+        allow_abbrev=False,  # --heartbeat is not --heartbeat-s
+        epilog=flags.MASTERD_EXIT_STATUSES,
         description="Master daemon: the node registry, events from nodes, master "
         "commands and jobs, in a store.",
     )
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganeti-masterd: cannot start: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:  # the port: name it and the flag that moves it
+            exc = OSError(f"{config.bind}:{config.port}: address already in use (another "
+                          "ganeti-masterd?); stop what holds it, or choose another port "
+                          "with --port")  # fmt: skip
         words = flags.described(exc, {"--state-dir": config.state_dir})
         print(f"ganeti-masterd: cannot start: {words}", file=sys.stderr)
         return 1

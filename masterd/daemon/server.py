@@ -39,7 +39,7 @@ from rpc_client.serving.descriptors import (
     open_descriptors,
     raise_open_files_limit,
 )
-from rpc_client.serving.listener import PlainSite
+from rpc_client.serving.listener import PlainSite, check_port_free
 from rpc_client.serving.tls_site import TLSSite
 
 log = logging.getLogger("masterd.server")
@@ -75,8 +75,9 @@ class Server:
             await self.shutdown()
 
     async def startup(self) -> None:
-        raise_open_files_limit()
         config = self.config
+        await check_port_free(config.bind, config.port)  # before the store is made
+        raise_open_files_limit()
         listed: list[Node] = load_nodes(config.nodes) if config.nodes else []
         commands = load_commands(config.commands, config.commands_path)
         self._store = store = store_for(config.store_url, lease_s=config.lease_s)

@@ -117,6 +117,15 @@ async def listeners_for(host: str | None, port: int, backlog: int) -> list[socke
     return listeners
 
 
+async def check_port_free(host: str | None, port: int) -> None:
+    """``OSError`` (EADDRINUSE) now if ``host:port`` cannot be listened on: a daemon
+    asks before it makes or takes anything, then listens for real once it is built
+    (port 0 is always free)."""
+    if port != 0:
+        for listener in await listeners_for(host, port, 1):
+            listener.close()
+
+
 class Listening:
     """What aiohttp's runner asks of a site's server: its sockets, and to close."""
 
