@@ -197,13 +197,16 @@ class Server:
         self._reload_asked.set()
 
     async def _reload_when_asked(self) -> None:
+        """One reload at a time, to its end: SIGHUPs that come meanwhile set the flag
+        again, which asks for one more reload after it, whatever their number."""
         while True:
             await self._reload_asked.wait()
             self._reload_asked.clear()
-            self._reload()
-            await asyncio.sleep(0)  # what the reload started gets a turn first
+            functions = self._reload()
+            if functions is not None:
+                await asyncio.wait([functions])  # its outcome is logged by the reloader
 
-    def _reload(self) -> None:
+    def _reload(self) -> asyncio.Task[Reloaded] | None:
         """Reopen the log files and the audit log, load the TLS files and the policy
         again, and import the functions again (in the background): each step on its own,
         so that one that fails (logged) stops none of the others."""
@@ -212,7 +215,7 @@ class Server:
         if self._ssl is not None:
             _step("tls", functools.partial(self._reload_tls, self._ssl))
         if self._runner is None:
-            return
+            return None
         guard = self._runner.app[GUARD]
         if guard.audit is not None:
             _step("audit_log", guard.audit.reopen)
@@ -223,6 +226,7 @@ class Server:
         task = asyncio.create_task(self._reloader.reload(), name="reload functions")
         self._reloading.add(task)
         task.add_done_callback(self._reloading.discard)
+        return task
 
     def _reload_tls(self, context: ssl.SSLContext) -> None:
         """New connections get the new certificate; running calls are not touched.  Files

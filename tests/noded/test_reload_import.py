@@ -5,6 +5,7 @@ long is refused and the functions loaded before keep serving."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from pathlib import Path
 
@@ -106,3 +107,26 @@ def importers() -> list[int]:
         except psutil.Error:
             pass
     return found
+
+
+async def test_sighups_during_a_reload_ask_for_one_more_not_one_each(tmp_path: Path) -> None:
+    """30 SIGHUPs 20 ms apart while a reload's import takes 1.5 s: at most two reloads
+    (the one running and one more after it), and a ReloadFunctions asked after them is
+    answered promptly, not behind a queue of 30 imports and fork servers."""
+    site, flag = tmp_path / "site", tmp_path / "slow"
+    write_site(site, 1)
+    env = {"SLOW_IMPORT_FLAG": str(flag)}
+    async with run_node(node_args(site), env=env, workdir=tmp_path / "node") as node:
+        write_site(site, 2)
+        flag.write_text("1.5")  # the next import (the first reload's) takes 1.5 s
+        for _ in range(30):
+            node.signal(signal.SIGHUP)
+            await asyncio.sleep(0.02)
+        began = time.monotonic()
+        status, answer, _ = await put(node, "/ReloadFunctions", {}, timeout_s=60)
+        took_s = time.monotonic() - began
+        assert status == 200 and answer["reloaded"], answer
+        said = node.log_text()
+        assert said.count("daemon.reload ") <= 2, said
+        assert said.count("functions.reloaded") <= 3, said  # two SIGHUP reloads and ours
+        assert took_s < 8, took_s
