@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from masterd.cli.cells import cell
 from masterd.cli.common import (
     add_function_args,
     parse_fn_args,
@@ -300,10 +301,11 @@ def _text_line(result: NodeResult, elapsed_s: float | None, width: int) -> str:
         if isinstance(result.error, FunctionFailed):  # its message is the node's alone
             said = f"{result.error.type}: {said}"
         detail = f"{type(result.error).__name__}: {said}"
+    detail = cell(detail)
     if len(detail) > _DETAIL_CHARS:
         detail = detail[: _DETAIL_CHARS - 3] + "..."
     took = "-" if elapsed_s is None else f"{elapsed_s:.2f}s"
-    return f"{result.node:<{width}}  {result.outcome.upper():<11} {took:>8}  {detail}"
+    return f"{cell(result.node):<{width}}  {result.outcome.upper():<11} {took:>8}  {detail}"
 
 
 def _json_line(result: NodeResult, elapsed_s: float | None) -> str:

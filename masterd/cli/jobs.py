@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from masterd.cli.cells import cell
 from masterd.cli.common import parse_fn_args, positive_seconds, print_json
 from masterd.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NODE, EXIT_OK, EXIT_RUNNING
 from masterd.job_state import JobResultItem, JobState
@@ -178,15 +179,17 @@ def format_result(item: JobResultItem) -> str:
         shown = f"{item.error.get('type')}: {item.error.get('message', '')}"
     else:
         shown = orjson.dumps(item.result).decode()
+    shown = cell(shown)
     if len(shown) > _VALUE_CHARS:
         shown = shown[: _VALUE_CHARS - 3] + "..."
-    return "  ".join((item.node, item.outcome, item.fnc_id or "-", shown))
+    return "  ".join(map(cell, (item.node, item.outcome, item.fnc_id or "-", shown)))
 
 
 def format_job(state: JobState) -> str:
     """``job_id  fn_name  state  submitted (UTC)  counts``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.submitted))
-    return "  ".join((state.job_id, state.fn_name, state.state, stamp, format_counts(state)))
+    return "  ".join(map(cell, (state.job_id, state.fn_name, state.state, stamp,
+                                format_counts(state))))  # fmt: skip
 
 
 def format_counts(state: JobState) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from masterd.cli.cells import cell
 from masterd.cli.common import parse_node, print_json, tls_from_args
 from masterd.cli.exits import EXIT_OK
 from masterd.cli.jobs import cmd_job
@@ -96,11 +97,12 @@ async def cmd_nodes(master: MasterClient, args: argparse.Namespace) -> int:
 def format_nodes(nodes: list[ListedNode], now: float) -> str:
     """A table: name, state, when last heard from, labels, version, address; then the
     count by state."""
-    rows = [("NAME", "STATE", "LAST SEEN", "LABELS", "VERSION", "ADDRESS")]
+    rows: list[tuple[str, ...]] = [("NAME", "STATE", "LAST SEEN", "LABELS", "VERSION", "ADDRESS")]
     for node in nodes:
         where = f"{node.address}:{node.port}" if node.address else "-"
-        rows.append((node.name, node.state, _age(node.last_seen, now),
-                     ",".join(node.labels) or "-", node.version or "-", where))  # fmt: skip
+        rows.append(tuple(map(cell, (node.name, node.state, _age(node.last_seen, now),
+                                     ",".join(node.labels) or "-", node.version or "-",
+                                     where))))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
              for row in rows]  # fmt: skip
@@ -174,11 +176,12 @@ def format_event(item: MasterEvent) -> str:
     """``id  time (UTC)  node  type  fnc_id  data``."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(item.at))
     millis = int(item.at * 1000) % 1000
-    data = "" if item.data is None else orjson.dumps(item.data).decode()
+    data = "" if item.data is None else cell(orjson.dumps(item.data).decode())
     if len(data) > _DATA_CHARS:
         data = data[: _DATA_CHARS - 3] + "..."
-    fields = (f"{item.id:<{_ID_WIDTH}}", f"{stamp}.{millis:03d}Z", f"{item.node:<{_NAME_WIDTH}}",
-              f"{item.type:<{_TYPE_WIDTH}}", item.fnc_id or "-")  # fmt: skip
+    fields = (f"{item.id:<{_ID_WIDTH}}", f"{stamp}.{millis:03d}Z",
+              f"{cell(item.node):<{_NAME_WIDTH}}", f"{cell(item.type):<{_TYPE_WIDTH}}",
+              cell(item.fnc_id or "-"))  # fmt: skip
     return "  ".join((*fields, data)).rstrip()
 
 

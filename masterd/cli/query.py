@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
+from masterd.cli.cells import cell, seconds_cell
 from masterd.cli.common import print_json
 from masterd.cli.exits import EXIT_FAILED, EXIT_OK
 from masterd.results import counted
@@ -32,21 +34,35 @@ async def cmd_list(node: NodeClient, args: argparse.Namespace) -> int:
 
 def format_table(calls: list[dict[str, Any]]) -> str:
     """Running calls first, then finished ones, newest first; how each ended (STATE);
-    cpu and rss of running ones."""
+    cpu and rss of running ones.  The node's strings are shown with their control
+    characters escaped (:mod:`masterd.cli.cells`)."""
     rows = [("FNC_ID", "FUNCTION", "STATE", "ELAPSED", "PID", "CPU", "RSS")]
-    ordered = sorted(calls, key=lambda c: (bool(c.get("finished")), -float(c.get("started", 0))))
+    ordered = sorted(calls, key=lambda c: (bool(c.get("finished")), -_number(c.get("started"))))
     for call in ordered:
         rows.append((
-            str(call.get("fnc_id")), str(call.get("fn_name")),
-            _outcome(call),
-            f"{float(call.get('elapsed_s') or 0):.1f}s", str(call.get("pid")),
-            "-" if call.get("cpu_s") is None else f"{call['cpu_s']:.2f}s",
-            "-" if call.get("rss_bytes") is None else f"{call['rss_bytes'] / 2**20:.1f}M",
+            cell(call.get("fnc_id")), cell(call.get("fn_name")),
+            cell(_outcome(call)),
+            seconds_cell(call.get("elapsed_s") or 0, 1), cell(call.get("pid")),
+            "-" if call.get("cpu_s") is None else seconds_cell(call["cpu_s"], 2),
+            "-" if call.get("rss_bytes") is None else _megabytes(call["rss_bytes"]),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+    lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
              for row in rows]  # fmt: skip
     return "\n".join(line.rstrip() for line in lines) + f"\n{counted(len(calls), 'call')}"
+
+
+def _number(value: Any) -> float:
+    """A node's number, 0 if it sent something else (a table is still printed)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if abs(value) <= 1e308 else math.inf
+
+
+def _megabytes(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > 1e308:
+        return cell(value)
+    return f"{value / 2**20:.1f}M" if value < 2**60 else f"{value / 2**20:.3g}M"
 
 
 def _outcome(call: dict[str, Any]) -> str:
