@@ -196,8 +196,8 @@ async def on_interrupt(
             print("rpc-cli: interrupted; the node did not name the call", file=sys.stderr)
         elif getattr(args, "detach", False):
             reattach = f"rpc-cli --node {args.node} wait {which} --follow"
-            print(f"rpc-cli: detached; {which} runs on. Reattach with:\n  {reattach}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"rpc-cli: detached; {which} runs on (rpc-cli --node {args.node} abort "
+                  f"{which} stops it). Reattach with:\n  {reattach}", file=sys.stderr)  # fmt: skip
         else:
             with contextlib.suppress(RPCError, TimeoutError):
                 await asyncio.wait_for(node.abort_function(which), _ABORT_ON_INTERRUPT_S)

@@ -222,7 +222,10 @@ def _add_output_options(wait: argparse.ArgumentParser) -> None:
         help="seconds per round on the node (default 10)",
     )
     wait.add_argument(
-        "--detach", action="store_true", help="with --follow, on Ctrl-C leave the call running"
+        "--detach",
+        action="store_true",
+        help="kept for scripts: wait never aborts the call on Ctrl-C (with --follow it "
+        "detaches and says how to follow again or abort)",
     )
 
 
@@ -248,7 +251,10 @@ async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
         async def named() -> str:
             return str(args.fnc_id)
 
-        return await on_interrupt(node, args, named, cmd_wait_follow(node, args))
+        # attaching to a call never aborts it on Ctrl-C (as gather and job follow); only
+        # ``call --follow``, which started the call, does (unless --detach)
+        attached = argparse.Namespace(**{**vars(args), "detach": True})
+        return await on_interrupt(node, attached, named, cmd_wait_follow(node, args))
     timeout = 10.0 if args.timeout is None else args.timeout
     # in rounds: a node's --max-wait shorter than the timeout asked is no early answer
     rounds = Rounds(node, Deadline(timeout), CallOptions(wait_s=max(timeout, 0.001)))

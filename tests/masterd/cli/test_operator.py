@@ -170,13 +170,40 @@ async def test_ctrl_c_with_detach_leaves_the_call_and_says_how_to_reattach(
 ) -> None:
     args = ["--node", shared_node.address, "call", "sleep", '{"seconds": 60}', "--detach"]
     status, err = await interrupt(shared_node, args)
-    assert status == 130 and "runs on. Reattach with:" in err
+    assert status == 130 and "runs on (" in err and "Reattach with:" in err
     reattach = one_line(err).split()
     assert reattach[:4] == ["rpc-cli", "--node", shared_node.address, "wait"]
     async with shared_node.client() as client:
         state = await client.wait_for_function(reattach[4], timeout=0)
         assert not state.finished
         await client.abort_function(reattach[4])
+
+
+async def test_ctrl_c_on_wait_follow_detaches_and_leaves_the_call_running(
+    shared_node: LocalNode,
+) -> None:
+    """What gather's Ctrl-C suggests (``wait FNC --follow``) must not abort the call."""
+    async with shared_node.client() as client:
+        fnc_id = (await client.start_function("sleep", {"seconds": 60}, timeout=0)).fnc_id
+    args = ["--node", shared_node.address, "wait", fnc_id, "--follow"]
+    proc = await asyncio.create_subprocess_exec(
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await eventually(lambda: _connected(proc.pid, shared_node.port), 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    said = err.decode()
+    assert proc.returncode == 130, said
+    assert f"abort {fnc_id} stops it" in said and "aborted" not in said
+    assert one_line(said).split() == ["rpc-cli", "--node", shared_node.address, "wait",
+                                      fnc_id, "--follow"]  # fmt: skip
+    async with shared_node.client() as client:
+        assert not (await client.wait_for_function(fnc_id, timeout=0)).finished
+        await client.abort_function(fnc_id)
 
 
 async def test_ctrl_c_during_a_plain_wait_stops_waiting_and_says_the_call_runs_on(
