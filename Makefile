@@ -16,6 +16,11 @@ CONFIG_DIR ?= /etc/ganeti
 BINDIR     ?= /usr/local/bin
 NODE_NAME  ?= $(shell hostname)
 NODE_ADDRESSES ?=
+# Where the daemons keep their state: STATE_DIR/ganeti-noded, STATE_DIR/ganeti-masterd.
+STATE_DIR  ?= /var/lib
+# The master this node registers with (HOST:PORT), written into noded.toml; empty: the
+# masters line stays commented out.
+MASTER     ?=
 # More arguments for pip (an offline machine: --no-index --find-links DIR).
 PIP_ARGS   ?=
 PKI        := $(CONFIG_DIR)/pki
@@ -77,10 +82,13 @@ profile: $(STAMP)
 	   || { tail -n 30 $(VENV)/install.log; exit 1; }; }
 	$(BIN)/python -m tests.bench.profile --callers $(CALLERS) --out profile.txt
 
-# The paths in the units and configs follow PREFIX and CONFIG_DIR; the node's certificate
-# file is named after NODE_NAME. An existing config or certificate is never overwritten.
+# The paths in the units and configs follow PREFIX, CONFIG_DIR and STATE_DIR; the node's
+# certificate file and name follow NODE_NAME; MASTER, if given, is noded.toml's masters.
+# An existing config or certificate is never overwritten.
 REWRITE = sed -e 's|/opt/noded|$(PREFIX)|g' -e 's|/etc/ganeti|$(CONFIG_DIR)|g' \
-	          -e 's|/pki/node1\.|/pki/$(NODE_NAME).|g'
+	          -e 's|/var/lib/ganeti-|$(STATE_DIR)/ganeti-|g' \
+	          -e 's|/pki/node1\.|/pki/$(NODE_NAME).|g' -e 's|^\# name = "node1"|\# name = "$(NODE_NAME)"|' \
+	          $(if $(MASTER),-e 's|^\# masters = \[.*\]|masters = ["$(MASTER)"]|')
 
 install:
 	@echo "installing noded into $(PREFIX) (pip log: $(PREFIX)/install.log) ..."
@@ -117,6 +125,9 @@ install-certs:
 	   echo "MISSING $(PKI)/$(NODE_NAME).crt and .key: on the machine with the cluster CA run"; \
 	   echo "  rpc-cli certs issue CA_DIR $(NODE_NAME) --node --address $(NODE_NAME) --address 127.0.0.1"; \
 	   echo "and copy CA_DIR/$(NODE_NAME).crt and .key into $(PKI)/ (mode 0600)"; \
+	 elif ! test -x $(PREFIX)/bin/rpc-cli; then \
+	   echo "no $(PREFIX)/bin/rpc-cli: run make install first, or give the PREFIX it had"; \
+	   exit 1; \
 	 else \
 	   test -e $(PKI)/ca.crt || { echo "making a cluster CA in $(PKI) (keep ca.key safe)"; \
 	     $(CERTS) init $(PKI) > /dev/null || exit 1; }; \

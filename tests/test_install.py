@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.helpers import LEAK_MARKER, MARKER_VALUE
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = socket.gethostname()  # the default NODE_NAME: `hostname`
+MASTER = "127.0.0.1:9"  # MASTER=: written into noded.toml (nothing listens: never reached)
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,10 +55,11 @@ def install(base: Path) -> dict[str, Path]:
                             ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
         else:
             shutil.copy2(ROOT / name, source / name)
-    places = {name: base / name for name in ("PREFIX", "UNIT_DIR", "CONFIG_DIR", "BINDIR")}
+    places = {name: base / name
+              for name in ("PREFIX", "UNIT_DIR", "CONFIG_DIR", "BINDIR", "STATE_DIR")}  # fmt: skip
     if not os.environ.get("NODED_TEST_FULL_INSTALL"):
         lend_dependencies(places["PREFIX"])
-    done = make("install", places, cwd=source)
+    done = make("install", places, cwd=source, extra=(f"MASTER={MASTER}",))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "then, to see it answer: rpc-cli --tls-cert" in done.stdout
     return places
@@ -73,9 +76,9 @@ def lend_dependencies(prefix: Path) -> None:
 
 
 def make(
-    target: str, places: dict[str, Path], cwd: Path = ROOT
+    target: str, places: dict[str, Path], cwd: Path = ROOT, extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
-    settings = [f"{name}={path}" for name, path in places.items()]
+    settings = [*(f"{name}={path}" for name, path in places.items()), *extra]
     return subprocess.run(
         ["make", "--no-print-directory", target, *settings, f"PYTHON={sys.executable}"],
         cwd=cwd, capture_output=True, text=True, timeout=540,
@@ -114,6 +117,21 @@ def check_the_configs_name_the_config_dir_and_the_files_exist(installed: dict[st
     for name in (NAME, "operator", "masterd1", "ca"):
         assert (config_dir / "pki" / f"{name}.crt").is_file(), name
     assert f'tls-cert = "{config_dir}/pki/{NAME}.crt"' in (config_dir / "noded.toml").read_text()
+    check_the_state_dir_and_the_master_are_written(installed)
+
+
+def check_the_state_dir_and_the_master_are_written(installed: dict[str, Path]) -> None:
+    """STATE_DIR in both units and masterd.toml; MASTER as noded.toml's masters, and the
+    node's name (commented out) as NODE_NAME."""
+    state_dir, config_dir = installed["STATE_DIR"], installed["CONFIG_DIR"]
+    for daemon in ("ganeti-noded", "ganeti-masterd"):
+        argv = exec_start(installed["UNIT_DIR"] / f"{daemon}.service")
+        assert argv[argv.index("--state-dir") + 1] == str(state_dir / daemon)
+    masterd = (config_dir / "masterd.toml").read_text()
+    assert f'state-dir = "{state_dir}/ganeti-masterd"' in masterd and "/var/lib" not in masterd
+    noded = tomllib.loads((config_dir / "noded.toml").read_text())
+    assert noded["masters"] == [MASTER] and "name" not in noded
+    assert f'# name = "{NAME}"' in (config_dir / "noded.toml").read_text()
 
 
 def check_a_second_install_keeps_the_certificates(installed: dict[str, Path]) -> None:
