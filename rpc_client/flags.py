@@ -114,13 +114,18 @@ def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
         # a tuple of paths: the flag repeats
         kwargs.update(action="append", type=Path, default=[])
     elif typing.get_origin(hint) is tuple:
-        kwargs["default"] = ""  # a comma-separated list: see listed()
+        kwargs.update(default="", type=comma_separated)  # see listed()
     else:
         kind = options[0] if options else hint  # X | None: an X, or not given
         if kind is not str:
             kwargs["type"] = finite if kind is float else kind
         kwargs.setdefault("metavar", _METAVARS.get(kind))
     return kwargs
+
+
+def comma_separated(text: str) -> str:
+    """An argparse type: a comma-separated list, kept as given (``listed`` splits it)."""
+    return text
 
 
 def listed(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -134,7 +139,11 @@ def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
     A setting is named by its flag (``max-wait``) or its field (``masters`` for
     ``--master``); an unknown one is a ``ValueError``."""
     try:
-        settings = tomllib.loads(path.read_text())
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise ValueError(f"cannot read config file {path}: not UTF-8 text (byte {byte:#04x} "
+                         f"at offset {exc.start})") from exc  # fmt: skip
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"cannot read config file {path}: {exc}") from exc
     by_flag = {
@@ -153,13 +162,62 @@ def apply_config_file(parser: argparse.ArgumentParser, path: Path) -> None:
 
 
 def toml_value(path: Path, key: str, action: argparse.Action, value: Any) -> Any:
-    """A TOML setting's value as its flag's would be (a ``Path``); a number for a float
-    flag must be finite (TOML has ``nan`` and ``inf``), else ``ValueError``."""
+    """A TOML setting's value as its flag's would be (a ``Path``); ``ValueError`` naming
+    the file, the key and what it expects for a value of the wrong kind (a number for a
+    path, a float for an int, ``nan`` or ``inf`` for a number of seconds)."""
+    expected = _expected(action, value)
+    if expected is not None:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ValueError(f"{path}: {key} = {shown}: {expected}")
     if action.type is Path:
         return [Path(v) for v in value] if isinstance(value, list) else Path(value)
-    if action.type is finite and isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path}: {key} = {value}: give a finite number")
     return value
+
+
+def _expected(action: argparse.Action, value: Any) -> str | None:
+    """What a TOML value for ``action`` should have been, or None if it is one."""
+    if isinstance(action, argparse._StoreTrueAction):
+        return None if isinstance(value, bool) else "expected true or false"
+    if action.choices is not None:
+        choices = list(action.choices)
+        return None if value in choices else "expected one of " + ", ".join(map(repr, choices))
+    if action.type is Path:
+        many = isinstance(action, argparse._AppendAction) and isinstance(value, list)
+        paths = value if many else [value]
+        if all(isinstance(v, str) and v for v in paths):
+            return None
+        return (
+            "expected a list of paths (non-empty strings)"
+            if many
+            else "expected a path (a non-empty string)"
+        )
+    if action.type is int:
+        return None if _is_int(value) else "expected an integer"
+    if action.type is finite:
+        if not (_is_int(value) or isinstance(value, float)):
+            return "expected a number"
+        return None if math.isfinite(value) else "give a finite number"
+    if action.type is comma_separated:
+        if isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            return None
+        return "expected a list of strings (or one comma-separated string)"
+    return None if isinstance(value, str) else "expected a string"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why ``path``, given as a file (a TLS file, a policy), cannot be read as one; None
+    if it is a file."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return "a directory, not a file"
+    return "not a regular file" if path.exists() else "no such file"
 
 
 def finite(text: str) -> float:

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     for flag, path in (("--nodes", config.nodes), ("--tls-cert", config.tls_cert),
                        ("--tls-key", config.tls_key), ("--tls-ca", config.tls_ca)):  # fmt: skip
-        if path is not None and not path.is_file():
-            parser.error(f"{flag} {path}: no such file")
+        if path is not None and (why := flags.not_a_file(path)):
+            parser.error(f"{flag} {path}: {why}")
     if config.tls_cert and config.tls_key and config.tls_ca:
         try:
             tls.check_server_material(config.tls_cert, config.tls_key, config.tls_ca)
