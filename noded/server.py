@@ -31,7 +31,7 @@ from noded.identity import load_identity
 from noded.master.context import announce_relay, attach_master_side, start_reporting
 from noded.metrics import Metrics
 from noded.policy.rules import Policy, PolicyError, load_policy, plain_http_warning
-from noded.process import tree
+from noded.process import helpers, tree
 from noded.process.function import ProcessLimits
 from noded.registry import Registry
 from noded.reload import FunctionReloader, Reloaded, import_functions, make_spawner
@@ -102,11 +102,7 @@ class Server:
         config = self.config
         check_descriptors_before_start(config)
         registry = import_functions(config.functions, config.functions_path)
-        limits = ProcessLimits(
-            max_frame_bytes=config.max_result_bytes,
-            stderr_tail_bytes=config.stderr_tail_bytes,
-            kill_grace_s=config.kill_grace_s,
-        )
+        limits = process_limits(config)
         metrics = Metrics()
         policy = load_startup_policy(config.policy, registry, tls=config.tls)
         say_if_refusing_all(policy, config)
@@ -255,13 +251,15 @@ class Server:
     def _force_exit(self, sig: int) -> None:
         """SIGKILL every call's process group and tree, then exit at once with 128 +
         ``sig`` (as a shell reports a death by that signal): the journal's recovery at
-        the next start deals with the calls' records.  The fork server and spare
-        processes leave on their own as their sockets and pipes close."""
+        the next start deals with the calls' records.  The importers and fork servers
+        (one busy importing reads no socket, so it would not leave) are killed too; the
+        spare processes leave on their own as their pipes close."""
         killed = self._runner.app[SUPERVISOR].kill_all() if self._runner is not None else 0
         if self._trees is not None:
             self._trees.close()  # the frozen members of a process tree are killed now
+        killed_helpers = helpers.kill_all()
         event(log, "daemon.forced_exit", logging.ERROR, signal=signal.Signals(sig).name,
-              killed_groups=killed, status=128 + sig)  # fmt: skip
+              killed_groups=killed, killed_helpers=killed_helpers, status=128 + sig)  # fmt: skip
         logging.shutdown()
         os._exit(128 + sig)
 
@@ -310,6 +308,15 @@ def load_startup_policy(path: Path | None, registry: Registry, *, tls: bool) -> 
         event(log, "policy.warning", logging.WARNING, policy=str(path), warning=warning)
     event(log, "policy.loaded", policy=str(path), rules=len(policy.rules), sha256=policy.sha256)
     return policy
+
+
+def process_limits(config: NodedConfig) -> ProcessLimits:
+    """What bounds each call's process: its result frame, its stderr tail, its kill grace."""
+    return ProcessLimits(
+        max_frame_bytes=config.max_result_bytes,
+        stderr_tail_bytes=config.stderr_tail_bytes,
+        kill_grace_s=config.kill_grace_s,
+    )
 
 
 def open_audit_log(config: NodedConfig, metrics: Metrics) -> AuditLog | None:

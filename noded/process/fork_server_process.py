@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 
+from noded.process import helpers
 from noded.process.child import fork_server
 from noded.process.spawners import child_environment
 
@@ -26,6 +27,7 @@ class ForkServerProcess:
         self._pidfd = os.pidfd_open(pid)
         self.exited: asyncio.Future[int] = self._loop.create_future()
         self._loop.add_reader(self._pidfd, self._on_exit)
+        helpers.track(pid, self.kill)  # a forced exit kills it, even mid-import
 
     @classmethod
     def start(cls, modules: list[str], control_fd: int) -> ForkServerProcess:
@@ -54,6 +56,7 @@ class ForkServerProcess:
 
     def _on_exit(self) -> None:
         self._loop.remove_reader(self._pidfd)
+        helpers.untrack(self.pid)
         _, status = os.waitpid(self.pid, 0)
         os.close(self._pidfd)
         self.exited.set_result(status)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
 import sys
 
+from noded.process import helpers
 from noded.process.child.describe import registry_from
 from noded.process.spawners import child_environment
 from noded.registry import Registry
@@ -40,6 +42,7 @@ async def import_in_child(modules: list[str], timeout_s: float) -> Registry:
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=child_environment(), start_new_session=True,
     )  # fmt: skip
+    helpers.track(proc.pid, functools.partial(_kill_group, proc))
     try:
         async with asyncio.timeout(timeout_s):
             answer, stderr = await asyncio.gather(
@@ -54,6 +57,7 @@ async def import_in_child(modules: list[str], timeout_s: float) -> Registry:
         ) from None
     finally:
         await _end(proc)
+        helpers.untrack(proc.pid)
     return _registry_of(answer, stderr, proc.returncode)
 
 
@@ -92,7 +96,13 @@ async def _read_tail(stream: asyncio.StreamReader | None, limit: int) -> bytes:
 async def _end(proc: asyncio.subprocess.Process) -> None:
     """Kill the importer (and whatever its import started) unless it has exited."""
     if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: its pid is the group's
+        _kill_group(proc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(proc.wait(), _KILL_WAIT_S)
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the importer and what its import started, unless it was reaped."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: its pid is the group's
