@@ -13,17 +13,20 @@ _USAGE = "usage error"
 _NODE = "the node unreachable, not answering, busy or shutting down"
 _MASTER = "ganeti-masterd unreachable, not answering, busy or shutting down"
 _OTHER = "another error (said on stderr)"
+#: a node's or the master's 4xx answer (RemoteError) ends a command with EXIT_USAGE too
+_NODE_REFUSED = "usage error, or the node refused it (an unknown or lost call, bad args)"
+_MASTER_REFUSED = "usage error, or ganeti-masterd refused it (an unknown job, bad args)"
 #: what a node's call ends with (start, wait, call)
 _CALL = {
     EXIT_OK: "the call finished and succeeded (its state printed)",
     EXIT_FAILED: "the function failed (its error on stderr)",
-    EXIT_USAGE: "usage error, or the node refused the request as malformed",
+    EXIT_USAGE: _NODE_REFUSED,
     EXIT_RUNNING: "not finished yet (its fnc_id printed)",
     EXIT_NODE: _NODE,
 }
-_ASK_NODE = {EXIT_OK: "answered (printed)", EXIT_FAILED: _OTHER, EXIT_USAGE: _USAGE,
+_ASK_NODE = {EXIT_OK: "answered (printed)", EXIT_FAILED: _OTHER, EXIT_USAGE: _NODE_REFUSED,
              EXIT_NODE: _NODE}  # fmt: skip
-_ASK_MASTER = {EXIT_OK: "answered (printed)", EXIT_FAILED: _OTHER, EXIT_USAGE: _USAGE,
+_ASK_MASTER = {EXIT_OK: "answered (printed)", EXIT_FAILED: _OTHER, EXIT_USAGE: _MASTER_REFUSED,
                EXIT_NODE: _MASTER}  # fmt: skip
 _JOB_ENDED = {
     EXIT_OK: "the job ended and every node succeeded",
@@ -70,7 +73,11 @@ EXITS: dict[str, dict[int, str]] = {
         EXIT_NODE: "a node timed out or was unreachable",
     },
     "nodes": _ASK_MASTER,
-    "events": {**_ASK_MASTER, EXIT_OK: "printed (with --follow: also on Ctrl-C)"},
+    "events": {
+        **_ASK_MASTER,
+        EXIT_OK: "printed; with --follow, Ctrl-C ends it with 0",
+        EXIT_INTERRUPTED: "Ctrl-C without --follow",
+    },
     "job submit": {
         **_ASK_MASTER,
         **_JOB_ENDED,
@@ -85,7 +92,12 @@ EXITS: dict[str, dict[int, str]] = {
         **_JOB_ENDED,
         EXIT_INTERRUPTED: "Ctrl-C: the job goes on in the master",
     },
-    "job abort": {**_ASK_MASTER, EXIT_OK: "asked: no further node starts (the job printed)"},
+    "job abort": {
+        **_ASK_MASTER,
+        EXIT_OK: "the job is aborted (the job printed)",
+        EXIT_FAILED: "the job had ended before: nothing was aborted (or another error)",
+        EXIT_RUNNING: "the abort is recorded (no further node starts); calls still run",
+    },
     "completion": {EXIT_OK: "the script printed", EXIT_USAGE: _USAGE},
 }
 _ALWAYS = {

@@ -23,8 +23,9 @@ environment:
   NODED_TLS_CERT, NODED_TLS_KEY, NODED_TLS_CA
                        the TLS files when --tls-cert, --tls-key, --tls-ca are not given
 
-exit status: 0 success, 1 failed, 2 usage error, 3 not finished yet, 4 node or master
-unreachable or busy, 130 interrupted (Ctrl-C), 141 stdout's reader went away (| head).
+exit status: 0 success, 1 failed, 2 usage error or a request refused (an unknown call or
+job, bad arguments), 3 not finished yet, 4 node or master unreachable or busy, 130
+interrupted (Ctrl-C), 141 stdout's reader went away (| head).
 
 shell completion: rpc-cli completion bash|zsh (doc/operations.md says where to put it).
 """
