@@ -46,7 +46,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@echo "  2/3 upgrading pip ..."
 	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
 	   || { tail -n 30 $(VENV)/install.log; exit 1; }
-	@echo "  3/3 installing noded with its test and dev dependencies (about 30 s) ..."
+	@echo "  3/3 installing noded with its test and dev dependencies (30 s to 2 min) ..."
 	@{ $(BIN)/python -m pip install --progress-bar off -e '.[test,dev]' 2>&1; \
 	   echo $$? > $(VENV)/.pip-status; } | $(PIP_PROGRESS)
 	@test "$$(cat $(VENV)/.pip-status)" = 0 || { tail -n 30 $(VENV)/install.log; exit 1; }

@@ -154,6 +154,9 @@ class _MasterWire(NodeClient):
             )
         return super()._unreachable(exc)
 
+    def _lost_words(self, exc: OSError) -> str:
+        return super()._lost_words(exc).replace("the node closed", "the master closed")
+
     def _lost_hint(self) -> str:
         return super()._lost_hint().replace("node", "master")
 

@@ -255,12 +255,16 @@ class NodeClient:
             return NodeUnreachable(f"{procedure}: {self._unreachable(exc)}", node=self.name)
         if isinstance(exc, OSError):  # reset, closed
             return ConnectionLost(
-                f"{procedure}: connection lost after the request was sent: {exc}"
-                f"{self._lost_hint()}",
+                f"{procedure}: connection lost after the request was sent: "
+                f"{self._lost_words(exc)}{self._lost_hint()}",
                 node=self.name,
             )
         # not HTTP, or too much of it
         return ProtocolError(f"{procedure}: {exc}", node=self.name)
+
+    def _lost_words(self, exc: OSError) -> str:
+        """How the connection was lost (a master's client names the master)."""
+        return str(exc)
 
     def _lost_hint(self) -> str:
         # With TLS 1.3 a node checks our certificate after our side of the handshake,

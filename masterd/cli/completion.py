@@ -33,8 +33,24 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
     parser = args.completed_parser
     _complete_paths(parser)
-    sys.stdout.write(shtab.complete(parser, shell=args.shell))
+    script = shtab.complete(parser, shell=args.shell)
+    # shtab's usage comment names a directory bash-completion does not read: name the one
+    # it loads on demand, as doc/operations.md does (no .bashrc line needed)
+    script = script.replace(_SHTAB_BASH_USAGE, _BASH_USAGE)
+    sys.stdout.write(script)
     return EXIT_OK
+
+
+_SHTAB_BASH_USAGE = """\
+# 1) Copy this to somewhere (e.g. ~/.local/share/bash_completion/rpc-cli).
+# 2) Add the following line to your .bashrc:
+#    source ~/.local/share/bash_completion/rpc-cli
+"""
+_BASH_USAGE = """\
+# Put this in ~/.local/share/bash-completion/completions/rpc-cli (or, for every user,
+# /usr/share/bash-completion/completions/rpc-cli): bash-completion loads it when needed
+# (doc/operations.md, "Help and shell completion"). Or source it from your .bashrc.
+"""
 
 
 def _complete_paths(parser: argparse.ArgumentParser) -> None:

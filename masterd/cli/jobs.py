@@ -123,15 +123,29 @@ async def cmd_job(master: MasterClient, args: argparse.Namespace) -> int:
         print(f"job {state.job_id}: {state.fn_name}", file=sys.stderr)
         return await _follow(master, args, state.job_id)
     if action == "list":
-        for state in await master.jobs(args.limit):
-            print(format_job(state))
+        jobs = await master.jobs(args.limit)
+        if jobs:
+            print(format_jobs(jobs))
         return EXIT_OK
     if action == "show":
         return await _show(master, args.job_id)
     if action == "follow":
         return await _follow(master, args, args.job_id)
-    print_json((await master.abort_job(args.job_id, calls=args.calls)).to_wire())
-    return EXIT_OK
+    return _aborted(await master.abort_job(args.job_id, calls=args.calls))
+
+
+def _aborted(state: JobState) -> int:
+    """``job abort``'s answer printed; exit 0 only if the job now is aborted."""
+    print_json(state.to_wire())
+    if state.state == "aborted":
+        return EXIT_OK
+    if state.ended:
+        print(f"rpc-cli: job {state.job_id} had {state.state} already: nothing was aborted",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    print(f"rpc-cli: job {state.job_id} is still {state.state}: its abort is recorded, it "
+          "ends once its running calls do", file=sys.stderr)  # fmt: skip
+    return EXIT_RUNNING
 
 
 async def _show(master: MasterClient, job_id: str) -> int:
@@ -185,11 +199,17 @@ def format_result(item: JobResultItem) -> str:
     return "  ".join(map(cell, (item.node, item.outcome, item.fnc_id or "-", shown)))
 
 
-def format_job(state: JobState) -> str:
-    """``job_id  fn_name  state  submitted (UTC)  counts``."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.submitted))
-    return "  ".join(map(cell, (state.job_id, state.fn_name, state.state, stamp,
-                                format_counts(state))))  # fmt: skip
+def format_jobs(jobs: list[JobState]) -> str:
+    """A table under a header: job id, function, state, submitted (UTC), counts."""
+    rows: list[tuple[str, ...]] = [("JOB", "FUNCTION", "STATE", "SUBMITTED (UTC)", "NODES")]
+    for state in jobs:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.submitted))
+        rows.append(tuple(map(cell, (state.job_id, state.fn_name, state.state, stamp,
+                                     format_counts(state)))))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths[-1] = 0  # the last column: no trailing spaces
+    return "\n".join("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
+                     for row in rows)  # fmt: skip
 
 
 def format_counts(state: JobState) -> str:

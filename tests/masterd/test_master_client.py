@@ -12,7 +12,7 @@ import masterd
 from masterd import blocking
 from masterd.local import free_port
 from masterd.master_client import MasterClient, MasterEvent
-from rpc_client.errors import BadRequest, NodeUnreachable
+from rpc_client.errors import BadRequest, ConnectionLost, NodeUnreachable
 from tests.masterd.simulated import FNC_ID, Fleet, module_fleet
 
 
@@ -113,3 +113,23 @@ async def test_the_blocking_twin(cluster: Fleet) -> None:
     assert states == ["alive", "missing", "unknown"]
     assert types == ["node.registered", "node.registered"]
     assert first.type == "app.ready"
+
+
+async def test_a_master_that_closes_the_connection_is_named_the_master() -> None:
+    """What plain HTTP to a TLS masterd looks like: the request read, then closed."""
+
+    async def read_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.close()
+
+    server = await asyncio.start_server(read_then_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with masterd.MasterClient("127.0.0.1", port) as master:
+            with pytest.raises(ConnectionLost) as lost:
+                await master.jobs()
+    finally:
+        server.close()
+    said = str(lost.value)
+    assert "the master closed the connection" in said and "the node" not in said, said
+    assert "if the master speaks TLS" in said

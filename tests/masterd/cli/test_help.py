@@ -114,6 +114,11 @@ def test_bash_completion_is_made_from_the_parser(tmp_path: Path) -> None:
     completed = subprocess.run(["bash", "-c", asked], capture_output=True, text=True,
                                timeout=30, check=False)  # fmt: skip
     assert completed.stdout.split("\n")[:2] == ["certs", "--timeout"], completed.stderr
+    # its usage comment names the directory doc/operations.md names (bash-completion's)
+    assert "~/.local/share/bash-completion/completions/rpc-cli" in ran.stdout
+    assert "bash_completion/" not in ran.stdout
+    operations = (Path(__file__).parents[3] / "doc" / "operations.md").read_text()
+    assert "> ~/.local/share/bash-completion/completions/rpc-cli" in operations
 
 
 def test_zsh_completion_is_made_from_the_parser() -> None:
@@ -135,3 +140,14 @@ def test_the_daemons_help_states_their_exit_statuses(
     assert text.rstrip().endswith("130  interrupted (Ctrl-C) while still starting")
     for status in ("    0  stopped", "    1  cannot start", "    2  usage error"):
         assert status in text
+
+
+def test_masterd_help_names_command_modules_and_each_ctrl_c_status_once() -> None:
+    text = masterd_parser().format_help()
+    assert "a command module" in text and "function module" not in text
+    assert "doc/operations.md" not in text  # noded's page
+    events = rpc_cli("events", "--help").stdout
+    assert "Ctrl-C ends it with 0" in events and "130  Ctrl-C without --follow" in events
+    abort = rpc_cli("job", "abort", "--help").stdout
+    assert "1  the job had ended before: nothing was aborted" in abort
+    assert "3  the abort is recorded" in abort

@@ -41,11 +41,21 @@ async def test_submit_follow_prints_a_line_per_node_and_exits_as_gather(
                                          "--timeout", "2", "--follow")  # fmt: skip
         assert status == 4, err
         status, out, _ = await rpc_cli(*master, "job", "list")
-        listed = [line.split("  ") for line in out.splitlines()]
+        header, *rows = out.splitlines()
+        assert header.split() == ["JOB", "FUNCTION", "STATE", "SUBMITTED", "(UTC)", "NODES"]
+        assert {row.index("node_behaviour") for row in rows} == {header.index("FUNCTION")}
+        assert {row.index("finished") for row in rows} == {header.index("STATE")}
+        nodes_at = header.index("NODES")
+        assert all(row[nodes_at - 1] == " " and row[nodes_at].isdigit() for row in rows), rows
+        listed = [line.split() for line in rows]
         assert len(listed) == 3 and all(row[1:3] == ["node_behaviour", "finished"]
                                         for row in listed)  # fmt: skip
         status, out, _ = await rpc_cli(*master, "job", "show", listed[-1][0])
         assert status == 1 and len(orjson.loads(out)["results"]) == 2
+        status, out, err = await rpc_cli(*master, "job", "abort", listed[-1][0])
+        assert status == 1 and orjson.loads(out)["state"] == "finished"
+        assert err.strip() == (f"rpc-cli: job {listed[-1][0]} had finished already: nothing "
+                               "was aborted")  # fmt: skip
 
 
 async def test_ctrl_c_on_follow_leaves_the_job_running(
