@@ -221,12 +221,8 @@ def _add_output_options(wait: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds per round on the node (default 10)",
     )
-    wait.add_argument(
-        "--detach",
-        action="store_true",
-        help="kept for scripts: wait never aborts the call on Ctrl-C (with --follow it "
-        "detaches and says how to follow again or abort)",
-    )
+    wait.add_argument("--detach", action="store_true", help="kept for scripts: wait never "
+                      "aborts on Ctrl-C (--follow detaches, saying how to abort)")  # fmt: skip
 
 
 # --- commands -------------------------------------------------------------------------
@@ -251,8 +247,7 @@ async def cmd_wait(node: NodeClient, args: argparse.Namespace) -> int:
         async def named() -> str:
             return str(args.fnc_id)
 
-        # attaching to a call never aborts it on Ctrl-C (as gather and job follow); only
-        # ``call --follow``, which started the call, does (unless --detach)
+        # attaching never aborts on Ctrl-C; only ``call``, which started the call, does
         attached = argparse.Namespace(**{**vars(args), "detach": True})
         return await on_interrupt(node, attached, named, cmd_wait_follow(node, args))
     timeout = 10.0 if args.timeout is None else args.timeout
