@@ -28,6 +28,8 @@ from rpc_client.logs import event
 
 log = logging.getLogger("noded.server")
 
+_SHUTTING_DOWN = "ganeti-noded is shutting down"
+
 
 async def make_spawner(
     config: NodedConfig, limits: ProcessLimits, metrics: Metrics, trees: CallTrees
@@ -75,9 +77,31 @@ class FunctionReloader:
         self._metrics = metrics
         self._trees = trees
         self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
         self.supervisor: Supervisor | None = None
 
+    def stop(self) -> None:
+        """The daemon stops: a reload under way or asked for ends now (its importer or
+        new fork server killed) and is answered "shutting down"."""
+        self._stopping.set()
+
     async def reload(self) -> Reloaded:
+        """Reload the functions, unless the daemon stops first (then say so)."""
+        work = asyncio.ensure_future(self._reload())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not work.done():
+                work.cancel()  # what it started is killed as the task unwinds
+                await asyncio.wait({work})
+        if work.cancelled():
+            event(log, "functions.reload_failed", logging.WARNING, error=_SHUTTING_DOWN)
+            return Reloaded(False, _SHUTTING_DOWN)
+        return work.result()
+
+    async def _reload(self) -> Reloaded:
         async with self._lock:
             assert self.supervisor is not None
             try:
@@ -91,7 +115,7 @@ class FunctionReloader:
                 return Reloaded(False, f"{error}; the functions loaded before keep serving")
             if self.supervisor.shutting_down:
                 await spawner.close()
-                return Reloaded(False, "ganeti-noded is shutting down")
+                return Reloaded(False, _SHUTTING_DOWN)
             self.supervisor.replace_functions(registry, spawner)
             event(log, "functions.reloaded", functions=registry.names())
             return Reloaded(True)

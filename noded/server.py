@@ -55,6 +55,8 @@ _GC_YOUNG_OBJECTS = 5000
 log = logging.getLogger("noded.server")
 
 _HTTP_CLOSE_TIMEOUT_S = 2.0
+#: the first stops the daemon in order, a second forces its exit (whatever the phase)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: connections waiting to be accepted: a master fanning out hundreds of calls at once
 #: must not overflow it (aiohttp's 128 did: the excess SYNs were retried after 1 and 3 s)
 _LISTEN_BACKLOG = 1024
@@ -78,8 +80,21 @@ class Server:
         self._trees: tree.CallTrees | None = None
 
     def run(self) -> int:
-        uvloop.run(self.serve())
+        try:
+            uvloop.run(self.serve())
+        finally:
+            self._force_exit_on_late_stop_signals()
         return 0
+
+    def _force_exit_on_late_stop_signals(self) -> None:
+        """Once the loop is gone, a stop signal held since the stop forces the exit as
+        during the stop (143).  Then they are held again to the end: the interpreter's
+        end puts back the default handlers, and one then would kill the daemon by the
+        signal; held, it exits 0, its stop done."""
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, lambda number, _frame: self._force_exit(number))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # a held one: now
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
 
     async def serve(self) -> None:
         # First of all: a stop signal during start-up is then a stop once started, not
@@ -183,7 +198,7 @@ class Server:
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
 
@@ -273,6 +288,7 @@ class Server:
             self._reload_loop.cancel()
         for task in self._reloading:
             task.cancel()
+        self._reloader.stop()  # a ReloadFunctions in flight is answered, not cut off
         systemd.notify("STOPPING=1", "STATUS=stopping: terminating function processes")
         await self._runner.app[SUPERVISOR].shutdown()
         if self._trees is not None:
@@ -284,6 +300,9 @@ class Server:
             self._state_lock.release()
         if ready:
             event(log, "daemon.stopped")
+        # held until run() has its own handlers: the loop's go with it, and a stop signal
+        # then would kill the daemon by the signal (exit -15) instead of forcing the exit
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
 
 
 def _step(name: str, run: Callable[[], None]) -> None:

@@ -128,3 +128,38 @@ async def test_a_forced_exit_during_start_up_kills_the_fork_server_it_waits_for(
     assert status == 128 + signal.SIGTERM, said
     assert "daemon.forced_exit" in said and "killed_helpers=1" in said, said
     await eventually(lambda: helpers_of(flag) == [], timeout_s=10)
+
+
+async def test_two_stop_signals_during_a_sighup_reload_end_in_0_or_143(tmp_path: Path) -> None:
+    """A SIGHUP reload hangs in its import; two SIGTERMs 50 ms apart.  The second came
+    when the stop had ended and the loop's handlers were gone: the daemon died of it
+    (exit -15).  A stop signal goes through the forced exit whatever the phase."""
+    site, flag = write_site(tmp_path)
+    args = ["--functions", "hangfns", "--functions-path", str(site), "--import-timeout", "600"]
+    async with run_node(args, env={"HANG_IMPORT_FLAG": str(flag)}, workdir=tmp_path) as node:
+        flag.write_text("describe")
+        node.signal(signal.SIGHUP)
+        await eventually(lambda: children(node.pid, "describe") != [], timeout_s=30)
+        node.signal(signal.SIGTERM)
+        await asyncio.sleep(0.05)
+        node.signal(signal.SIGTERM)
+        status = await node.wait_exit(20)
+        assert status in (0, 128 + signal.SIGTERM), node.log_text()
+    await eventually(lambda: helpers_of(flag) == [], timeout_s=10)
+
+
+async def test_a_reload_functions_in_flight_at_sigterm_is_answered(tmp_path: Path) -> None:
+    """Its import hangs; SIGTERM: the call is answered (not reloaded: shutting down)
+    before the connection closes, and the importer is killed."""
+    site, flag = write_site(tmp_path)
+    args = ["--functions", "hangfns", "--functions-path", str(site), "--import-timeout", "600"]
+    async with run_node(args, env={"HANG_IMPORT_FLAG": str(flag)}, workdir=tmp_path) as node:
+        flag.write_text("describe")
+        reload = asyncio.create_task(put(node, "/ReloadFunctions", {}, timeout_s=30))
+        await eventually(lambda: children(node.pid, "describe") != [], timeout_s=30)
+        node.signal(signal.SIGTERM)
+        status, answer, _ = await asyncio.wait_for(reload, 30)
+        assert status == 200 and answer["reloaded"] is False, answer
+        assert "shutting down" in answer["error"], answer
+        assert await node.wait_exit(20) == 0
+    await eventually(lambda: helpers_of(flag) == [], timeout_s=10)
