@@ -24,9 +24,9 @@ MASTER     ?=
 # More arguments for pip (an offline machine: --no-index --find-links DIR).
 PIP_ARGS   ?=
 PKI        := $(CONFIG_DIR)/pki
-CERTS      := $(PREFIX)/bin/rpc-cli certs
+CERTS      := "$(PREFIX)/bin/rpc-cli" certs
 
-.PHONY: run test lint bench profile clean venv install install-certs
+.PHONY: run test lint bench profile clean venv install install-certs install-units install-paths
 
 venv: $(STAMP)
 
@@ -89,53 +89,83 @@ REWRITE = sed -e 's|/opt/noded|$(PREFIX)|g' -e 's|/etc/ganeti|$(CONFIG_DIR)|g' \
 	          -e 's|/var/lib/ganeti-|$(STATE_DIR)/ganeti-|g' \
 	          -e 's|/pki/node1\.|/pki/$(NODE_NAME).|g' -e 's|^\# name = "node1"|\# name = "$(NODE_NAME)"|' \
 	          $(if $(MASTER),-e 's|^\# masters = \[.*\]|masters = ["$(MASTER)"]|')
+# A path with a space: the units' ExecStart and ReadWritePaths words quoted before the
+# rewrite (as systemd reads them), their Documentation URL's spaces %20 after it (%% is
+# systemd's %).
+space := $(subst ,, )
+unit_spaced = $(findstring $(space),$(PREFIX)$(CONFIG_DIR)$(STATE_DIR))
+QUOTE_WORDS = sed -e '/^\(ExecStart\|ReadWritePaths\)=/s,\([= ]\)\(/[^ ]*\),\1"\2",g'
+UNIT_QUOTE = $(if $(unit_spaced),$(QUOTE_WORDS),cat)
+UNIT_URL = $(if $(unit_spaced),-e '/^Documentation=/s| |%%20|g')
+# What the install's paths may not hold: what ends the sed rewrite's expressions (| & \ #),
+# the shell's quoting (' " ` $) or a line; each path is quoted, so spaces are fine.
+define newline
 
-install:
+
+endef
+BAD_PATH_CHARS := | & \# \ ' " ` $$
+INSTALL_PATHS = PREFIX UNIT_DIR CONFIG_DIR BINDIR STATE_DIR NODE_NAME MASTER
+# (a `$` given on the command line or in the environment is seen in the unexpanded value)
+bad_path = $(strip $(foreach c,$(BAD_PATH_CHARS),$(findstring $(c),$($(1)))) \
+	$(if $(findstring $(newline),$($(1))),a newline) \
+	$(if $(filter command environment,$(origin $(1))),$(findstring $$,$(value $(1)))))
+
+install-paths:
+	$(foreach v,$(INSTALL_PATHS),$(if $(call bad_path,$(v)),$(error $(v) may not hold \
+	  $(call bad_path,$(v)) (the install writes it into sed expressions and quoted shell \
+	  words): choose another path)))
+	@true
+
+install: install-paths
 	@echo "installing noded into $(PREFIX) (pip log: $(PREFIX)/install.log) ..."
-	$(PYTHON) -m venv $(PREFIX)
-	$(PREFIX)/bin/python -m pip install $(PIP_ARGS) --upgrade pip > $(PREFIX)/install.log 2>&1 \
-	   || { tail -n 30 $(PREFIX)/install.log; exit 1; }
-	$(PREFIX)/bin/python -m pip install $(PIP_ARGS) . >> $(PREFIX)/install.log 2>&1 \
-	   || { tail -n 30 $(PREFIX)/install.log; exit 1; }
-	install -d -m 0755 $(BINDIR)
-	for c in ganeti-noded ganeti-masterd rpc-cli; do ln -sf $(PREFIX)/bin/$$c $(BINDIR)/$$c; done
-	install -d -m 0755 $(PREFIX)/doc
-	install -m 0644 README.md doc/*.md $(PREFIX)/doc/
-	install -d -m 0755 $(UNIT_DIR)
-	$(REWRITE) doc/examples/systemd/ganeti-noded.service > $(UNIT_DIR)/ganeti-noded.service
-	$(REWRITE) doc/examples/systemd/ganeti-masterd.service > $(UNIT_DIR)/ganeti-masterd.service
-	install -d -m 0755 $(CONFIG_DIR)
-	test -e $(CONFIG_DIR)/noded.toml || { $(REWRITE) doc/examples/noded.toml \
-	   > $(CONFIG_DIR)/noded.toml && chmod 0600 $(CONFIG_DIR)/noded.toml; }
-	test -e $(CONFIG_DIR)/masterd.toml || { $(REWRITE) doc/examples/masterd.toml \
-	   > $(CONFIG_DIR)/masterd.toml && chmod 0600 $(CONFIG_DIR)/masterd.toml; }
+	$(PYTHON) -m venv "$(PREFIX)"
+	"$(PREFIX)/bin/python" -m pip install $(PIP_ARGS) --upgrade pip > "$(PREFIX)/install.log" 2>&1 \
+	   || { tail -n 30 "$(PREFIX)/install.log"; exit 1; }
+	"$(PREFIX)/bin/python" -m pip install $(PIP_ARGS) . >> "$(PREFIX)/install.log" 2>&1 \
+	   || { tail -n 30 "$(PREFIX)/install.log"; exit 1; }
+	install -d -m 0755 "$(BINDIR)"
+	for c in ganeti-noded ganeti-masterd rpc-cli; do ln -sf "$(PREFIX)/bin/$$c" "$(BINDIR)/$$c"; done
+	install -d -m 0755 "$(PREFIX)/doc"
+	install -m 0644 README.md doc/*.md "$(PREFIX)/doc/"
+	@$(MAKE) --no-print-directory install-units
+	install -d -m 0755 "$(CONFIG_DIR)"
+	test -e "$(CONFIG_DIR)/noded.toml" || { $(REWRITE) doc/examples/noded.toml \
+	   > "$(CONFIG_DIR)/noded.toml" && chmod 0600 "$(CONFIG_DIR)/noded.toml"; }
+	test -e "$(CONFIG_DIR)/masterd.toml" || { $(REWRITE) doc/examples/masterd.toml \
+	   > "$(CONFIG_DIR)/masterd.toml" && chmod 0600 "$(CONFIG_DIR)/masterd.toml"; }
 	@$(MAKE) --no-print-directory install-certs
 	@echo "installed; now: systemctl daemon-reload && systemctl enable --now ganeti-noded"
 	@echo "(on the master: systemctl enable --now ganeti-masterd)"
-	@! test -e $(PKI)/operator.crt || echo "then, to see it answer:" \
-	  "rpc-cli --tls-cert $(PKI)/operator.crt --tls-key $(PKI)/operator.key --tls-ca $(PKI)/ca.crt identify"
+	@! test -e "$(PKI)/operator.crt" || echo "then, to see it answer:" \
+	  "rpc-cli --tls-cert '$(PKI)/operator.crt' --tls-key '$(PKI)/operator.key' --tls-ca '$(PKI)/ca.crt' identify"
+
+# The units alone (make install writes them too).
+install-units: install-paths
+	install -d -m 0755 "$(UNIT_DIR)"
+	for u in ganeti-noded ganeti-masterd; do $(UNIT_QUOTE) doc/examples/systemd/$$u.service \
+	   | $(REWRITE) $(UNIT_URL) > "$(UNIT_DIR)/$$u.service" || exit 1; done
 
 # No CA in PKI: make one (this machine holds the cluster's CA) and issue this node's,
 # the operator's and masterd's certificates. A CA without its key (ca.crt copied from
 # the CA's machine): print the one command that issues this node's on that machine.
-install-certs:
-	@if test -e $(PKI)/$(NODE_NAME).crt; then \
+install-certs: install-paths
+	@if test -e "$(PKI)/$(NODE_NAME).crt"; then \
 	   echo "keeping $(PKI)/$(NODE_NAME).crt"; \
-	 elif test -e $(PKI)/ca.crt && ! test -e $(PKI)/ca.key; then \
+	 elif test -e "$(PKI)/ca.crt" && ! test -e "$(PKI)/ca.key"; then \
 	   echo "MISSING $(PKI)/$(NODE_NAME).crt and .key: on the machine with the cluster CA run"; \
 	   echo "  rpc-cli certs issue CA_DIR $(NODE_NAME) --node --address $(NODE_NAME) --address 127.0.0.1"; \
 	   echo "and copy CA_DIR/$(NODE_NAME).crt and .key into $(PKI)/ (mode 0600)"; \
-	 elif ! test -x $(PREFIX)/bin/rpc-cli; then \
+	 elif ! test -x "$(PREFIX)/bin/rpc-cli"; then \
 	   echo "no $(PREFIX)/bin/rpc-cli: run make install first, or give the PREFIX it had"; \
 	   exit 1; \
 	 else \
-	   test -e $(PKI)/ca.crt || { echo "making a cluster CA in $(PKI) (keep ca.key safe)"; \
-	     $(CERTS) init $(PKI) > /dev/null || exit 1; }; \
+	   test -e "$(PKI)/ca.crt" || { echo "making a cluster CA in $(PKI) (keep ca.key safe)"; \
+	     $(CERTS) init "$(PKI)" > /dev/null || exit 1; }; \
 	   echo "issuing $(PKI)/$(NODE_NAME).crt (this node's), operator.crt (rpc-cli's)"; \
-	   $(CERTS) issue $(PKI) $(NODE_NAME) --node --address $(NODE_NAME) --address 127.0.0.1 \
+	   $(CERTS) issue "$(PKI)" $(NODE_NAME) --node --address $(NODE_NAME) --address 127.0.0.1 \
 	     $(foreach a,$(NODE_ADDRESSES),--address $(a)) > /dev/null || exit 1; \
-	   test -e $(PKI)/operator.crt || $(CERTS) issue $(PKI) operator --master > /dev/null; \
-	   test -e $(PKI)/masterd1.crt || $(CERTS) issue $(PKI) masterd1 --masterd \
+	   test -e "$(PKI)/operator.crt" || $(CERTS) issue "$(PKI)" operator --master > /dev/null; \
+	   test -e "$(PKI)/masterd1.crt" || $(CERTS) issue "$(PKI)" masterd1 --masterd \
 	     --address $(NODE_NAME) --address 127.0.0.1 > /dev/null; \
 	 fi
 
