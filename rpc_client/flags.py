@@ -112,13 +112,13 @@ def argument_of(setting: dataclasses.Field[Any], hint: Any) -> dict[str, Any]:
         kwargs["choices"] = options
     elif typing.get_origin(hint) is tuple and typing.get_args(hint)[:1] == (Path,):
         # a tuple of paths: the flag repeats
-        kwargs.update(action="append", type=Path, default=[])
+        kwargs.update(action="append", type=path, default=[])
     elif typing.get_origin(hint) is tuple:
         kwargs.update(default="", type=comma_separated)  # see listed()
     else:
         kind = options[0] if options else hint  # X | None: an X, or not given
         if kind is not str:
-            kwargs["type"] = finite if kind is float else kind
+            kwargs["type"] = {float: finite, Path: path}.get(kind, kind)
         kwargs.setdefault("metavar", _METAVARS.get(kind))
     return kwargs
 
@@ -169,7 +169,7 @@ def toml_value(path: Path, key: str, action: argparse.Action, value: Any) -> Any
     if expected is not None:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise ValueError(f"{path}: {key} = {shown}: {expected}")
-    if action.type is Path:
+    if action.type is path:
         return [Path(v) for v in value] if isinstance(value, list) else Path(value)
     return value
 
@@ -181,7 +181,7 @@ def _expected(action: argparse.Action, value: Any) -> str | None:
     if action.choices is not None:
         choices = list(action.choices)
         return None if value in choices else "expected one of " + ", ".join(map(repr, choices))
-    if action.type is Path:
+    if action.type is path:
         many = isinstance(action, argparse._AppendAction) and isinstance(value, list)
         paths = value if many else [value]
         if all(isinstance(v, str) and v for v in paths):
@@ -218,6 +218,14 @@ def not_a_file(path: Path) -> str | None:
     if path.is_dir():
         return "a directory, not a file"
     return "not a regular file" if path.exists() else "no such file"
+
+
+def path(text: str) -> Path:
+    """An argparse type: a path, not an empty string (``Path("")`` is ``.``, the working
+    directory, which a file flag would then call a directory)."""
+    if not text:
+        raise argparse.ArgumentTypeError("give a path, not an empty string")
+    return Path(text)
 
 
 def finite(text: str) -> float:

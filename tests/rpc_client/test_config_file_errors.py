@@ -102,3 +102,15 @@ def test_a_tls_file_that_is_a_directory_says_so(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert f"{prog}: error: --tls-cert {tmp_path}: a directory, not a file" in err
+
+
+@pytest.mark.parametrize(("parse", "prog"), [(noded_config, "ganeti-noded"),
+                                             (masterd_config, "ganeti-masterd")])  # fmt: skip
+def test_an_empty_path_flag_is_refused_as_empty(
+    parse: Callable[[list[str]], Any], prog: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse(["--tls-key", ""])  # it said `--tls-key .: no such file`
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{prog}: error: argument --tls-key: give a path, not an empty string" in err
