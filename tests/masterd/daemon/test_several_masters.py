@@ -76,9 +76,12 @@ async def test_a_job_by_labels_on_one_reaches_a_node_just_registered_through_the
     body = {"fn_name": "echo", "fn_args": {"value": 1}, "labels": ["fresh"], "timeout": 1}
     submitted = await second.ok("SubmitJob", body)
     job = await second.ok("WaitForJob", {"job_id": submitted["job_id"], "timeout": 0})
-    assert job["counts"]["pending"] + job["counts"]["running"] + sum(
-        job["counts"][o] for o in ("ok", "failed", "timed_out", "unreachable", "skipped")
-    ) == 1, job
+    assert (
+        job["counts"]["pending"]
+        + job["counts"]["running"]
+        + sum(job["counts"][o] for o in ("ok", "failed", "timed_out", "unreachable", "skipped"))
+        == 1
+    ), job
 
 
 async def test_registers_masters_names_both(masters: tuple[Masterd, Masterd]) -> None:
