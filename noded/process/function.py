@@ -205,11 +205,16 @@ class FunctionProcess:
         self.kill_group()
 
     def kill_group(self) -> None:
-        """SIGKILL to the whole process group, now."""
+        """SIGKILL to the whole process group, now, and to the leader by its pidfd: a
+        child just forked by the fork server may not lead its group yet (its ``setsid``
+        comes after the fork server names it), and ``killpg`` would then find no group."""
         self._killing_group = True
         if not self.reaped.done():
             self.sigkilled = True
         self._signal_group(signal.SIGKILL)
+        if self._pidfd is not None and not self.reaped.done():
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
     def _signal_group(self, sig: int) -> None:
         # Safe only while the leader is unreaped: until then its pid (= the group id, and
