@@ -59,20 +59,16 @@ def check_one_line(prog: str, lines: list[str], says: str) -> None:
     assert lines[1].startswith(f"{prog}: ") and "usage:" not in "\n".join(lines)
 
 
-@pytest.mark.parametrize(("argv", "says"), NODED_CASES)
-def test_ganeti_noded_start_errors_are_one_line(
-    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("daemon", "argv", "says"),
+    [("noded", *case) for case in NODED_CASES] + [("masterd", *case) for case in MASTERD_CASES],
+)
+def test_each_daemons_start_errors_are_one_line(
+    daemon: str, argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lines = refused(noded_cli.main, [*argv, "--state-dir", str(tmp_path)], capsys)
-    check_one_line("ganeti-noded", lines, says)
-
-
-@pytest.mark.parametrize(("argv", "says"), MASTERD_CASES)
-def test_ganeti_masterd_start_errors_are_one_line(
-    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    lines = refused(masterd_cli.main, [*argv, "--state-dir", str(tmp_path)], capsys)
-    check_one_line("ganeti-masterd", lines, says)
+    main = noded_cli.main if daemon == "noded" else masterd_cli.main
+    lines = refused(main, [*argv, "--state-dir", str(tmp_path)], capsys)
+    check_one_line(f"ganeti-{daemon}", lines, says)
 
 
 def test_the_refusal_to_listen_without_tls_hints_at_the_way_out(

@@ -48,22 +48,17 @@ def refused(
     return lines[0]
 
 
-@pytest.mark.parametrize(("setting", "said"), NODED_WRONG)
-def test_noded_names_the_file_the_key_and_what_it_expected(
-    setting: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("daemon", "setting", "said"),
+    [("noded", *case) for case in NODED_WRONG] + [("masterd", *case) for case in MASTERD_WRONG],
+)
+def test_each_daemon_names_the_file_the_key_and_what_it_expected(
+    daemon: str, setting: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = tmp_path / "noded.toml"
+    config = tmp_path / f"{daemon}.toml"
     config.write_text(setting + "\n")
-    assert f"ganeti-noded: error: {config}: {said}" in refused(noded_config, config, capsys)
-
-
-@pytest.mark.parametrize(("setting", "said"), MASTERD_WRONG)
-def test_masterd_names_the_file_the_key_and_what_it_expected(
-    setting: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = tmp_path / "masterd.toml"
-    config.write_text(setting + "\n")
-    assert f"ganeti-masterd: error: {config}: {said}" in refused(masterd_config, config, capsys)
+    main = noded_config if daemon == "noded" else masterd_config
+    assert f"ganeti-{daemon}: error: {config}: {said}" in refused(main, config, capsys)
 
 
 def test_the_right_kinds_are_still_taken(tmp_path: Path) -> None:
