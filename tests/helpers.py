@@ -8,13 +8,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 import psutil
+import pytest
 
 from masterd.local import LocalNode
 from rpc_client.client import NodeClient
@@ -248,3 +249,21 @@ def classify_raw_answer(answer: bytes) -> str:
         kind = orjson.loads(payload)["error"]["type"]
         return f"503 {kind}" + (" with Retry-After" if "retry-after" in headers else "")
     return status
+
+
+@contextlib.contextmanager
+def named_test_nodes(
+    tmp_path_factory: pytest.TempPathFactory, envs: dict[str, dict[str, str]]
+) -> Iterator[dict[str, LocalNode]]:
+    """A real ganeti-noded (tests.functions) for each name, with its extra environment
+    (``TEST_DELAY_S``, ``TEST_FAIL``...); stopped on leaving (for module fixtures)."""
+    started = {}
+    try:
+        for name, env in envs.items():
+            workdir = tmp_path_factory.mktemp(name)
+            full_env = node_env({"TEST_NAME": name, **env})
+            started[name] = asyncio.run(LocalNode.start(node_args(), env=full_env, workdir=workdir))
+        yield started
+    finally:
+        for daemon in started.values():
+            asyncio.run(daemon.stop())

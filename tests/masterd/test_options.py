@@ -25,7 +25,7 @@ from masterd.local import LocalNode
 from masterd.master_client import MasterClient
 from masterd.node import Node
 from rpc_client.errors import FunctionFailed, Skipped
-from tests.helpers import NodeFactory, node_args, node_env
+from tests.helpers import NodeFactory, named_test_nodes
 from tests.masterd.daemon.running import run_masterd
 from tests.masterd.jobs.fleet import register
 
@@ -35,14 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LocalNode]]:
     """``good`` answers at once, ``bad`` fails at once."""
-    started = {}
-    for name, env in (("good", {}), ("bad", {"TEST_FAIL": "1"})):
-        workdir = tmp_path_factory.mktemp(name)
-        env = node_env({"TEST_NAME": name, **env})
-        started[name] = asyncio.run(LocalNode.start(node_args(), env=env, workdir=workdir))
-    yield started
-    for daemon in started.values():
-        asyncio.run(daemon.stop())
+    with named_test_nodes(tmp_path_factory, {"good": {}, "bad": {"TEST_FAIL": "1"}}) as started:
+        yield started
 
 
 def nodes_of(daemons: dict[str, LocalNode], *pairs: tuple[str, str]) -> list[Node]:

@@ -19,24 +19,16 @@ from masterd.local import LocalNode
 from masterd.node import Node
 from masterd.options import Rollout
 from rpc_client.errors import FunctionFailed, Skipped
-from tests.helpers import eventually, node_args, node_env, run_node
+from tests.helpers import eventually, named_test_nodes, run_node
 
 
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LocalNode]]:
     """``good`` answers after 0.2 s, ``slow`` after 2 s, ``bad`` fails at once."""
-    started = {}
-    for name, env in (
-        ("good", {"TEST_DELAY_S": "0.2"}),
-        ("slow", {"TEST_DELAY_S": "2"}),
-        ("bad", {"TEST_FAIL": "1"}),
-    ):
-        workdir = tmp_path_factory.mktemp(name)
-        env = node_env({"TEST_NAME": name, **env})
-        started[name] = asyncio.run(LocalNode.start(node_args(), env=env, workdir=workdir))
-    yield started
-    for daemon in started.values():
-        asyncio.run(daemon.stop())
+    envs = {"good": {"TEST_DELAY_S": "0.2"}, "slow": {"TEST_DELAY_S": "2"},
+            "bad": {"TEST_FAIL": "1"}}  # fmt: skip
+    with named_test_nodes(tmp_path_factory, envs) as started:
+        yield started
 
 
 @contextlib.asynccontextmanager
