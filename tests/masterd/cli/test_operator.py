@@ -186,16 +186,7 @@ async def test_ctrl_c_on_wait_follow_detaches_and_leaves_the_call_running(
     async with shared_node.client() as client:
         fnc_id = (await client.start_function("sleep", {"seconds": 60}, timeout=0)).fnc_id
     args = ["--node", shared_node.address, "wait", fnc_id, "--follow"]
-    proc = await asyncio.create_subprocess_exec(
-        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        await eventually(lambda: _connected(proc.pid, shared_node.port), 30)
-        proc.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+    proc, err = await _interrupted_once_connected(args, shared_node)
     said = err.decode()
     assert proc.returncode == 130, said
     assert f"abort {fnc_id} stops it" in said and "aborted" not in said
@@ -212,16 +203,7 @@ async def test_ctrl_c_during_a_plain_wait_stops_waiting_and_says_the_call_runs_o
     async with shared_node.client() as client:
         fnc_id = (await client.start_function("sleep", {"seconds": 60}, timeout=0)).fnc_id
     args = ["--node", shared_node.address, "wait", fnc_id, "--timeout", "60"]
-    proc = await asyncio.create_subprocess_exec(
-        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:  # its WaitForFunction is on its way: a connection to the node is open
-        await eventually(lambda: _connected(proc.pid, shared_node.port), 30)
-        proc.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+    proc, err = await _interrupted_once_connected(args, shared_node)
     assert proc.returncode == 130
     assert one_line(err.decode()) == (
         f"rpc-cli: stopped waiting; {fnc_id} runs on "
@@ -230,6 +212,24 @@ async def test_ctrl_c_during_a_plain_wait_stops_waiting_and_says_the_call_runs_o
     async with shared_node.client() as client:
         assert not (await client.wait_for_function(fnc_id, timeout=0)).finished
         await client.abort_function(fnc_id)
+
+
+async def _interrupted_once_connected(
+    args: list[str], node: LocalNode
+) -> tuple[asyncio.subprocess.Process, bytes]:
+    """rpc-cli ARGS, sent SIGINT once its request is on its way (a connection to the node
+    is open); the ended process and its stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *RPC_CLI, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await eventually(lambda: _connected(proc.pid, node.port), 30)
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    return proc, err
 
 
 def _connected(pid: int, port: int) -> bool:
