@@ -95,4 +95,7 @@ async def test_the_blocking_client_submits_follows_and_aborts(
                 outcomes = [item.outcome for item in client.follow_job(job.job_id)]
                 return client.wait_job(job.job_id).state, outcomes
 
-        assert await asyncio.to_thread(operator) == ("aborted", ["failed"])
+        # the abort comes right after the submit: the node's start was either sent (its
+        # call aborted: failed) or not yet (skipped, never started); never ok
+        state, outcomes = await asyncio.to_thread(operator)
+        assert state == "aborted" and outcomes in (["failed"], ["skipped"]), outcomes
